@@ -1,0 +1,112 @@
+"""The process that runs one call of a student function.
+
+Started by ``grader.student`` as ``python mpgrade_child.py REQUEST_FILE`` in a new session with
+the boot directory on PYTHONPATH. It imports the student's module, calls the function, and
+writes exactly one JSON line to the result descriptor: the value (plain data) or what went
+wrong. Then it waits to be killed, so the grader can look at the process tree the call left
+behind (zombies, leftover workers) before tearing it all down.
+
+Standalone on purpose: it must not import ``grader`` (the student side sees only this folder).
+"""
+
+import json
+import os
+import sys
+import time
+import traceback
+
+MAX_TRACEBACK = 8_000
+
+
+def _student_traceback(exc: BaseException, root: str) -> str:
+    """The traceback limited to frames in the student's files (plus the innermost frame)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    keep = [f for f in frames if os.path.abspath(f.filename).startswith(root + os.sep)]
+    if frames and (not keep or keep[-1] is not frames[-1]):
+        keep.append(frames[-1])
+    lines = ["Traceback (most recent call last):\n"]
+    lines += traceback.format_list(keep)
+    lines += traceback.format_exception_only(type(exc), exc)
+    text = "".join(lines)
+    if len(text) > MAX_TRACEBACK:
+        text = text[: MAX_TRACEBACK // 2] + "\n[...]\n" + text[-MAX_TRACEBACK // 2 :]
+    return text
+
+
+def _failure(phase: str, exc: BaseException, root: str) -> dict:
+    try:
+        message = str(exc)
+    except Exception:
+        message = "<str() of the exception failed>"
+    return {
+        "ok": False,
+        "phase": phase,
+        "type": type(exc).__name__,
+        "builtin": type(exc).__module__ == "builtins",
+        "message": message[:2000],
+        "traceback": _student_traceback(exc, root),
+    }
+
+
+def main() -> None:
+    with open(sys.argv[1]) as f:
+        request = json.load(f)
+    result_fd = int(request["result_fd"])
+    root = os.path.abspath(request["path"])
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import mpgrade_plain  # noqa: E402 - from the boot folder, after sys.path is set
+
+    def send(obj: dict) -> None:
+        data = (json.dumps(obj, separators=(",", ":")) + "\n").encode()
+        view = memoryview(data)
+        while view:
+            n = os.write(result_fd, view[:1 << 20])
+            view = view[n:]
+        os.close(result_fd)
+
+    import multiprocessing
+
+    if request.get("start_method"):
+        multiprocessing.set_start_method(request["start_method"], force=True)
+    sys.path.insert(0, root)
+    os.chdir(request.get("cwd") or root)
+
+    try:
+        import importlib
+
+        module = importlib.import_module(request["module"])
+    except BaseException as exc:  # noqa: BLE001 - SystemExit at import time is a student error too
+        send(_failure("import", exc, root))
+        return
+    func = getattr(module, request["function"], None)
+    if not callable(func):
+        send({"ok": False, "phase": "lookup", "type": "AttributeError", "builtin": True,
+              "message": f"{request['module']}.py has no function {request['function']}()",
+              "traceback": ""})
+        return
+    try:
+        args = mpgrade_plain.decode(request["args"])
+        kwargs = mpgrade_plain.decode(request["kwargs"])
+        started = time.perf_counter()
+        value = func(*args, **kwargs)
+        elapsed = time.perf_counter() - started
+    except BaseException as exc:  # noqa: BLE001 - sys.exit() inside the function is reported too
+        send(_failure("call", exc, root))
+        return
+    try:
+        encoded = mpgrade_plain.encode(value)
+    except mpgrade_plain.NotPlainData as exc:
+        send(_failure("return", exc, root))
+        return
+    send({"ok": True, "value": encoded, "elapsed": elapsed})
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    # Stay alive until the grader has looked at the process tree and kills the session.
+    while True:
+        time.sleep(3600)

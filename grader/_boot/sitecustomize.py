@@ -1,0 +1,64 @@
+"""Loaded by every Python process of a student call (the boot directory is on PYTHONPATH).
+
+It does two things the grader cannot do from outside:
+- registers a faulthandler on SIGUSR1 writing to a per-process file, so that when a call hangs
+  the grader can ask every process where it is blocked;
+- appends "pid ppid role" to a log when a process starts (spawn/forkserver start a new
+  interpreter, fork goes through ``os.register_at_fork``), so short-lived workers that outside
+  polling might miss are still counted.
+
+Both are advisory: student code can tamper with them, and tests never rely on them alone.
+"""
+
+import os
+import sys
+
+
+def _role() -> str:
+    argv = " ".join(getattr(sys, "orig_argv", sys.argv))
+    if "mpgrade_child" in argv:
+        return "caller"
+    if "resource_tracker" in argv:
+        return "helper"
+    if "forkserver" in argv:
+        return "helper"
+    return "worker"
+
+
+def _install(role: str) -> None:
+    dump_dir = os.environ.get("MPGRADE_DUMP_DIR")
+    pid_log = os.environ.get("MPGRADE_PID_LOG")
+    pid = os.getpid()
+    if dump_dir:
+        try:
+            import faulthandler
+            import signal
+
+            f = open(os.path.join(dump_dir, f"{pid}.txt"), "w")  # noqa: SIM115 - kept open on purpose
+            faulthandler.register(signal.SIGUSR1, file=f, all_threads=True, chain=False)
+            globals()["_dump_file"] = f
+        except Exception:
+            pass
+    if pid_log:
+        try:
+            with open(pid_log, "a") as f:
+                f.write(f"{pid} {os.getppid()} {role}\n")
+        except Exception:
+            pass
+
+
+def _after_fork() -> None:
+    old = globals().get("_dump_file")
+    if old is not None:
+        try:
+            old.close()
+        except Exception:
+            pass
+    # Helpers (fork server, resource tracker) are started by exec, never by fork, so every
+    # forked process is a worker, including those the fork server forks.
+    _install("worker")
+
+
+if os.environ.get("MPGRADE_DUMP_DIR") or os.environ.get("MPGRADE_PID_LOG"):
+    _install(_role())
+    os.register_at_fork(after_in_child=_after_fork)

@@ -1,0 +1,218 @@
+"""The mpgrade pytest plugin (entry point ``pytest11: mpgrade``).
+
+Gives tests the ``student`` fixture, the ``points`` / ``visibility`` / ``hint`` markers, and
+records for every test what the result document needs (points, visibility, exercise, outcome,
+message, hint, telemetry) in ``user_properties``, where pytest-json-report picks it up. The
+plugin never decides a score; ``grader.results`` does, from the report.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from grader import assignment as assignment_mod
+from grader.student import START_METHODS, StudentFailure, StudentRunner
+
+VISIBILITIES = ("visible", "hidden", "after_due_date")
+MAX_MESSAGE = 4000
+MAX_OUTPUT = 4000
+_runner_key = pytest.StashKey[StudentRunner]()
+_outcome_key = pytest.StashKey[dict]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("mpgrade", "mpgrade: grading student code")
+    group.addoption("--mpgrade-submission", metavar="DIR", default=None,
+                    help="folder holding the student's modules (default: each test file's folder)")
+    group.addoption("--mpgrade-start-method", choices=START_METHODS, default=None,
+                    help="start method for student calls (default: the assignment's)")
+    group.addoption("--mpgrade-student-user", metavar="USER", default=None,
+                    help="run student code as this user (name or uid[:gid]); needs root")
+    group.addoption("--mpgrade-scratch", metavar="DIR", default=None,
+                    help="where per-call scratch folders go (default: the system temp folder)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "points(n): points this test is worth (default 1)")
+    config.addinivalue_line("markers", "visibility(v): visible, hidden or after_due_date")
+    config.addinivalue_line("markers", "hint(text): what a student should check when this test fails")
+
+
+def _student_user(spec: str | None) -> tuple[int, int] | None:
+    if not spec:
+        return None
+    name, _, group = spec.partition(":")
+    if name.isdigit():
+        uid = int(name)
+        gid = int(group) if group.isdigit() else uid
+    else:
+        entry = pwd.getpwnam(name)
+        uid, gid = entry.pw_uid, entry.pw_gid
+    return uid, gid
+
+
+def _assignment_for(path: Path) -> assignment_mod.Assignment | None:
+    root = assignment_mod.find_root(path.parent)
+    if root is None:
+        return None
+    try:
+        return assignment_mod.load(root)
+    except assignment_mod.AssignmentError:
+        return None
+
+
+_assignments: dict[Path, assignment_mod.Assignment | None] = {}
+
+
+def _cached_assignment(path: Path) -> assignment_mod.Assignment | None:
+    folder = path.parent
+    if folder not in _assignments:
+        _assignments[folder] = _assignment_for(path)
+    return _assignments[folder]
+
+
+@pytest.fixture
+def student(request: pytest.FixtureRequest) -> StudentRunner:
+    """Calls the student's functions in separate, watched, time-limited process trees."""
+    config = request.config
+    test_file = Path(str(request.node.path))
+    assignment = _cached_assignment(test_file)
+    limits = assignment.limits if assignment else assignment_mod.Limits()
+    folder = config.getoption("--mpgrade-submission") or os.environ.get("MPGRADE_SUBMISSION")
+    runner = StudentRunner(
+        path=Path(folder).resolve() if folder else test_file.parent,
+        start_method=config.getoption("--mpgrade-start-method")
+        or os.environ.get("MPGRADE_START_METHOD")
+        or (assignment.start_method if assignment else None),
+        call_timeout=limits.call_timeout,
+        output_limit=limits.output_limit,
+        user=_student_user(config.getoption("--mpgrade-student-user")),
+        scratch=Path(config.getoption("--mpgrade-scratch")) if config.getoption("--mpgrade-scratch") else None,
+    )
+    request.node.stash[_runner_key] = runner
+    return runner
+
+
+# --- per-test metadata ---------------------------------------------------------------------------
+
+
+def _marker_arg(item: pytest.Item, name: str, default: Any) -> Any:
+    marker = item.get_closest_marker(name)
+    if marker is None or not marker.args:
+        return default
+    return marker.args[0]
+
+
+def test_metadata(item: pytest.Item) -> dict[str, Any]:
+    """Points, visibility, exercise, name and hint of a test, from markers and its location."""
+    path = Path(str(item.path))
+    points = _marker_arg(item, "points", 1)
+    if not isinstance(points, int | float) or isinstance(points, bool) or points < 0:
+        raise pytest.UsageError(f"{item.nodeid}: points must be a number >= 0")
+    visibility = _marker_arg(item, "visibility", "visible")
+    if visibility not in VISIBILITIES:
+        raise pytest.UsageError(f"{item.nodeid}: visibility must be one of {VISIBILITIES}")
+    doc = getattr(getattr(item, "function", None), "__doc__", None) or ""
+    name = doc.strip().splitlines()[0].strip() if doc.strip() else item.name
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None and doc.strip():
+        name = f"{name} [{callspec.id}]"
+    assignment = _cached_assignment(path)
+    exercise = path.parent.name
+    if assignment is not None and exercise not in {e.id for e in assignment.exercises}:
+        exercise = None
+    return {
+        "points": float(points),
+        "visibility": visibility,
+        "exercise": exercise,
+        "name": name,
+        "hint": _marker_arg(item, "hint", None),
+        "file": path.name,
+        "function": getattr(getattr(item, "function", None), "__name__", item.name),
+    }
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        item.stash[_outcome_key] = {"meta": test_metadata(item)}
+
+
+def _clean_message(exc: BaseException) -> str:
+    """The part of a failure a student may see: the message, never the test's source."""
+    text = str(exc)
+    if isinstance(exc, AssertionError):
+        # pytest's assertion rewriting appends the failing expression: test source, hidden.
+        text = text.split("\nassert ", 1)[0]
+        if text.startswith("assert "):
+            text = "an expectation of the test was not met"
+    if len(text) > MAX_MESSAGE:
+        text = text[:MAX_MESSAGE] + " [...]"
+    return text.strip() or type(exc).__name__
+
+
+def _classify(excinfo: pytest.ExceptionInfo[BaseException]) -> tuple[str, str, str | None]:
+    """(outcome, message, hint) for a failure."""
+    exc = excinfo.value
+    hint = getattr(exc, "hint", None)
+    if isinstance(exc, StudentFailure):
+        return exc.outcome, _clean_message(exc), hint
+    if isinstance(exc, AssertionError):
+        return "failed", _clean_message(exc), hint
+    text = str(exc)
+    if excinfo.typename == "Failed" and "Timeout" in text:
+        return "timeout", "the test ran past its time limit and was stopped", hint
+    if isinstance(exc, pytest.skip.Exception):
+        return "skipped", text, hint
+    return "error", f"{excinfo.typename}: {_clean_message(exc)}", hint
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    data = item.stash.get(_outcome_key, None)
+    if data is None:
+        data = item.stash[_outcome_key] = {"meta": test_metadata(item)}
+    if call.when == "teardown":
+        item.user_properties.append(("mpgrade", _finish(item, data)))
+    outcome = yield
+    report = outcome.get_result()
+    if call.when in ("setup", "call") and report.failed and "outcome" not in data and call.excinfo:
+        data["outcome"], data["message"], data["hint_now"] = _classify(call.excinfo)
+        if call.when == "setup" and data["outcome"] == "failed":
+            data["outcome"] = "error"
+    elif call.when == "call" and report.passed:
+        data.setdefault("outcome", "passed")
+    elif report.skipped and "outcome" not in data:
+        data["outcome"], data["message"] = "skipped", str(getattr(call.excinfo, "value", ""))
+
+
+def _finish(item: pytest.Item, data: dict[str, Any]) -> dict[str, Any]:
+    meta = data["meta"]
+    runner = item.stash.get(_runner_key, None)
+    records = runner.records if runner else []
+    telemetry = None
+    output = ""
+    if records:
+        telemetry = {
+            "calls": len(records),
+            "processes": sum(len(r.workers) for r in records),
+            "peak_processes": max(r.peak_processes for r in records),
+            "cpu_time": round(sum(r.cpu_time for r in records), 4),
+            "wall_time": round(sum(r.duration for r in records), 4),
+            "peak_rss": max(r.peak_rss for r in records),
+        }
+        last = records[-1]
+        output = (last.stdout + last.stderr)[-MAX_OUTPUT:]
+    outcome = data.get("outcome", "error")
+    return {
+        **meta,
+        "outcome": outcome,
+        "message": data.get("message", "") if outcome != "passed" else "",
+        "hint": (data.get("hint_now") or meta["hint"]) if outcome != "passed" else None,
+        "output": output if outcome != "passed" else "",
+        "telemetry": telemetry,
+    }

@@ -1,0 +1,604 @@
+"""The student-call boundary: run one call of a student function in its own process tree.
+
+Student code never runs in the grader's process. Each call starts a fresh interpreter
+(``_boot/mpgrade_child.py``) in a new session, optionally as another user, passes the
+arguments as plain-data JSON, and reads back one JSON line. While the call runs, the process
+tree is watched from outside, so tests can check that real worker processes ran, how many at
+once, and that none was left behind. Whatever happens, every process of the session is killed
+and reaped before the call returns: a hang costs one call, never the grader.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from grader._boot import mpgrade_plain as plain
+
+BOOT_DIR = Path(__file__).resolve().parent / "_boot"
+CHILD_SCRIPT = BOOT_DIR / "mpgrade_child.py"
+KEEP_OUTPUT = 16_384  # bytes of each stream kept for feedback
+MAX_RESULT = 32 * 1024 * 1024
+START_METHODS = ("fork", "spawn", "forkserver")
+
+
+# --- what a test sees when the call went wrong -------------------------------------------------
+
+
+class StudentFailure(Exception):
+    """Base of every way a student call can fail; ``outcome`` names it for the result document."""
+
+    outcome = "failed"
+
+    def __init__(self, message: str, record: CallRecord | None = None) -> None:
+        super().__init__(message)
+        self.record = record
+
+
+class StudentError(StudentFailure):
+    """The student's function raised; subclasses also derive from the builtin of the same name."""
+
+    student_type = "Exception"
+    traceback = ""
+
+
+class StudentImportError(StudentFailure):
+    outcome = "error"
+
+
+class NotImplementedByStudent(StudentError, NotImplementedError):
+    outcome = "not_implemented"
+    student_type = "NotImplementedError"
+
+
+class CallTimeout(StudentFailure):
+    outcome = "timeout"
+
+
+class OutputLimit(StudentFailure):
+    outcome = "output_limit"
+
+
+class CallCrashed(StudentFailure):
+    """The calling process died (a signal, ``os._exit``) before it returned a value."""
+
+    outcome = "crashed"
+
+
+class BoundaryError(StudentFailure):
+    """The value could not cross the boundary (not plain data, too large, malformed)."""
+
+    outcome = "failed"
+
+
+_error_classes: dict[str, type[StudentError]] = {"NotImplementedError": NotImplementedByStudent}
+
+
+def _error_class(type_name: str, is_builtin: bool) -> type[StudentError]:
+    """A StudentError subclass that is also the builtin exception named by the child.
+
+    Only names of builtin exception classes are honoured; nothing of the child's is imported
+    or instantiated here, the child only sends a name and strings.
+    """
+    base = getattr(builtins, type_name, None) if is_builtin else None
+    if not (isinstance(base, type) and issubclass(base, Exception)) or base in (
+        StopIteration,
+        StopAsyncIteration,
+    ):
+        base = None
+    key = type_name if base else "Exception"
+    cls = _error_classes.get(key)
+    if cls is None:
+        bases = (StudentError, base) if base else (StudentError,)
+        cls = type(f"Student{key}", bases, {"student_type": key})
+        _error_classes[key] = cls
+    return cls
+
+
+# --- what the grader saw of a call ----------------------------------------------------------
+
+
+@dataclass
+class CallRecord:
+    """What one call did, observed from outside the student's processes."""
+
+    module: str
+    function: str
+    start_method: str
+    value: Any = None
+    ok: bool = False
+    duration: float = 0.0
+    pid: int = 0
+    workers: set[int] = field(default_factory=set)
+    helpers: set[int] = field(default_factory=set)
+    peak_processes: int = 0
+    leftover: list[int] = field(default_factory=list)
+    zombies: list[int] = field(default_factory=list)
+    stdout: str = ""
+    stderr: str = ""
+    output_bytes: int = 0
+    cpu_time: float = 0.0
+    peak_rss: int = 0
+    exit_status: int | None = None
+
+    def telemetry(self) -> dict[str, Any]:
+        return {
+            "processes": len(self.workers),
+            "peak_processes": self.peak_processes,
+            "cpu_time": round(self.cpu_time, 4),
+            "wall_time": round(self.duration, 4),
+            "peak_rss": self.peak_rss,
+        }
+
+
+# --- reading /proc -------------------------------------------------------------------------
+
+
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                out.extend(int(x) for x in f.read().split())
+        except (OSError, ValueError):
+            pass
+    return out
+
+
+def _stat(pid: int) -> tuple[str, float, int, int] | None:
+    """(state, cpu seconds, rss bytes, session id) of a process, or None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read().decode(errors="replace")
+    except OSError:
+        return None
+    fields = data[data.rfind(")") + 2 :].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return (
+        fields[0],
+        (int(fields[11]) + int(fields[12])) / tick,
+        int(fields[21]) * os.sysconf("SC_PAGE_SIZE"),
+        int(fields[3]),
+    )
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _is_helper(cmdline: str) -> bool:
+    return "resource_tracker" in cmdline or "forkserver" in cmdline
+
+
+def _session_members(sid: int) -> list[int]:
+    members = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            st = _stat(int(name))
+            if st is not None and st[3] == sid and st[0] not in ("Z", "X"):
+                members.append(int(name))
+    return members
+
+
+def kill_session(sid: int, also: set[int] = frozenset(), rounds: int = 50) -> None:
+    """Kill every process of a session (and stragglers that left it) until none is left."""
+    for _ in range(rounds):
+        targets = set(_session_members(sid)) | {p for p in also if _alive(p)}
+        if not targets:
+            return
+        try:
+            os.killpg(sid, signal.SIGKILL)
+        except OSError:
+            pass
+        for pid in targets:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        time.sleep(0.005)
+
+
+def _alive(pid: int) -> bool:
+    st = _stat(pid)
+    return st is not None and st[0] not in ("Z", "X")
+
+
+# --- stack dumps ------------------------------------------------------------------------------
+
+_FRAME = re.compile(r'File "(?P<file>[^"]+)", line (?P<line>\d+) in (?P<func>\S+)')
+
+
+def summarize_dump(text: str, student_root: str) -> str:
+    """One line per process: the innermost frame of the student's own code and where it waits."""
+    frames = []
+    for line in text.splitlines():
+        if line.startswith("Thread ") and frames:
+            break  # only the main thread (dumped first as the current thread)
+        m = _FRAME.search(line)
+        if m:
+            frames.append(m)
+    if not frames:
+        return "no stack available"
+    inner = frames[0]
+    own = next((f for f in frames if f["file"].startswith(student_root + os.sep)), None)
+    where = f"{Path(inner['file']).name}:{inner['line']} in {inner['func']}()"
+    if own is None:
+        return f"waiting in {where}"
+    mine = f"{Path(own['file']).name}:{own['line']} in {own['func']}()"
+    return mine if own is inner else f"{mine}, waiting in {where}"
+
+
+# --- the runner ---------------------------------------------------------------------------------
+
+
+@dataclass
+class StudentRunner:
+    """Runs calls of the student's functions; one per test (the ``student`` fixture)."""
+
+    path: Path
+    start_method: str | None = None
+    call_timeout: float = 10.0
+    output_limit: int = 8 * 1024 * 1024
+    python: str = sys.executable
+    user: tuple[int, int] | None = None  # (uid, gid) to run student code as, when root
+    scratch: Path | None = None
+    records: list[CallRecord] = field(default_factory=list)
+
+    @property
+    def last(self) -> CallRecord:
+        if not self.records:
+            raise LookupError("no student call has been made yet")
+        return self.records[-1]
+
+    def module(self, name: str, *, start_method: str | None = None, timeout: float | None = None) -> ModuleProxy:
+        if start_method is not None and start_method not in START_METHODS:
+            raise ValueError(f"unknown start method {start_method!r}")
+        return ModuleProxy(self, name, start_method, timeout)
+
+    def call(
+        self,
+        module: str,
+        function: str,
+        args: tuple = (),
+        kwargs: dict | None = None,
+        *,
+        start_method: str | None = None,
+        timeout: float | None = None,
+    ) -> CallRecord:
+        """Run ``module.function(*args, **kwargs)`` in a fresh process tree and return the record.
+
+        Raises a StudentFailure subclass when the call did not return a value; the record is
+        appended either way so tests and telemetry can see it.
+        """
+        method = start_method or self.start_method or "fork"
+        record = CallRecord(module=module, function=function, start_method=method)
+        self.records.append(record)
+        error = _CallExecution(self, record, args, kwargs or {}, timeout or self.call_timeout).run()
+        if error is not None:
+            raise error
+        return record
+
+
+class ModuleProxy:
+    def __init__(self, runner: StudentRunner, name: str, start_method: str | None, timeout: float | None):
+        self._runner, self._name = runner, name
+        self._start_method, self._timeout = start_method, timeout
+
+    def __getattr__(self, function: str) -> Callable[..., Any]:
+        if function.startswith("_"):
+            raise AttributeError(function)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return self._runner.call(
+                self._name, function, args, kwargs,
+                start_method=self._start_method, timeout=self._timeout,
+            ).value
+
+        call.__name__ = function
+        return call
+
+    def __repr__(self) -> str:
+        return f"<student module {self._name}>"
+
+
+class _CallExecution:
+    """One call, from start to the last reaped process. Kept apart so the steps read in order."""
+
+    def __init__(self, runner: StudentRunner, record: CallRecord, args: tuple, kwargs: dict, timeout: float):
+        self.runner, self.record, self.timeout = runner, record, timeout
+        self.args, self.kwargs = args, kwargs
+        self.root = str(Path(runner.path).resolve())
+        self.out = bytearray()
+        self.err = bytearray()
+        self.output_total = 0
+        self.result = bytearray()
+        self.result_done = threading.Event()
+        self.seen: dict[int, tuple[float, int]] = {}
+
+    def run(self) -> StudentFailure | None:
+        tmp = Path(tempfile.mkdtemp(prefix="mpgrade-call-", dir=self.runner.scratch))
+        try:
+            return self._run(tmp)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def _run(self, tmp: Path) -> StudentFailure | None:
+        record = self.record
+        dumps, pid_log, request_path = tmp / "dumps", tmp / "pids.log", tmp / "request.json"
+        dumps.mkdir()
+        pid_log.touch()
+        r, w = os.pipe()
+        try:
+            request = {
+                "module": record.module, "function": record.function,
+                "args": plain.encode(tuple(self.args))["v"], "kwargs": plain.encode(dict(self.kwargs)),
+                "start_method": record.start_method, "path": self.root, "cwd": str(tmp / "home"),
+                "result_fd": w,
+            }
+        except plain.NotPlainData as exc:
+            os.close(r)
+            os.close(w)
+            raise TypeError(f"test bug: arguments must be plain data ({exc})") from None
+        (tmp / "home").mkdir()
+        request_path.write_text(json.dumps(request))
+        if self.runner.user is not None:
+            uid, gid = self.runner.user
+            for p in (tmp, dumps, pid_log, request_path, tmp / "home"):
+                os.chown(p, uid, gid)
+        env = {
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "PYTHONPATH": str(BOOT_DIR),
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONFAULTHANDLER": "1",
+            "PYTHONNOUSERSITE": "1",
+            "HOME": str(tmp / "home"),
+            "TMPDIR": str(tmp / "home"),
+            "LANG": "C.UTF-8",
+            "MPGRADE_DUMP_DIR": str(dumps),
+            "MPGRADE_PID_LOG": str(pid_log),
+        }
+        user_kw: dict[str, Any] = {}
+        if self.runner.user is not None:
+            user_kw = {"user": self.runner.user[0], "group": self.runner.user[1], "extra_groups": []}
+        started = time.monotonic()
+        try:
+            proc = subprocess.Popen(
+                [self.runner.python, "-s", "-B", str(CHILD_SCRIPT), str(request_path)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                pass_fds=(w,), start_new_session=True, env=env, cwd=str(tmp / "home"), **user_kw,
+            )
+        finally:
+            os.close(w)
+        record.pid = proc.pid
+        readers = [
+            threading.Thread(target=self._drain, args=(proc.stdout, self.out), daemon=True),
+            threading.Thread(target=self._drain, args=(proc.stderr, self.err), daemon=True),
+            threading.Thread(target=self._read_result, args=(r,), daemon=True),
+        ]
+        for t in readers:
+            t.start()
+        failure: StudentFailure | None = None
+        try:
+            outcome = self._watch(proc, started)
+            record.duration = time.monotonic() - started
+            self._snapshot(proc.pid)
+            if outcome == "timeout":
+                failure = CallTimeout(self._timeout_message(proc.pid, dumps), record)
+        finally:
+            kill_session(proc.pid, also=set(self.seen))
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+            record.exit_status = proc.returncode
+            for t in readers:
+                t.join(timeout=2)
+            os.close(r)
+        self._read_pid_log(pid_log)
+        record.stdout = self.out.decode(errors="replace")
+        record.stderr = self.err.decode(errors="replace")
+        record.output_bytes = self.output_total
+        record.cpu_time = sum(cpu for cpu, _ in self.seen.values())
+        if failure is not None:
+            return failure
+        if outcome == "output":
+            return OutputLimit(
+                f"{self._what()} printed more than {self.runner.output_limit // (1024 * 1024)} MiB "
+                "and was stopped", record)
+        return self._interpret(outcome)
+
+    # -- watching ----------------------------------------------------------------------------
+
+    def _watch(self, proc: subprocess.Popen, started: float) -> str:
+        """Poll the tree until the result arrives, the caller dies, time runs out or output floods."""
+        deadline = started + self.timeout
+        interval = 0.002
+        while True:
+            if self.result_done.wait(interval):
+                return "result"
+            self._observe(proc.pid)
+            if proc.poll() is not None:
+                self.result_done.wait(0.2)  # the last bytes may still be in the pipe
+                return "result" if self.result_done.is_set() else "exited"
+            if self.output_total > self.runner.output_limit:
+                return "output"
+            if time.monotonic() > deadline:
+                return "timeout"
+            interval = min(interval * 1.25, 0.02)
+
+    def _observe(self, caller: int) -> None:
+        stack, workers, rss = [caller], 0, 0
+        while stack:
+            pid = stack.pop()
+            st = _stat(pid)
+            if st is None:
+                continue
+            self.seen[pid] = (st[1], st[2])
+            if pid != caller:
+                if pid in self.record.helpers or pid in self.record.workers:
+                    pass
+                elif _is_helper(_cmdline(pid)) and self._parent_is(pid, caller):
+                    self.record.helpers.add(pid)
+                else:
+                    self.record.workers.add(pid)
+                if pid in self.record.workers and st[0] not in ("Z", "X"):
+                    workers += 1
+            rss += st[2]
+            stack.extend(_children(pid))
+        self.record.peak_processes = max(self.record.peak_processes, workers)
+        self.record.peak_rss = max(self.record.peak_rss, rss)
+
+    @staticmethod
+    def _parent_is(pid: int, parent: int) -> bool:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                data = f.read().decode(errors="replace")
+            return int(data[data.rfind(")") + 2 :].split()[1]) == parent
+        except (OSError, ValueError, IndexError):
+            return False
+
+    def _snapshot(self, caller: int) -> None:
+        """After the function returned: which workers are still running, which were never reaped."""
+        self._observe(caller)
+        stack, leftover, zombies = [caller], [], []
+        while stack:
+            pid = stack.pop()
+            st = _stat(pid)
+            if st is None:
+                continue
+            if pid in self.record.workers:
+                (zombies if st[0] == "Z" else leftover).append(pid)
+            stack.extend(_children(pid))
+        # Workers that escaped the tree (orphans re-parented to init) but stayed in the session.
+        for pid in _session_members(caller):
+            if pid not in leftover and pid != caller and pid in self.record.workers and _alive(pid):
+                leftover.append(pid)
+        self.record.leftover = sorted(leftover)
+        self.record.zombies = sorted(zombies)
+
+    def _read_pid_log(self, pid_log: Path) -> None:
+        try:
+            lines = pid_log.read_text(errors="replace").splitlines()[:10_000]
+        except OSError:
+            return
+        for line in lines:
+            parts = line.split()
+            if len(parts) == 3 and parts[0].isdigit():
+                pid = int(parts[0])
+                if parts[2] == "worker" and pid != self.record.pid and pid not in self.record.helpers:
+                    self.record.workers.add(pid)
+
+    # -- pipes -------------------------------------------------------------------------------------
+
+    def _drain(self, stream: Any, keep: bytearray) -> None:
+        while True:
+            chunk = stream.read1(65536) if hasattr(stream, "read1") else stream.read(65536)
+            if not chunk:
+                return
+            self.output_total += len(chunk)
+            room = KEEP_OUTPUT - len(keep)
+            if room > 0:
+                keep.extend(chunk[:room])
+
+    def _read_result(self, fd: int) -> None:
+        try:
+            while len(self.result) <= MAX_RESULT:
+                chunk = os.read(fd, 1 << 20)
+                if not chunk:
+                    return
+                self.result.extend(chunk)
+                if b"\n" in chunk:
+                    return
+        except OSError:
+            return
+        finally:
+            self.result_done.set()
+
+    # -- turning what happened into a value or an exception --------------------------------------
+
+    def _what(self) -> str:
+        return f"{self.record.module}.{self.record.function}()"
+
+    def _interpret(self, outcome: str) -> StudentFailure | None:
+        record = self.record
+        line = bytes(self.result).split(b"\n", 1)[0]
+        if not line:
+            status = record.exit_status
+            how = f"was killed by signal {-status}" if status and status < 0 else f"exited with status {status}"
+            return CallCrashed(f"the process running {self._what()} {how} before returning a value "
+                               "(os._exit(), a crash, or a signal)", record)
+        if len(line) > MAX_RESULT:
+            return BoundaryError(f"{self._what()} returned a value larger than {MAX_RESULT} bytes", record)
+        try:
+            msg = json.loads(line)
+            if not isinstance(msg, dict):
+                raise ValueError("not an object")
+            if msg.get("ok") is True:
+                record.value = plain.decode(msg.get("value"))
+                record.ok = True
+                return None
+        except (ValueError, RecursionError) as exc:
+            return BoundaryError(f"the result of {self._what()} was malformed ({exc})", record)
+        phase = str(msg.get("phase"))
+        type_name = str(msg.get("type", "Exception"))[:100]
+        message = str(msg.get("message", ""))[:2000]
+        tb = str(msg.get("traceback", ""))[:8000]
+        if phase == "import":
+            return StudentImportError(
+                f"could not import {record.module}.py: {type_name}: {message}\n{tb}".rstrip(), record)
+        if phase == "return":
+            return BoundaryError(f"{self._what()} returned something that is not plain data: {message}", record)
+        if phase == "lookup":
+            return StudentImportError(message, record)
+        cls = _error_class(type_name, bool(msg.get("builtin")))
+        if cls is NotImplementedByStudent:
+            text = f"{self._what()} is not implemented yet (it raises NotImplementedError)"
+        else:
+            text = f"{self._what()} raised {type_name}: {message}\n{tb}".rstrip()
+        err = cls(text, record)
+        err.traceback = tb
+        return err
+
+    def _timeout_message(self, caller: int, dumps: Path) -> str:
+        """Ask every process where it is (SIGUSR1 -> faulthandler), then say it in one block."""
+        pids = [p for p in [caller, *sorted(self.record.workers)] if _alive(p)]
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGUSR1)
+            except OSError:
+                pass
+        time.sleep(0.3)
+        lines = [f"{self._what()} did not return within {self.timeout:g} s "
+                 f"(start method {self.record.start_method}). Where each process was:"]
+        for pid in pids[:12]:
+            try:
+                text = (dumps / f"{pid}.txt").read_text(errors="replace")[:20_000]
+            except OSError:
+                text = ""
+            who = "caller" if pid == caller else "worker"
+            lines.append(f"  {who} {pid}: {summarize_dump(text, self.root)}")
+        if len(pids) > 12:
+            lines.append(f"  ... and {len(pids) - 12} more processes")
+        return "\n".join(lines)
