@@ -33,6 +33,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="start method for student calls (default: the assignment's)")
     group.addoption("--mpgrade-student-user", metavar="USER", default=None,
                     help="run student code as this user (name or uid[:gid]); needs root")
+    group.addoption("--mpgrade-cgroup", metavar="DIR", default=None,
+                    help="cgroup v2 folder whose memory/pids events tell memory and process limits apart")
     group.addoption("--mpgrade-scratch", metavar="DIR", default=None,
                     help="where per-call scratch folders go (default: the system temp folder)")
 
@@ -93,6 +95,7 @@ def student(request: pytest.FixtureRequest) -> StudentRunner:
         output_limit=limits.output_limit,
         user=_student_user(config.getoption("--mpgrade-student-user")),
         scratch=Path(config.getoption("--mpgrade-scratch")) if config.getoption("--mpgrade-scratch") else None,
+        cgroup=Path(config.getoption("--mpgrade-cgroup")) if config.getoption("--mpgrade-cgroup") else None,
     )
     request.node.stash[_runner_key] = runner
     return runner

@@ -78,6 +78,14 @@ class CallCrashed(StudentFailure):
     outcome = "crashed"
 
 
+class MemoryLimit(StudentFailure):
+    outcome = "memory_limit"
+
+
+class ProcessLimit(StudentFailure):
+    outcome = "process_limit"
+
+
 class BoundaryError(StudentFailure):
     """The value could not cross the boundary (not plain data, too large, malformed)."""
 
@@ -263,6 +271,7 @@ class StudentRunner:
     python: str = sys.executable
     user: tuple[int, int] | None = None  # (uid, gid) to run student code as, when root
     scratch: Path | None = None
+    cgroup: Path | None = None  # cgroup v2 folder: its event counters name memory / process limits
     records: list[CallRecord] = field(default_factory=list)
 
     @property
@@ -294,10 +303,38 @@ class StudentRunner:
         method = start_method or self.start_method or "fork"
         record = CallRecord(module=module, function=function, start_method=method)
         self.records.append(record)
+        before = self._limit_events()
         error = _CallExecution(self, record, args, kwargs or {}, timeout or self.call_timeout).run()
         if error is not None:
-            raise error
+            raise self._explain_limits(error, before)
         return record
+
+    def _limit_events(self) -> dict[str, int]:
+        counters: dict[str, int] = {}
+        if self.cgroup is None:
+            return counters
+        for filename, key in (("memory.events", "oom_kill"), ("pids.events", "max")):
+            try:
+                for line in (self.cgroup / filename).read_text().splitlines():
+                    name, _, value = line.partition(" ")
+                    if name == key:
+                        counters[filename] = int(value)
+            except (OSError, ValueError):
+                pass
+        return counters
+
+    def _explain_limits(self, error: StudentFailure, before: dict[str, int]) -> StudentFailure:
+        """A call that failed while the container hit its memory or process limit says so."""
+        after = self._limit_events()
+        what = self.records[-1]
+        name = f"{what.module}.{what.function}()"
+        if after.get("memory.events", 0) > before.get("memory.events", 0):
+            return MemoryLimit(f"{name} ran out of memory: a process was killed at the memory limit "
+                               f"({error})", error.record)
+        if after.get("pids.events", 0) > before.get("pids.events", 0):
+            return ProcessLimit(f"{name} started too many processes or threads and hit the process "
+                                f"limit ({error})", error.record)
+        return error
 
 
 class ModuleProxy:

@@ -1,0 +1,5 @@
+"""``python -m grader`` is ``mpgrade``."""
+
+from grader.cli import main
+
+main()

@@ -1,0 +1,194 @@
+"""Grading many submissions: in parallel, resumable, every write atomic.
+
+One submission's fate never touches another's: every failure is a result document, a killed
+run leaves only whole files behind, and re-running the same command skips submissions whose
+files, assignment and grader are unchanged.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import statistics
+import tempfile
+import threading
+import uuid
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from grader import __version__, grading, results
+from grader.assignment import Assignment
+from grader.sandbox.base import Sandbox
+from grader.submission import Submission, discover
+
+SUMMARY = "summary.json"
+SCORES = "scores.csv"
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Temp file + rename in the same folder: readers see the old file or the new one, never half."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def previous_result(out_dir: Path, sub: Submission, assignment: Assignment) -> dict[str, Any] | None:
+    """An earlier result that still holds: same files, same assignment and tests, same grader."""
+    path = out_dir / f"{sub.id}.json"
+    try:
+        doc = results.validate(json.loads(path.read_text()))
+    except (OSError, ValueError, results.InvalidResult):
+        return None
+    same = (
+        doc["submission"].get("hash") == sub.hash
+        and doc["assignment"].get("version") == assignment.version
+        and doc["assignment"].get("fingerprint") == assignment.fingerprint()
+        and doc["grader"].get("version") == __version__
+        and doc.get("scope") == "all"
+    )
+    return doc if same else None
+
+
+@dataclass
+class Batch:
+    """What happened: every submission's document (graded now or earlier) and what was skipped."""
+
+    id: str
+    out_dir: Path
+    documents: dict[str, dict[str, Any]] = field(default_factory=dict)
+    reused: set[str] = field(default_factory=set)
+    skipped: list[str] = field(default_factory=list)
+    interrupted: bool = False
+    started_at: str = field(default_factory=results.now)
+
+    def summary(self, assignment: Assignment) -> dict[str, Any]:
+        rows = [
+            {"id": sid, "score": d["score"], "max_score": d["max_score"], "status": d["status"],
+             "duration": d.get("duration", 0.0), "file": f"{sid}.json", "reused": sid in self.reused,
+             "message": d["message"][:300]}
+            for sid, d in sorted(self.documents.items())
+        ]
+        scores = [r["score"] for r in rows]
+        return {
+            "batch_id": self.id,
+            "assignment": {"name": assignment.name, "version": assignment.version},
+            "grader": {"name": "mpgrade", "version": __version__},
+            "started_at": self.started_at,
+            "finished_at": results.now(),
+            "interrupted": self.interrupted,
+            "submissions": rows,
+            "skipped": self.skipped,
+            "totals": {
+                "submissions": len(rows),
+                "graded": sum(r["status"] == "graded" for r in rows),
+                "error": sum(r["status"] == "error" for r in rows),
+                "timeout": sum(r["status"] == "timeout" for r in rows),
+                "reused": len(self.reused),
+                "max_score": assignment.max_score,
+                "mean": round(statistics.fmean(scores), 3) if scores else None,
+                "median": statistics.median(scores) if scores else None,
+            },
+        }
+
+
+def scores_csv(documents: dict[str, dict[str, Any]]) -> bytes:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    exercise_names = []
+    for d in documents.values():
+        for ex in d["exercises"]:
+            if ex["name"] not in exercise_names:
+                exercise_names.append(ex["name"])
+    writer.writerow(["id", "score", "max_score", "status", *exercise_names])
+    for sid, d in sorted(documents.items()):
+        per = {ex["name"]: ex["score"] for ex in d["exercises"]}
+        writer.writerow([sid, d["score"], d["max_score"], d["status"], *(per.get(n, "") for n in exercise_names)])
+    return buf.getvalue().encode()
+
+
+def write_outputs(batch: Batch, assignment: Assignment) -> dict[str, Any]:
+    summary = batch.summary(assignment)
+    write_atomic(batch.out_dir / SUMMARY, json.dumps(summary, indent=2).encode() + b"\n")
+    write_atomic(batch.out_dir / SCORES, scores_csv(batch.documents))
+    return summary
+
+
+Event = Callable[[str, Submission, dict[str, Any] | None], None]
+
+
+def run(
+    paths: list[Path],
+    out_dir: Path,
+    assignment: Assignment,
+    sandbox: Sandbox,
+    *,
+    jobs: int = 1,
+    options: grading.Options = grading.Options(),
+    force: bool = False,
+    on_event: Event | None = None,
+    stop: threading.Event | None = None,
+) -> Batch:
+    """Grade every submission under ``paths`` into ``out_dir``.
+
+    ``on_event(kind, submission, doc)`` is called with kind "found", "reused", "started" and
+    "done" (from worker threads for the last two). Setting ``stop`` (or Ctrl-C in the caller,
+    which should then call ``sandbox.close()``) ends the batch early; finished results are kept.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    batch = Batch(id=uuid.uuid4().hex[:12], out_dir=out_dir)
+    submissions, batch.skipped = discover(paths, assignment)
+    emit = on_event or (lambda kind, sub, doc: None)
+    todo: list[Submission] = []
+    for sub in submissions:
+        emit("found", sub, None)
+        prev = None if force else previous_result(out_dir, sub, assignment)
+        if prev is not None:
+            batch.documents[sub.id] = prev
+            batch.reused.add(sub.id)
+            emit("reused", sub, prev)
+        else:
+            todo.append(sub)
+    stop = stop or threading.Event()
+
+    def one(sub: Submission) -> tuple[Submission, dict[str, Any] | None]:
+        if stop.is_set():
+            return sub, None
+        emit("started", sub, None)
+        doc = grading.grade(sandbox, assignment, sub, options)
+        if doc is not None:
+            write_atomic(out_dir / f"{sub.id}.json", json.dumps(doc, indent=2).encode() + b"\n")
+        emit("done", sub, doc)
+        return sub, doc
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="mpgrade") as pool:
+        pending: set[Future] = {pool.submit(one, sub) for sub in todo}
+        try:
+            while pending:
+                done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    sub, doc = fut.result()
+                    if doc is not None:
+                        batch.documents[sub.id] = doc
+                if stop.is_set():
+                    batch.interrupted = True
+        except BaseException:
+            batch.interrupted = True
+            stop.set()
+            sandbox.close()
+            for fut in pending:
+                fut.cancel()
+            raise
+        finally:
+            write_outputs(batch, assignment)
+    write_outputs(batch, assignment)
+    return batch

@@ -1,0 +1,294 @@
+"""``mpgrade``: a thin command line over the library (grader.check, grader.batch, grader.image).
+
+Every command explains itself in ``--help`` with examples, reports problems as one line on
+stderr with exit code 2 (usage / environment) rather than a traceback, and leaves its work in
+files a script can read.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from grader import __version__
+from grader import assignment as assignment_mod
+
+EXIT_USAGE = 2
+err = Console(stderr=True)
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    sys.exit(code)
+
+
+def load_assignment(path: str | None) -> assignment_mod.Assignment:
+    start = Path(path) if path else Path.cwd()
+    root = assignment_mod.find_root(start) if not (start / assignment_mod.MANIFEST).is_file() else start
+    if root is None:
+        fail(f"no {assignment_mod.MANIFEST} in {start} or above; pass --assignment DIR")
+    try:
+        return assignment_mod.load(root)
+    except assignment_mod.AssignmentError as exc:
+        fail(str(exc))
+        raise  # unreachable
+
+
+assignment_option = click.option(
+    "--assignment", "assignment_dir", metavar="DIR", default=None,
+    help="Folder with assignment.toml (default: the current folder or the nearest one above).")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="mpgrade")
+def main() -> None:
+    """mpgrade: grade Python concurrency exercises safely, with JSON results for LMSs.
+
+    \b
+    Students:     mpgrade check                 (public tests of your exercises/)
+    Instructors:  mpgrade grade SUBMISSIONS --out results/
+                  mpgrade image build --offline (the grading image, no registry needed)
+    """
+
+
+@main.command()
+@click.argument("exercises", nargs=-1)
+@assignment_option
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where to write the JSON result (default: .mpgrade/check.json in the assignment folder).")
+@click.option("--start-method", type=click.Choice(["fork", "spawn", "forkserver"]), default=None,
+              help="Run your code under this multiprocessing start method (default: the assignment's).")
+def check(exercises: tuple[str, ...], assignment_dir: str | None, json_path: Path | None,
+          start_method: str | None) -> None:
+    """Run the public tests against your files in exercises/ and show points and hints.
+
+    Your code runs in separate processes with time limits; nothing you write can hang this
+    command. Exit code 0 only when every public test passed. Hidden tests run when your
+    work is graded, so a full public score is not yet a full grade.
+
+    \b
+    Examples:
+      mpgrade check                      # every exercise
+      mpgrade check 02_pingpong          # one exercise
+      mpgrade check --start-method spawn # the way macOS and Windows start processes
+      make check EX=03_prodcons          # the same through make
+    """
+    from grader import check as check_mod
+
+    assignment = load_assignment(assignment_dir)
+    try:
+        doc = check_mod.run_check(assignment, exercises, start_method)
+    except assignment_mod.AssignmentError as exc:
+        fail(str(exc))
+    out = json_path or assignment.root / check_mod.DEFAULT_JSON
+    check_mod.write_json(doc, out)
+    console = Console()
+    check_mod.render(doc, assignment, console)
+    console.print(f"JSON result: {out}", highlight=False)
+    sys.exit(0 if check_mod.all_public_passed(doc) else 1)
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for <id>.json per submission, summary.json and scores.csv.")
+@click.option("--jobs", "-j", type=click.IntRange(1, 256), default=None,
+              help="Submissions graded at once (default: the number of CPUs).")
+@click.option("--sandbox", type=click.Choice(["docker", "local"]), default="docker", show_default=True,
+              help="docker: one locked-down container per submission. local: child processes on "
+                   "this machine, NOT a security boundary (trusted code only).")
+@click.option("--timeout", type=click.FloatRange(1, None), default=None,
+              help="Seconds one whole submission may take (default: the assignment's submission_timeout).")
+@click.option("--force", is_flag=True, help="Grade again even where an up-to-date result exists.")
+@click.option("--image", default=None, help="Grading image (default: the one `mpgrade image build` makes).")
+@click.option("--start-method", type=click.Choice(["fork", "spawn", "forkserver"]), default=None,
+              help="Start method for student code (default: the assignment's).")
+@assignment_option
+def grade(paths: tuple[Path, ...], out_dir: Path, jobs: int | None, sandbox: str, timeout: float | None,
+          force: bool, image: str | None, start_method: str | None, assignment_dir: str | None) -> None:
+    """Grade submissions with the public and hidden tests; write JSON per submission.
+
+    PATHS are submissions (a folder, a .zip, or a module file) or folders of them; the
+    grader finds the exercise modules by name, flat or in exercises/NN_name/. Anything else
+    is reported and skipped. Running the same command again only grades what changed.
+
+    \b
+    Examples:
+      mpgrade grade submissions/ --out results/
+      mpgrade grade alice.zip bob/ --out results/ --jobs 4
+      mpgrade grade examples/submissions --out /tmp/r --sandbox local   # trusted code only
+      mpgrade grade submissions/ --out results/ --force --timeout 300
+
+    \b
+    Outputs in --out: <id>.json (README "The JSON result"), summary.json, scores.csv.
+    Exit codes: 0 done, 1 some submissions ended in error/timeout, 2 cannot run, 130 Ctrl-C.
+    """
+    from grader import batch, grading
+    from grader.sandbox.base import SandboxUnavailable
+
+    assignment = load_assignment(assignment_dir)
+    console = Console()
+    jobs = jobs or os.cpu_count() or 1
+    try:
+        box = make_sandbox(sandbox, assignment, image)
+    except SandboxUnavailable as exc:
+        fail(str(exc))
+    if sandbox == "local":
+        err.print("[bold yellow]warning:[/] --sandbox local runs submissions as child processes on this "
+                  "machine. It is NOT a security boundary: never use it for untrusted code.")
+    options = grading.Options(scope="all", start_method=start_method, timeout=timeout)
+    stop = threading.Event()
+    counts = {"done": 0, "error": 0, "timeout": 0, "reused": 0}
+    with Progress(TextColumn("[bold]grading"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[counts]}"), TimeElapsedColumn(), TextColumn("eta"),
+                  TimeRemainingColumn(), console=console, transient=False) as progress:
+        task = progress.add_task("grade", total=0, counts="")
+
+        def on_event(kind: str, sub: Any, doc: dict[str, Any] | None) -> None:
+            if kind == "found":
+                progress.update(task, total=(progress.tasks[0].total or 0) + 1)
+            elif kind in ("done", "reused") and doc is not None:
+                counts["done"] += 1
+                counts["reused"] += kind == "reused"
+                counts["error"] += doc["status"] == "error"
+                counts["timeout"] += doc["status"] == "timeout"
+                text = (f"done {counts['done']} · errors {counts['error']} · timeouts {counts['timeout']}"
+                        + (f" · up to date {counts['reused']}" if counts["reused"] else ""))
+                progress.update(task, advance=1, counts=text)
+
+        interrupted = False
+        previous = signal.getsignal(signal.SIGTERM)
+        signal.signal(signal.SIGTERM, lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
+        try:
+            result = batch.run(list(paths), out_dir, assignment, box, jobs=jobs, options=options,
+                               force=force, on_event=on_event, stop=stop)
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            box.close()
+    if interrupted:
+        err.print(f"[bold yellow]interrupted:[/] running submissions were stopped; finished results are "
+                  f"in {out_dir} (run the same command to go on).")
+        sys.exit(130)
+    for message in result.skipped:
+        err.print(f"[yellow]skipped:[/] {message}", highlight=False)
+    summary = batch.write_outputs(result, assignment)
+    render_summary(summary, console)
+    console.print(f"Results: {out_dir}/<id>.json, {out_dir}/summary.json, {out_dir}/scores.csv", highlight=False)
+    if not summary["submissions"]:
+        fail("no submissions found in " + ", ".join(map(str, paths)))
+    sys.exit(1 if summary["totals"]["error"] or summary["totals"]["timeout"] else 0)
+
+
+def make_sandbox(kind: str, assignment: assignment_mod.Assignment, image: str | None) -> Any:
+    if kind == "local":
+        from grader.sandbox.local import LocalSandbox
+
+        return LocalSandbox()
+    from grader import image as image_mod
+    from grader.sandbox import docker as docker_sandbox
+
+    client = docker_sandbox.connect()
+    docker_sandbox.sweep(client)
+    return docker_sandbox.DockerSandbox(image or _default_image(image_mod), client=client)
+
+
+def _default_image(image_mod: Any) -> str:
+    from grader.sandbox.base import SandboxUnavailable
+
+    try:
+        return image_mod.image_tag(image_mod.find_root())
+    except image_mod.ImageBuildError as exc:
+        raise SandboxUnavailable(f"{exc}; or pass --image NAME") from None
+
+
+def render_summary(summary: dict[str, Any], console: Console) -> None:
+    table = Table(title="Submissions", title_justify="left")
+    for col in ("id", "score", "status", "seconds", "message"):
+        table.add_column(col, justify="right" if col in ("score", "seconds") else "left")
+    for row in summary["submissions"]:
+        style = {"graded": "", "error": "red", "timeout": "yellow"}[row["status"]]
+        table.add_row(row["id"], f"{row['score']:g}/{row['max_score']:g}", row["status"],
+                      f"{row['duration']:.1f}" + (" (cached)" if row["reused"] else ""),
+                      row["message"][:70], style=style)
+    console.print(table)
+    buckets = [0] * 5
+    top = summary["totals"]["max_score"] or 1
+    for row in summary["submissions"]:
+        buckets[min(int(row["score"] / top * 5), 4)] += 1
+    dist = Table(title="Score distribution", title_justify="left")
+    dist.add_column("range")
+    dist.add_column("n", justify="right")
+    dist.add_column("")
+    for i, n in enumerate(buckets):
+        lo, hi = i * top / 5, (i + 1) * top / 5
+        dist.add_row(f"{lo:g}–{hi:g}", str(n), "█" * n)
+    console.print(dist)
+    t = summary["totals"]
+    console.print(f"{t['submissions']} submissions: {t['graded']} graded, {t['error']} errors, "
+                  f"{t['timeout']} timeouts; mean {t['mean']}, median {t['median']} of {t['max_score']:g}",
+                  highlight=False)
+
+
+@main.group()
+def image() -> None:
+    """Build the Docker image that grading containers run."""
+
+
+@image.command("build")
+@click.option("--offline", is_flag=True,
+              help="No image registry: make the base image from Debian packages (debootstrap) and "
+                   "install wheels downloaded on the host (or from $MPGRADE_WHEELHOUSE).")
+@click.option("--base", default=None, help="Base image with python3 3.11 (default python:3.11-slim).")
+@click.option("--force", is_flag=True, help="Build even if an image for these inputs exists.")
+def image_build(offline: bool, base: str | None, force: bool) -> None:
+    """Build the grading image; its tag is a hash of its inputs, so unchanged means no rebuild.
+
+    \b
+    Examples:
+      mpgrade image build                 # FROM python:3.11-slim (needs a registry)
+      mpgrade image build --offline       # air-gapped exam labs: Debian packages + local wheels
+      MPGRADE_WHEELHOUSE=/media/wheels mpgrade image build --offline   # no PyPI either
+    """
+    from grader import image as image_mod
+
+    try:
+        tag = image_mod.build_image(image_mod.find_root(), offline=offline, base=base, force=force,
+                                    log=lambda m: err.print(m, highlight=False))
+    except image_mod.ImageBuildError as exc:
+        fail(str(exc))
+    click.echo(tag)
+
+
+@main.command()
+def schema() -> None:
+    """Print the JSON Schema of result documents (also in grader/schema/result.schema.json).
+
+    \b
+    Example:
+      mpgrade schema > result.schema.json
+    """
+    from importlib import resources
+
+    click.echo(resources.files("grader.schema").joinpath("result.schema.json").read_text(), nl=False)
+
+
+if __name__ == "__main__":
+    main()

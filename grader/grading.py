@@ -1,0 +1,117 @@
+"""Grading one submission: build the job, run it in a sandbox, trust only a valid document.
+
+This is where the error policy lives (and only here): a timeout, a sandbox that printed
+nothing, a document with the wrong nonce, hash or arithmetic all become an ``error`` or
+``timeout`` result with score 0 and a message, never an exception for the batch.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from grader import harness, results
+from grader.assignment import MANIFEST, Assignment
+from grader.sandbox.base import PYTHON, Job, Limits, Outcome, Sandbox
+from grader.submission import Submission
+
+
+@dataclass(frozen=True)
+class Options:
+    scope: str = "all"  # "all" (a grade) or "public" (make check)
+    start_method: str | None = None  # None: the assignment's
+    exercises: tuple[str, ...] = ()  # only these (make check EX=...); empty: all
+    timeout: float | None = None  # whole-submission wall clock; None: the assignment's
+
+
+def sandbox_limits(assignment: Assignment, options: Options) -> Limits:
+    limits = Limits.from_mapping(assignment.sandbox)
+    wall = options.timeout or assignment.limits.submission_timeout
+    return Limits.from_mapping({**limits.to_dict(), "wall_timeout": wall})
+
+
+def make_job(assignment: Assignment, submission: Submission, options: Options, nonce: str) -> Job:
+    """The files the sandbox needs: manifest, tests in scope, the submitted modules, job.json."""
+    root = assignment.root
+    limits = sandbox_limits(assignment, options)
+    files: dict[str, bytes] = {MANIFEST: (root / MANIFEST).read_bytes()}
+    for ex in assignment.exercises:
+        if options.exercises and ex.id not in options.exercises:
+            continue
+        tests = ex.public_tests() + (ex.hidden_tests() if options.scope == "all" else [])
+        for path in tests:
+            files[str(path.relative_to(root))] = path.read_bytes()
+    for name, content in submission.files.items():
+        files[f"submission/{name}"] = content
+    files["job.json"] = json.dumps({
+        "submission": submission.describe(),
+        "scope": options.scope,
+        "start_method": options.start_method,
+        "limits": {**assignment.limits.to_dict(), **limits.to_dict()},
+    }).encode()
+    return Job(
+        files=files,
+        command=(PYTHON, "-m", "grader.harness"),
+        limits=limits,
+        secret_env={harness.NONCE_ENV: nonce},
+        labels={"mpgrade.submission": submission.id[:60]},
+        name=submission.id,
+    )
+
+
+def grade(sandbox: Sandbox, assignment: Assignment, submission: Submission,
+          options: Options = Options()) -> dict[str, Any] | None:
+    """A validated result document for the submission; None only when the run was cancelled."""
+    started_at = results.now()
+    start_method = options.start_method or assignment.start_method
+    if submission.error:
+        return _error(assignment, submission, sandbox, start_method, started_at, "error", submission.error)
+    if not submission.files:
+        return _error(assignment, submission, sandbox, start_method, started_at, "error",
+                      "no files of this assignment were found in the submission "
+                      f"(looked for {', '.join(assignment.submitted_files)})")
+    nonce = secrets.token_hex(16)
+    outcome = sandbox.run(make_job(assignment, submission, options, nonce))
+    if outcome.cancelled:
+        return None
+    doc = interpret(outcome, nonce, assignment, submission, sandbox, start_method, started_at, options)
+    doc.setdefault("duration", round(float(outcome.stats.get("wall", 0.0)), 3))
+    return doc
+
+
+def interpret(outcome: Outcome, nonce: str, assignment: Assignment, submission: Submission,
+              sandbox: Sandbox, start_method: str, started_at: str, options: Options) -> dict[str, Any]:
+    """An Outcome -> a document, trusting nothing in it that was not framed, parsed and checked."""
+    limits = sandbox_limits(assignment, options)
+    if outcome.timed_out:
+        return _error(assignment, submission, sandbox, start_method, started_at, "timeout",
+                      f"the submission ran past the limit of {limits.wall_timeout:g} s for a whole "
+                      "submission and was stopped")
+    if outcome.oom_killed:
+        return _error(assignment, submission, sandbox, start_method, started_at, "error",
+                      f"the sandbox ran out of memory ({limits.memory // (1024 * 1024)} MiB)")
+    try:
+        payload = harness.unframe(outcome.stdout, nonce)
+        data = json.loads(payload)
+        if isinstance(data, dict) and "harness_error" in data:
+            raise ValueError(f"the grader failed inside the sandbox: {data['harness_error']}"[:500])
+        doc = results.parse(payload)
+        if doc["submission"].get("hash") != submission.hash:
+            raise ValueError("the result is for other files than the ones submitted")
+        if doc["assignment"].get("name") != assignment.name:
+            raise ValueError("the result is for another assignment")
+    except (ValueError, results.InvalidResult) as exc:
+        detail = f" (exit status {outcome.exit_status})" if outcome.exit_status else ""
+        return _error(assignment, submission, sandbox, start_method, started_at, "error",
+                      f"no valid result came out of the sandbox{detail}: {exc}")
+    return doc
+
+
+def _error(assignment: Assignment, submission: Submission, sandbox: Sandbox, start_method: str,
+           started_at: str, status: str, message: str) -> dict[str, Any]:
+    return results.validate(results.error_document(
+        assignment, submission.describe(), status=status, message=message, sandbox=sandbox.name,
+        start_method=start_method, started_at=started_at,
+    ))

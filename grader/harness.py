@@ -1,0 +1,156 @@
+"""The supervisor that runs inside a sandbox: ``python -m grader.harness`` in the job folder.
+
+It lays out the student's files where student processes can read them, runs pytest with the
+public and hidden tests (which call student code only through the ``student`` fixture), turns
+pytest-json-report's report into a validated result document, and writes that document, and
+nothing else, to its original stdout between two lines carrying a nonce only it knows. All
+other output (pytest's, Python's) goes to a private log, so the host can treat anything but
+one well-framed document as an error.
+
+The job folder holds ``job.json``, ``assignment.toml``, the test folders and ``submission/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+BEGIN = "MPGRADE-RESULT-BEGIN"
+END = "MPGRADE-RESULT-END"
+NONCE_ENV = "MPGRADE_NONCE"
+
+
+def frame(nonce: str, document: str) -> bytes:
+    return f"\n{BEGIN} {nonce}\n{document}\n{END} {nonce}\n".encode()
+
+
+def unframe(stdout: bytes, nonce: str) -> bytes:
+    """The one document between the nonce lines; ValueError when there is not exactly one."""
+    begin, end = f"{BEGIN} {nonce}\n".encode(), f"\n{END} {nonce}\n".encode()
+    if stdout.count(begin) != 1 or stdout.count(end) != 1:
+        raise ValueError("the sandbox did not produce exactly one result framed with this run's nonce")
+    start = stdout.index(begin) + len(begin)
+    stop = stdout.index(end)
+    if stop < start:
+        raise ValueError("the result frame is malformed")
+    return stdout[start:stop]
+
+
+def _prepare_workdir(job_dir: Path, base: Path, user: tuple[int, int] | None) -> Path:
+    """Copy the submitted modules to a folder student processes may read (and not the tests)."""
+    work = Path(tempfile.mkdtemp(prefix="student-", dir=base))
+    os.chmod(work, 0o755)
+    src = job_dir / "submission"
+    if src.is_dir():
+        for item in sorted(src.iterdir()):
+            if item.is_file() and not item.is_symlink():
+                shutil.copyfile(item, work / item.name)
+                os.chmod(work / item.name, 0o644)
+    if user is not None:
+        os.chown(work, *user)
+    return work
+
+
+def run(job_dir: Path, private: Path) -> dict[str, Any]:
+    """Grade the job; always returns a document (an ``error`` one when something broke)."""
+    from grader import assignment as assignment_mod
+    from grader import results
+
+    started_at = results.now()
+    t0 = time.monotonic()
+    job = json.loads((job_dir / "job.json").read_text())
+    assignment = assignment_mod.load(job_dir)
+    start_method = job.get("start_method") or assignment.start_method
+    # What the sandbox provides (who student code runs as, where cgroup counters are) comes from
+    # the sandbox's environment, so the job itself is the same whatever runs it.
+    sandbox = os.environ.get("MPGRADE_SANDBOX", "local")
+    submission = job["submission"]
+    user_spec = os.environ.get("MPGRADE_STUDENT_USER")
+    user = tuple(int(x) for x in user_spec.split(":")) if user_spec else None
+    scratch = Path(os.environ.get("TMPDIR") or tempfile.gettempdir())
+    work = _prepare_workdir(job_dir, scratch, user)  # type: ignore[arg-type]
+    report_path = private / "report.json"
+    ini = private / "pytest.ini"
+    ini.write_text("[pytest]\n")
+    tests = [str(p.relative_to(job_dir)) for p in _test_files(assignment, job.get("scope", "all"))]
+    args = [
+        *tests, "-c", str(ini), "--rootdir", str(job_dir), "-q", "-p", "no:cacheprovider",
+        "--import-mode=importlib", "--json-report", f"--json-report-file={report_path}",
+        "--json-report-omit", "log", "streams", "traceback", "warnings",
+        f"--mpgrade-submission={work}", f"--mpgrade-start-method={start_method}",
+        f"--timeout={assignment.limits.test_timeout}", "--timeout-method=signal",
+        f"--mpgrade-scratch={scratch}",
+    ]
+    if user_spec:
+        args.append(f"--mpgrade-student-user={user_spec}")
+    if os.environ.get("MPGRADE_CGROUP"):
+        args.append(f"--mpgrade-cgroup={os.environ['MPGRADE_CGROUP']}")
+    import pytest
+
+    if not tests:
+        report: dict[str, Any] = {"tests": [], "collectors": []}
+    else:
+        pytest.main(args)
+        try:
+            report = json.loads(report_path.read_text())
+        except (OSError, ValueError) as exc:
+            return results.error_document(
+                assignment, submission, status="error", sandbox=sandbox, start_method=start_method,
+                started_at=started_at, message=f"pytest produced no report ({exc})",
+            )
+    doc = results.build(
+        report, assignment, submission, scope=job.get("scope", "all"), sandbox=sandbox,
+        start_method=start_method, started_at=started_at,
+    )
+    doc["duration"] = round(time.monotonic() - t0, 3)
+    doc["grader"]["limits"] = job.get("limits", {})
+    return results.validate(doc)
+
+
+def _test_files(assignment: Any, scope: str) -> list[Path]:
+    files: list[Path] = []
+    for ex in assignment.exercises:
+        files += ex.public_tests()
+        if scope == "all":
+            files += ex.hidden_tests()
+    return files
+
+
+def main() -> int:
+    nonce = os.environ.pop(NONCE_ENV, "")
+    if not nonce:
+        print("grader.harness: no nonce given; this command is run by a sandbox, not by hand", file=sys.stderr)
+        return 2
+    out = os.dup(1)
+    os.set_inheritable(out, False)
+    private = Path(os.environ.get("MPGRADE_PRIVATE") or tempfile.mkdtemp(prefix="mpgrade-private-"))
+    private.mkdir(parents=True, exist_ok=True)
+    os.chmod(private, 0o700)
+    log = os.open(private / "harness.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    try:
+        doc = run(Path.cwd(), private)
+        text = json.dumps(doc, separators=(",", ":"))
+        code = 0
+    except Exception as exc:  # the host turns a missing document into an error result
+        import traceback
+
+        traceback.print_exc()
+        text = json.dumps({"harness_error": f"{type(exc).__name__}: {exc}"[:2000]})
+        code = 3
+    data = frame(nonce, text)
+    view = memoryview(data)
+    while view:
+        view = view[os.write(out, view):]
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,246 @@
+"""The result document: the JSON contract with LMSs, built from pytest-json-report's report.
+
+``build`` turns a pytest-json-report report into a result document; ``validate`` checks one
+against the published JSON Schema *and* for internal consistency (scores add up, no test is
+worth more than its maximum), because a document that came out of a sandbox is untrusted.
+``error_document`` is what a submission gets when there is no trustworthy report at all.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from datetime import UTC, datetime
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from grader import __version__
+from grader.assignment import Assignment
+
+SCHEMA_VERSION = "1.0"
+OUTCOMES = (
+    "passed", "failed", "error", "timeout", "crashed", "output_limit",
+    "memory_limit", "process_limit", "not_implemented", "skipped",
+)
+MAX_DOCUMENT = 4 * 1024 * 1024
+
+
+class InvalidResult(ValueError):
+    """A result document that does not match the schema or does not add up."""
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@cache
+def schema() -> dict[str, Any]:
+    text = resources.files("grader.schema").joinpath("result.schema.json").read_text()
+    return json.loads(text)
+
+
+def grader_info(sandbox: str, start_method: str | None) -> dict[str, Any]:
+    return {
+        "name": "mpgrade",
+        "version": __version__,
+        "sandbox": sandbox,
+        "start_method": start_method,
+        "python": platform.python_version(),
+    }
+
+
+def _points(x: float) -> float:
+    return round(float(x), 4)
+
+
+def build(
+    report: dict[str, Any],
+    assignment: Assignment,
+    submission: dict[str, Any],
+    *,
+    scope: str,
+    sandbox: str,
+    start_method: str | None,
+    started_at: str,
+    finished_at: str | None = None,
+) -> dict[str, Any]:
+    """A result document from a pytest-json-report report.
+
+    ``scope`` is "all" (a real grade: every exercise's tests must add up to its points) or
+    "public" (a student's ``make check``: only the public tests ran).
+    """
+    tests = []
+    problems: list[str] = []
+    for entry in report.get("tests", []):
+        meta = {}
+        for prop in entry.get("user_properties", []) or []:
+            if isinstance(prop, dict) and "mpgrade" in prop:
+                meta = prop["mpgrade"]
+        if not meta:
+            problems.append(f"{entry.get('nodeid')}: no mpgrade metadata (is the plugin loaded?)")
+            continue
+        outcome = meta.get("outcome", "error")
+        if outcome not in OUTCOMES:
+            outcome = "error"
+        max_score = _points(meta.get("points", 0))
+        duration = sum(
+            float(entry.get(phase, {}).get("duration", 0.0) or 0.0) for phase in ("setup", "call", "teardown")
+        )
+        tests.append({
+            "id": _short_nodeid(entry.get("nodeid", "")),
+            "name": meta.get("name") or entry.get("nodeid", ""),
+            "exercise": meta.get("exercise"),
+            "score": max_score if outcome == "passed" else 0.0,
+            "max_score": max_score,
+            "outcome": outcome,
+            "visibility": meta.get("visibility", "visible"),
+            "message": meta.get("message") or "",
+            "hint": meta.get("hint"),
+            "output": meta.get("output") or "",
+            "duration": round(duration, 4),
+            "telemetry": meta.get("telemetry"),
+        })
+    for collector in report.get("collectors", []):
+        if collector.get("outcome") == "failed":
+            nodeid = collector.get("nodeid") or "collection"
+            problems.append(f"{nodeid}: the tests could not be collected")
+
+    exercises = []
+    for ex in assignment.exercises:
+        mine = [t for t in tests if t["exercise"] == ex.id]
+        if not mine and scope == "public" and not ex.public_tests():
+            continue
+        ex_max = _points(sum(t["max_score"] for t in mine))
+        if scope == "all" and abs(ex_max - ex.points) > 1e-6:
+            problems.append(f"the tests of {ex.id} are worth {ex_max:g} points, the manifest says {ex.points:g}")
+        exercises.append({
+            "name": ex.id,
+            "title": ex.title,
+            "score": _points(sum(t["score"] for t in mine)),
+            "max_score": ex_max,
+            "points": _points(ex.points),
+            "tests_passed": sum(t["outcome"] == "passed" for t in mine),
+            "tests_total": len(mine),
+            "message": _common_message(mine),
+        })
+    orphans = [t["id"] for t in tests if t["exercise"] is None]
+    if orphans:
+        problems.append(f"tests outside any exercise folder: {', '.join(orphans[:5])}")
+    score = _points(sum(e["score"] for e in exercises))
+    max_score = _points(sum(e["max_score"] for e in exercises))
+    status, message = "graded", ""
+    if problems:
+        status = "error"
+        message = "the grader could not grade this submission fully: " + "; ".join(problems[:10])
+    doc = {
+        "schema_version": SCHEMA_VERSION,
+        "submission": submission,
+        "assignment": {
+            "name": assignment.name,
+            "version": assignment.version,
+            "fingerprint": assignment.fingerprint(),
+        },
+        "scope": scope,
+        "score": score if status == "graded" else 0.0,
+        "max_score": _points(assignment.max_score) if scope == "all" else max_score,
+        "status": status,
+        "message": message,
+        "exercises": exercises,
+        "tests": tests,
+        "grader": grader_info(sandbox, start_method),
+        "started_at": started_at,
+        "finished_at": finished_at or now(),
+    }
+    return doc
+
+
+def _short_nodeid(nodeid: str) -> str:
+    """``solutions/01_spawn/test_hidden.py::t`` -> ``01_spawn/test_hidden.py::t``: no host paths."""
+    path, sep, rest = nodeid.partition("::")
+    parts = path.split("/")
+    return "/".join(parts[-2:]) + sep + rest
+
+
+def _common_message(tests: list[dict[str, Any]]) -> str | None:
+    """When every test of an exercise failed the same way (import error, stub), say it once."""
+    if not tests or any(t["outcome"] == "passed" for t in tests):
+        return None
+    messages = {t["message"].split("\n", 1)[0] for t in tests}
+    outcomes = {t["outcome"] for t in tests}
+    if len(messages) == 1 and outcomes <= {"error", "not_implemented"}:
+        return next(iter(messages))
+    if outcomes == {"not_implemented"}:
+        return "not implemented yet"
+    return None
+
+
+def error_document(
+    assignment: Assignment,
+    submission: dict[str, Any],
+    *,
+    status: str,
+    message: str,
+    sandbox: str,
+    start_method: str | None,
+    started_at: str,
+    tests: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Score 0 with a clear reason: for timeouts, crashes and anything that left no valid report."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "submission": submission,
+        "assignment": {"name": assignment.name, "version": assignment.version,
+                       "fingerprint": assignment.fingerprint()},
+        "scope": "all",
+        "score": 0.0,
+        "max_score": _points(assignment.max_score),
+        "status": status,
+        "message": message,
+        "exercises": [
+            {"name": ex.id, "title": ex.title, "score": 0.0, "max_score": _points(ex.points),
+             "points": _points(ex.points), "tests_passed": 0, "tests_total": 0, "message": message}
+            for ex in assignment.exercises
+        ],
+        "tests": tests or [],
+        "grader": grader_info(sandbox, start_method),
+        "started_at": started_at,
+        "finished_at": now(),
+    }
+
+
+def validate(doc: Any) -> dict[str, Any]:
+    """Check a document against the schema and its own arithmetic; raise InvalidResult if not."""
+    import jsonschema
+
+    try:
+        jsonschema.validate(doc, schema())
+    except jsonschema.ValidationError as exc:
+        where = "/".join(str(p) for p in exc.absolute_path) or "document"
+        raise InvalidResult(f"{where}: {exc.message[:300]}") from None
+    for t in doc["tests"]:
+        if t["score"] > t["max_score"] + 1e-9:
+            raise InvalidResult(f"test {t['id']} scores {t['score']} of {t['max_score']}")
+        if t["outcome"] != "passed" and t["score"] != 0:
+            raise InvalidResult(f"test {t['id']} did not pass but scores {t['score']}")
+    for ex in doc["exercises"]:
+        mine = [t for t in doc["tests"] if t["exercise"] == ex["name"]]
+        if mine and abs(sum(t["score"] for t in mine) - ex["score"]) > 1e-6:
+            raise InvalidResult(f"exercise {ex['name']}: score does not equal the sum of its tests")
+    total = sum(ex["score"] for ex in doc["exercises"])
+    if doc["status"] == "graded" and abs(total - doc["score"]) > 1e-6:
+        raise InvalidResult("score does not equal the sum of the exercises")
+    if doc["score"] > doc["max_score"] + 1e-9:
+        raise InvalidResult("score is above max_score")
+    return doc
+
+
+def parse(data: bytes) -> dict[str, Any]:
+    """Bytes from a sandbox -> a validated document. Never anything but ``json.loads``."""
+    if len(data) > MAX_DOCUMENT:
+        raise InvalidResult(f"result is {len(data)} bytes, more than the {MAX_DOCUMENT} allowed")
+    try:
+        doc = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise InvalidResult(f"result is not JSON: {str(exc)[:200]}") from None
+    return validate(doc)

@@ -1,0 +1,259 @@
+"""Turning what a student handed in (a folder, a zip, one file) into a submission.
+
+Only the assignment's module files, found by exact name, are taken; everything that could
+change how tests run (``conftest.py``, ``pytest.ini``, ``sitecustomize.py``, ``.pth`` files,
+symlinks) is ignored and reported. Archives are read defensively: no path leaves the archive,
+and member count, sizes and compression ratio are capped, so a hostile zip becomes an
+``error`` for that submission and never a problem for the batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import stat
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from grader.assignment import Assignment
+
+MAX_FILE = 1024 * 1024  # a module larger than this is not a homework answer
+MAX_MEMBERS = 2000
+MAX_TOTAL = 64 * 1024 * 1024
+MAX_RATIO = 200
+MAX_DEPTH = 6
+DANGEROUS = {"conftest.py", "pytest.ini", "sitecustomize.py", "usercustomize.py", "tox.ini",
+             "setup.cfg", "pyproject.toml"}
+SKIP_DIRS = {"__pycache__", "__MACOSX", ".git", ".venv", "venv", "node_modules", ".ipynb_checkpoints"}
+
+
+@dataclass
+class Submission:
+    id: str
+    source: str
+    files: dict[str, bytes] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)
+    ignored: list[dict[str, str]] = field(default_factory=list)
+    error: str | None = None
+    student: dict[str, Any] | None = None
+
+    @property
+    def hash(self) -> str:
+        h = hashlib.sha256()
+        for name in sorted(self.files):
+            h.update(name.encode() + b"\0" + hashlib.sha256(self.files[name]).digest())
+        if self.error:
+            h.update(b"error\0" + self.error.encode())
+        return "sha256:" + h.hexdigest()
+
+    def describe(self) -> dict[str, Any]:
+        """The ``submission`` object of the result document."""
+        return {
+            "id": self.id,
+            "hash": self.hash,
+            "files": sorted(self.files),
+            "missing": list(self.missing),
+            "ignored": list(self.ignored),
+            "source": self.source,
+            "student": self.student,
+        }
+
+
+class NotASubmission(ValueError):
+    """A path that holds nothing gradable; reported and skipped, never fatal."""
+
+
+_SAFE_ID = re.compile(r"[^A-Za-z0-9._@+-]+")
+
+
+def submission_id(name: str) -> str:
+    """A file-name-safe id from a folder or archive name (it names ``<id>.json``)."""
+    stem = name[:-4] if name.lower().endswith(".zip") else name
+    clean = _SAFE_ID.sub("_", stem).strip("._") or "submission"
+    return clean[:120]
+
+
+def _choose(assignment: Assignment, candidates: dict[str, list[tuple[str, bytes]]], sub: Submission) -> None:
+    """Pick one file per module name: the one in ``exercises/<id>/`` if any, else the shallowest."""
+    for name in assignment.submitted_files:
+        found = candidates.get(name, [])
+        if not found:
+            sub.missing.append(name)
+            continue
+        ex = assignment.exercise_of_file(name)
+
+        def rank(item: tuple[str, bytes]) -> tuple[int, int]:
+            parts = PurePosixPath(item[0]).parts
+            in_layout = ex is not None and len(parts) >= 2 and parts[-2] == ex.id
+            return (0 if in_layout else 1, len(parts))
+
+        found.sort(key=rank)
+        sub.files[name] = found[0][1]
+        for rel, _ in found[1:]:
+            sub.ignored.append({"path": rel, "reason": f"another {name} was used ({found[0][0]})"})
+
+
+def _consider(rel: str, size: int, is_link: bool, wanted: set[str], sub: Submission) -> bool:
+    """Whether a member should be read; reports the ones that are dangerous or unusable."""
+    base = PurePosixPath(rel).name
+    if is_link:
+        sub.ignored.append({"path": rel, "reason": "symbolic links are never followed"})
+        return False
+    if base in DANGEROUS or base.endswith(".pth"):
+        sub.ignored.append({"path": rel, "reason": f"{base} could change how tests run; it is never used"})
+        return False
+    if base not in wanted:
+        return False
+    if size > MAX_FILE:
+        sub.ignored.append({"path": rel, "reason": f"larger than {MAX_FILE} bytes"})
+        return False
+    return True
+
+
+def from_folder(path: Path, assignment: Assignment, sub_id: str | None = None) -> Submission:
+    sub = Submission(id=sub_id or submission_id(path.name), source=str(path))
+    wanted = set(assignment.submitted_files)
+    candidates: dict[str, list[tuple[str, bytes]]] = {}
+    root = path.resolve()
+
+    def walk(folder: Path, depth: int) -> None:
+        try:
+            entries = sorted(folder.iterdir())
+        except OSError:
+            return
+        for entry in entries:
+            rel = str(entry.relative_to(path))
+            if entry.is_symlink():
+                _consider(rel, 0, True, wanted, sub)
+            elif entry.is_dir():
+                if depth < MAX_DEPTH and entry.name not in SKIP_DIRS and not entry.name.startswith("."):
+                    walk(entry, depth + 1)
+            elif entry.is_file():
+                st = entry.lstat()
+                if _consider(rel, st.st_size, False, wanted, sub):
+                    candidates.setdefault(entry.name, []).append((rel, entry.read_bytes()[: MAX_FILE + 1]))
+
+    walk(root, 0)
+    _choose(assignment, candidates, sub)
+    return sub
+
+
+def from_zip(path: Path, assignment: Assignment, sub_id: str | None = None) -> Submission:
+    sub = Submission(id=sub_id or submission_id(path.name), source=str(path))
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+            problem = check_archive(infos)
+            if problem:
+                sub.error = f"{path.name} was rejected: {problem}"
+                return sub
+            wanted = set(assignment.submitted_files)
+            candidates: dict[str, list[tuple[str, bytes]]] = {}
+            for info in infos:
+                if info.is_dir():
+                    continue
+                parts = PurePosixPath(info.filename).parts
+                if any(p in SKIP_DIRS or p.startswith(".") for p in parts[:-1]):
+                    continue
+                is_link = stat.S_ISLNK(info.external_attr >> 16)
+                if _consider(info.filename, info.file_size, is_link, wanted, sub):
+                    with zf.open(info) as member:
+                        data = member.read(MAX_FILE + 1)
+                    candidates.setdefault(parts[-1], []).append((info.filename, data))
+    except (zipfile.BadZipFile, OSError, RuntimeError, NotImplementedError, EOFError) as exc:
+        sub.error = f"{path.name} is not a readable zip archive ({exc})"
+        return sub
+    _choose(assignment, candidates, sub)
+    return sub
+
+
+def check_archive(infos: list[zipfile.ZipInfo]) -> str | None:
+    """Why an archive must not be opened (traversal, bomb, too many members), or None."""
+    if len(infos) > MAX_MEMBERS:
+        return f"it has {len(infos)} members (at most {MAX_MEMBERS})"
+    total = 0
+    for info in infos:
+        name = info.filename
+        if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name) or ".." in PurePosixPath(name.replace("\\", "/")).parts:
+            return f"member {name!r} points outside the archive"
+        total += info.file_size
+        if total > MAX_TOTAL:
+            return f"it unpacks to more than {MAX_TOTAL // (1024 * 1024)} MiB"
+        if info.compress_size and info.file_size / info.compress_size > MAX_RATIO and info.file_size > 1024 * 1024:
+            return f"member {name!r} has a compression ratio above {MAX_RATIO} (zip bomb?)"
+    return None
+
+
+def from_file(path: Path, assignment: Assignment) -> Submission:
+    """A lone module file, e.g. ``spawn.py``; the id is the file's name."""
+    if path.name not in assignment.submitted_files:
+        raise NotASubmission(f"{path}: not one of the files of this assignment ({', '.join(assignment.submitted_files)})")
+    return from_folder_files(path, assignment)
+
+
+def from_folder_files(path: Path, assignment: Assignment) -> Submission:
+    sub = Submission(id=submission_id(path.stem), source=str(path))
+    if path.is_symlink():
+        sub.error = f"{path.name} is a symbolic link"
+        return sub
+    data = path.read_bytes()
+    if len(data) > MAX_FILE:
+        sub.error = f"{path.name} is larger than {MAX_FILE} bytes"
+        return sub
+    sub.files[path.name] = data
+    sub.missing = [f for f in assignment.submitted_files if f != path.name]
+    return sub
+
+
+def looks_like_submission(folder: Path, assignment: Assignment) -> bool:
+    """Does this folder hold module files itself (flat or ``exercises/NN/``) rather than submissions?"""
+    wanted = set(assignment.submitted_files)
+    for entry in folder.iterdir():
+        if entry.is_file() and entry.name in wanted:
+            return True
+    exercises = folder / "exercises"
+    if exercises.is_dir():
+        return any((exercises / ex.id / f).is_file() for ex in assignment.exercises for f in ex.files)
+    return False
+
+
+def discover(paths: list[Path], assignment: Assignment) -> tuple[list[Submission], list[str]]:
+    """Every submission under the given paths, and a message for each thing that is not one."""
+    found: list[Submission] = []
+    skipped: list[str] = []
+
+    def add(entry: Path) -> None:
+        try:
+            if entry.is_symlink():
+                skipped.append(f"{entry}: symbolic link, skipped")
+            elif entry.is_dir():
+                found.append(from_folder(entry, assignment))
+            elif entry.suffix.lower() == ".zip":
+                found.append(from_zip(entry, assignment))
+            elif entry.suffix == ".py":
+                found.append(from_file(entry, assignment))
+            else:
+                skipped.append(f"{entry}: not a folder, .zip or .py file, skipped")
+        except NotASubmission as exc:
+            skipped.append(str(exc))
+
+    for path in paths:
+        if not path.exists():
+            skipped.append(f"{path}: does not exist")
+        elif path.is_dir() and not looks_like_submission(path, assignment):
+            for entry in sorted(path.iterdir()):
+                if entry.name.startswith(".") or entry.name in SKIP_DIRS:
+                    continue
+                add(entry)
+        else:
+            add(path)
+    # Two entries with the same id (alice/ and alice.zip) must not overwrite each other.
+    seen: dict[str, int] = {}
+    for sub in found:
+        n = seen.get(sub.id, 0)
+        seen[sub.id] = n + 1
+        if n:
+            sub.id = f"{sub.id}-{n + 1}"
+    return found, skipped
