@@ -133,7 +133,7 @@ def run(
     sandbox: Sandbox,
     *,
     jobs: int = 1,
-    options: grading.Options = grading.Options(),
+    options: grading.Options | None = None,
     force: bool = False,
     on_event: Event | None = None,
     stop: threading.Event | None = None,
@@ -144,6 +144,7 @@ def run(
     "done" (from worker threads for the last two). Setting ``stop`` (or Ctrl-C in the caller,
     which should then call ``sandbox.close()``) ends the batch early; finished results are kept.
     """
+    options = options or grading.Options()
     out_dir.mkdir(parents=True, exist_ok=True)
     batch = Batch(id=uuid.uuid4().hex[:12], out_dir=out_dir)
     submissions, batch.skipped = discover(paths, assignment)

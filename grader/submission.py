@@ -83,16 +83,17 @@ def _choose(assignment: Assignment, candidates: dict[str, list[tuple[str, bytes]
             sub.missing.append(name)
             continue
         ex = assignment.exercise_of_file(name)
-
-        def rank(item: tuple[str, bytes]) -> tuple[int, int]:
-            parts = PurePosixPath(item[0]).parts
-            in_layout = ex is not None and len(parts) >= 2 and parts[-2] == ex.id
-            return (0 if in_layout else 1, len(parts))
-
-        found.sort(key=rank)
+        layout_dir = ex.id if ex is not None else None
+        found.sort(key=lambda item, d=layout_dir: _rank(item[0], d))
         sub.files[name] = found[0][1]
         for rel, _ in found[1:]:
             sub.ignored.append({"path": rel, "reason": f"another {name} was used ({found[0][0]})"})
+
+
+def _rank(rel: str, layout_dir: str | None) -> tuple[int, int]:
+    parts = PurePosixPath(rel).parts
+    in_layout = layout_dir is not None and len(parts) >= 2 and parts[-2] == layout_dir
+    return (0 if in_layout else 1, len(parts))
 
 
 def _consider(rel: str, size: int, is_link: bool, wanted: set[str], sub: Submission) -> bool:
