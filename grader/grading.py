@@ -48,6 +48,7 @@ def make_job(assignment: Assignment, submission: Submission, options: Options, n
     files["job.json"] = json.dumps({
         "submission": submission.describe(),
         "scope": options.scope,
+        "exercises": list(options.exercises),
         "start_method": options.start_method,
         "limits": {**assignment.limits.to_dict(), **limits.to_dict()},
     }).encode()

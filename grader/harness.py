@@ -106,7 +106,7 @@ def run(job_dir: Path, private: Path) -> dict[str, Any]:
             )
     doc = results.build(
         report, assignment, submission, scope=job.get("scope", "all"), sandbox=sandbox,
-        start_method=start_method, started_at=started_at,
+        start_method=start_method, started_at=started_at, only=tuple(job.get("exercises") or ()),
     )
     doc["duration"] = round(time.monotonic() - t0, 3)
     doc["grader"]["limits"] = job.get("limits", {})

@@ -166,6 +166,7 @@ def _connect(client: DockerClient | None) -> DockerClient:
     """Return a working client, or raise an actionable error."""
     try:
         from docker.errors import DockerException
+        from requests.exceptions import RequestException
 
         import docker  # lazy: not installed inside the grading image
     except ImportError as exc:  # pragma: no cover - docker is a host dependency
@@ -176,7 +177,7 @@ def _connect(client: DockerClient | None) -> DockerClient:
         if client is None:
             client = docker.from_env()
         client.ping()
-    except DockerException as exc:
+    except (DockerException, RequestException, OSError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ImageBuildError(
             f"Docker engine not reachable ({first}): start dockerd or set DOCKER_HOST"
@@ -288,7 +289,16 @@ def _fetch(
     wheels downloaded into the cache, then copied again.
     """
     wheelhouse.mkdir(parents=True, exist_ok=True)
-    local = ["download", "--no-index", "--find-links", str(wheelhouse), *target, *spec, "-d", str(dest)]
+    local = [
+        "download",
+        "--no-index",
+        "--find-links",
+        str(wheelhouse),
+        *target,
+        *spec,
+        "-d",
+        str(dest),
+    ]
     try:
         _pip(local, what=what)
         return
@@ -357,11 +367,22 @@ def collect_wheels(root: Path, dest: Path, *, arch: str, log: Log = print) -> No
         src = Path(tmp) / "src"
         _copy_project_source(root, src)
         _pip(
-            ["wheel", "--no-deps", "--no-index", "--find-links", str(wheelhouse), str(src), "-w", str(dest)],
+            [
+                "wheel",
+                "--no-deps",
+                "--no-index",
+                "--find-links",
+                str(wheelhouse),
+                str(src),
+                "-w",
+                str(dest),
+            ],
             what="building the mpgrade wheel (pip wheel)",
         )
     if not list(dest.glob("mpgrade-*.whl")):
-        raise ImageBuildError("pip wheel produced no mpgrade-*.whl: check pyproject.toml's [project] name")
+        raise ImageBuildError(
+            "pip wheel produced no mpgrade-*.whl: check pyproject.toml's [project] name"
+        )
 
 
 def prepare_context(root: Path, context: Path, *, arch: str, log: Log = print) -> None:
@@ -507,7 +528,9 @@ def ensure_offline_base(
             check=False,
         )
         if tar.returncode != 0:
-            raise ImageBuildError(f"tar of the debootstrap rootfs failed: {_pip_error_line(tar.stderr)}")
+            raise ImageBuildError(
+                f"tar of the debootstrap rootfs failed: {_pip_error_line(tar.stderr)}"
+            )
         repository, _, tag = OFFLINE_BASE_IMAGE.partition(":")
         from docker.errors import DockerException
 
@@ -538,19 +561,23 @@ def ensure_offline_base(
 def _stream_build(client: DockerClient, **kwargs: Any) -> Iterator[str]:
     """Yield build output lines; raise ImageBuildError on the daemon's error."""
     from docker.errors import DockerException
+    from requests.exceptions import RequestException
 
     try:
         for chunk in client.api.build(decode=True, **kwargs):
             if "error" in chunk:
                 detail = str(chunk.get("error") or "").strip().splitlines()
-                raise ImageBuildError(f"docker build failed: {detail[-1] if detail else 'unknown error'}")
+                raise ImageBuildError(
+                    f"docker build failed: {detail[-1] if detail else 'unknown error'}"
+                )
             text = chunk.get("stream")
             if text:
                 for line in str(text).splitlines():
                     if line.strip():
                         yield line.rstrip()
-    except DockerException as exc:
-        raise ImageBuildError(f"docker build failed: {str(exc).splitlines()[0]}") from exc
+    except (DockerException, RequestException) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ImageBuildError(f"docker build failed: {first}") from exc
 
 
 def build_image(

@@ -64,11 +64,13 @@ def build(
     start_method: str | None,
     started_at: str,
     finished_at: str | None = None,
+    only: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """A result document from a pytest-json-report report.
 
     ``scope`` is "all" (a real grade: every exercise's tests must add up to its points) or
-    "public" (a student's ``make check``: only the public tests ran).
+    "public" (a student's ``make check``: only the public tests ran). ``only`` limits the
+    document to some exercises (``make check EX=...``, grading one exercise in tests).
     """
     tests = []
     problems: list[str] = []
@@ -108,6 +110,8 @@ def build(
 
     exercises = []
     for ex in assignment.exercises:
+        if only and ex.id not in only:
+            continue
         mine = [t for t in tests if t["exercise"] == ex.id]
         if not mine and scope == "public" and not ex.public_tests():
             continue
@@ -143,7 +147,7 @@ def build(
         },
         "scope": scope,
         "score": score if status == "graded" else 0.0,
-        "max_score": _points(assignment.max_score) if scope == "all" else max_score,
+        "max_score": _points(assignment.max_score) if scope == "all" and not only else max_score,
         "status": status,
         "message": message,
         "exercises": exercises,

@@ -440,6 +440,7 @@ class _CallExecution:
         try:
             outcome = self._watch(proc, started)
             record.duration = time.monotonic() - started
+            self._read_pid_log(pid_log)
             self._snapshot(proc.pid)
             if outcome == "timeout":
                 failure = CallTimeout(self._timeout_message(proc.pid, dumps), record)
@@ -453,7 +454,7 @@ class _CallExecution:
             for t in readers:
                 t.join(timeout=2)
             os.close(r)
-        self._read_pid_log(pid_log)
+        self._read_pid_log(pid_log)  # again: workers that started while the call was torn down
         record.stdout = self.out.decode(errors="replace")
         record.stderr = self.err.decode(errors="replace")
         record.output_bytes = self.output_total
@@ -519,6 +520,11 @@ class _CallExecution:
     def _snapshot(self, caller: int) -> None:
         """After the function returned: which workers are still running, which were never reaped."""
         self._observe(caller)
+        # A helper seen between its fork and its exec looked like a worker; look again.
+        for pid in list(self.record.workers):
+            if self._parent_is(pid, caller) and _is_helper(_cmdline(pid)):
+                self.record.workers.discard(pid)
+                self.record.helpers.add(pid)
         stack, leftover, zombies = [caller], [], []
         while stack:
             pid = stack.pop()
@@ -544,7 +550,10 @@ class _CallExecution:
             parts = line.split()
             if len(parts) == 3 and parts[0].isdigit():
                 pid = int(parts[0])
-                if parts[2] == "worker" and pid != self.record.pid and pid not in self.record.helpers:
+                if parts[2] == "helper":
+                    self.record.workers.discard(pid)
+                    self.record.helpers.add(pid)
+                elif parts[2] == "worker" and pid != self.record.pid and pid not in self.record.helpers:
                     self.record.workers.add(pid)
 
     # -- pipes -------------------------------------------------------------------------------------

@@ -1,0 +1,217 @@
+"""The student-call boundary, used the way hidden tests use it."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from grader.student import (
+    BoundaryError,
+    CallCrashed,
+    CallTimeout,
+    NotImplementedByStudent,
+    OutputLimit,
+    StudentError,
+    StudentImportError,
+    StudentRunner,
+    summarize_dump,
+)
+
+WORKERS = '''
+import multiprocessing as mp, os, sys, time
+
+def _report(q):
+    q.put(os.getpid())
+
+def pids(n):
+    q = mp.Queue()
+    ps = [mp.Process(target=_report, args=(q,)) for _ in range(n)]
+    for p in ps:
+        p.start()
+    out = [q.get(timeout=10) for _ in ps]
+    for p in ps:
+        p.join()
+    return out
+
+def in_caller(n):
+    return [os.getpid()] * n
+
+def _wait_forever(q):
+    q.get()
+
+def deadlock():
+    q = mp.Queue()
+    p = mp.Process(target=_wait_forever, args=(q,))
+    p.start()
+    p.join()
+
+def leave_running():
+    p = mp.Process(target=time.sleep, args=(60,))
+    p.start()
+    return p.pid
+
+def forget_join():
+    p = mp.Process(target=time.sleep, args=(0,))
+    p.start()
+    time.sleep(0.5)
+    return p.pid
+
+def bad_arg(n):
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    return n
+
+def stub():
+    raise NotImplementedError
+
+def custom():
+    class Oops(Exception):
+        pass
+    raise Oops("custom")
+
+def unpicklable():
+    return object()
+
+def die():
+    os._exit(3)
+
+def flood():
+    while True:
+        sys.stdout.write("x" * 65536)
+
+def chatty():
+    print("hello from the student")
+    return 1
+
+def echo(*args, **kwargs):
+    return [list(args), kwargs]
+'''
+
+
+@pytest.fixture
+def runner(make_module, tmp_path):
+    folder = make_module("work", WORKERS)
+    return StudentRunner(path=folder, start_method="fork", call_timeout=3, output_limit=1 << 20)
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
+def test_values_come_back_and_workers_are_seen_from_outside(runner, method):
+    work = runner.module("work", start_method=method)
+    pids = work.pids(3)
+    call = runner.last
+    assert len(set(pids)) == 3
+    assert call.pid not in pids
+    assert set(pids) <= call.workers, "every worker PID was observed outside the student's code"
+    assert call.helpers.isdisjoint(call.workers)
+    assert call.leftover == [] and call.zombies == []
+    assert call.start_method == method
+
+
+def test_work_done_in_the_caller_shows_no_workers(runner):
+    pids = runner.module("work").in_caller(2)
+    assert set(pids) == {runner.last.pid}
+    assert runner.last.workers == set()
+
+
+def test_arguments_and_values_are_plain_data_both_ways(runner):
+    value = runner.module("work").echo(1, (2, 3), {4: "four"}, key={"a", "b"})
+    assert value == [[1, (2, 3), {4: "four"}], {"key": {"a", "b"}}]
+
+
+def test_a_hang_times_out_and_says_where_each_process_waits(runner):
+    started = time.monotonic()
+    with pytest.raises(CallTimeout) as info:
+        runner.module("work", timeout=1.5).deadlock()
+    assert time.monotonic() - started < 1.5 + 3, "the timeout is enforced, not waited out"
+    message = str(info.value)
+    assert "did not return within 1.5 s" in message
+    assert "work.py" in message and "in deadlock()" in message, message
+    assert "in _wait_forever()" in message, message
+    assert info.value.outcome == "timeout"
+    for pid in runner.last.workers | {runner.last.pid}:
+        assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+
+
+def test_processes_left_running_are_reported_then_killed(runner):
+    pid = runner.module("work").leave_running()
+    assert runner.last.leftover == [pid]
+    deadline = time.monotonic() + 2
+    while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not os.path.exists(f"/proc/{pid}"), "leftover worker was killed after the call"
+
+
+def test_unjoined_workers_are_reported_as_zombies(runner):
+    pid = runner.module("work").forget_join()
+    assert runner.last.zombies == [pid]
+    assert runner.last.leftover == []
+
+
+def test_student_exceptions_are_reraised_as_the_builtin_type_with_the_traceback(runner):
+    with pytest.raises(ValueError, match="n must be >= 0, got -1") as info:
+        runner.module("work").bad_arg(-1)
+    assert isinstance(info.value, StudentError)
+    assert "work.py" in str(info.value) and "bad_arg" in str(info.value)
+
+
+def test_student_defined_exceptions_do_not_cross_as_classes(runner):
+    with pytest.raises(StudentError, match="raised Oops: custom") as info:
+        runner.module("work").custom()
+    assert type(info.value).__name__ == "StudentException"
+
+
+def test_stubs_are_reported_as_not_implemented(runner):
+    with pytest.raises(NotImplementedByStudent, match="not implemented yet"):
+        runner.module("work").stub()
+
+
+def test_values_that_are_not_plain_data_are_refused(runner):
+    with pytest.raises(BoundaryError, match="not plain data"):
+        runner.module("work").unpicklable()
+
+
+def test_a_caller_that_exits_early_is_a_crash(runner):
+    with pytest.raises(CallCrashed, match="exited with status 3"):
+        runner.module("work").die()
+
+
+def test_output_floods_are_stopped(runner):
+    started = time.monotonic()
+    with pytest.raises(OutputLimit, match="more than 1 MiB"):
+        runner.module("work").flood()
+    assert time.monotonic() - started < 3
+
+
+def test_output_is_captured(runner):
+    assert runner.module("work").chatty() == 1
+    assert "hello from the student" in runner.last.stdout
+
+
+def test_import_errors_are_reported_with_the_line(make_module):
+    folder = make_module("broken", "def f(:\n    pass\n")
+    runner = StudentRunner(path=folder, call_timeout=3)
+    with pytest.raises(StudentImportError, match=r"could not import broken.py: SyntaxError"):
+        runner.module("broken").f()
+
+
+def test_missing_functions_are_reported(runner):
+    with pytest.raises(StudentImportError, match="has no function nope"):
+        runner.module("work").nope()
+
+
+def test_missing_module_is_reported(runner):
+    with pytest.raises(StudentImportError, match="ModuleNotFoundError"):
+        runner.module("absent").f()
+
+
+def test_stack_summary_names_the_student_frame_and_where_it_waits():
+    dump = (
+        "Current thread 0x01 (most recent call first):\n"
+        '  File "/usr/lib/python3.11/multiprocessing/queues.py", line 103 in get\n'
+        '  File "/sub/prodcons.py", line 12 in consumer\n'
+        '  File "/usr/lib/python3.11/multiprocessing/process.py", line 108 in run\n'
+    )
+    assert summarize_dump(dump, "/sub") == "prodcons.py:12 in consumer(), waiting in queues.py:103 in get()"
+    assert summarize_dump("", "/sub") == "no stack available"
