@@ -23,9 +23,11 @@ LABEL = "mpgrade.grader"
 BATCH_LABEL = "mpgrade.batch"
 IMAGE_PYTHON = "/opt/mpgrade/bin/python"
 STUDENT_USER = "10001:10001"
-# Only what privilege separation inside needs: switch to the student user (SETUID/SETGID),
-# give the student's scratch folders to it (CHOWN, FOWNER), and kill its processes (KILL).
-CAPABILITIES = ["SETUID", "SETGID", "CHOWN", "FOWNER", "KILL"]
+# Only what privilege separation inside needs, all for the supervisor (student processes run as
+# another user and lose every capability at the switch): switch to the student user
+# (SETUID/SETGID), hand it scratch folders (CHOWN, FOWNER), read back and clean up what its
+# processes wrote there (DAC_OVERRIDE), and kill its processes (KILL).
+CAPABILITIES = ["SETUID", "SETGID", "CHOWN", "FOWNER", "DAC_OVERRIDE", "KILL"]
 
 
 def connect(timeout: float = 10.0) -> Any:
