@@ -165,10 +165,9 @@ def image_tag(root: Path) -> str:
 def _connect(client: DockerClient | None) -> DockerClient:
     """Return a working client, or raise an actionable error."""
     try:
+        import docker  # lazy: not installed inside the grading image
         from docker.errors import DockerException
         from requests.exceptions import RequestException
-
-        import docker  # lazy: not installed inside the grading image
     except ImportError as exc:  # pragma: no cover - docker is a host dependency
         raise ImageBuildError(
             f"the Docker SDK for Python is not installed ({exc}): pip install 'docker>=7'"

@@ -33,9 +33,8 @@ CAPABILITIES = ["SETUID", "SETGID", "CHOWN", "FOWNER", "DAC_OVERRIDE", "KILL"]
 def connect(timeout: float = 10.0) -> Any:
     """A Docker client that answers, or SandboxUnavailable with the one-line fix."""
     try:
-        from docker.errors import DockerException
-
         import docker
+        from docker.errors import DockerException
     except ImportError:  # pragma: no cover - docker is a dependency
         raise SandboxUnavailable("the 'docker' Python package is missing: pip install docker") from None
     try:
