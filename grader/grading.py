@@ -90,9 +90,6 @@ def interpret(outcome: Outcome, nonce: str, assignment: Assignment, submission: 
         return _error(assignment, submission, sandbox, start_method, started_at, "timeout",
                       f"the submission ran past the limit of {limits.wall_timeout:g} s for a whole "
                       "submission and was stopped")
-    if outcome.oom_killed:
-        return _error(assignment, submission, sandbox, start_method, started_at, "error",
-                      f"the sandbox ran out of memory ({limits.memory // (1024 * 1024)} MiB)")
     try:
         payload = harness.unframe(outcome.stdout, nonce)
         data = json.loads(payload)
@@ -104,6 +101,10 @@ def interpret(outcome: Outcome, nonce: str, assignment: Assignment, submission: 
         if doc["assignment"].get("name") != assignment.name:
             raise ValueError("the result is for another assignment")
     except (ValueError, results.InvalidResult) as exc:
+        if outcome.oom_killed:  # a student process hitting the limit is normal; losing the report is not
+            return _error(assignment, submission, sandbox, start_method, started_at, "error",
+                          f"the sandbox ran out of memory ({limits.memory // (1024 * 1024)} MiB) "
+                          "and the grader could not finish")
         detail = f" (exit status {outcome.exit_status})" if outcome.exit_status else ""
         return _error(assignment, submission, sandbox, start_method, started_at, "error",
                       f"no valid result came out of the sandbox{detail}: {exc}")

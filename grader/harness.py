@@ -89,6 +89,8 @@ def run(job_dir: Path, private: Path) -> dict[str, Any]:
     ]
     if user_spec:
         args.append(f"--mpgrade-student-user={user_spec}")
+    if os.environ.get("MPGRADE_STUDENT_NPROC"):
+        args.append(f"--mpgrade-student-nproc={os.environ['MPGRADE_STUDENT_NPROC']}")
     if os.environ.get("MPGRADE_CGROUP"):
         args.append(f"--mpgrade-cgroup={os.environ['MPGRADE_CGROUP']}")
     import pytest

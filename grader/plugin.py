@@ -35,6 +35,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="run student code as this user (name or uid[:gid]); needs root")
     group.addoption("--mpgrade-cgroup", metavar="DIR", default=None,
                     help="cgroup v2 folder whose memory/pids events tell memory and process limits apart")
+    group.addoption("--mpgrade-student-nproc", metavar="N", type=int, default=None,
+                    help="most processes+threads the student user may have (with --mpgrade-student-user)")
     group.addoption("--mpgrade-scratch", metavar="DIR", default=None,
                     help="where per-call scratch folders go (default: the system temp folder)")
 
@@ -96,6 +98,7 @@ def student(request: pytest.FixtureRequest) -> StudentRunner:
         user=_student_user(config.getoption("--mpgrade-student-user")),
         scratch=Path(config.getoption("--mpgrade-scratch")) if config.getoption("--mpgrade-scratch") else None,
         cgroup=Path(config.getoption("--mpgrade-cgroup")) if config.getoption("--mpgrade-cgroup") else None,
+        max_processes=config.getoption("--mpgrade-student-nproc"),
     )
     request.node.stash[_runner_key] = runner
     return runner

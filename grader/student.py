@@ -272,6 +272,7 @@ class StudentRunner:
     user: tuple[int, int] | None = None  # (uid, gid) to run student code as, when root
     scratch: Path | None = None
     cgroup: Path | None = None  # cgroup v2 folder: its event counters name memory / process limits
+    max_processes: int | None = None  # RLIMIT_NPROC for the student user (only with ``user``)
     records: list[CallRecord] = field(default_factory=list)
 
     @property
@@ -313,12 +314,17 @@ class StudentRunner:
         counters: dict[str, int] = {}
         if self.cgroup is None:
             return counters
-        for filename, key in (("memory.events", "oom_kill"), ("pids.events", "max")):
+        # cgroup v2 keeps the counters in one folder; v1 in one folder per controller.
+        sources = (
+            ("memory", "memory.events", "oom_kill"), ("memory", "memory/memory.oom_control", "oom_kill"),
+            ("pids", "pids.events", "max"), ("pids", "pids/pids.events", "max"),
+        )
+        for counter, filename, key in sources:
             try:
                 for line in (self.cgroup / filename).read_text().splitlines():
                     name, _, value = line.partition(" ")
                     if name == key:
-                        counters[filename] = int(value)
+                        counters[counter] = int(value)
             except (OSError, ValueError):
                 pass
         return counters
@@ -328,10 +334,14 @@ class StudentRunner:
         after = self._limit_events()
         what = self.records[-1]
         name = f"{what.module}.{what.function}()"
-        if after.get("memory.events", 0) > before.get("memory.events", 0):
+        out_of_memory = isinstance(error, StudentError) and error.student_type == "MemoryError"
+        if after.get("memory", 0) > before.get("memory", 0) or out_of_memory:
             return MemoryLimit(f"{name} ran out of memory: a process was killed at the memory limit "
                                f"({error})", error.record)
-        if after.get("pids.events", 0) > before.get("pids.events", 0):
+        text = str(error)
+        forked_out = ("Resource temporarily unavailable" in text or "can't start new thread" in text
+                      or (self.max_processes and what.peak_processes >= self.max_processes - 8))
+        if after.get("pids", 0) > before.get("pids", 0) or forked_out:
             return ProcessLimit(f"{name} started too many processes or threads and hit the process "
                                 f"limit ({error})", error.record)
         return error
@@ -372,6 +382,7 @@ class _CallExecution:
         self.result = bytearray()
         self.result_done = threading.Event()
         self.seen: dict[int, tuple[float, int]] = {}
+        self.live_workers = 0
 
     def run(self) -> StudentFailure | None:
         tmp = Path(tempfile.mkdtemp(prefix="mpgrade-call-", dir=self.runner.scratch))
@@ -392,6 +403,7 @@ class _CallExecution:
                 "args": plain.encode(tuple(self.args))["v"], "kwargs": plain.encode(dict(self.kwargs)),
                 "start_method": record.start_method, "path": self.root, "cwd": str(tmp / "home"),
                 "result_fd": w,
+                "max_processes": self.runner.max_processes if self.runner.user else None,
             }
         except plain.NotPlainData as exc:
             os.close(r)
@@ -461,6 +473,9 @@ class _CallExecution:
         record.cpu_time = sum(cpu for cpu, _ in self.seen.values())
         if failure is not None:
             return failure
+        if outcome == "processes":
+            return ProcessLimit(f"{self._what()} started more than {self.runner.max_processes - 8} "
+                                "processes at once and was stopped (a fork bomb?)", record)
         if outcome == "output":
             return OutputLimit(
                 f"{self._what()} printed more than {self.runner.output_limit // (1024 * 1024)} MiB "
@@ -482,6 +497,9 @@ class _CallExecution:
                 return "result" if self.result_done.is_set() else "exited"
             if self.output_total > self.runner.output_limit:
                 return "output"
+            cap = self.runner.max_processes if self.runner.user else None
+            if cap and self.live_workers >= cap - 8:
+                return "processes"  # a fork bomb: no need to wait for the timeout
             if time.monotonic() > deadline:
                 return "timeout"
             interval = min(interval * 1.25, 0.02)
@@ -505,6 +523,7 @@ class _CallExecution:
                     workers += 1
             rss += st[2]
             stack.extend(_children(pid))
+        self.live_workers = workers
         self.record.peak_processes = max(self.record.peak_processes, workers)
         self.record.peak_rss = max(self.record.peak_rss, rss)
 

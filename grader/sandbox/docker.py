@@ -10,6 +10,7 @@ crashed run left one behind.
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import tempfile
 import threading
@@ -22,7 +23,10 @@ from grader.sandbox.base import PYTHON, Job, Outcome, SandboxUnavailable, write_
 LABEL = "mpgrade.grader"
 BATCH_LABEL = "mpgrade.batch"
 IMAGE_PYTHON = "/opt/mpgrade/bin/python"
-STUDENT_USER = "10001:10001"
+# Student code runs as a uid of its own per container: process limits (RLIMIT_NPROC) are counted
+# per uid across the whole kernel, so a shared uid would let one fork bomb starve every other
+# submission graded at the same time.
+STUDENT_UIDS = (200_000, 2_000_000_000)
 # Only what privilege separation inside needs, all for the supervisor (student processes run as
 # another user and lose every capability at the switch): switch to the student user
 # (SETUID/SETGID), hand it scratch folders (CHOWN, FOWNER), read back and clean up what its
@@ -86,6 +90,7 @@ class DockerSandbox:
         from docker.types import LogConfig, Ulimit
 
         limits = job.limits
+        uid = secrets.SystemRandom().randrange(*STUDENT_UIDS)
         command = [IMAGE_PYTHON if a == PYTHON and i == 0 else a for i, a in enumerate(job.command)]
         return self.client.containers.create(
             self.image,
@@ -98,9 +103,12 @@ class DockerSandbox:
                 "LANG": "C.UTF-8",
                 "PYTHONDONTWRITEBYTECODE": "1",
                 "MPGRADE_SANDBOX": "docker",
-                "MPGRADE_STUDENT_USER": STUDENT_USER,
+                "MPGRADE_STUDENT_USER": f"{uid}:{uid}",
                 "MPGRADE_PRIVATE": "/run/mpgrade",
                 "MPGRADE_CGROUP": "/sys/fs/cgroup",
+                # The student user gets most of the pids budget, never all of it: the supervisor
+                # must still be able to start a thread to report a fork bomb.
+                "MPGRADE_STUDENT_NPROC": str(max(16, limits.pids - 64)),
                 **job.env,
                 **job.secret_env,
             },
