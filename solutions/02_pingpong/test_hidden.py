@@ -1,0 +1,180 @@
+"""Hidden tests for exercise 02 (pipes: ping-pong and a ring)."""
+
+import os
+import random
+
+import pytest
+
+from grader.testing import Mistake
+
+pytestmark = pytest.mark.visibility("hidden")
+
+rng = random.Random(os.urandom(16))
+
+JOIN_HINT = ("did you join every child? A child that was never joined stays a zombie, and one "
+             "still running when your function returns was not waited for.")
+STOP_HINT = ("did the parent send None after the last round, and does the child leave its loop "
+             "when it receives None? Otherwise the child waits in recv() forever and join() hangs.")
+
+
+def transcript(rounds):
+    out = []
+    for i in range(rounds):
+        out += [f"ping {i}", f"pong {i}"]
+    return out
+
+
+def check_clean(call, what):
+    if call.leftover:
+        raise Mistake(f"expected no process still running after {what} returned, got "
+                      f"{len(call.leftover)} still running", hint=JOIN_HINT)
+    if call.zombies:
+        raise Mistake(f"expected every child of {what} to be joined, got {len(call.zombies)} "
+                      "never joined (zombies)", hint=JOIN_HINT)
+
+
+# --- ping_pong ------------------------------------------------------------------------------
+
+
+@pytest.mark.points(3)
+@pytest.mark.hint(STOP_HINT)
+def test_ping_pong_random_rounds(student):
+    """ping_pong(rounds) returns the full transcript, played with one child"""
+    rounds = rng.randint(5, 40)
+    pingpong = student.module("pingpong", timeout=5)
+    got = pingpong.ping_pong(rounds)
+    call = student.last
+    expected = transcript(rounds)
+    assert got == expected, f"ping_pong({rounds}): expected {expected[:6]}... ({2 * rounds} messages), got {got!r}"
+    assert len(call.workers) == 1, (f"ping_pong({rounds}): expected exactly 1 child process, got "
+                                    f"{len(call.workers)}")
+
+
+@pytest.mark.points(1)
+@pytest.mark.hint("rounds == 0 plays no round: the transcript is []; the child is still stopped with None.")
+def test_ping_pong_zero_rounds(student):
+    """ping_pong(0) returns []"""
+    pingpong = student.module("pingpong", timeout=5)
+    got = pingpong.ping_pong(0)
+    assert got == [], f"ping_pong(0): expected [], got {got!r}"
+
+
+@pytest.mark.points(1)
+@pytest.mark.hint("Check the argument first: raise ValueError when rounds < 0.")
+def test_ping_pong_negative_raises(student):
+    """ping_pong with negative rounds raises ValueError"""
+    pingpong = student.module("pingpong", timeout=5)
+    with pytest.raises(ValueError):
+        pingpong.ping_pong(-rng.randint(1, 9))
+
+
+@pytest.mark.points(2)
+@pytest.mark.hint(JOIN_HINT)
+def test_ping_pong_joins_child(student):
+    """ping_pong joins its child before returning"""
+    rounds = rng.randint(1, 4)
+    pingpong = student.module("pingpong", timeout=5)
+    pingpong.ping_pong(rounds)
+    check_clean(student.last, f"ping_pong({rounds})")
+
+
+@pytest.mark.points(2)
+@pytest.mark.hint("Under spawn the child's target must be a module-level function (no lambda, no "
+                  "nested function) receiving its pipe end through args=.")
+def test_ping_pong_under_spawn(student):
+    """ping_pong works under the spawn start method"""
+    rounds = rng.randint(2, 6)
+    pingpong = student.module("pingpong", start_method="spawn", timeout=8)
+    got = pingpong.ping_pong(rounds)
+    expected = transcript(rounds)
+    assert got == expected, f"ping_pong({rounds}) under spawn: expected {expected}, got {got!r}"
+
+
+@pytest.mark.points(1)
+@pytest.mark.hint("Each round is one send and one recv on each side; the pongs must be the "
+                  "messages the child actually sent.")
+def test_ping_pong_many_rounds(student):
+    """ping_pong handles a few thousand rounds"""
+    rounds = rng.randint(1500, 2500)
+    pingpong = student.module("pingpong", timeout=10)
+    got = pingpong.ping_pong(rounds)
+    expected = transcript(rounds)
+    if got != expected:
+        first = next((i for i, (a, b) in enumerate(zip(got, expected, strict=False)) if a != b), min(len(got), len(expected)))
+        raise AssertionError(f"ping_pong({rounds}): expected {2 * rounds} messages, got {len(got)}; "
+                             f"first difference at message {first}")
+
+
+# --- ring -----------------------------------------------------------------------------------
+
+RING_HINT = ("Start n children (the parent is not one of them) and n + 1 one-way pipes: "
+             "parent -> P0 -> ... -> P(n-1) -> parent; each child receives once, adds 1, sends once.")
+
+
+@pytest.mark.points(3)
+@pytest.mark.hint(RING_HINT)
+def test_ring_random(student):
+    """ring(n, token) returns token + n, with n child processes"""
+    n, token = rng.randint(2, 8), rng.randint(-1000, 1000)
+    pingpong = student.module("pingpong", timeout=5)
+    got = pingpong.ring(n, token)
+    call = student.last
+    assert got == token + n, f"ring({n}, {token}): expected {token + n}, got {got!r}"
+    assert len(call.workers) == n, (f"ring({n}, {token}): expected {n} child processes, got "
+                                    f"{len(call.workers)}")
+
+
+@pytest.mark.points(1)
+@pytest.mark.hint(RING_HINT)
+def test_ring_single_process(student):
+    """ring(1, token) returns token + 1 with one child"""
+    token = rng.randint(-50, 50)
+    pingpong = student.module("pingpong", timeout=5)
+    got = pingpong.ring(1, token)
+    call = student.last
+    assert got == token + 1, f"ring(1, {token}): expected {token + 1}, got {got!r}"
+    assert len(call.workers) == 1, f"ring(1, {token}): expected 1 child process, got {len(call.workers)}"
+
+
+@pytest.mark.points(1)
+@pytest.mark.hint("Check the argument first: raise ValueError when n < 1.")
+def test_ring_bad_sizes(student):
+    """ring with n < 1 raises ValueError"""
+    pingpong = student.module("pingpong", timeout=5)
+    for n in (0, -rng.randint(1, 9)):
+        with pytest.raises(ValueError):
+            pingpong.ring(n, 1)
+
+
+@pytest.mark.points(1)
+@pytest.mark.hint(JOIN_HINT)
+def test_ring_joins_children(student):
+    """ring joins every child before returning"""
+    n = rng.randint(3, 5)
+    pingpong = student.module("pingpong", timeout=5)
+    pingpong.ring(n, 0)
+    check_clean(student.last, f"ring({n}, 0)")
+
+
+@pytest.mark.points(2)
+@pytest.mark.hint("Under forkserver (like spawn) the targets are pickled: use a module-level "
+                  "function and pass both pipe ends through args=.")
+def test_ring_under_forkserver(student):
+    """ring works under the forkserver start method"""
+    n, token = rng.randint(2, 4), rng.randint(0, 100)
+    pingpong = student.module("pingpong", start_method="forkserver", timeout=8)
+    got = pingpong.ring(n, token)
+    assert got == token + n, f"ring({n}, {token}) under forkserver: expected {token + n}, got {got!r}"
+
+
+@pytest.mark.points(2)
+@pytest.mark.hint(RING_HINT)
+def test_ring_large(student):
+    """ring works with a couple of dozen processes"""
+    n, token = rng.randint(20, 28), rng.randint(-10**6, 10**6)
+    pingpong = student.module("pingpong", timeout=15)
+    got = pingpong.ring(n, token)
+    call = student.last
+    assert got == token + n, f"ring({n}, {token}): expected {token + n}, got {got!r}"
+    assert len(call.workers) == n, (f"ring({n}, {token}): expected {n} child processes, got "
+                                    f"{len(call.workers)}")
