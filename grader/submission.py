@@ -125,7 +125,7 @@ def from_folder(path: Path, assignment: Assignment, sub_id: str | None = None) -
         except OSError:
             return
         for entry in entries:
-            rel = str(entry.relative_to(path))
+            rel = str(entry.relative_to(root))
             if entry.is_symlink():
                 _consider(rel, 0, True, wanted, sub)
             elif entry.is_dir():

