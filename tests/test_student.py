@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from grader import student as student_mod
 from grader.student import (
     BoundaryError,
     CallCrashed,
@@ -90,8 +91,11 @@ def echo(*args, **kwargs):
 '''
 
 
-@pytest.fixture
-def runner(make_module, tmp_path):
+@pytest.fixture(params=["proc", "psutil"])
+def runner(request, make_module, monkeypatch):
+    """Each test runs twice: watching through /proc (Linux) and through psutil (macOS, others)."""
+    if request.param == "psutil":
+        monkeypatch.setattr(student_mod, "HAVE_PROC", False)
     folder = make_module("work", WORKERS)
     return StudentRunner(path=folder, start_method="fork", call_timeout=3, output_limit=1 << 20)
 
