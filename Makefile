@@ -27,7 +27,7 @@ test: $(STAMP) ## maintainers: the grader's whole test suite (Docker tests run w
 	$(PY) -m pytest tests
 
 lint: $(STAMP) ## ruff over the package, tests and course
-	$(VENV)/bin/ruff check grader tests exercises solutions bench examples
+	$(VENV)/bin/ruff check grader tests exercises solutions examples $(wildcard bench)
 
 image: $(STAMP) ## build the grading image without a registry (debootstrap + local wheels)
 	$(PY) -m grader image build --offline
