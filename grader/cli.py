@@ -278,6 +278,87 @@ def image_build(offline: bool, base: str | None, force: bool) -> None:
 
 
 @main.command()
+@click.option("--repeat", type=click.IntRange(1, 100), default=5, show_default=True,
+              help="Runs of the reference solutions per start method.")
+@click.option("--start-methods", default="fork,spawn,forkserver", show_default=True,
+              help="Comma-separated start methods the references must pass under.")
+@click.option("--jobs", "-j", type=click.IntRange(1, 64), default=None,
+              help="Gradings at once (default: the number of CPUs, so the machine is loaded).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("validate.json"), show_default=True, help="Where to write the JSON report.")
+@assignment_option
+def validate(repeat: int, start_methods: str, jobs: int | None, json_path: Path,
+             assignment_dir: str | None) -> None:
+    """Prove the tests before release: references 100%, stubs 0, every mutant caught.
+
+    The references are graded REPEAT times under each start method, concurrently, and any
+    test that ever fails is reported as flaky with its failure rate. Each mutant in
+    solutions/mutants/ must lose points in its own exercise (exactly the tests its
+    mutant.toml lists, if it lists them), with a hint, and nowhere else.
+    Exit code 0 only when all of that holds.
+
+    \b
+    Examples:
+      mpgrade validate                       # 5 runs x 3 start methods, stubs, mutants
+      mpgrade validate --repeat 2 --start-methods spawn
+      make validate
+    """
+    from grader import check as check_mod
+    from grader import validate as validate_mod
+
+    assignment = load_assignment(assignment_dir)
+    methods = tuple(m.strip() for m in start_methods.split(",") if m.strip())
+    unknown = set(methods) - set(validate_mod.START_METHODS)
+    if unknown or not methods:
+        fail(f"--start-methods: unknown {sorted(unknown)}; choose from fork, spawn, forkserver")
+    try:
+        mutants = validate_mod.load_mutants(assignment)
+    except (ValueError, KeyError, OSError, assignment_mod.AssignmentError) as exc:
+        fail(f"cannot read the mutants: {exc}")
+    console = Console()
+    total = repeat * len(methods) + 1 + len(mutants)
+    with Progress(TextColumn("[bold]validating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console) as progress:
+        task = progress.add_task("validate", total=total)
+        report = validate_mod.run(assignment, repeat=repeat, start_methods=methods,
+                                  jobs=jobs or os.cpu_count() or 2, mutants=mutants,
+                                  progress=lambda m: progress.update(task, advance=1))
+    render_validation(report, console)
+    check_mod.write_json(report.to_dict(), json_path)
+    console.print(f"Report: {json_path}", highlight=False)
+    sys.exit(0 if report.ok else 1)
+
+
+def render_validation(report: Any, console: Console) -> None:
+    table = Table(title="References", title_justify="left")
+    for col in ("start method", "runs", "full marks", "status"):
+        table.add_column(col)
+    methods: dict[str, list[dict[str, Any]]] = {}
+    for r in report.references:
+        methods.setdefault(r["start_method"], []).append(r)
+    for method, rows in methods.items():
+        good = sum(r["ok"] for r in rows)
+        table.add_row(method, str(len(rows)), f"{good}/{len(rows)}",
+                      "[green]ok[/]" if good == len(rows) else "[red]FAILS[/]")
+    console.print(table)
+    for f in report.flaky:
+        console.print(f"[red]flaky:[/] {f['test']} under {f['start_method']}: failed {f['failures']}/"
+                      f"{f['runs']} runs ({f['example']})", highlight=False)
+    stubs = report.stubs
+    console.print(f"Stubs: {stubs['score']:g}/{stubs['max_score']:g} "
+                  + ("[green]ok[/]" if stubs["ok"] else f"[red]should be 0[/] {stubs['passing_tests'][:5]}"))
+    mt = Table(title="Mutants", title_justify="left")
+    for col in ("mutant", "exercise", "score", "caught", "description / problem"):
+        mt.add_column(col)
+    for m in report.mutants:
+        mt.add_row(m["id"], m["exercise"], f"{m['score']:g}/{m['max_score']:g}" if m["score"] is not None else "-",
+                   "[green]yes[/]" if m["ok"] else "[red]NO[/]",
+                   m["description"] if m["ok"] else "; ".join(m["problems"]))
+    console.print(mt)
+    console.print("[bold green]All claims hold.[/]" if report.ok else "[bold red]Validation failed.[/]")
+
+
+@main.command()
 def schema() -> None:
     """Print the JSON Schema of result documents (also in grader/schema/result.schema.json).
 

@@ -24,7 +24,7 @@ def mpgrade(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
 
 
 def test_help_explains_every_command_with_examples():
-    for command in (["check"], ["grade"], ["image", "build"], ["schema"]):
+    for command in (["check"], ["grade"], ["image", "build"], ["validate"], ["schema"]):
         out = mpgrade(*command, "--help")
         assert out.returncode == 0
         assert "Example" in out.stdout, command

@@ -222,3 +222,40 @@ def test_containers_are_locked_down(course, sandbox, docker_client, tmp_path, mo
     assert all(b.endswith(":ro") for b in seen["Binds"])
     assert not any("docker.sock" in b for b in seen["Binds"])
     assert {u["Name"] for u in seen["Ulimits"]} >= {"core", "nofile", "fsize"}
+
+
+def test_reference_scores_full_marks_in_containers_under_spawn_and_forkserver(course, sandbox, tmp_path):
+    """Privilege separation changes nothing for honest code, whatever the start method."""
+    from grader import submission
+
+    sub = submission.from_folder(reference_folder(tmp_path, course, "ref"), course)
+    for method in ("spawn", "forkserver"):
+        doc = grading.grade(sandbox, course, sub, grading.Options(start_method=method))
+        bad = [f"{t['id']}: {t['message'][:200]}" for t in doc["tests"] if t["outcome"] != "passed"]
+        assert doc["score"] == 100, (method, bad)
+
+
+def test_ctrl_c_on_the_command_line_removes_running_containers(docker_client, grading_image, course, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    root = tmp_path / "subs"
+    root.mkdir()
+    for i in range(3):
+        reference_folder(root, course, f"slow{i}", spawn="import time\ntime.sleep(10**6)\n")
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "grader", "grade", str(root), "--out", str(out), "--jobs", "2"],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "COLUMNS": "120"})
+    deadline = time.monotonic() + 60
+    while not ours(docker_client) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert ours(docker_client), "grading started"
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=90)
+    assert proc.returncode == 130, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    assert ours(docker_client) == []
+    assert json.loads((out / "summary.json").read_text())["interrupted"] is True

@@ -1,0 +1,208 @@
+"""``mpgrade validate``: proof that an assignment's tests can be trusted before it is released.
+
+Three claims, each checked by grading real submissions through the normal path:
+
+- the reference solutions score full marks under every start method, ``repeat`` times, with
+  the runs going concurrently so the machine is busy (a test that ever fails is flaky);
+- the stubs score zero;
+- every mutant in ``solutions/mutants/`` (a copy of the reference with one realistic mistake)
+  loses points in its own exercise, fails exactly the tests its ``mutant.toml`` lists when it
+  lists them, and loses nothing anywhere else.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from grader import grading, results
+from grader.assignment import Assignment
+from grader.sandbox.local import LocalSandbox
+from grader.submission import Submission
+
+START_METHODS = ("fork", "spawn", "forkserver")
+
+
+@dataclass
+class Mutant:
+    id: str
+    exercise: str
+    module: str
+    description: str
+    source: bytes
+    fails: list[str] | None = None
+
+
+def load_mutants(assignment: Assignment, folder: Path | None = None) -> list[Mutant]:
+    """Every ``<id>/mutant.toml`` (+ the module file it names) under the mutants folder."""
+    folder = folder or assignment.root / "solutions" / "mutants"
+    mutants = []
+    for spec_path in sorted(folder.glob("*/mutant.toml")):
+        spec = tomllib.loads(spec_path.read_text())
+        ex = assignment.exercise(spec["exercise"])
+        module = spec.get("module") or ex.files[0]
+        if module not in ex.files:
+            raise ValueError(f"{spec_path}: {module} is not a file of {ex.id}")
+        mutants.append(Mutant(
+            id=spec_path.parent.name, exercise=ex.id, module=module,
+            description=str(spec.get("description", "")),
+            source=(spec_path.parent / module).read_bytes(),
+            fails=list(spec["fails"]) if "fails" in spec else None,
+        ))
+    return mutants
+
+
+def reference(assignment: Assignment, sub_id: str = "reference") -> Submission:
+    sub = Submission(id=sub_id, source=str(assignment.root / "solutions"))
+    for ex in assignment.exercises:
+        for name in ex.files:
+            sub.files[name] = (ex.hidden_dir / name).read_bytes()
+    return sub
+
+
+def stubs(assignment: Assignment) -> Submission:
+    sub = Submission(id="stubs", source=str(assignment.root / "exercises"))
+    for ex in assignment.exercises:
+        for name in ex.files:
+            sub.files[name] = (ex.public_dir / name).read_bytes()
+    return sub
+
+
+def _test_function(test_id: str) -> str:
+    return test_id.split("::", 1)[-1].split("[", 1)[0]
+
+
+def _exercises_using(assignment: Assignment, module: str) -> tuple[str, ...]:
+    """Exercises whose tests name the module: only they can lose points through it."""
+    stem = module[:-3]
+    using = []
+    for ex in assignment.exercises:
+        for path in ex.public_tests() + ex.hidden_tests():
+            text = path.read_text()
+            if f'"{stem}"' in text or f"'{stem}'" in text:
+                using.append(ex.id)
+                break
+    return tuple(using)
+
+
+@dataclass
+class Report:
+    references: list[dict[str, Any]] = field(default_factory=list)
+    flaky: list[dict[str, Any]] = field(default_factory=list)
+    stubs: dict[str, Any] = field(default_factory=dict)
+    mutants: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return (all(r["ok"] for r in self.references) and not self.flaky
+                and bool(self.stubs.get("ok")) and all(m["ok"] for m in self.mutants))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "references": self.references, "flaky": self.flaky,
+                "stubs": self.stubs, "mutants": self.mutants, "finished_at": results.now()}
+
+
+Progress = Callable[[str], None]
+
+
+def run(
+    assignment: Assignment,
+    *,
+    repeat: int = 5,
+    start_methods: tuple[str, ...] = START_METHODS,
+    jobs: int = 2,
+    mutants: list[Mutant] | None = None,
+    progress: Progress | None = None,
+) -> Report:
+    """Grade references, stubs and mutants concurrently and say whether the tests hold."""
+    say = progress or (lambda message: None)
+    mutants = load_mutants(assignment) if mutants is None else mutants
+    sandbox = LocalSandbox()
+    report = Report()
+
+    def grade(sub: Submission, **options: Any) -> dict[str, Any]:
+        doc = grading.grade(sandbox, assignment, sub, grading.Options(**options))
+        assert doc is not None  # never cancelled here
+        return doc
+
+    work: list[tuple[str, Any]] = [("reference", (m, i)) for m in start_methods for i in range(repeat)]
+    work.append(("stubs", None))
+    work += [("mutant", m) for m in mutants]
+
+    def one(item: tuple[str, Any]) -> tuple[str, Any, dict[str, Any]]:
+        kind, arg = item
+        if kind == "reference":
+            method, i = arg
+            doc = grade(reference(assignment, f"reference-{method}-{i}"), start_method=method)
+            say(f"reference {method} #{i + 1}: {doc['score']:g}/{doc['max_score']:g}")
+        elif kind == "stubs":
+            doc = grade(stubs(assignment))
+            say(f"stubs: {doc['score']:g}/{doc['max_score']:g}")
+        else:
+            sub = reference(assignment, arg.id)
+            sub.files[arg.module] = arg.source
+            doc = grade(sub, exercises=_exercises_using(assignment, arg.module) or (arg.exercise,))
+            say(f"mutant {arg.id}: {doc['score']:g}/{doc['max_score']:g}")
+        return kind, arg, doc
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        outcomes = list(pool.map(one, work))
+
+    failures: dict[tuple[str, str], list[str]] = {}
+    runs: dict[str, int] = {}
+    for kind, arg, doc in outcomes:
+        if kind == "reference":
+            method = arg[0]
+            runs[method] = runs.get(method, 0) + 1
+            bad = [t for t in doc["tests"] if t["outcome"] != "passed"]
+            for t in bad:
+                failures.setdefault((method, t["id"]), []).append(f"{t['outcome']}: {t['message'][:200]}")
+            report.references.append({
+                "start_method": method, "run": arg[1] + 1, "score": doc["score"],
+                "max_score": doc["max_score"], "status": doc["status"], "message": doc["message"],
+                "ok": doc["status"] == "graded" and doc["score"] == doc["max_score"],
+            })
+        elif kind == "stubs":
+            report.stubs = {"score": doc["score"], "max_score": doc["max_score"], "status": doc["status"],
+                            "ok": doc["status"] == "graded" and doc["score"] == 0,
+                            "passing_tests": [t["id"] for t in doc["tests"] if t["outcome"] == "passed"]}
+        else:
+            report.mutants.append(_judge_mutant(assignment, arg, doc))
+    for (method, test_id), messages in sorted(failures.items()):
+        report.flaky.append({"test": test_id, "start_method": method, "failures": len(messages),
+                             "runs": runs[method], "rate": round(len(messages) / runs[method], 3),
+                             "example": messages[0]})
+    return report
+
+
+def _judge_mutant(assignment: Assignment, mutant: Mutant, doc: dict[str, Any]) -> dict[str, Any]:
+    failed = sorted({_test_function(t["id"]) for t in doc["tests"]
+                     if t["outcome"] != "passed" and t["exercise"] == mutant.exercise})
+    elsewhere = sorted({t["id"] for t in doc["tests"]
+                        if t["outcome"] != "passed" and t["exercise"] != mutant.exercise})
+    own = next((e for e in doc["exercises"] if e["name"] == mutant.exercise), None)
+    lost = own is not None and own["score"] < own["max_score"]
+    problems = []
+    if doc["status"] != "graded":
+        problems.append(f"not graded: {doc['message']}")
+    if not lost:
+        problems.append("not caught: it loses no points in its own exercise")
+    if elsewhere:
+        problems.append(f"loses points outside {mutant.exercise}: {', '.join(elsewhere[:5])}")
+    if mutant.fails is not None and set(failed) != set(mutant.fails):
+        missing = sorted(set(mutant.fails) - set(failed))
+        extra = sorted(set(failed) - set(mutant.fails))
+        problems.append(f"fails other tests than listed (missing {missing}, unexpected {extra})")
+    hints = {t["id"]: t.get("hint") for t in doc["tests"] if t["outcome"] != "passed"}
+    unhinted = [tid for tid, hint in hints.items() if not hint]
+    if unhinted:
+        problems.append(f"failing tests without a hint: {', '.join(unhinted[:5])}")
+    return {
+        "id": mutant.id, "exercise": mutant.exercise, "description": mutant.description,
+        "score": own["score"] if own else None, "max_score": own["max_score"] if own else None,
+        "failed_tests": failed, "ok": not problems, "problems": problems,
+    }

@@ -1,0 +1,74 @@
+"""``mpgrade validate`` on the bundled course, and validate catching what it must catch."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from grader import assignment as assignment_mod
+from grader import validate
+
+
+@pytest.fixture(scope="session")
+def course_report(course):
+    """The real thing: references twice under every start method (two at a time), stubs, mutants."""
+    return validate.run(course, repeat=2, jobs=2)
+
+
+def test_references_score_full_marks_under_every_start_method(course_report):
+    methods = {r["start_method"] for r in course_report.references}
+    assert methods == {"fork", "spawn", "forkserver"}
+    bad = [r for r in course_report.references if not r["ok"]]
+    assert bad == [], bad
+    assert course_report.flaky == [], course_report.flaky
+
+
+def test_stubs_score_zero(course_report):
+    assert course_report.stubs["ok"], course_report.stubs
+
+
+def test_there_are_enough_mutants_for_every_exercise(course):
+    mutants = validate.load_mutants(course)
+    assert len(mutants) >= 20
+    assert {m.exercise for m in mutants} == {ex.id for ex in course.exercises}
+
+
+def test_every_mutant_is_caught_in_its_own_exercise_with_hints(course_report):
+    problems = {m["id"]: m["problems"] for m in course_report.mutants if not m["ok"]}
+    assert problems == {}
+    assert course_report.ok
+
+
+def test_a_mutant_that_is_really_correct_makes_validate_fail(course_copy):
+    course = assignment_mod.load(course_copy)
+    fake = course_copy / "solutions" / "mutants" / "not_a_mistake"
+    fake.mkdir()
+    shutil.copy(course_copy / "solutions" / "04_locks" / "locks.py", fake / "locks.py")
+    (fake / "mutant.toml").write_text(
+        'exercise = "04_locks"\nmodule = "locks.py"\ndescription = "identical to the reference"\n')
+    mutants = [m for m in validate.load_mutants(course) if m.id in ("not_a_mistake", "locks_no_join")]
+    report = validate.run(course, repeat=1, start_methods=("fork",), mutants=mutants)
+    verdict = {m["id"]: m for m in report.mutants}
+    assert verdict["locks_no_join"]["ok"]
+    assert not verdict["not_a_mistake"]["ok"]
+    assert any("not caught" in p for p in verdict["not_a_mistake"]["problems"])
+    assert not report.ok
+
+
+def test_a_reference_that_fails_under_one_start_method_is_reported(course_copy):
+    """A reference using a lambda target passes under fork and fails under spawn: not releasable."""
+    path = course_copy / "solutions" / "01_spawn" / "spawn.py"
+    path.write_text(path.read_text() + (
+        "\n\n_original = exit_codes\n\n\ndef exit_codes(codes):\n"
+        "    import multiprocessing\n"
+        "    if multiprocessing.get_start_method() != 'fork':\n"
+        "        raise RuntimeError('only works under fork')\n"
+        "    return _original(codes)\n"))
+    course = assignment_mod.load(course_copy)
+    report = validate.run(course, repeat=1, start_methods=("fork", "forkserver"), mutants=[])
+    assert not report.ok
+    assert {r["start_method"]: r["ok"] for r in report.references} == {"fork": True, "forkserver": False}
+    flaky = {(f["start_method"], f["test"].split("::")[1]) for f in report.flaky}
+    assert ("forkserver", "test_exit_codes_small") in flaky
+    assert all(f["start_method"] == "forkserver" for f in report.flaky)
