@@ -31,13 +31,19 @@ def stub(ex: str) -> bytes:
     return (ROOT / "exercises" / ex / MODULES[ex]).read_bytes()
 
 
+def mutant(mutant_id: str) -> bytes:
+    from grader import assignment, validate
+
+    course = assignment.load(ROOT)
+    return next(m.source for m in validate.load_mutants(course) if m.id == mutant_id)
+
+
 def samples() -> dict[str, dict[str, bytes]]:
     full = {ex: reference(ex) for ex in MODULES}
     return {
         "alice-full": full,
         "bob-partial": {**full, "03_prodcons": stub("03_prodcons"), "04_locks": stub("04_locks")},
-        "carol-deadlock": {**full, "03_prodcons": (
-            ROOT / "solutions" / "mutants" / "prodcons_join_before_drain" / "prodcons.py").read_bytes()},
+        "carol-deadlock": {**full, "03_prodcons": mutant("prodcons_join_before_drain")},
         "dave-import-crash": {**full, "01_spawn": b'raise RuntimeError("configuration file not found")\n'
                               + reference("01_spawn")},
         "erin-syntax-error": {**full, "02_pingpong": b"def ping_pong(rounds)\n    return []\n"},

@@ -124,7 +124,21 @@ def _test_files(assignment: Any, scope: str) -> list[Path]:
     return files
 
 
+def apply_rlimits(spec: str) -> None:
+    """``core=0,fsize=N,nofile=N`` from the local sandbox (Docker sets ulimits itself)."""
+    import resource
+
+    names = {"core": resource.RLIMIT_CORE, "fsize": resource.RLIMIT_FSIZE, "nofile": resource.RLIMIT_NOFILE}
+    for item in filter(None, spec.split(",")):
+        name, _, value = item.partition("=")
+        if name in names and value.isdigit():
+            _, hard = resource.getrlimit(names[name])
+            n = int(value) if hard == resource.RLIM_INFINITY else min(int(value), hard)
+            resource.setrlimit(names[name], (n, n))
+
+
 def main() -> int:
+    apply_rlimits(os.environ.pop("MPGRADE_RLIMITS", ""))
     nonce = os.environ.pop(NONCE_ENV, "")
     if not nonce:
         print("grader.harness: no nonce given; this command is run by a sandbox, not by hand", file=sys.stderr)

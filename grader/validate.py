@@ -37,8 +37,29 @@ class Mutant:
     fails: list[str] | None = None
 
 
+def apply_changes(reference: str, changes: list[dict[str, str]], where: str) -> str:
+    """The reference with each ``old`` text (found exactly once) replaced by ``new``, in order.
+
+    Mutants are stored as these few-line changes, not as copies: the mistake is what the file
+    shows, and a change to the reference that a mutant no longer fits is an error, not a
+    silently stale copy.
+    """
+    text = reference
+    for i, change in enumerate(changes, 1):
+        old, new = change.get("old"), change.get("new")
+        if not isinstance(old, str) or not isinstance(new, str) or not old:
+            raise ValueError(f"{where}: change #{i} needs the strings old and new")
+        count = text.count(old)
+        if count != 1:
+            raise ValueError(f"{where}: change #{i} matches the reference {count} times (must be once); "
+                             "did the reference change?")
+        text = text.replace(old, new)
+    return text
+
+
 def load_mutants(assignment: Assignment, folder: Path | None = None) -> list[Mutant]:
-    """Every ``<id>/mutant.toml`` (+ the module file it names) under the mutants folder."""
+    """Every ``<id>/mutant.toml`` under the mutants folder: its ``[[change]]`` list applied to
+    the reference module, or a whole module file next to it."""
     folder = folder or assignment.root / "solutions" / "mutants"
     mutants = []
     for spec_path in sorted(folder.glob("*/mutant.toml")):
@@ -47,10 +68,15 @@ def load_mutants(assignment: Assignment, folder: Path | None = None) -> list[Mut
         module = spec.get("module") or ex.files[0]
         if module not in ex.files:
             raise ValueError(f"{spec_path}: {module} is not a file of {ex.id}")
+        if (spec_path.parent / module).is_file():
+            source = (spec_path.parent / module).read_bytes()
+        else:
+            reference_text = (ex.hidden_dir / module).read_text()
+            source = apply_changes(reference_text, spec.get("change", []), str(spec_path)).encode()
         mutants.append(Mutant(
             id=spec_path.parent.name, exercise=ex.id, module=module,
             description=str(spec.get("description", "")),
-            source=(spec_path.parent / module).read_bytes(),
+            source=source,
             fails=list(spec["fails"]) if "fails" in spec else None,
         ))
     return mutants

@@ -72,3 +72,18 @@ def test_a_reference_that_fails_under_one_start_method_is_reported(course_copy):
     flaky = {(f["start_method"], f["test"].split("::")[1]) for f in report.flaky}
     assert ("forkserver", "test_exit_codes_small") in flaky
     assert all(f["start_method"] == "forkserver" for f in report.flaky)
+
+
+def test_mutants_are_stored_as_small_changes_that_still_fit_the_reference(course):
+    for mutant in validate.load_mutants(course):
+        reference = (course.exercise(mutant.exercise).hidden_dir / mutant.module).read_bytes()
+        assert mutant.source != reference, mutant.id
+        compile(mutant.source, f"{mutant.id}/{mutant.module}", "exec")
+
+
+def test_a_change_that_no_longer_fits_is_an_error():
+    with pytest.raises(ValueError, match="matches the reference 0 times"):
+        validate.apply_changes("a = 1\n", [{"old": "b = 2\n", "new": "b = 3\n"}], "m/mutant.toml")
+    with pytest.raises(ValueError, match="2 times"):
+        validate.apply_changes("x\nx\n", [{"old": "x\n", "new": "y\n"}], "m/mutant.toml")
+    assert validate.apply_changes("a = 1\n", [{"old": "1", "new": "2"}], "m") == "a = 2\n"

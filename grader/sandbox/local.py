@@ -9,7 +9,6 @@ limits; at the end the whole session is killed. Never grade untrusted code with 
 from __future__ import annotations
 
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -52,21 +51,16 @@ class LocalSandbox:
                 **job.secret_env,
             }
             limits = job.limits
-
-            def limit() -> None:
-                resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-                resource.setrlimit(resource.RLIMIT_FSIZE, (limits.fsize, limits.fsize))
-                soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-                n = min(limits.nofile, hard) if hard != resource.RLIM_INFINITY else limits.nofile
-                resource.setrlimit(resource.RLIMIT_NOFILE, (n, n))
-
+            # The harness applies these to itself first thing (a preexec_fn would not be safe
+            # here: batches call run() from several threads at once).
+            env["MPGRADE_RLIMITS"] = f"core=0,fsize={limits.fsize},nofile={limits.nofile}"
             with self._lock:
                 if self._closed:
                     return Outcome(exit_status=None, stdout=b"", cancelled=True)
                 proc = subprocess.Popen(
                     command, cwd=jobdir, env=env, stdin=subprocess.DEVNULL,
                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                    start_new_session=True, preexec_fn=limit,
+                    start_new_session=True,
                 )
                 self._running[proc.pid] = proc
             out, err = bytearray(), bytearray()
