@@ -28,6 +28,7 @@ from rich.table import Table
 
 from grader import __version__
 from grader import assignment as assignment_mod
+from grader.cli_export import export
 
 EXIT_USAGE = 2
 err = Console(stderr=True)
@@ -369,6 +370,9 @@ def schema() -> None:
     from importlib import resources
 
     click.echo(resources.files("grader.schema").joinpath("result.schema.json").read_text(), nl=False)
+
+
+main.add_command(export)
 
 
 if __name__ == "__main__":

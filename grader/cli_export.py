@@ -1,0 +1,235 @@
+"""``mpgrade export``: result documents -> LMS formats, a thin CLI over ``grader.export``.
+
+Like the rest of the CLI: examples in every ``--help``, one-line errors on stderr with exit
+code 2, and files a script can read. Registered on the main CLI with ``main.add_command(export)``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+import click
+from rich.console import Console
+
+from grader import export as export_mod
+
+EXIT_USAGE = 2
+err = Console(stderr=True)
+
+results_dir_arg = click.argument("results_dir", type=click.Path(path_type=Path), metavar="RESULTS_DIR")
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    err.print(f"[bold red]error:[/] {' '.join(message.split())}", highlight=False, soft_wrap=True)
+    sys.exit(code)
+
+
+def warn(message: str) -> None:
+    err.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+
+
+def load(results_dir: Path) -> list[dict]:
+    try:
+        return export_mod.load_results(results_dir)
+    except export_mod.ExportError as exc:
+        fail(str(exc))
+
+
+def write_text(text: str, out: Path | None) -> None:
+    """To ``out`` (atomically) or to stdout."""
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    from grader.batch import write_atomic
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(out, text.encode())
+    err.print(f"wrote {out}", highlight=False, soft_wrap=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+def export() -> None:
+    """Turn a results folder (mpgrade grade --out DIR) into what an LMS imports.
+
+    \b
+    Examples:
+      mpgrade export gradescope results/ --out gradescope/
+      mpgrade export gradescope-autograder --out autograder.zip
+      mpgrade export lti results/ --out scores.jsonl
+      mpgrade export canvas results/ --gradebook canvas.csv --out canvas-import.csv
+      mpgrade export scores results/ --out lms-scores.csv
+      mpgrade export prairielearn results/ --out pl/
+
+    Formats and rules: docs/lms-exports.md.
+    """
+
+
+@export.command()
+@results_dir_arg
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for <id>/results.json (default: RESULTS_DIR/gradescope).")
+@click.option("--single", "single", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the results.json of the only document in RESULTS_DIR to this file.")
+def gradescope(results_dir: Path, out_dir: Path | None, single: Path | None) -> None:
+    """Gradescope results.json per submission (autograder "Output format").
+
+    Hidden tests stay hidden, after_due_date tests appear after the due date; messages and
+    hints are in each test's output.
+
+    \b
+    Examples:
+      mpgrade export gradescope results/                      # results/gradescope/<id>/results.json
+      mpgrade export gradescope results/ --out gs/
+      mpgrade export gradescope /tmp/mpgrade-out --single /autograder/results/results.json
+    """
+    if out_dir is not None and single is not None:
+        fail("--out and --single exclude each other")
+    docs = load(results_dir)
+    try:
+        if single is not None:
+            export_mod.write_gradescope_single(docs, single)
+            err.print(f"wrote {single}", highlight=False, soft_wrap=True)
+            return
+        target = out_dir or results_dir / "gradescope"
+        written = export_mod.write_gradescope(docs, target)
+    except (export_mod.ExportError, OSError) as exc:
+        fail(str(exc))
+    err.print(f"wrote {len(written)} results.json files under {target}", highlight=False, soft_wrap=True)
+
+
+@export.command("gradescope-autograder")
+@click.option("--out", "out_zip", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The zip to upload to Gradescope.")
+@click.option("--assignment", "assignment_dir", metavar="DIR", default=None,
+              help="Folder with assignment.toml (default: the nearest one at or above the current folder).")
+def gradescope_autograder(out_zip: Path, assignment_dir: str | None) -> None:
+    """The zip to upload as a Gradescope programming assignment's autograder.
+
+    It holds setup.sh (Python 3.11+ and mpgrade in a venv), run_autograder (grades
+    /autograder/submission with --sandbox local and writes results.json), the grader source
+    and the course's manifest and test files: no reference solutions, no mutants.
+    The same sources always give the same bytes.
+
+    \b
+    Examples:
+      mpgrade export gradescope-autograder --out autograder.zip
+      mpgrade export gradescope-autograder --out build/ag.zip --assignment courses/mp-2026
+    """
+    from grader import assignment as assignment_mod
+
+    if assignment_dir is not None:  # named explicitly: that folder, never one above a typo
+        root = Path(assignment_dir)
+        if not (root / assignment_mod.MANIFEST).is_file():
+            fail(f"no {assignment_mod.MANIFEST} in {root}")
+    else:
+        found = assignment_mod.find_root(Path.cwd())
+        if found is None:
+            fail(f"no {assignment_mod.MANIFEST} in {Path.cwd()} or above; pass --assignment DIR")
+        root = found
+    try:
+        members = export_mod.gradescope_autograder(root, out_zip)
+    except (export_mod.ExportError, OSError) as exc:
+        fail(str(exc))
+    tests = sum(m.startswith("course/") and m.endswith(".py") for m in members)
+    err.print(f"wrote {out_zip}: {len(members)} files, {tests} test files of {root}", highlight=False, soft_wrap=True)
+
+
+@export.command()
+@results_dir_arg
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="JSON lines file (default: stdout).")
+def lti(results_dir: Path, out: Path | None) -> None:
+    """LTI 1.3 AGS Score objects, one JSON line per student.
+
+    Each line is the body to POST to the line item's /scores endpoint with Content-Type
+    application/vnd.ims.lis.v1.score+json. userId is the student's LMS user id (from LMS
+    ingestion), else the submission id. Error and timeout results say gradingProgress Failed.
+
+    \b
+    Examples:
+      mpgrade export lti results/ --out scores.jsonl
+      mpgrade export lti results/ | jq -c 'select(.gradingProgress != "FullyGraded")'
+    """
+    docs = load(results_dir)
+    try:
+        text = export_mod.json_lines(export_mod.lti_scores(docs))
+    except export_mod.ExportError as exc:
+        fail(str(exc))
+    write_text(text, out)
+
+
+@export.command()
+@results_dir_arg
+@click.option("--gradebook", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The gradebook CSV exported from Canvas (Grades > Export).")
+@click.option("--column", default=None,
+              help="The assignment's column header (default: the one that names the assignment).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The CSV to import into Canvas (Grades > Import).")
+def canvas(results_dir: Path, gradebook: Path, column: str | None, out: Path) -> None:
+    """Fill the assignment's column of a Canvas gradebook export, for re-import.
+
+    Students are matched by SIS User ID, ID or SIS Login ID against the student's LMS user
+    id (else the submission id). Header rows and all other columns are kept. Results that
+    match no student are listed and make the exit code 1; students without a result keep
+    their cell and are listed.
+
+    \b
+    Examples:
+      mpgrade export canvas results/ --gradebook 2026-01-20-Grades.csv --out import.csv
+      mpgrade export canvas results/ --gradebook grades.csv --column "Multiprocessing (4821)" --out import.csv
+    """
+    docs = load(results_dir)
+    try:
+        report = export_mod.canvas_gradebook(gradebook, docs, column, out)
+    except (export_mod.ExportError, OSError, UnicodeDecodeError) as exc:
+        fail(str(exc))
+    for line in report.warnings:
+        warn(line)
+    for line in report.students_without_results:
+        warn(f"no result for {line}")
+    for line in report.unmatched_results:
+        err.print(f"[bold red]not imported:[/] {line}", highlight=False, soft_wrap=True)
+    err.print(f"wrote {out}: column {report.column!r}, {len(report.matched)} scores, "
+              f"{len(report.unmatched_results)} results unmatched, "
+              f"{len(report.students_without_results)} students without a result", highlight=False, soft_wrap=True)
+    sys.exit(1 if report.unmatched_results else 0)
+
+
+@export.command()
+@results_dir_arg
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="CSV file (default: stdout).")
+def scores(results_dir: Path, out: Path | None) -> None:
+    """A plain CSV for any LMS: id, name, user_id, score, max_score, status, late.
+
+    \b
+    Examples:
+      mpgrade export scores results/ --out lms-scores.csv
+      mpgrade export scores results/ | column -s, -t
+    """
+    write_text(export_mod.scores_csv(load(results_dir)), out)
+
+
+@export.command()
+@results_dir_arg
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for <id>/results.json.")
+def prairielearn(results_dir: Path, out_dir: Path) -> None:
+    """PrairieLearn external grading results.json per submission.
+
+    score is the fraction of the maximum; a submission with no usable files is not gradable
+    (no attempt counted); hidden tests are shown only as a total per exercise.
+
+    \b
+    Examples:
+      mpgrade export prairielearn results/ --out pl-results/
+    """
+    docs = load(results_dir)
+    try:
+        written = export_mod.write_prairielearn(docs, out_dir)
+    except (export_mod.ExportError, OSError) as exc:
+        fail(str(exc))
+    err.print(f"wrote {len(written)} results.json files under {out_dir}", highlight=False, soft_wrap=True)
