@@ -63,8 +63,11 @@ def main() -> None:
 
     \b
     Students:     mpgrade check                 (public tests of your exercises/)
-    Instructors:  mpgrade grade SUBMISSIONS --out results/
+    Instructors:  mpgrade grade SUBMISSIONS --out results/   (folders, zips, LMS downloads)
                   mpgrade image build --offline (the grading image, no registry needed)
+                  mpgrade validate              (prove the tests before release)
+                  mpgrade export canvas|lti|gradescope|prairielearn|scores RESULTS
+                  mpgrade release --notebooks OUT
     """
 
 
@@ -132,6 +135,7 @@ def grade(paths: tuple[Path, ...], out_dir: Path, jobs: int | None, sandbox: str
     \b
     Examples:
       mpgrade grade submissions/ --out results/
+      mpgrade grade canvas-download.zip --out results/   # Canvas, Moodle, Gradescope as downloaded
       mpgrade grade alice.zip bob/ --out results/ --jobs 4
       mpgrade grade examples/submissions --out /tmp/r --sandbox local   # trusted code only
       mpgrade grade submissions/ --out results/ --force --timeout 300
@@ -357,6 +361,34 @@ def render_validation(report: Any, console: Console) -> None:
                    m["description"] if m["ok"] else "; ".join(m["problems"]))
     console.print(mt)
     console.print("[bold green]All claims hold.[/]" if report.ok else "[bold red]Validation failed.[/]")
+
+
+@main.command()
+@click.option("--notebooks", "notebooks_dir", required=True, metavar="OUT_DIR",
+              type=click.Path(file_okay=False, path_type=Path),
+              help="Write one student notebook per exercise (<exercise id>.ipynb) into OUT_DIR.")
+@assignment_option
+def release(notebooks_dir: Path, assignment_dir: str | None) -> None:
+    """Make what students get: one Jupyter notebook per exercise.
+
+    Each notebook holds the exercise's statement and its stub module in one code cell, and
+    names the module in its metadata, so `mpgrade grade` grades a handed-in notebook as that
+    module (IPython magics dropped). Writing twice gives identical files.
+
+    \b
+    Example:
+      mpgrade release --notebooks release/notebooks/
+    """
+    from grader import notebook
+
+    assignment = load_assignment(assignment_dir)
+    try:
+        paths = notebook.release_notebooks(assignment, notebooks_dir)
+    except OSError as exc:
+        fail(f"cannot write the notebooks to {notebooks_dir}: {exc}")
+        raise  # unreachable
+    for path in paths:
+        click.echo(str(path))
 
 
 @main.command()

@@ -13,10 +13,12 @@ import hashlib
 import re
 import stat
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from grader import notebook
 from grader.assignment import Assignment
 
 MAX_FILE = 1024 * 1024  # a module larger than this is not a homework answer
@@ -90,10 +92,10 @@ def _choose(assignment: Assignment, candidates: dict[str, list[tuple[str, bytes]
             sub.ignored.append({"path": rel, "reason": f"another {name} was used ({found[0][0]})"})
 
 
-def _rank(rel: str, layout_dir: str | None) -> tuple[int, int]:
+def _rank(rel: str, layout_dir: str | None) -> tuple[int, int, bool]:
     parts = PurePosixPath(rel).parts
     in_layout = layout_dir is not None and len(parts) >= 2 and parts[-2] == layout_dir
-    return (0 if in_layout else 1, len(parts))
+    return (0 if in_layout else 1, len(parts), rel.lower().endswith(".ipynb"))
 
 
 def _consider(rel: str, size: int, is_link: bool, wanted: set[str], sub: Submission) -> bool:
@@ -105,12 +107,27 @@ def _consider(rel: str, size: int, is_link: bool, wanted: set[str], sub: Submiss
     if base in DANGEROUS or base.endswith(".pth"):
         sub.ignored.append({"path": rel, "reason": f"{base} could change how tests run; it is never used"})
         return False
-    if base not in wanted:
+    is_notebook = base.lower().endswith(".ipynb")
+    if base not in wanted and not is_notebook:
         return False
-    if size > MAX_FILE:
-        sub.ignored.append({"path": rel, "reason": f"larger than {MAX_FILE} bytes"})
+    limit = notebook.NOTEBOOK_MAX if is_notebook else MAX_FILE
+    if size > limit:
+        sub.ignored.append({"path": rel, "reason": f"larger than {limit} bytes"})
         return False
     return True
+
+
+def _add_candidate(rel: str, data: bytes, assignment: Assignment,
+                   candidates: dict[str, list[tuple[str, bytes]]], sub: Submission) -> None:
+    """A module file as it is, a notebook as the module it stands for (magics dropped, noted)."""
+    name = PurePosixPath(rel).name
+    if name.lower().endswith(".ipynb"):
+        conv = notebook.convert(data, rel, assignment, MAX_FILE)
+        sub.ignored.extend(conv.ignored)
+        if conv.module is None or conv.source is None:
+            return
+        name, data = conv.module, conv.source
+    candidates.setdefault(name, []).append((rel, data))
 
 
 def from_folder(path: Path, assignment: Assignment, sub_id: str | None = None) -> Submission:
@@ -134,7 +151,9 @@ def from_folder(path: Path, assignment: Assignment, sub_id: str | None = None) -
             elif entry.is_file():
                 st = entry.lstat()
                 if _consider(rel, st.st_size, False, wanted, sub):
-                    candidates.setdefault(entry.name, []).append((rel, entry.read_bytes()[: MAX_FILE + 1]))
+                    with entry.open("rb") as fh:
+                        data = fh.read(notebook.NOTEBOOK_MAX + 1)
+                    _add_candidate(rel, data, assignment, candidates, sub)
 
     walk(root, 0)
     _choose(assignment, candidates, sub)
@@ -161,9 +180,10 @@ def from_zip(path: Path, assignment: Assignment, sub_id: str | None = None) -> S
                 is_link = stat.S_ISLNK(info.external_attr >> 16)
                 if _consider(info.filename, info.file_size, is_link, wanted, sub):
                     with zf.open(info) as member:
-                        data = member.read(MAX_FILE + 1)
-                    candidates.setdefault(parts[-1], []).append((info.filename, data))
-    except (zipfile.BadZipFile, OSError, RuntimeError, NotImplementedError, EOFError) as exc:
+                        data = member.read(notebook.NOTEBOOK_MAX + 1)
+                    _add_candidate(info.filename, data, assignment, candidates, sub)
+    except (zipfile.BadZipFile, OSError, RuntimeError, NotImplementedError, EOFError,
+            ValueError, zlib.error) as exc:  # ValueError: a name flagged UTF-8 that is not
         sub.error = f"{path.name} is not a readable zip archive ({exc})"
         return sub
     _choose(assignment, candidates, sub)
@@ -188,7 +208,9 @@ def check_archive(infos: list[zipfile.ZipInfo]) -> str | None:
 
 
 def from_file(path: Path, assignment: Assignment) -> Submission:
-    """A lone module file, e.g. ``spawn.py``; the id is the file's name."""
+    """A lone module file, e.g. ``spawn.py``, or notebook; the id is the file's name."""
+    if path.suffix.lower() == ".ipynb":
+        return from_notebook(path, assignment)
     if path.name not in assignment.submitted_files:
         raise NotASubmission(f"{path}: not one of the files of this assignment ({', '.join(assignment.submitted_files)})")
     return from_folder_files(path, assignment)
@@ -208,6 +230,27 @@ def from_folder_files(path: Path, assignment: Assignment) -> Submission:
     return sub
 
 
+def from_notebook(path: Path, assignment: Assignment) -> Submission:
+    """A lone notebook (``01_spawn.ipynb``): the module it stands for, extracted."""
+    sub = Submission(id=submission_id(path.stem), source=str(path))
+    if path.is_symlink():
+        sub.error = f"{path.name} is a symbolic link"
+        return sub
+    with path.open("rb") as fh:
+        data = fh.read(notebook.NOTEBOOK_MAX + 1)
+    module = notebook.module_name_for(data, path.name, assignment)
+    if module is None:
+        raise NotASubmission(f"{path}: a notebook that names no module of this assignment")
+    conv = notebook.convert(data, path.name, assignment, MAX_FILE)
+    sub.ignored = conv.ignored
+    if conv.module is None or conv.source is None:
+        sub.error = conv.ignored[-1]["reason"]
+        return sub
+    sub.files[conv.module] = conv.source
+    sub.missing = [f for f in assignment.submitted_files if f != conv.module]
+    return sub
+
+
 def looks_like_submission(folder: Path, assignment: Assignment) -> bool:
     """Does this folder hold module files itself (flat or ``exercises/NN/``) rather than submissions?"""
     wanted = set(assignment.submitted_files)
@@ -222,27 +265,45 @@ def looks_like_submission(folder: Path, assignment: Assignment) -> bool:
 
 def discover(paths: list[Path], assignment: Assignment) -> tuple[list[Submission], list[str]]:
     """Every submission under the given paths, and a message for each thing that is not one."""
+    from grader.lms import discover_lms  # grader.lms builds on this module
+
     found: list[Submission] = []
     skipped: list[str] = []
+
+    def lms_download(path: Path) -> bool:
+        """Take an LMS bulk download (many students) whole; its warnings are reported."""
+        batch = discover_lms(path, assignment)
+        if batch is None:
+            return False
+        skipped.extend(batch.warnings)
+        if not batch.recognized:
+            return False
+        found.extend(batch.submissions)
+        skipped.extend(batch.skipped)
+        return True
 
     def add(entry: Path) -> None:
         try:
             if entry.is_symlink():
                 skipped.append(f"{entry}: symbolic link, skipped")
+            elif (entry.is_dir() or entry.suffix.lower() == ".zip") and lms_download(entry):
+                pass
             elif entry.is_dir():
                 found.append(from_folder(entry, assignment))
             elif entry.suffix.lower() == ".zip":
                 found.append(from_zip(entry, assignment))
-            elif entry.suffix == ".py":
+            elif entry.suffix == ".py" or entry.suffix.lower() == ".ipynb":
                 found.append(from_file(entry, assignment))
             else:
-                skipped.append(f"{entry}: not a folder, .zip or .py file, skipped")
+                skipped.append(f"{entry}: not a folder, .zip, .py or .ipynb file, skipped")
         except NotASubmission as exc:
             skipped.append(str(exc))
 
     for path in paths:
         if not path.exists():
             skipped.append(f"{path}: does not exist")
+        elif not path.is_symlink() and lms_download(path):
+            continue
         elif path.is_dir() and not looks_like_submission(path, assignment):
             for entry in sorted(path.iterdir()):
                 if entry.name.startswith(".") or entry.name in SKIP_DIRS:

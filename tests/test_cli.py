@@ -124,3 +124,30 @@ def test_grade_with_nothing_to_grade(tmp_path):
 def test_schema_command_prints_the_published_schema():
     out = mpgrade("schema")
     assert json.loads(out.stdout) == results.schema()
+
+
+def test_released_notebooks_with_the_reference_pasted_in_score_full_marks(tmp_path):
+    """Notebook round trip: release, paste the reference into the stub cell, grade."""
+    import nbformat
+
+    out = mpgrade("release", "--notebooks", str(tmp_path / "nb"), cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    notebooks = sorted((tmp_path / "nb").glob("*.ipynb"))
+    assert [p.stem for p in notebooks] == ["01_spawn", "02_pingpong", "03_prodcons", "04_locks"]
+    student = tmp_path / "subs" / "nina"
+    student.mkdir(parents=True)
+    for path in notebooks:
+        nb = nbformat.read(path, as_version=4)
+        nbformat.validate(nb)
+        module = nb.metadata["mpgrade"]["module"]
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        code[0].source = "%matplotlib inline\n" + (REPO / "solutions" / path.stem / module).read_text()
+        nbformat.write(nb, student / path.name)
+    (student / "broken.ipynb").write_text('{"cells": [')
+    graded = mpgrade("grade", str(tmp_path / "subs"), "--out", str(tmp_path / "out"), "--sandbox", "local", cwd=REPO)
+    assert graded.returncode == 0, graded.stdout + graded.stderr
+    doc = json.loads((tmp_path / "out" / "nina.json").read_text())
+    assert doc["score"] == 100, [t["message"] for t in doc["tests"] if t["outcome"] != "passed"][:3]
+    assert sorted(doc["submission"]["files"]) == ["locks.py", "pingpong.py", "prodcons.py", "spawn.py"]
+    reasons = " ".join(i["reason"] for i in doc["submission"]["ignored"])
+    assert "magic" in reasons.lower() and "broken.ipynb" in str(doc["submission"]["ignored"])

@@ -1,0 +1,718 @@
+"""LMS bulk downloads (Canvas, Moodle, Gradescope) as they come: one submission per student.
+
+Instructors grade what the LMS hands them: one zip (or its extracted folder) with every
+student's files, named after the student. Unpacking and renaming that by hand loses who is
+who, which upload is the latest and which was late, so :func:`discover_lms` reads the layouts
+directly and returns :class:`grader.submission.Submission` objects with ``student`` set
+(``lms``, ``user_id``, ``name``, ``submission_id``, ``late``, ``email``), keyed by the LMS's
+user id so results can be imported back. Layouts (worked examples in docs/lms-ingestion.md):
+
+- Canvas: flat files ``<name>[_late]_<user id>_<submission id>_<file>``; ``spawn-1.py`` is a
+  re-upload of ``spawn.py``. Id ``canvas-<user id>``.
+- Moodle: ``<Full Name>_<participant id>_assignsubmission_file_/`` folders (or the same as a
+  file-name prefix when not downloaded in folders). Id ``moodle-<participant id>``.
+- Gradescope: ``submission_<id>/`` folders and ``submission_metadata.yml``. Id
+  ``gradescope-<submission id>`` (a group hands in one submission).
+
+The download itself is hostile input like any submission: member names, symbolic links and
+sizes are checked per student with :func:`grader.submission.check_archive` and its caps, so a
+bad entry becomes an ``error`` for that student only and the rest of the class is graded.
+"""
+
+from __future__ import annotations
+
+import io
+import lzma
+import os
+import re
+import stat
+import unicodedata
+import zipfile
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from grader import notebook
+from grader.assignment import Assignment
+from grader.submission import (
+    DANGEROUS,
+    MAX_DEPTH,
+    MAX_FILE,
+    MAX_MEMBERS,
+    MAX_TOTAL,
+    SKIP_DIRS,
+    Submission,
+    check_archive,
+    submission_id,
+)
+
+LMS_MAX_MEMBERS = 50 * MAX_MEMBERS  # a whole class in one download, not one student
+METADATA_MAX = 128 * 1024 * 1024  # Gradescope's metadata carries every autograder output
+# What reading a hostile zip can raise: ValueError covers a name flagged UTF-8 that is not,
+# zlib.error and LZMAError corrupt compressed data, RuntimeError an encrypted member.
+ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, RuntimeError,
+              NotImplementedError, EOFError, ValueError, zlib.error, lzma.LZMAError)
+
+CANVAS = re.compile(r"^(?P<name>[^\W\d_][^\W_]*)(?P<late>_late)?_(?P<uid>\d+)_(?P<sid>\d+)_(?P<orig>.+)$")
+CANVAS_NO_FILE = re.compile(r"^(?P<name>[^\W\d_][^\W_]*)(?:_late)?_(?P<uid>\d+)_(?P<rest>.*)$")
+RESUBMITTED = re.compile(r"^(?P<stem>.+)-(?P<n>\d+)(?P<ext>\.[^.]+)$")
+MOODLE = re.compile(r"^(?P<name>.+)_(?P<pid>\d+)_assignsubmission_(?P<plugin>[a-z]+)_(?P<rest>.*)$")
+GRADESCOPE_DIR = re.compile(r"^submission_(?P<id>\d+)$")
+GRADESCOPE_METADATA = "submission_metadata.yml"
+
+
+@dataclass
+class LmsBatch:
+    """What an LMS download holds: submissions, messages for what was skipped, warnings.
+
+    Every message starts with the download's path, like the ordinary discovery's messages.
+
+    ``lms`` is ``canvas``, ``moodle`` or ``gradescope``; None means the path looked partly
+    like a download but was not recognised, so the ordinary discovery must handle it (the
+    warnings say why).
+    """
+
+    lms: str | None
+    submissions: list[Submission] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def recognized(self) -> bool:
+        return self.lms is not None
+
+
+# --------------------------------------------------------------------------------------------
+# A download as a list of entries, the same for a zip and for a folder
+
+
+@dataclass
+class _Entry:
+    parts: tuple[str, ...]  # path below the layout root (a wrapper folder removed)
+    rel: str  # path in the download, for messages
+    size: int
+    is_link: bool
+    info: zipfile.ZipInfo  # the real member, or a stand-in so check_archive applies to folders
+    read: Callable[[int], bytes]  # at most n bytes
+
+
+def _display(name: str) -> str:
+    """A name safe to print: control characters (newlines, escapes) become '?'."""
+    return "".join("?" if unicodedata.category(c).startswith("C") else c for c in name)
+
+
+def _member_name(info: zipfile.ZipInfo) -> str:
+    """The member's name, repaired when UTF-8 was stored without the UTF-8 flag.
+
+    Without flag bit 11, zipfile decodes names as cp437, which never fails but garbles the
+    names many zip tools write in UTF-8 anyway (``José`` becomes ``Jos├⌐``). If the cp437
+    bytes are valid UTF-8 that reading is used; otherwise the cp437 name stays.
+    """
+    name = info.filename
+    if not info.flag_bits & 0x800:
+        try:
+            name = name.encode("cp437").decode("utf-8")
+        except (UnicodeEncodeError, UnicodeDecodeError):
+            pass
+    return name.replace("\\", "/")
+
+
+def _zip_entries(zf: zipfile.ZipFile) -> list[_Entry]:
+    entries = []
+    for info in zf.infolist():
+        if info.is_dir():
+            continue
+        name = _member_name(info)
+        # ``..`` and ``/`` are left out of the parts only to attribute the member to a
+        # student; check_archive, which sees the real name, then rejects that student's files.
+        parts = tuple(p for p in PurePosixPath(name).parts if p not in ("", "/", ".", ".."))
+        if not parts:
+            continue
+
+        def read(n: int, info: zipfile.ZipInfo = info) -> bytes:
+            with zf.open(info) as member:
+                return member.read(n)
+
+        entries.append(_Entry(parts, _display(name), info.file_size,
+                              stat.S_ISLNK(info.external_attr >> 16), info, read))
+    return entries
+
+
+def _folder_entries(root: Path, warnings: list[str], max_parts: int = MAX_DEPTH + 2) -> list[_Entry]:
+    """Every file below ``root``: symlinks listed but never followed, depth and count capped."""
+    entries: list[_Entry] = []
+
+    def walk(folder: Path, prefix: tuple[str, ...]) -> None:
+        try:
+            with os.scandir(folder) as listing:
+                children = sorted(listing, key=lambda e: e.name)
+        except OSError:
+            return
+        for child in children:
+            if len(entries) >= LMS_MAX_MEMBERS:
+                return
+            parts = (*prefix, child.name)
+            rel = "/".join(parts)
+            if child.is_symlink():
+                entries.append(_Entry(parts, _display(rel), 0, True, zipfile.ZipInfo(rel), _nothing))
+            elif child.is_dir(follow_symlinks=False):
+                if len(parts) < max_parts and child.name not in SKIP_DIRS \
+                        and not child.name.startswith("."):
+                    walk(Path(child.path), parts)
+            elif child.is_file(follow_symlinks=False):
+                info = zipfile.ZipInfo(rel)
+                info.file_size = child.stat(follow_symlinks=False).st_size
+                entries.append(_Entry(parts, _display(rel), info.file_size, False, info,
+                                      _file_reader(Path(child.path))))
+
+    walk(root, ())
+    if len(entries) >= LMS_MAX_MEMBERS:
+        warnings.append(f"more than {LMS_MAX_MEMBERS} files: only the first were read")
+    return entries
+
+
+def _nothing(n: int) -> bytes:
+    return b""
+
+
+def _file_reader(path: Path) -> Callable[[int], bytes]:
+    def read(n: int) -> bytes:
+        # O_NOFOLLOW: a file swapped for a symlink after the listing is still not followed.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        with os.fdopen(fd, "rb") as fh:
+            return fh.read(n)
+    return read
+
+
+def _junk(parts: tuple[str, ...]) -> bool:
+    return any(p in SKIP_DIRS or p.startswith(".") for p in parts)
+
+
+def _strip_wrapper(entries: list[_Entry]) -> list[_Entry]:
+    """Zips often hold one folder with everything in it (``assignment_123_export/``)."""
+    while True:
+        useful = [e for e in entries if not _junk(e.parts)]
+        tops = {e.parts[0] for e in useful}
+        if len(tops) != 1 or any(len(e.parts) == 1 for e in useful):
+            return entries
+        (top,) = tops
+        if CANVAS.match(top) or MOODLE.match(top) or GRADESCOPE_DIR.match(top):
+            return entries  # a download with a single student, not a wrapper
+        entries = [_Entry(e.parts[1:], e.rel, e.size, e.is_link, e.info, e.read)
+                   for e in useful]
+
+
+# --------------------------------------------------------------------------------------------
+# Recognising a layout
+
+
+def _top_items(entries: list[_Entry]) -> dict[str, bool]:
+    """First path components (not junk) -> whether it is a folder."""
+    items: dict[str, bool] = {}
+    for e in entries:
+        if not _junk(e.parts[:1]):
+            items[e.parts[0]] = items.get(e.parts[0], False) or len(e.parts) > 1
+    return items
+
+
+def detect(entries: list[_Entry]) -> tuple[str | None, list[str]]:
+    """Which LMS made this download, and warnings for a layout that only partly matches.
+
+    A layout is recognised when at least half of the top-level items are named the LMS's
+    way (an instructor's stray ``notes.txt`` must not hide a class's download); fewer than
+    half, but some, is reported and left to the ordinary discovery.
+    """
+    items = _top_items(entries)
+    if not items:
+        return None, []
+    if GRADESCOPE_METADATA in items and not items[GRADESCOPE_METADATA]:
+        return "gradescope", []
+    counts = {
+        "canvas": sum(1 for name, is_dir in items.items() if not is_dir and CANVAS.match(name)),
+        "moodle": sum(1 for name in items if MOODLE.match(name)),
+        "gradescope": sum(1 for name, is_dir in items.items()
+                          if is_dir and GRADESCOPE_DIR.match(name)),
+    }
+    lms, best = max(counts.items(), key=lambda kv: kv[1])
+    if best == 0:
+        return None, []
+    if lms == "gradescope":  # without its metadata nobody knows whose folder is whose
+        return None, [f"{best} submission_<id>/ folders but no {GRADESCOPE_METADATA}: not read "
+                      "as a Gradescope export (extract a zip and grade the folder instead)"]
+    if 2 * best >= len(items):
+        return lms, []
+    return None, [f"{best} of {len(items)} entries are named like a {lms.capitalize()} "
+                  "download, the others are not: not read as an LMS download"]
+
+
+# --------------------------------------------------------------------------------------------
+# Entry points
+
+
+def discover_lms(path: Path, assignment: Assignment) -> LmsBatch | None:
+    """The submissions of an LMS bulk download at ``path`` (a zip or a folder), or None.
+
+    None means "not an LMS download": the ordinary discovery applies (an unreadable zip too,
+    so that it becomes that discovery's ``error`` submission). A batch with ``lms=None``
+    carries warnings about a layout that only partly matched.
+    """
+    try:
+        if path.is_symlink():
+            return None
+        if path.is_dir():
+            warnings: list[str] = []
+            # Most folders are ordinary folders of submissions: look at the top levels first.
+            if detect(_strip_wrapper(_folder_entries(path, [], max_parts=3))) == (None, []):
+                return None
+            return _from_entries(path, _folder_entries(path, warnings), assignment, warnings)
+        if path.is_file() and path.suffix.lower() == ".zip":
+            with _open_zip(path) as zf:
+                if zf is None:
+                    return None
+                return _from_entries(path, _zip_entries(zf), assignment, [])
+    except OSError:
+        return None
+    return None
+
+
+@contextmanager
+def _open_zip(path: Path) -> Iterator[zipfile.ZipFile | None]:
+    try:
+        zf = zipfile.ZipFile(path)
+    except ZIP_ERRORS:
+        yield None
+        return
+    with zf:
+        yield zf if len(zf.infolist()) <= LMS_MAX_MEMBERS else None
+
+
+def _from_entries(path: Path, entries: list[_Entry], assignment: Assignment,
+                  warnings: list[str]) -> LmsBatch | None:
+    entries = _strip_wrapper(entries)
+    lms, partial = detect(entries)
+    warnings = [f"{path}: {w}" for w in warnings + partial]
+    if lms is None:
+        return LmsBatch(None, warnings=warnings) if warnings else None
+    batch = LmsBatch(lms, warnings=warnings)
+    reader = {"canvas": _canvas, "moodle": _moodle, "gradescope": _gradescope}[lms]
+    reader(path, entries, assignment, batch)
+    batch.submissions.sort(key=lambda s: s.id)
+    return batch
+
+
+# --------------------------------------------------------------------------------------------
+# Building one student's submission from the entries that are theirs
+
+
+@dataclass
+class _Item:
+    entry: _Entry
+    inner: str  # the path as the student named it (LMS prefix and -N suffix removed)
+    family: str  # the uploaded file it came from, as originally named: re-uploads share it
+    version: tuple[int, int] = (0, 0)  # (re-upload number, LMS id): higher is later
+
+
+@dataclass
+class _Candidate:
+    module: str
+    rel: str
+    inner: str
+    data: bytes
+    family: str
+    version: tuple[int, int]
+    notebook: bool
+
+
+class _Rejected(Exception):
+    """This student's files cannot be trusted; the message becomes ``Submission.error``."""
+
+
+def _build(sub_id: str, path: Path, label: str, items: list[_Item], assignment: Assignment,
+           student: dict[str, Any] | None) -> Submission:
+    """One student's submission; ``label`` names their part of the download in messages."""
+    sub = Submission(id=submission_id(sub_id), source=f"{path}:{label}", student=student)
+    candidates: list[_Candidate] = []
+    try:
+        problem = check_archive([it.entry.info for it in items])
+        if problem:
+            raise _Rejected(f"{path.name}: the files of {label} were rejected: {problem}")
+        for it in items:
+            if it.entry.is_link:
+                raise _Rejected(f"{it.entry.rel} is a symbolic link: an LMS download never "
+                                "holds one, so this student's files are not trusted")
+        for it in items:
+            _collect(it, assignment, sub, candidates)
+    except _Rejected as exc:
+        sub.error = str(exc)
+        return sub
+    _choose(assignment, candidates, sub)
+    return sub
+
+
+def _collect(it: _Item, assignment: Assignment, sub: Submission,
+             candidates: list[_Candidate]) -> None:
+    """Turn one of a student's files into module candidates (a zip into several)."""
+    inner = PurePosixPath(it.inner)
+    base = inner.name
+    if _junk(inner.parts[:-1]) or base.startswith("."):
+        return
+    rel = it.entry.rel
+    if base in DANGEROUS or base.endswith(".pth"):
+        sub.ignored.append({"path": rel, "reason": f"{base} could change how tests run; it is "
+                                                   "never used"})
+    elif base.lower().endswith(".zip"):
+        data = _read(it.entry, MAX_TOTAL + 1)
+        _collect_zip(data, it, assignment, sub, candidates)
+    else:
+        _collect_file(rel, it.inner, it.entry.size, lambda n: _read(it.entry, n), it,
+                      assignment, sub, candidates)
+
+
+def _collect_file(rel: str, inner: str, size: int, read: Callable[[int], bytes], it: _Item,
+                  assignment: Assignment, sub: Submission, candidates: list[_Candidate]) -> None:
+    base = PurePosixPath(inner).name
+    if base in assignment.submitted_files:
+        data = read(MAX_FILE + 1) if size <= MAX_FILE else b""
+        if size > MAX_FILE or len(data) > MAX_FILE:
+            sub.ignored.append({"path": rel, "reason": f"larger than {MAX_FILE} bytes"})
+            return
+        candidates.append(_Candidate(base, rel, inner, data, it.family, it.version, False))
+    elif base.lower().endswith(".ipynb"):
+        if size > notebook.NOTEBOOK_MAX:
+            sub.ignored.append({"path": rel, "reason": f"larger than {notebook.NOTEBOOK_MAX} bytes"})
+            return
+        conv = notebook.convert(read(notebook.NOTEBOOK_MAX + 1), rel, assignment, MAX_FILE)
+        sub.ignored.extend(conv.ignored)
+        if conv.module and conv.source is not None:
+            candidates.append(_Candidate(conv.module, rel, inner, conv.source, it.family,
+                                         it.version, True))
+
+
+def _read(entry: _Entry, n: int) -> bytes:
+    try:
+        return entry.read(n)
+    except ZIP_ERRORS as exc:
+        raise _Rejected(f"{entry.rel} could not be read ({exc})") from None
+
+
+def _collect_zip(data: bytes, it: _Item, assignment: Assignment, sub: Submission,
+                 candidates: list[_Candidate]) -> None:
+    """A zip the student uploaded: the same checks and caps as grader.submission.from_zip."""
+    rel = it.entry.rel
+    if len(data) > MAX_TOTAL:
+        raise _Rejected(f"{rel} was rejected: it is larger than {MAX_TOTAL // (1024 * 1024)} MiB")
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            infos = zf.infolist()
+            problem = check_archive(infos)
+            if problem:
+                raise _Rejected(f"{rel} was rejected: {problem}")
+            for info in infos:
+                if info.is_dir():
+                    continue
+                name = _member_name(info)
+                parts = PurePosixPath(name).parts
+                if not parts or _junk(parts[:-1]):
+                    continue
+                shown = f"{rel}/{_display(name)}"
+                base = parts[-1]
+                if stat.S_ISLNK(info.external_attr >> 16):
+                    sub.ignored.append({"path": shown, "reason": "symbolic links are never followed"})
+                elif base in DANGEROUS or base.endswith(".pth"):
+                    sub.ignored.append({"path": shown, "reason": f"{base} could change how tests "
+                                                                 "run; it is never used"})
+                elif base.lower().endswith(".zip"):
+                    sub.ignored.append({"path": shown, "reason": "a zip inside an uploaded zip is "
+                                                                 "not opened"})
+                else:
+                    def read(n: int, info: zipfile.ZipInfo = info) -> bytes:
+                        with zf.open(info) as member:
+                            return member.read(n)
+                    try:
+                        _collect_file(shown, name, info.file_size, read, it, assignment, sub,
+                                      candidates)
+                    except ZIP_ERRORS as exc:
+                        raise _Rejected(f"{shown} could not be read ({exc})") from None
+    except ZIP_ERRORS as exc:
+        raise _Rejected(f"{rel} is not a readable zip archive ({exc})") from None
+
+
+def _choose(assignment: Assignment, candidates: list[_Candidate], sub: Submission) -> None:
+    """One file per module: the latest upload, then the ``exercises/<id>/`` layout, shallowest.
+
+    "Latest" is decided in two steps so that Canvas's re-upload numbers are only compared
+    where they mean something: within one uploaded file name (``spawn.py``, ``spawn-1.py``,
+    ``spawn-2.py``) the highest number wins; between different uploads (``spawn-1.py`` and a
+    later ``work.zip``) the larger LMS id, which the LMS hands out in upload order.
+    """
+    for module in assignment.submitted_files:
+        found = [c for c in candidates if c.module == module]
+        if not found:
+            sub.missing.append(module)
+            continue
+        latest_of_family: dict[str, tuple[int, int]] = {}
+        for c in found:
+            latest_of_family[c.family] = max(latest_of_family.get(c.family, c.version), c.version)
+        ex = assignment.exercise_of_file(module)
+        layout_dir = ex.id if ex is not None else None
+
+        def rank(c: _Candidate, d: str | None = layout_dir,
+                 latest: dict[str, tuple[int, int]] = latest_of_family) -> tuple[Any, ...]:
+            parts = PurePosixPath(c.inner).parts
+            in_layout = d is not None and len(parts) >= 2 and parts[-2] == d
+            stale = c.version != latest[c.family]
+            return (stale, -c.version[1], -c.version[0], not in_layout, len(parts), c.notebook,
+                    c.rel)
+
+        found.sort(key=rank)
+        winner = found[0]
+        sub.files[module] = winner.data
+        for c in found[1:]:
+            sub.ignored.append({"path": c.rel, "reason": f"another {module} was used ({winner.rel})"})
+
+
+# --------------------------------------------------------------------------------------------
+# Canvas
+
+
+def _canvas(path: Path, entries: list[_Entry], assignment: Assignment, batch: LmsBatch) -> None:
+    groups: dict[str, list[_Item]] = {}
+    people: dict[str, dict[str, Any]] = {}
+    for e in entries:
+        if _junk(e.parts):
+            continue
+        top = e.parts[0]
+        m = CANVAS.match(top) if len(e.parts) == 1 else None
+        if m is None:
+            loose = CANVAS_NO_FILE.match(top)
+            what = ("a Canvas entry without an uploaded file (text entry or URL?)" if loose
+                    else "not named like a Canvas download file (<name>_<user id>_<id>_<file>)")
+            batch.skipped.append(f"{path}: {e.rel}: {what}, skipped")
+            continue
+        uid, sid = m["uid"], int(m["sid"])
+        orig, number = _canvas_original(m["orig"])
+        groups.setdefault(uid, []).append(_Item(e, orig, orig, (number, sid)))
+        person = people.setdefault(uid, {"lms": "canvas", "user_id": uid, "name": m["name"],
+                                         "submission_id": None, "late": False, "email": None})
+        person["late"] = person["late"] or bool(m["late"])
+        if person["submission_id"] is None or sid > int(person["submission_id"]):
+            person["submission_id"] = str(sid)
+    for uid, items in groups.items():
+        batch.submissions.append(_build(f"canvas-{uid}", path, f"{people[uid]['name']}_{uid}",
+                                        items, assignment, people[uid]))
+
+
+def _canvas_original(name: str) -> tuple[str, int]:
+    """``spawn-2.py`` -> (``spawn.py``, 2): Canvas numbers a file uploaded again."""
+    m = RESUBMITTED.match(name)
+    if m is None:
+        return name, 0
+    return f"{m['stem']}{m['ext']}", int(m["n"])
+
+
+# --------------------------------------------------------------------------------------------
+# Moodle
+
+
+def _moodle(path: Path, entries: list[_Entry], assignment: Assignment, batch: LmsBatch) -> None:
+    groups: dict[str, list[_Item]] = {}
+    people: dict[str, dict[str, Any]] = {}
+    text_only: dict[str, str] = {}
+    for e in entries:
+        if _junk(e.parts):
+            continue
+        m = MOODLE.match(e.parts[0])
+        if m is None:
+            batch.skipped.append(f"{path}: {e.rel}: not named like a Moodle download "
+                                 "(<Full Name>_<id>_assignsubmission_file_), skipped")
+            continue
+        pid, name = m["pid"], _display(m["name"])
+        if m["plugin"] != "file":
+            text_only.setdefault(pid, name)  # online text is HTML, not code
+            continue
+        inner = "/".join(e.parts[1:]) if len(e.parts) > 1 else m["rest"]
+        if not inner:
+            continue
+        groups.setdefault(pid, []).append(_Item(e, inner, inner))
+        people.setdefault(pid, {"lms": "moodle", "user_id": pid, "name": name,
+                                "submission_id": None, "late": False, "email": None})
+    for pid, name in sorted(text_only.items()):
+        if pid not in groups:
+            batch.skipped.append(f"{path}: {name} ({pid}) handed in online text only, nothing "
+                                 "to grade")
+    for pid, items in groups.items():
+        folder = f"{people[pid]['name']}_{pid}_assignsubmission_file_"
+        batch.submissions.append(_build(f"moodle-{pid}", path, folder, items, assignment,
+                                        people[pid]))
+
+
+# --------------------------------------------------------------------------------------------
+# Gradescope
+
+
+def _gradescope(path: Path, entries: list[_Entry], assignment: Assignment,
+                batch: LmsBatch) -> None:
+    meta: dict[str, dict[str, Any]] = {}
+    meta_entry = next(e for e in entries if e.parts == (GRADESCOPE_METADATA,))
+    if meta_entry.is_link or meta_entry.size > METADATA_MAX:
+        batch.warnings.append(f"{path}: {GRADESCOPE_METADATA} is a symbolic link or too large; "
+                              "not read, students are unknown")
+    else:
+        try:
+            text = meta_entry.read(METADATA_MAX).decode("utf-8", errors="replace")
+            meta = parse_gradescope_metadata(text)
+        except ZIP_ERRORS as exc:
+            batch.warnings.append(f"{path}: {GRADESCOPE_METADATA} could not be read ({exc})")
+    groups: dict[str, list[_Item]] = {}
+    for e in entries:
+        if _junk(e.parts) or e.parts == (GRADESCOPE_METADATA,):
+            continue
+        m = GRADESCOPE_DIR.match(e.parts[0])
+        if m is None or len(e.parts) < 2:
+            batch.skipped.append(f"{path}: {e.rel}: not in a submission_<id>/ folder, skipped")
+            continue
+        inner = "/".join(e.parts[1:])
+        groups.setdefault(e.parts[0], []).append(_Item(e, inner, inner))
+    for folder, items in groups.items():
+        record = meta.get(folder)
+        if meta and record is None:
+            batch.warnings.append(f"{path}: {folder} is not in {GRADESCOPE_METADATA}")
+        batch.submissions.append(_build(f"gradescope-{folder.split('_', 1)[1]}", path, folder,
+                                        items, assignment, _gradescope_student(folder, record)))
+    for folder, record in sorted(meta.items()):
+        if folder not in groups:
+            who = ", ".join(p.get("name") or p.get("sid") or "?" for p in record["submitters"])
+            batch.skipped.append(f"{path}: {folder} ({who}) has no files in the export")
+
+
+def _gradescope_student(folder: str, record: dict[str, Any] | None) -> dict[str, Any] | None:
+    if record is None:
+        return None
+    people = record["submitters"]
+    first = people[0] if people else {}
+    student: dict[str, Any] = {
+        "lms": "gradescope",
+        "user_id": first.get("sid") or first.get("email") or "",
+        "name": first.get("name") or "",
+        "submission_id": folder.split("_", 1)[1],
+        "late": bool(record.get("late")),
+        "email": first.get("email"),
+    }
+    if record.get("created_at"):
+        student["submitted_at"] = record["created_at"]
+    if len(people) > 1:
+        student["members"] = [{"user_id": p.get("sid") or p.get("email") or "",
+                               "name": p.get("name") or "", "email": p.get("email")}
+                              for p in people]
+    return student
+
+
+_TOP_KEY = re.compile(r"^(?P<key>[^\s'\"#-][^:]*):(\s|$)")
+_KEY_VALUE = re.compile(r"^(?P<key>:?[A-Za-z_][\w?]*):(?:\s+(?P<value>.*))?$")
+_LATE_KEY = re.compile(r"^:?late(ness)?\??$|^:?late_", re.IGNORECASE)
+
+
+def parse_gradescope_metadata(text: str) -> dict[str, dict[str, Any]]:
+    """``submission_<id>`` -> submitters (name, sid, email), ``created_at``, ``late``.
+
+    Not a YAML parser on purpose: it reads only the few keys mpgrade needs from the shape
+    Gradescope writes (Ruby's Psych, symbol keys)::
+
+        submission_123456:
+          :submitters:
+          - :name: Jane Doe
+            :sid: '2021001'
+            :email: jane@example.edu
+          :created_at: 2024-03-01 23:58:12.345678000 -08:00
+          :score: 10.0
+          :results: {...every autograder output...}
+
+    and skips everything else by indentation. That is sturdier than a general parser here:
+    the huge ``:results:`` block is where real exports break strict YAML parsers (Psych puts
+    the closing quote of a multi-line string at column 0 and can split the file with ``...``),
+    and none of it is needed; it also keeps PyYAML out of the dependencies. Gradescope's
+    export has no documented lateness field; a ``:late?:``/``:lateness:``-style key is read
+    if present (true, or a non-zero amount), otherwise ``late`` is False and ``created_at``
+    lets the instructor compare with the due date.
+    """
+    result: dict[str, dict[str, Any]] = {}
+    current: dict[str, Any] | None = None
+    key_indent = 2
+    in_submitters = False
+    person: dict[str, Any] | None = None
+    person_indent = -1
+    for raw in text.splitlines():
+        line = raw.rstrip()
+        stripped = line.lstrip(" ")
+        if not stripped or stripped.startswith("#"):
+            continue
+        indent = len(line) - len(stripped)
+        if indent == 0:
+            top = _TOP_KEY.match(line)
+            if top is not None:  # a new top-level key; quote closers and --- / ... are not
+                name = top["key"].strip()
+                current = result.setdefault(name, {"submitters": []}) \
+                    if GRADESCOPE_DIR.match(name) else None
+                in_submitters, person, key_indent = False, None, -1
+            continue
+        if current is None:
+            continue
+        if key_indent < 0 and not stripped.startswith("- "):
+            key_indent = indent
+        if in_submitters and stripped.startswith("- ") and indent <= key_indent + 2:
+            person = {}
+            current["submitters"].append(person)
+            person_indent = indent + 2
+            stripped, indent = stripped[2:].lstrip(), person_indent
+        if in_submitters and person is not None and indent == person_indent:
+            kv = _KEY_VALUE.match(stripped)
+            if kv is not None:
+                field_name = kv["key"].lstrip(":")
+                if field_name in ("name", "sid", "email"):
+                    person[field_name] = _scalar(kv["value"])
+            continue
+        if indent == key_indent:
+            kv = _KEY_VALUE.match(stripped)
+            in_submitters, person = False, None
+            if kv is None:
+                continue
+            key, value = kv["key"], _scalar(kv["value"])
+            if key.lstrip(":") == "submitters":
+                in_submitters = True
+            elif key.lstrip(":") == "created_at" and value:
+                current["created_at"] = value
+            elif _LATE_KEY.match(key):
+                current["late"] = _is_late(value)
+    return result
+
+
+def _scalar(value: str | None) -> str | None:
+    """A plain or quoted YAML scalar on one line; anything fancier is kept as text."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.startswith("!"):  # a type tag: !ruby/object:BigDecimal 18:0.1e1
+        value = value.split(" ", 1)[1] if " " in value else ""
+    if len(value) >= 2 and value[0] == value[-1] == "'":
+        return value[1:-1].replace("''", "'")
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        return value[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+    if value in ("", "~", "null"):
+        return None
+    return value
+
+
+def _is_late(value: str | None) -> bool:
+    if value is None:
+        return False
+    if value.lower() in ("true", "yes"):
+        return True
+    if value.lower() in ("false", "no"):
+        return False
+    try:
+        return float(value.split()[0]) > 0
+    except ValueError:
+        return any(ch in "123456789" for ch in value)  # "00:12:03" (hours:minutes:seconds)

@@ -1,0 +1,367 @@
+"""Jupyter notebooks in and out: student notebooks per exercise, and notebooks handed in.
+
+Students who work in Jupyter hand in ``.ipynb`` files, but the grader only ever imports module
+files. So a notebook is turned into the module it stands for: its code cells, in order, with the
+IPython-only syntax (``%magics``, ``%%cell magics``, ``!shell`` escapes, ``get_ipython()``)
+dropped and each drop reported. Running the extracted module rather than the notebook also fixes
+the classic notebook + ``spawn`` failure: a function defined in a notebook lives in the kernel's
+``__main__``, which a spawned child cannot import, so it cannot be pickled as a ``Process``
+target; defined in ``spawn.py`` it is ``spawn.worker`` and pickles by reference like any other.
+
+A notebook is hostile input like everything a student hands in: anything that is not a valid
+notebook raises :class:`NotebookError` with a short reason, never another exception.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import tempfile
+import tokenize
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import nbformat
+from nbformat import v4
+
+from grader.assignment import Assignment, Exercise
+
+NOTEBOOK_MAX = 16 * 1024 * 1024  # outputs and images make notebooks far larger than modules
+MAX_MESSAGE = 200  # validation messages can quote the whole offending cell: keep them short
+_SHOWN = 60  # how much of a dropped line a note quotes
+_HEADING = re.compile(r"^## ", re.MULTILINE)
+
+
+class NotebookError(ValueError):
+    """A file that should be a notebook is not a usable one; the message says why, briefly."""
+
+
+# --------------------------------------------------------------------------------------------
+# Releasing: one student notebook per exercise module
+
+
+def release_notebooks(assignment: Assignment, out_dir: Path) -> list[Path]:
+    """Write one student notebook per exercise into ``out_dir`` and return their paths.
+
+    A notebook is the exercise's statement (``README.md``, one markdown cell per ``##``
+    section) followed by exactly one code cell holding the stub module, so that what the
+    student hands back extracts to exactly that module. The output is byte-for-byte
+    deterministic (fixed cell ids, sorted keys): releasing twice changes nothing in a course
+    repository. An exercise with several module files gets one notebook per file,
+    ``<exercise id>_<module stem>.ipynb``; with one file it is ``<exercise id>.ipynb``.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for ex in assignment.exercises:
+        for module in ex.files:
+            nb = student_notebook(assignment, ex, module)
+            name = f"{ex.id}.ipynb" if len(ex.files) == 1 else f"{ex.id}_{module[:-3]}.ipynb"
+            path = out_dir / name
+            _write_atomic(path, nbformat.writes(nb).encode() + b"\n")
+            written.append(path)
+    return written
+
+
+def student_notebook(assignment: Assignment, ex: Exercise, module: str) -> nbformat.NotebookNode:
+    """The notebook for one module of one exercise, validated (``nbformat.validate``)."""
+    readme = ex.public_dir / "README.md"
+    statement = readme.read_text(encoding="utf-8") if readme.is_file() else f"# {ex.title}\n"
+    stub = (ex.public_dir / module).read_text(encoding="utf-8")
+    cells = [v4.new_markdown_cell(part, id=f"{ex.id}-statement-{i}")
+             for i, part in enumerate(_sections(statement))]
+    cells.append(v4.new_markdown_cell(_handin_note(ex, module), id=f"{ex.id}-handin"))
+    cells.append(v4.new_code_cell(stub.rstrip("\n") + "\n", id=f"{ex.id}-code"))
+    nb = v4.new_notebook(cells=cells, metadata={
+        "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+        "language_info": {"name": "python"},
+        "mpgrade": {"exercise": ex.id, "module": module, "assignment": assignment.name,
+                    "version": assignment.version},
+    })
+    nbformat.validate(nb)
+    return nb
+
+
+def _sections(markdown: str) -> list[str]:
+    """The statement cut before each ``## `` heading: short cells are easier to read."""
+    starts = [0] + [m.start() for m in _HEADING.finditer(markdown) if m.start() > 0]
+    parts = [markdown[a:b].strip("\n") for a, b in zip(starts, starts[1:] + [len(markdown)], strict=True)]
+    return [p for p in parts if p.strip()]
+
+
+def _handin_note(ex: Exercise, module: str) -> str:
+    return (
+        "## Handing in this notebook\n\n"
+        f"Write your code in the code cell below (it becomes `{module}`): the grader takes the "
+        "code cells of this notebook, in order, and nothing else. Lines starting with `%`, "
+        "`%%` or `!` (IPython magics and shell commands) are dropped, and so are markdown "
+        "cells and outputs. Keep experiments under `if __name__ == \"__main__\":`.\n\n"
+        "On macOS and Windows (start method `spawn`), a `Process` whose target is defined in "
+        "this notebook fails *inside Jupyter* (the child cannot import the notebook). That is "
+        f"a limitation of notebooks, not of your code: the grader runs the code as `{module}`, "
+        f"where it works. To test under every start method, run `mpgrade check {ex.id}`."
+    )
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# --------------------------------------------------------------------------------------------
+# Reading a notebook a student handed in
+
+
+def load(data: bytes, filename: str) -> nbformat.NotebookNode:
+    """Parse and validate a notebook (upgraded to v4); NotebookError says why it is unusable.
+
+    Everything here runs a third-party parser over hostile bytes, so any exception (including
+    a RecursionError from absurdly nested JSON) becomes a NotebookError.
+    """
+    name = PurePosixPath(filename).name
+    if len(data) > NOTEBOOK_MAX:
+        raise NotebookError(f"{name} is larger than {NOTEBOOK_MAX // (1024 * 1024)} MiB")
+    try:
+        raw = json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        raise NotebookError(f"{name} is not a notebook: {_json_problem(exc)}") from None
+    if not isinstance(raw, dict) or "nbformat" not in raw:
+        raise NotebookError(f"{name} is not a notebook: no 'nbformat' field")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            nb = nbformat.reads(json.dumps(raw), as_version=4)
+            nbformat.validate(nb)
+        except Exception as exc:  # noqa: BLE001 - hostile input: every failure is the same answer
+            raise NotebookError(f"{name} is not a valid notebook: {_short(exc)}") from None
+    return nb
+
+
+def _json_problem(exc: Exception) -> str:
+    if not isinstance(exc, json.JSONDecodeError):
+        return f"not valid JSON ({type(exc).__name__})"
+    if exc.pos >= len(exc.doc.rstrip()):
+        return f"not valid JSON: it ends early, at line {exc.lineno} (a truncated file?)"
+    return f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
+
+
+def _short(exc: Exception) -> str:
+    message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    message = " ".join(str(message).split())
+    path = list(getattr(exc, "absolute_path", []) or [])
+    if path:
+        message = f"{message} (at {'/'.join(map(str, path))})"
+    return message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 3] + "..."
+
+
+def extract_module(data: bytes, filename: str) -> tuple[bytes, list[str]]:
+    """The module source a notebook stands for, and one note per thing that was dropped.
+
+    Code cells are concatenated in order (two blank lines apart, like top-level definitions);
+    markdown and raw cells and all outputs are ignored. IPython-only syntax would be a
+    SyntaxError in a module, so it is dropped: a cell that starts with a cell magic
+    (``%%time``, ``%%bash``...) entirely, line magics (``%matplotlib``), shell escapes
+    (``!pip``, ``x = !ls``) and ``get_ipython()`` lines one by one. A dropped line inside a
+    block becomes ``pass`` so the block stays valid. Raises NotebookError for anything that is
+    not a valid notebook.
+    """
+    nb = load(data, filename)
+    name = PurePosixPath(filename).name
+    notes: list[str] = []
+    parts: list[str] = []
+    number = 0
+    for cell in nb.cells:
+        if cell.get("cell_type") != "code":
+            continue
+        number += 1
+        source = cell.get("source", "")
+        source = "".join(source) if isinstance(source, list) else str(source)
+        first = next((line.strip() for line in source.splitlines() if line.strip()), "")
+        if first.startswith("%%"):
+            notes.append(f"{name}, code cell {number}: cell magic {_quote(first)} dropped "
+                         "(the whole cell)")
+            continue
+        cleaned = _drop_ipython_lines(source, f"{name}, code cell {number}", notes)
+        if cleaned.strip():
+            parts.append(cleaned.strip("\n"))
+    text = "\n\n\n".join(parts)
+    return (text + "\n" if text else "").encode("utf-8"), notes
+
+
+@dataclass
+class _Escape:
+    kind: str
+    first: int  # 1-based physical lines of the logical line
+    last: int
+
+
+def _drop_ipython_lines(source: str, where: str, notes: list[str]) -> str:
+    escapes = _escapes(source)
+    if not escapes:
+        return source
+    lines: list[str | None] = list(source.splitlines())
+    for esc in escapes:
+        text = lines[esc.first - 1] or ""
+        notes.append(f"{where}: {esc.kind} {_quote(text.strip())} dropped")
+        indent = text[: len(text) - len(text.lstrip())]
+        # Inside a block the statement becomes ``pass`` (an emptied block would not compile);
+        # at the top level, and for continuation lines, it simply goes.
+        lines[esc.first - 1] = f"{indent}pass" if indent else None
+        for n in range(esc.first + 1, esc.last + 1):
+            lines[n - 1] = None
+    return "\n".join(line for line in lines if line is not None)
+
+
+def _escapes(source: str) -> list[_Escape]:
+    """IPython escapes that begin a logical line, found with the tokenizer.
+
+    Going by tokens rather than by text keeps ``%`` and ``!`` that are Python (the modulo
+    operator on a continuation line, a ``%s`` line inside a triple-quoted string) untouched.
+    If the source does not tokenize, a plain line-by-line check is the fallback.
+    """
+    found: list[_Escape] = []
+    try:
+        logical: list[tokenize.TokenInfo] = []
+        depth = 0
+        for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+            if tok.type == tokenize.OP and tok.string in ("(", "[", "{"):
+                depth += 1
+            elif tok.type == tokenize.OP and tok.string in (")", "]", "}"):
+                depth = max(0, depth - 1)
+            if tok.type == tokenize.NEWLINE or (tok.type == tokenize.NL and depth == 0):
+                _classify(logical, found)
+                logical = []
+            elif tok.type not in (tokenize.INDENT, tokenize.DEDENT, tokenize.COMMENT,
+                                  tokenize.NL, tokenize.ENDMARKER):
+                if not (tok.type == tokenize.ERRORTOKEN and not tok.string.strip()):
+                    logical.append(tok)
+        _classify(logical, found)
+    except (tokenize.TokenError, SyntaxError):
+        return _escapes_by_line(source)
+    return found
+
+
+def _classify(tokens: list[tokenize.TokenInfo], found: list[_Escape]) -> None:
+    if not tokens:
+        return
+    kind = _escape_kind(tokens[0])
+    if kind is None and len(tokens) >= 3 and tokens[0].type == tokenize.NAME \
+            and tokens[1].string == "=":
+        kind = _escape_kind(tokens[2])  # x = !ls, files = %sx ls
+    if kind is None and any(t.type == tokenize.NAME and t.string == "get_ipython" for t in tokens):
+        kind = "get_ipython() call"
+    if kind is not None:
+        found.append(_Escape(kind, tokens[0].start[0], tokens[-1].end[0]))
+
+
+def _escape_kind(tok: tokenize.TokenInfo) -> str | None:
+    if tok.string == "%":
+        return "IPython magic"
+    if tok.string == "!" or (tok.type == tokenize.ERRORTOKEN and tok.string.startswith("!")):
+        return "shell escape"
+    return None
+
+
+def _escapes_by_line(source: str) -> list[_Escape]:
+    found = []
+    for i, line in enumerate(source.splitlines(), 1):
+        stripped = line.lstrip()
+        if stripped.startswith("%"):
+            found.append(_Escape("IPython magic", i, i))
+        elif stripped.startswith("!"):
+            found.append(_Escape("shell escape", i, i))
+        elif "get_ipython(" in stripped:
+            found.append(_Escape("get_ipython() call", i, i))
+    return found
+
+
+def _quote(text: str) -> str:
+    return repr(text if len(text) <= _SHOWN else text[: _SHOWN - 3] + "...")
+
+
+# --------------------------------------------------------------------------------------------
+# Which module a notebook stands for
+
+
+def module_name_for(data: bytes, filename: str, assignment: Assignment) -> str | None:
+    """The module file (``spawn.py``) a handed-in notebook stands for, or None.
+
+    In order: the ``mpgrade.module`` metadata a released notebook carries (students rename
+    files, rarely metadata); a file named after the module (``spawn.ipynb``); a file named
+    after the exercise (``01_spawn.ipynb``, ``01_spawn-final.ipynb``). Only names of this
+    assignment's module files are ever returned, so metadata cannot smuggle in
+    ``conftest.py``.
+    """
+    wanted = set(assignment.submitted_files)
+    meta = _metadata(data)
+    module = meta.get("module") if isinstance(meta, dict) else None
+    if isinstance(module, str) and module in wanted:
+        return module
+    name = PurePosixPath(filename).name
+    stem = name[: -len(".ipynb")] if name.lower().endswith(".ipynb") else name
+    if f"{stem}.py" in wanted:
+        return f"{stem}.py"
+    matches = [ex for ex in assignment.exercises if ex.id.lower() in name.lower()]
+    if len(matches) == 1 and len(matches[0].files) == 1:
+        return matches[0].files[0]
+    return None
+
+
+def _metadata(data: bytes) -> Any:
+    if len(data) > NOTEBOOK_MAX:
+        return None
+    try:
+        raw = json.loads(data)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(raw, dict) or not isinstance(raw.get("metadata"), dict):
+        return None
+    return raw["metadata"].get("mpgrade")
+
+
+# --------------------------------------------------------------------------------------------
+# One call for the discovery code
+
+
+@dataclass
+class Converted:
+    """A handed-in notebook turned into a module candidate, or why it could not be."""
+
+    module: str | None = None
+    source: bytes | None = None
+    ignored: list[dict[str, str]] = field(default_factory=list)
+
+
+def convert(data: bytes, rel: str, assignment: Assignment, max_module: int) -> Converted:
+    """Module name and source for a notebook found at ``rel``, plus ``ignored`` entries.
+
+    The entries (``{"path", "reason"}``, the shape of ``Submission.ignored``) record every
+    dropped magic and, when the notebook is not used at all, why: so a student whose notebook
+    was invalid sees that, not just a missing module.
+    """
+    out = Converted()
+    module = module_name_for(data, rel, assignment)
+    if module is None:
+        out.ignored.append({"path": rel, "reason": "a notebook that names no module of this "
+                                                   "assignment (by metadata, module or exercise)"})
+        return out
+    try:
+        source, notes = extract_module(data, rel)
+    except NotebookError as exc:
+        out.ignored.append({"path": rel, "reason": str(exc)})
+        return out
+    if len(source) > max_module:
+        out.ignored.append({"path": rel, "reason": f"its code is larger than {max_module} bytes"})
+        return out
+    out.module, out.source = module, source
+    out.ignored.extend({"path": rel, "reason": note} for note in notes)
+    return out

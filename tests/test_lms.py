@@ -1,0 +1,413 @@
+"""LMS bulk downloads (Canvas, Moodle, Gradescope): one submission per student, hostile entries
+confined to their student, and everything that is not an LMS download left to the ordinary
+discovery."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import stat
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from grader import assignment as assignment_mod
+from grader import lms
+from grader.submission import MAX_TOTAL
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def course() -> assignment_mod.Assignment:
+    return assignment_mod.load(REPO)
+
+
+def zip_bytes(members: dict[str, bytes], links: dict[str, str] | None = None) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+        for name, target in (links or {}).items():
+            info = zipfile.ZipInfo(name)
+            info.external_attr = (stat.S_IFLNK | 0o777) << 16
+            zf.writestr(info, target)
+    return buf.getvalue()
+
+
+def write_zip(path: Path, members: dict[str, bytes], links: dict[str, str] | None = None) -> Path:
+    path.write_bytes(zip_bytes(members, links))
+    return path
+
+
+def write_tree(root: Path, files: dict[str, bytes]) -> Path:
+    for rel, data in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+    return root
+
+
+def notebook_bytes(code: str, module: str | None = None) -> bytes:
+    nb = {"cells": [{"cell_type": "markdown", "id": "m", "metadata": {}, "source": "# hi"},
+                    {"cell_type": "code", "id": "c", "metadata": {}, "outputs": [],
+                     "execution_count": None, "source": code}],
+          "metadata": {"mpgrade": {"module": module}} if module else {},
+          "nbformat": 4, "nbformat_minor": 5}
+    return json.dumps(nb).encode()
+
+
+def by_id(batch: lms.LmsBatch) -> dict:
+    return {s.id: s for s in batch.submissions}
+
+
+# --------------------------------------------------------------------------------------------
+# Canvas
+
+
+def canvas_download(tmp_path: Path) -> Path:
+    """Two students: doejane on time (a re-upload and a zip), smithbob late (a notebook)."""
+    work = zip_bytes({
+        "hw/exercises/02_pingpong/pingpong.py": b"# pingpong, layout\n",
+        "hw/old/pingpong.py": b"# pingpong, stray copy\n",
+        "hw/conftest.py": b"import os\n",
+        "__MACOSX/hw/._pingpong.py": b"\0\0",
+    })
+    return write_zip(tmp_path / "canvas-download.zip", {
+        "doejane_1001_5001_spawn.py": b"# spawn v1\n",
+        "doejane_1001_5002_spawn-1.py": b"# spawn v2\n",
+        "doejane_1001_5003_work.zip": work,
+        "smithbob_late_1002_6001_prodcons.py": b"# prodcons bob\n",
+        "smithbob_late_1002_6002_01_spawn.ipynb": notebook_bytes("%matplotlib inline\nX = 1\n"),
+        "__MACOSX/._doejane_1001_5001_spawn.py": b"\0",
+    })
+
+
+def test_canvas_students_ids_late_flags_and_chosen_files(tmp_path, course):
+    batch = lms.discover_lms(canvas_download(tmp_path), course)
+    assert batch is not None and batch.lms == "canvas" and batch.recognized
+    subs = by_id(batch)
+    assert sorted(subs) == ["canvas-1001", "canvas-1002"]
+    jane, bob = subs["canvas-1001"], subs["canvas-1002"]
+    assert jane.student == {"lms": "canvas", "user_id": "1001", "name": "doejane",
+                            "submission_id": "5003", "late": False, "email": None}
+    assert bob.student["late"] is True and bob.student["name"] == "smithbob"
+    assert jane.error is None and bob.error is None
+    # spawn-1.py is a later spawn.py; the zip's layout copy beats its stray copy.
+    assert jane.files == {"spawn.py": b"# spawn v2\n", "pingpong.py": b"# pingpong, layout\n"}
+    reasons = {i["path"]: i["reason"] for i in jane.ignored}
+    assert "another spawn.py was used" in reasons["doejane_1001_5001_spawn.py"]
+    assert "never used" in reasons["doejane_1001_5003_work.zip/hw/conftest.py"]
+    assert "another pingpong.py" in reasons["doejane_1001_5003_work.zip/hw/old/pingpong.py"]
+    assert sorted(jane.missing) == ["locks.py", "prodcons.py"]
+    # A notebook stands for spawn.py (exercise id in its name); its magic is dropped and noted.
+    assert bob.files == {"prodcons.py": b"# prodcons bob\n", "spawn.py": b"X = 1\n"}
+    assert any("%matplotlib inline" in i["reason"] for i in bob.ignored)
+    assert batch.skipped == [] and batch.warnings == []
+
+
+def test_the_extracted_canvas_folder_gives_the_same_submissions(tmp_path, course):
+    download = canvas_download(tmp_path)
+    folder = tmp_path / "extracted"
+    with zipfile.ZipFile(download) as zf:
+        zf.extractall(folder)
+    from_zip = by_id(lms.discover_lms(download, course))
+    from_folder = by_id(lms.discover_lms(folder, course))
+    assert sorted(from_folder) == sorted(from_zip)
+    for sub_id, sub in from_zip.items():
+        assert from_folder[sub_id].files == sub.files
+        assert from_folder[sub_id].student == sub.student
+        assert from_folder[sub_id].hash == sub.hash
+
+
+def test_the_highest_resubmission_number_wins_and_lms_ids_order_different_uploads(tmp_path, course):
+    path = write_zip(tmp_path / "c.zip", {
+        "doejane_7_100_spawn.py": b"first\n",
+        "doejane_7_103_spawn-2.py": b"third\n",
+        "doejane_7_101_spawn-1.py": b"second\n",
+        "doejane_7_102_work.zip": zip_bytes({"spawn.py": b"zipped\n", "locks.py": b"locks\n"}),
+        "lee_8_200_spawn.py": b"older file\n",
+        "lee_8_201_final.zip": zip_bytes({"spawn.py": b"later zip\n"}),
+    })
+    subs = by_id(lms.discover_lms(path, course))
+    assert subs["canvas-7"].files == {"spawn.py": b"third\n", "locks.py": b"locks\n"}
+    assert subs["canvas-8"].files == {"spawn.py": b"later zip\n"}
+
+
+def test_hostile_canvas_entries_are_an_error_for_their_student_only(tmp_path, course):
+    path = write_zip(tmp_path / "hostile.zip", {
+        "goodann_1_11_spawn.py": b"# fine\n",
+        "../../travis_2_21_spawn.py": b"import os\n",
+        "evilzip_3_31_work.zip": zip_bytes({"../../../etc/spawn.py": b"x\n"}),
+        "bombbob_4_41_spawn.py": b"0" * (MAX_TOTAL + 1024 * 1024),
+        "nestbomb_5_51_w.zip": zip_bytes({"locks.py": b"0" * (MAX_TOTAL + 1024 * 1024)}),
+    }, links={"linda_6_61_locks.py": "/etc/passwd"})
+    batch = lms.discover_lms(path, course)
+    subs = by_id(batch)
+    assert subs["canvas-1"].error is None and subs["canvas-1"].files == {"spawn.py": b"# fine\n"}
+    assert subs["canvas-2"].error.startswith("hostile.zip: the files of travis_2 were rejected")
+    assert "outside the archive" in subs["canvas-2"].error
+    assert "evilzip_3_31_work.zip was rejected" in subs["canvas-3"].error
+    assert "outside the archive" in subs["canvas-3"].error
+    assert "MiB" in subs["canvas-4"].error or "ratio" in subs["canvas-4"].error
+    assert "MiB" in subs["canvas-5"].error or "ratio" in subs["canvas-5"].error
+    assert "symbolic link" in subs["canvas-6"].error
+    for sub_id in ("canvas-2", "canvas-3", "canvas-4", "canvas-5", "canvas-6"):
+        assert subs[sub_id].files == {}, sub_id
+
+
+def test_a_symlink_in_an_extracted_canvas_folder_is_not_followed(tmp_path, course):
+    root = write_tree(tmp_path / "dl", {"goodann_1_11_spawn.py": b"ok\n"})
+    secret = tmp_path / "secret.py"
+    secret.write_text("SECRET = 1\n")
+    os.symlink(secret, root / "linda_6_61_locks.py")
+    subs = by_id(lms.discover_lms(root, course))
+    assert subs["canvas-1"].files == {"spawn.py": b"ok\n"}
+    assert "symbolic link" in subs["canvas-6"].error and subs["canvas-6"].files == {}
+
+
+def test_symlinks_inside_a_students_own_zip_are_ignored_like_any_zip(tmp_path, course):
+    path = write_zip(tmp_path / "c.zip", {
+        "ann_1_11_hw.zip": zip_bytes({"spawn.py": b"ok\n"}, links={"locks.py": "/etc/passwd"}),
+    })
+    [sub] = lms.discover_lms(path, course).submissions
+    assert sub.error is None and sub.files == {"spawn.py": b"ok\n"}
+    assert any("symbolic links are never followed" in i["reason"] for i in sub.ignored)
+
+
+def test_unreadable_nested_zip_and_stray_files(tmp_path, course):
+    path = write_zip(tmp_path / "c.zip", {
+        "ann_1_11_hw.zip": b"PK\x03\x04 not really",
+        "bob_2_21_spawn.py": b"ok\n",
+        "bob_2_text.html": b"<p>essay</p>",
+        "grades.csv": b"x",
+    })
+    batch = lms.discover_lms(path, course)
+    subs = by_id(batch)
+    assert "not a readable zip" in subs["canvas-1"].error
+    assert subs["canvas-2"].files == {"spawn.py": b"ok\n"}
+    assert any("grades.csv" in m and "skipped" in m for m in batch.skipped)
+    assert any("bob_2_text.html" in m and "text entry" in m for m in batch.skipped)
+
+
+def test_corrupt_compressed_data_is_an_error_for_that_student_only(tmp_path, course):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("ann_1_11_spawn.py", b"ok\n")
+        zf.writestr("bob_2_21_spawn.py", b"hello world " * 100)
+    data = bytearray(buf.getvalue())
+    start = data.index(b"bob_2_21_spawn.py") + len("bob_2_21_spawn.py") + 5
+    data[start:start + 20] = bytes(b ^ 0xFF for b in data[start:start + 20])
+    (tmp_path / "c.zip").write_bytes(bytes(data))
+    subs = by_id(lms.discover_lms(tmp_path / "c.zip", course))
+    assert subs["canvas-1"].files == {"spawn.py": b"ok\n"}
+    assert "could not be read" in subs["canvas-2"].error
+
+
+def patch_name(data: bytes, placeholder: bytes, raw: bytes) -> bytes:
+    """Put raw bytes where a same-length ASCII placeholder name was (header and directory)."""
+    assert len(placeholder) == len(raw) and data.count(placeholder) == 2
+    return data.replace(placeholder, raw)
+
+
+def test_non_utf8_member_names_do_not_crash(tmp_path, course):
+    # Flag bit 11 unset and Latin-1 bytes: read as cp437, the student is still found.
+    data = zip_bytes({"JosX GarcXa_42_assignsubmission_file_/spawn.py": b"ok\n",
+                      "Ann Lee_43_assignsubmission_file_/spawn.py": b"ann\n"})
+    path = tmp_path / "moodle.zip"
+    path.write_bytes(patch_name(data, b"JosX GarcXa", "José García".encode("latin-1")))
+    subs = by_id(lms.discover_lms(path, course))
+    assert subs["moodle-42"].files == {"spawn.py": b"ok\n"}
+    assert subs["moodle-42"].student["name"] == "José García".encode("latin-1").decode("cp437")
+    # UTF-8 stored without the flag (common) is read as UTF-8.
+    data = zip_bytes({"JosXX GarcXXa_44_assignsubmission_file_/spawn.py": b"ok\n"})
+    path.write_bytes(patch_name(data, b"JosXX GarcXXa", "José García".encode()))
+    [sub] = lms.discover_lms(path, course).submissions
+    assert sub.student["name"] == "José García"
+
+
+def test_a_zip_whose_flagged_utf8_names_are_not_utf8_is_left_to_the_ordinary_discovery(tmp_path, course):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("ann_1_11_spawnX.py", b"x\n")
+    data = bytearray(patch_name(buf.getvalue(), b"spawnX", b"spawn\xff"))
+    for signature, offset in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):  # set the UTF-8 flag
+        at = data.index(signature) + offset
+        data[at:at + 2] = (int.from_bytes(data[at:at + 2], "little") | 0x800).to_bytes(2, "little")
+    path = tmp_path / "bad.zip"
+    path.write_bytes(bytes(data))
+    with pytest.raises(UnicodeDecodeError):
+        zipfile.ZipFile(path)  # what zipfile does with it: the reason this case exists
+    assert lms.discover_lms(path, course) is None
+
+
+# --------------------------------------------------------------------------------------------
+# Moodle
+
+
+MOODLE_FILES = {
+    "Jane Doe_12345_assignsubmission_file_/spawn.py": b"# jane spawn\n",
+    "Jane Doe_12345_assignsubmission_onlinetext_/onlinetext.html": b"<p>see file</p>",
+    "Bob van Smith_12346_assignsubmission_file_/hw.zip": zip_bytes({
+        "hw/exercises/03_prodcons/prodcons.py": b"# bob prodcons\n",
+        "hw/sitecustomize.py": b"import os\n",
+    }),
+    "Carol Text_12347_assignsubmission_onlinetext_/onlinetext.html": b"<p>no code</p>",
+}
+
+
+def check_moodle(batch: lms.LmsBatch) -> None:
+    assert batch is not None and batch.lms == "moodle"
+    subs = by_id(batch)
+    assert sorted(subs) == ["moodle-12345", "moodle-12346"]
+    assert subs["moodle-12345"].student == {"lms": "moodle", "user_id": "12345", "name": "Jane Doe",
+                                            "submission_id": None, "late": False, "email": None}
+    assert subs["moodle-12345"].files == {"spawn.py": b"# jane spawn\n"}
+    assert subs["moodle-12346"].student["name"] == "Bob van Smith"
+    assert subs["moodle-12346"].files == {"prodcons.py": b"# bob prodcons\n"}
+    assert any("sitecustomize.py" in i["path"] for i in subs["moodle-12346"].ignored)
+    assert any("Carol Text" in m and "online text only" in m for m in batch.skipped)
+
+
+def test_moodle_folder(tmp_path, course):
+    check_moodle(lms.discover_lms(write_tree(tmp_path / "moodle", MOODLE_FILES), course))
+
+
+def test_moodle_zip_in_folders_and_flat(tmp_path, course):
+    check_moodle(lms.discover_lms(write_zip(tmp_path / "m.zip", MOODLE_FILES), course))
+    flat = {name.replace("_/", "_"): data for name, data in MOODLE_FILES.items()}
+    check_moodle(lms.discover_lms(write_zip(tmp_path / "flat.zip", flat), course))
+
+
+# --------------------------------------------------------------------------------------------
+# Gradescope
+
+# The shape Gradescope writes (Ruby Psych): symbol keys, a group, an autograder output whose
+# closing quote sits at column 0, and a `...` document marker between submissions.
+GRADESCOPE_METADATA = """\
+---
+submission_111:
+  :submitters:
+  - :name: Jane Doe
+    :sid: '2021001'
+    :email: jane@example.edu
+  :created_at: 2024-03-01 23:58:12.345678000 -08:00
+  :score: 10.0
+  :results:
+    tests:
+    - name: Check
+      output: 'Don''t worry about this test
+        :submitters:
+
+'
+      status: passed
+  :history: []
+...
+submission_222:
+  :submitters:
+  - :name: Ann Lee
+    :sid: '2021002'
+    :email: ann@example.edu
+  - :name: Raj Patel
+    :sid: 2021003
+    :email: raj@example.edu
+  :created_at: 2024-03-02 09:00:00.000000000 -08:00
+  :late?: true
+  :score: !ruby/object:BigDecimal 18:0.1e2
+submission_333:
+  :submitters:
+  - :name: No Files
+    :sid: '2021004'
+    :email:
+"""
+
+
+def gradescope_files() -> dict[str, bytes]:
+    root = "assignment_999_export/"
+    return {
+        root + "submission_metadata.yml": GRADESCOPE_METADATA.encode(),
+        root + "submission_111/spawn.py": b"# jane\n",
+        root + "submission_222/exercises/04_locks/locks.py": b"# group locks\n",
+        root + "submission_222/01_spawn.ipynb": notebook_bytes("!pip install x\nY = 2\n"),
+        root + "submission_444/prodcons.py": b"# not in the metadata\n",
+    }
+
+
+def test_gradescope_export_with_metadata(tmp_path, course):
+    batch = lms.discover_lms(write_zip(tmp_path / "gs.zip", gradescope_files()), course)
+    assert batch is not None and batch.lms == "gradescope"
+    subs = by_id(batch)
+    assert sorted(subs) == ["gradescope-111", "gradescope-222", "gradescope-444"]
+    jane = subs["gradescope-111"]
+    assert jane.student == {"lms": "gradescope", "user_id": "2021001", "name": "Jane Doe",
+                            "submission_id": "111", "late": False, "email": "jane@example.edu",
+                            "submitted_at": "2024-03-01 23:58:12.345678000 -08:00"}
+    assert jane.files == {"spawn.py": b"# jane\n"}
+    group = subs["gradescope-222"]
+    assert group.student["late"] is True and group.student["user_id"] == "2021002"
+    assert [m["user_id"] for m in group.student["members"]] == ["2021002", "2021003"]
+    assert group.files == {"locks.py": b"# group locks\n", "spawn.py": b"Y = 2\n"}
+    assert subs["gradescope-444"].student is None
+    assert any("submission_444" in w for w in batch.warnings)
+    assert any("submission_333" in m and "No Files" in m for m in batch.skipped)
+
+
+def test_gradescope_metadata_parser_reads_only_what_it_needs():
+    meta = lms.parse_gradescope_metadata(GRADESCOPE_METADATA)
+    assert sorted(meta) == ["submission_111", "submission_222", "submission_333"]
+    assert meta["submission_111"]["submitters"] == [
+        {"name": "Jane Doe", "sid": "2021001", "email": "jane@example.edu"}]
+    assert "late" not in meta["submission_111"]
+    assert meta["submission_222"]["late"] is True
+    assert meta["submission_333"]["submitters"] == [{"name": "No Files", "sid": "2021004",
+                                                     "email": None}]
+    lateness = "submission_1:\n  :submitters: []\n  :lateness: 00:12:03\n"
+    assert lms.parse_gradescope_metadata(lateness)["submission_1"]["late"] is True
+    for junk in ("", "- a\n- list\n", ":::\n  : :", "submission_1: [\n", "\x00\xff" * 50):
+        lms.parse_gradescope_metadata(junk)  # never raises
+
+
+def test_gradescope_folders_without_metadata_fall_back_with_a_warning(tmp_path, course):
+    root = write_tree(tmp_path / "gs", {"submission_1/spawn.py": b"x\n",
+                                        "submission_2/spawn.py": b"y\n"})
+    batch = lms.discover_lms(root, course)
+    assert batch is not None and not batch.recognized and batch.submissions == []
+    assert "submission_metadata.yml" in batch.warnings[0]
+
+
+# --------------------------------------------------------------------------------------------
+# Not an LMS download
+
+
+def test_a_plain_folder_of_submissions_is_not_an_lms_download(tmp_path, course):
+    root = write_tree(tmp_path / "batch", {"alice/spawn.py": b"x\n", "bob/locks.py": b"y\n"})
+    write_zip(root / "carol.zip", {"carol/prodcons.py": b"z\n"})
+    assert lms.discover_lms(root, course) is None
+    assert lms.discover_lms(root / "carol.zip", course) is None
+    assert lms.discover_lms(root / "alice" / "spawn.py", course) is None
+    assert lms.discover_lms(tmp_path / "missing", course) is None
+
+
+def test_a_layout_that_only_partly_looks_like_canvas_falls_back_with_a_warning(tmp_path, course):
+    root = write_tree(tmp_path / "mixed", {"doejane_1_2_spawn.py": b"x\n", "alice/spawn.py": b"x\n",
+                                           "bob/spawn.py": b"x\n", "carol/spawn.py": b"x\n"})
+    batch = lms.discover_lms(root, course)
+    assert batch is not None and batch.lms is None and batch.submissions == []
+    assert "Canvas" in batch.warnings[0]
+
+
+def test_a_corrupt_zip_is_left_to_the_ordinary_discovery(tmp_path, course):
+    (tmp_path / "broken.zip").write_bytes(b"PK\x03\x04 nope")
+    assert lms.discover_lms(tmp_path / "broken.zip", course) is None
+
+
+def test_grade_discovery_takes_an_lms_download_as_it_comes(tmp_path, course):
+    """``mpgrade grade canvas.zip`` and ``mpgrade grade downloads/`` both find the students."""
+    from grader import submission
+
+    download = canvas_download(tmp_path)
+    for given in (download, tmp_path):
+        subs, skipped = submission.discover([given], course)
+        assert sorted(s.id for s in subs) == ["canvas-1001", "canvas-1002"], skipped
+        assert {s.id: s.student["late"] for s in subs} == {"canvas-1001": False, "canvas-1002": True}
