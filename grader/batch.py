@@ -10,9 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import statistics
-import tempfile
 import threading
 import uuid
 from collections.abc import Callable
@@ -23,23 +21,12 @@ from typing import Any
 
 from grader import __version__, grading, results
 from grader.assignment import Assignment
+from grader.atomic import write_atomic
 from grader.sandbox.base import Sandbox
 from grader.submission import Submission, discover
 
 SUMMARY = "summary.json"
 SCORES = "scores.csv"
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Temp file + rename in the same folder: readers see the old file or the new one, never half."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def previous_result(out_dir: Path, sub: Submission, assignment: Assignment) -> dict[str, Any] | None:

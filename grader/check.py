@@ -8,8 +8,6 @@ summary says how many points are still to be decided by hidden tests.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +17,7 @@ from rich.text import Text
 
 from grader import grading
 from grader.assignment import Assignment
+from grader.atomic import write_atomic
 from grader.sandbox.local import LocalSandbox
 from grader.submission import Submission
 
@@ -52,13 +51,7 @@ def run_check(assignment: Assignment, exercises: tuple[str, ...] = (),
 
 
 def write_json(doc: dict[str, Any], path: Path) -> None:
-    """Atomic: a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(doc, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(doc, indent=2).encode() + b"\n")
 
 
 def all_public_passed(doc: dict[str, Any]) -> bool:

@@ -42,7 +42,7 @@ def write_text(text: str, out: Path | None) -> None:
     if out is None:
         click.echo(text, nl=False)
         return
-    from grader.batch import write_atomic
+    from grader.atomic import write_atomic
 
     out.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(out, text.encode())

@@ -27,7 +27,8 @@ from typing import Any
 
 from grader import results
 from grader.assignment import MANIFEST, Assignment
-from grader.batch import SUMMARY, write_atomic
+from grader.atomic import write_atomic
+from grader.batch import SUMMARY
 
 TARGETS = Path(__file__).resolve().parent / "schema" / "targets"
 TARGET_SCHEMAS = {

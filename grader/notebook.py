@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
-import tempfile
 import tokenize
 import warnings
 from dataclasses import dataclass, field
@@ -29,6 +27,7 @@ import nbformat
 from nbformat import v4
 
 from grader.assignment import Assignment, Exercise
+from grader.atomic import write_atomic
 
 NOTEBOOK_MAX = 16 * 1024 * 1024  # outputs and images make notebooks far larger than modules
 MAX_MESSAGE = 200  # validation messages can quote the whole offending cell: keep them short
@@ -61,7 +60,7 @@ def release_notebooks(assignment: Assignment, out_dir: Path) -> list[Path]:
             nb = student_notebook(assignment, ex, module)
             name = f"{ex.id}.ipynb" if len(ex.files) == 1 else f"{ex.id}_{module[:-3]}.ipynb"
             path = out_dir / name
-            _write_atomic(path, nbformat.writes(nb).encode() + b"\n")
+            write_atomic(path, nbformat.writes(nb).encode() + b"\n")
             written.append(path)
     return written
 
@@ -104,17 +103,6 @@ def _handin_note(ex: Exercise, module: str) -> str:
         f"a limitation of notebooks, not of your code: the grader runs the code as `{module}`, "
         f"where it works. To test under every start method, run `mpgrade check {ex.id}`."
     )
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # --------------------------------------------------------------------------------------------

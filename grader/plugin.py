@@ -70,14 +70,16 @@ def _assignment_for(path: Path) -> assignment_mod.Assignment | None:
         return None
 
 
-_assignments: dict[Path, assignment_mod.Assignment | None] = {}
+_assignments_key = pytest.StashKey[dict]()
 
 
-def _cached_assignment(path: Path) -> assignment_mod.Assignment | None:
+def _cached_assignment(config: pytest.Config, path: Path) -> assignment_mod.Assignment | None:
+    """The assignment a test file belongs to, read once per folder and run."""
+    cache = config.stash.setdefault(_assignments_key, {})
     folder = path.parent
-    if folder not in _assignments:
-        _assignments[folder] = _assignment_for(path)
-    return _assignments[folder]
+    if folder not in cache:
+        cache[folder] = _assignment_for(path)
+    return cache[folder]
 
 
 @pytest.fixture
@@ -85,7 +87,7 @@ def student(request: pytest.FixtureRequest) -> StudentRunner:
     """Calls the student's functions in separate, watched, time-limited process trees."""
     config = request.config
     test_file = Path(str(request.node.path))
-    assignment = _cached_assignment(test_file)
+    assignment = _cached_assignment(config, test_file)
     limits = assignment.limits if assignment else assignment_mod.Limits()
     folder = config.getoption("--mpgrade-submission") or os.environ.get("MPGRADE_SUBMISSION")
     runner = StudentRunner(
@@ -128,7 +130,7 @@ def test_metadata(item: pytest.Item) -> dict[str, Any]:
     callspec = getattr(item, "callspec", None)
     if callspec is not None and doc.strip():
         name = f"{name} [{callspec.id}]"
-    assignment = _cached_assignment(path)
+    assignment = _cached_assignment(item.config, path)
     exercise = path.parent.name
     if assignment is not None and exercise not in {e.id for e in assignment.exercises}:
         exercise = None

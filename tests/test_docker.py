@@ -77,48 +77,18 @@ def test_the_bundled_samples_grade_as_described(course, sandbox, tmp_path, docke
     assert (out / "scores.csv").read_text().splitlines()[0].startswith("id,score,max_score,status")
 
 
-FORK_BOMB = """
-import os
-def worker_pids(n):
-    while True:
-        try:
-            os.fork()
-        except OSError:
-            pass
-def exit_codes(codes):
-    raise NotImplementedError
-def run_with_timeout(seconds, timeout):
-    raise NotImplementedError
-"""
-
-MEMORY_BOMB = """
-def ping_pong(rounds):
-    hog = []
-    while True:
-        hog.append(bytearray(64 * 1024 * 1024))
-def ring(n, token):
-    raise NotImplementedError
-"""
-
-FLOOD = """
-import sys
-def produce_consume(items, producers, consumers):
-    line = "spam " * 20000 + "\\n"
-    for _ in range(1000):  # 100 MB
-        sys.stdout.write(line)
-    return sorted(x * x for x in items)
-def word_count(lines, workers):
-    raise NotImplementedError
-"""
+def attack(name: str, module: str) -> str:
+    """A hostile module from the attack corpus (tests/attacks/)."""
+    return (REPO / "tests" / "attacks" / name / "submission" / module).read_text()
 
 
 def test_hostile_submissions_end_as_clean_results_and_the_batch_goes_on(course, sandbox, tmp_path, docker_client):
     root = tmp_path / "batch"
     root.mkdir()
     reference_folder(root, course, "honest")
-    reference_folder(root, course, "forkbomb", spawn=FORK_BOMB)
-    reference_folder(root, course, "memorybomb", pingpong=MEMORY_BOMB)
-    reference_folder(root, course, "flood", prodcons=FLOOD)
+    reference_folder(root, course, "forkbomb", spawn=attack("fork_bomb", "spawn.py"))
+    reference_folder(root, course, "memorybomb", pingpong=attack("memory_bomb", "pingpong.py"))
+    reference_folder(root, course, "flood", prodcons=attack("stdout_flood", "prodcons.py"))
     opts = grading.Options(exercises=())
     result = batch.run([root], tmp_path / "out", course, sandbox, jobs=2, options=opts)
     docs = result.documents
