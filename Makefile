@@ -7,7 +7,7 @@ EX     ?=
 OUT    ?= out/demo
 
 .DEFAULT_GOAL := help
-.PHONY: help venv check test lint image grade-demo validate clean
+.PHONY: help venv check test lint image grade-demo validate bench clean
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -43,6 +43,10 @@ grade-demo: $(STAMP) ## instructors: grade the bundled sample submissions (Docke
 
 validate: $(STAMP) ## instructors: references 100% (x5 per start method), stubs 0, every mutant caught
 	$(PY) -m grader validate $(if $(REPEAT),--repeat $(REPEAT))
+
+bench: $(STAMP) ## the benchmark: naive pytest loop vs mpgrade (Docker and local), writes bench/RESULTS.md
+	@$(PY) -m pip install --quiet --disable-pip-version-check -e '.[bench]'
+	$(PY) bench/run.py $(BENCH_ARGS)
 
 clean: ## remove the virtual environment and outputs
 	rm -rf $(VENV) out .mpgrade

@@ -253,13 +253,13 @@ def _session_members(sid: int) -> list[int]:
 def kill_session(sid: int, also: set[int] = frozenset(), rounds: int = 50) -> None:
     """Kill every process of a session (and stragglers that left it) until none is left."""
     for _ in range(rounds):
+        try:
+            os.killpg(sid, signal.SIGKILL)  # first, before looking: the group cannot fork meanwhile
+        except OSError:
+            pass
         targets = set(_session_members(sid)) | {p for p in also if _alive(p)}
         if not targets:
             return
-        try:
-            os.killpg(sid, signal.SIGKILL)
-        except OSError:
-            pass
         for pid in targets:
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -493,8 +493,11 @@ class _CallExecution:
         try:
             outcome = self._watch(proc, started)
             record.duration = time.monotonic() - started
-            self._read_pid_log(pid_log)
-            self._snapshot(proc.pid)
+            if outcome in ("result", "exited"):
+                # Only a call that ended by itself has a process tree worth describing; after a
+                # fork bomb or a flood, every millisecond spent looking lets it do more harm.
+                self._read_pid_log(pid_log)
+                self._snapshot(proc.pid)
             if outcome == "timeout":
                 failure = CallTimeout(self._timeout_message(proc.pid, dumps), record)
         finally:
