@@ -252,6 +252,7 @@ def main() -> int:
     parser.add_argument("--lifecycle-runs", type=int, default=10)
     parser.add_argument("--no-docker", action="store_true", help="skip the Docker configurations")
     args = parser.parse_args()
+    run_started = time.monotonic()
     course = assignment_mod.load(ROOT)
     cpus = os.cpu_count() or 1
     subs = args.out / "submissions"
@@ -297,12 +298,12 @@ def main() -> int:
             lifecycle["ours"] = lifecycle_ours(empty, client, tag, args.lifecycle_runs)
             lifecycle["otter"] = lifecycle_otter(empty, tag, args.lifecycle_runs)
     check_time = time_check(ROOT, args.exercise)
-    write_results(args, plan, configs, lifecycle, check_time, cpus)
+    write_results(args, plan, configs, lifecycle, check_time, cpus, time.monotonic() - run_started)
     return 0
 
 
 def write_results(args, plan: dict[str, str], configs: list[dict], lifecycle: dict, check_time: float,
-                  cpus: int) -> None:
+                  cpus: int, total: float) -> None:
     naive = configs[0]
     docker_par = next((c for c in configs if c["config"] == f"mpgrade docker --jobs {cpus}"), None)
     floor_source = docker_par or configs[-1]
@@ -313,7 +314,8 @@ def write_results(args, plan: dict[str, str], configs: list[dict], lifecycle: di
     lines = [
         "# Benchmark results", "",
         f"Run on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC with `make bench` "
-        f"(`python bench/run.py --count {args.count} --exercise {args.exercise}`).", "",
+        f"(`python bench/run.py --count {args.count} --exercise {args.exercise}`); "
+        f"the whole run took {total / 60:.1f} minutes.", "",
         f"Machine: {cpus} CPUs, {psutil.virtual_memory().total / 2**30:.0f} GiB, {platform.platform()}, "
         f"Python {platform.python_version()}.", "",
         f"Batch: {len(plan)} submissions of `{args.exercise}` (public + hidden suites): "
