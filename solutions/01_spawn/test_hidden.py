@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from grader.testing import Mistake
+from grader.testing import check_clean
 
 pytestmark = pytest.mark.visibility("hidden")
 
@@ -15,14 +15,6 @@ JOIN_HINT = ("did you join every process? A process that was never joined stays 
              "one still running when your function returns was not waited for.")
 
 
-def check_clean(call, what):
-    """Fail if workers of the call are still running or were never joined."""
-    if call.leftover:
-        raise Mistake(f"expected no process still running after {what} returned, got "
-                      f"{len(call.leftover)} still running", hint=JOIN_HINT)
-    if call.zombies:
-        raise Mistake(f"expected every child of {what} to be joined, got {len(call.zombies)} "
-                      "never joined (zombies)", hint=JOIN_HINT)
 
 
 # --- worker_pids ----------------------------------------------------------------------------
@@ -76,7 +68,7 @@ def test_worker_pids_joins_workers(student):
     spawn.worker_pids(n)
     assert len(student.last.workers) >= n, (
         f"worker_pids({n}): expected {n} child processes, saw {len(student.last.workers)}")
-    check_clean(student.last, f"worker_pids({n})")
+    check_clean(student.last, f"worker_pids({n})", hint=JOIN_HINT)
 
 
 @pytest.mark.points(2)
@@ -111,7 +103,7 @@ def test_exit_codes_random(student):
     assert got == codes, f"exit_codes({codes}): expected {codes}, got {got!r}"
     assert len(call.workers) == len(codes), (f"exit_codes({codes}): expected {len(codes)} "
                                              f"processes started, got {len(call.workers)}")
-    check_clean(call, f"exit_codes({codes})")
+    check_clean(call, f"exit_codes({codes})", hint=JOIN_HINT)
 
 
 @pytest.mark.points(1)
@@ -163,7 +155,7 @@ def test_run_with_timeout_child_finishes(student):
                                  f"0.2 s, got {call.duration:.1f} s")
     assert len(call.workers) == 1, (f"run_with_timeout(0.2, 5): expected 1 child process, got "
                                     f"{len(call.workers)}")
-    check_clean(call, "run_with_timeout(0.2, 5)")
+    check_clean(call, "run_with_timeout(0.2, 5)", hint=JOIN_HINT)
 
 
 @pytest.mark.points(3)
@@ -179,7 +171,7 @@ def test_run_with_timeout_terminates(student):
     assert got == -15, f"{what}: expected -15 (terminated by SIGTERM), got {got!r}"
     assert call.duration < 2.5, (f"{what}: expected to return after about {timeout} s, got "
                                  f"{call.duration:.1f} s")
-    check_clean(call, what)
+    check_clean(call, what, hint=JOIN_HINT)
 
 
 @pytest.mark.points(1)

@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from grader.testing import Mistake
+from grader.testing import check_clean
 
 pytestmark = pytest.mark.visibility("hidden")
 
@@ -24,13 +24,6 @@ def transcript(rounds):
     return out
 
 
-def check_clean(call, what):
-    if call.leftover:
-        raise Mistake(f"expected no process still running after {what} returned, got "
-                      f"{len(call.leftover)} still running", hint=JOIN_HINT)
-    if call.zombies:
-        raise Mistake(f"expected every child of {what} to be joined, got {len(call.zombies)} "
-                      "never joined (zombies)", hint=JOIN_HINT)
 
 
 # --- ping_pong ------------------------------------------------------------------------------
@@ -78,7 +71,7 @@ def test_ping_pong_joins_child(student):
     assert isinstance(got, list) and len(got) == 2 * rounds, (
         f"ping_pong({rounds}): expected a transcript of {2 * rounds} messages, got {got!r}")
     assert student.last.workers, f"ping_pong({rounds}): expected a child process, saw none"
-    check_clean(student.last, f"ping_pong({rounds})")
+    check_clean(student.last, f"ping_pong({rounds})", hint=JOIN_HINT)
 
 
 @pytest.mark.points(2)
@@ -159,7 +152,7 @@ def test_ring_joins_children(student):
     assert got == n, f"ring({n}, 0): expected {n}, got {got!r}"
     assert len(student.last.workers) >= n, (
         f"ring({n}, 0): expected {n} child processes, saw {len(student.last.workers)}")
-    check_clean(student.last, f"ring({n}, 0)")
+    check_clean(student.last, f"ring({n}, 0)", hint=JOIN_HINT)
 
 
 @pytest.mark.points(2)

@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from grader.testing import Mistake
+from grader.testing import Mistake, check_clean
 
 pytestmark = pytest.mark.visibility("hidden")
 
@@ -46,13 +46,6 @@ def compare_squares(got, items, what):
                   hint=hint)
 
 
-def check_clean(call, what):
-    if call.leftover:
-        raise Mistake(f"expected no process still running after {what} returned, got "
-                      f"{len(call.leftover)} still running", hint=JOIN_HINT)
-    if call.zombies:
-        raise Mistake(f"expected every child of {what} to be joined, got {len(call.zombies)} "
-                      "never joined (zombies)", hint=JOIN_HINT)
 
 
 # --- produce_consume -------------------------------------------------------------------------
@@ -105,7 +98,7 @@ def test_no_leftover_processes(student):
     prodcons.produce_consume(items, 2, 2)
     assert len(student.last.workers) >= 4, (
         f"produce_consume(40 items, 2, 2): expected 4 processes, saw {len(student.last.workers)}")
-    check_clean(student.last, "produce_consume(40 items, 2, 2)")
+    check_clean(student.last, "produce_consume(40 items, 2, 2)", hint=JOIN_HINT)
 
 
 @pytest.mark.points(1)
@@ -199,7 +192,7 @@ def test_word_count_uses_workers(student):
     call = student.last
     assert len(call.workers) == workers, (f"word_count(12 lines, {workers}): expected {workers} "
                                           f"processes, got {len(call.workers)}")
-    check_clean(call, f"word_count(12 lines, {workers})")
+    check_clean(call, f"word_count(12 lines, {workers})", hint=JOIN_HINT)
 
 
 @pytest.mark.points(1)

@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from grader.testing import Mistake
+from grader.testing import Mistake, check_clean
 
 pytestmark = pytest.mark.visibility("hidden")
 
@@ -22,13 +22,6 @@ SHARED_HINT = ("Processes do not share variables: a global changed in a child is
                "tasks overlap.")
 
 
-def check_clean(call, what):
-    if call.leftover:
-        raise Mistake(f"expected no process still running after {what} returned, got "
-                      f"{len(call.leftover)} still running", hint=JOIN_HINT)
-    if call.zombies:
-        raise Mistake(f"expected every child of {what} to be joined, got {len(call.zombies)} "
-                      "never joined (zombies)", hint=JOIN_HINT)
 
 
 def check_count(got, processes, increments):
@@ -75,7 +68,7 @@ def test_counter_uses_processes(student):
     call = student.last
     assert len(call.workers) == processes, (f"locked_counter({processes}, 1000): expected "
                                             f"{processes} processes, got {len(call.workers)}")
-    check_clean(call, f"locked_counter({processes}, 1000)")
+    check_clean(call, f"locked_counter({processes}, 1000)", hint=JOIN_HINT)
 
 
 @pytest.mark.points(1)
@@ -158,7 +151,7 @@ def test_peak_uses_processes(student):
     call = student.last
     assert len(call.workers) == tasks, (f"peak_concurrency({tasks}, 2): expected {tasks} "
                                         f"processes, got {len(call.workers)}")
-    check_clean(call, f"peak_concurrency({tasks}, 2)")
+    check_clean(call, f"peak_concurrency({tasks}, 2)", hint=JOIN_HINT)
 
 
 @pytest.mark.points(1)
