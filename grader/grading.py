@@ -74,7 +74,11 @@ def grade(sandbox: Sandbox, assignment: Assignment, submission: Submission,
                       "no files of this assignment were found in the submission "
                       f"(looked for {', '.join(assignment.submitted_files)})")
     nonce = secrets.token_hex(16)
-    outcome = sandbox.run(make_job(assignment, submission, options, nonce))
+    try:
+        outcome = sandbox.run(make_job(assignment, submission, options, nonce))
+    except Exception as exc:  # a daemon hiccup, a full disk: this submission's problem only
+        return _error(assignment, submission, sandbox, start_method, started_at, "error",
+                      f"the sandbox failed ({type(exc).__name__}: {str(exc)[:300]}); grade it again")
     if outcome.cancelled:
         return None
     doc = interpret(outcome, nonce, assignment, submission, sandbox, start_method, started_at, options)

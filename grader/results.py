@@ -227,8 +227,14 @@ def validate(doc: Any) -> dict[str, Any]:
             raise InvalidResult(f"test {t['id']} scores {t['score']} of {t['max_score']}")
         if t["outcome"] != "passed" and t["score"] != 0:
             raise InvalidResult(f"test {t['id']} did not pass but scores {t['score']}")
+    if doc["status"] != "graded" and doc["score"] != 0:
+        raise InvalidResult(f"a {doc['status']} document must score 0")
     for ex in doc["exercises"]:
+        if ex["score"] > ex["max_score"] + 1e-9:
+            raise InvalidResult(f"exercise {ex['name']} scores above its maximum")
         mine = [t for t in doc["tests"] if t["exercise"] == ex["name"]]
+        if not mine and ex["score"] != 0:
+            raise InvalidResult(f"exercise {ex['name']} scores without any test")
         if mine and abs(sum(t["score"] for t in mine) - ex["score"]) > 1e-6:
             raise InvalidResult(f"exercise {ex['name']}: score does not equal the sum of its tests")
     total = sum(ex["score"] for ex in doc["exercises"])

@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -236,6 +237,44 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
+def _last_pid() -> int | None:
+    """The last PID handed out in this PID namespace (None where the kernel does not say)."""
+    try:
+        with open("/proc/sys/kernel/ns_last_pid") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return None
+
+
+def _allocated_between(pid: int, floor: int | None, ceiling: int | None) -> bool:
+    if floor is None or ceiling is None:
+        return False
+    if ceiling >= floor:
+        return floor < pid <= ceiling
+    return pid > floor or pid <= ceiling  # the counter wrapped around
+
+
+def _in_session(pid: int, sid: int) -> bool:
+    st = _stat(pid)
+    return st is not None and st[3] == sid and st[0] not in ("Z", "X")
+
+
+def _read_capped(path: Path, limit: int) -> str:
+    """A file student code could have replaced: no symlinks, no FIFOs, at most ``limit`` bytes."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return ""
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return ""
+        return os.read(fd, limit).decode(errors="replace")
+    except OSError:
+        return ""
+    finally:
+        os.close(fd)
+
+
 def _is_helper(cmdline: str) -> bool:
     return "resource_tracker" in cmdline or "forkserver" in cmdline
 
@@ -424,6 +463,8 @@ class _CallExecution:
         self.result_done = threading.Event()
         self.seen: dict[int, tuple[float, int]] = {}
         self.live_workers = 0
+        self.pid_floor: int | None = None
+        self.own_tids: set[int] = set()  # our reader threads take PIDs from the same counter
 
     def run(self) -> StudentFailure | None:
         tmp = Path(tempfile.mkdtemp(prefix="mpgrade-call-", dir=self.runner.scratch))
@@ -473,6 +514,7 @@ class _CallExecution:
         if self.runner.user is not None:
             user_kw = {"user": self.runner.user[0], "group": self.runner.user[1], "extra_groups": []}
         started = time.monotonic()
+        self.pid_floor = _last_pid()
         try:
             proc = subprocess.Popen(
                 [self.runner.python, "-s", "-B", str(CHILD_SCRIPT), str(request_path)],
@@ -509,7 +551,13 @@ class _CallExecution:
             record.exit_status = proc.returncode
             for t in readers:
                 t.join(timeout=2)
-            os.close(r)
+            # A process that escaped the session may still hold the pipes' other ends: then the
+            # readers are still blocked, and closing under them could hand their descriptor
+            # number to the next call. Leak it instead; the escapee dies with the sandbox.
+            if not any(t.is_alive() for t in readers):
+                os.close(r)
+                proc.stdout.close()
+                proc.stderr.close()
         self._read_pid_log(pid_log)  # again: workers that started while the call was torn down
         record.stdout = self.out.decode(errors="replace")
         record.stderr = self.err.decode(errors="replace")
@@ -600,23 +648,26 @@ class _CallExecution:
         self.record.zombies = sorted(zombies)
 
     def _read_pid_log(self, pid_log: Path) -> None:
-        try:
-            lines = pid_log.read_text(errors="replace").splitlines()[:10_000]
-        except OSError:
-            return
+        lines = _read_capped(pid_log, 1 << 20).splitlines()[:10_000]
+        # The log is written by student processes, so it is a claim, not a fact. A claimed PID
+        # counts only if it was seen from outside, or if it was allocated during this call (PIDs
+        # are handed out in order; in a container's PID namespace nothing but this call and our
+        # own reader threads takes them). It never removes a worker: helpers are told apart by
+        # their command line, from outside.
+        ceiling = _last_pid()
         for line in lines:
             parts = line.split()
-            if len(parts) == 3 and parts[0].isdigit():
+            if len(parts) == 3 and parts[0].isdigit() and parts[2] == "worker":
                 pid = int(parts[0])
-                if parts[2] == "helper":
-                    self.record.workers.discard(pid)
-                    self.record.helpers.add(pid)
-                elif parts[2] == "worker" and pid != self.record.pid and pid not in self.record.helpers:
+                if pid == self.record.pid or pid in self.record.helpers or pid in self.own_tids:
+                    continue
+                if pid in self.seen or _allocated_between(pid, self.pid_floor, ceiling):
                     self.record.workers.add(pid)
 
     # -- pipes -------------------------------------------------------------------------------------
 
     def _drain(self, stream: Any, keep: bytearray) -> None:
+        self.own_tids.add(threading.get_native_id())
         while True:
             chunk = stream.read1(65536) if hasattr(stream, "read1") else stream.read(65536)
             if not chunk:
@@ -627,6 +678,7 @@ class _CallExecution:
                 keep.extend(chunk[:room])
 
     def _read_result(self, fd: int) -> None:
+        self.own_tids.add(threading.get_native_id())
         try:
             while len(self.result) <= MAX_RESULT:
                 chunk = os.read(fd, 1 << 20)
@@ -663,7 +715,7 @@ class _CallExecution:
                 record.value = plain.decode(msg.get("value"))
                 record.ok = True
                 return None
-        except (ValueError, RecursionError) as exc:
+        except (ValueError, TypeError, RecursionError) as exc:
             return BoundaryError(f"the result of {self._what()} was malformed ({exc})", record)
         phase = str(msg.get("phase"))
         type_name = str(msg.get("type", "Exception"))[:100]
@@ -681,13 +733,16 @@ class _CallExecution:
             text = f"{self._what()} is not implemented yet (it raises NotImplementedError)"
         else:
             text = f"{self._what()} raised {type_name}: {message}\n{tb}".rstrip()
-        err = cls(text, record)
+        try:
+            err = cls(text, record)
+        except TypeError:  # builtins with other signatures (UnicodeDecodeError, ExceptionGroup)
+            err = _error_class("Exception", False)(text, record)
         err.traceback = tb
         return err
 
     def _timeout_message(self, caller: int, dumps: Path) -> str:
         """Ask every process where it is (SIGUSR1 -> faulthandler), then say it in one block."""
-        pids = [p for p in [caller, *sorted(self.record.workers)] if _alive(p)]
+        pids = [p for p in [caller, *sorted(self.record.workers)] if _in_session(p, caller)]
         for pid in pids:
             try:
                 os.kill(pid, signal.SIGUSR1)
@@ -697,10 +752,7 @@ class _CallExecution:
         lines = [f"{self._what()} did not return within {self.timeout:g} s "
                  f"(start method {self.record.start_method}). Where each process was:"]
         for pid in pids[:12]:
-            try:
-                text = (dumps / f"{pid}.txt").read_text(errors="replace")[:20_000]
-            except OSError:
-                text = ""
+            text = _read_capped(dumps / f"{pid}.txt", 20_000)
             who = "caller" if pid == caller else "worker"
             lines.append(f"  {who} {pid}: {summarize_dump(text, self.root)}")
         if len(pids) > 12:

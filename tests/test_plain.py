@@ -47,3 +47,8 @@ def test_depth_is_capped():
         deep = [deep]
     with pytest.raises(plain.NotPlainData, match="nested"):
         plain.encode(deep)
+
+
+def test_unhashable_members_hidden_in_tuples_are_refused():
+    with pytest.raises(ValueError, match="unhashable"):
+        plain.decode({"$mpgrade": "set", "v": [{"$mpgrade": "tuple", "v": [[1]]}]})

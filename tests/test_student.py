@@ -88,6 +88,16 @@ def chatty():
 
 def echo(*args, **kwargs):
     return [list(args), kwargs]
+
+def bad_bytes():
+    return b"\\xff".decode("utf-8")
+
+def forge_pid_log(n):
+    with open(os.environ["MPGRADE_PID_LOG"], "a") as f:
+        for pid in (1, 2, 999_999, 4_000_000):
+            f.write(f"{pid} 0 worker\\n")
+        f.write(f"{os.getpid()} 0 helper\\n")
+    return n
 '''
 
 
@@ -164,6 +174,17 @@ def test_student_defined_exceptions_do_not_cross_as_classes(runner):
     with pytest.raises(StudentError, match="raised Oops: custom") as info:
         runner.module("work").custom()
     assert type(info.value).__name__ == "StudentException"
+
+
+def test_builtins_with_other_constructors_still_cross(runner):
+    with pytest.raises(StudentError, match="UnicodeDecodeError"):
+        runner.module("work").bad_bytes()
+
+
+def test_a_forged_pid_log_adds_no_workers(runner):
+    """The pid log is written by student processes: claims it cannot back up are dropped."""
+    assert runner.module("work").forge_pid_log(3) == 3
+    assert runner.last.workers == set()
 
 
 def test_stubs_are_reported_as_not_implemented(runner):

@@ -90,8 +90,10 @@ def decode(data: Any) -> Any:
 
 
 def _hashable(value: Any) -> Any:
-    if isinstance(value, list | dict | set):
-        raise ValueError("unhashable key in tagged data")
+    try:
+        hash(value)
+    except TypeError:
+        raise ValueError("unhashable key in tagged data") from None
     return value
 
 

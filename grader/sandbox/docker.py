@@ -157,7 +157,11 @@ class DockerSandbox:
                     return Outcome(exit_status=None, stdout=b"", cancelled=True)
             container = self._create(job, jobdir)
             with self._lock:
-                self._running[container.id] = container
+                cancelled_before_start = self._closed  # Ctrl-C came while it was being created
+                if not cancelled_before_start:
+                    self._running[container.id] = container
+            if cancelled_before_start:
+                return Outcome(exit_status=None, stdout=b"", cancelled=True)
             stats["create"] = time.monotonic() - t0
             t1 = time.monotonic()
             container.start()
