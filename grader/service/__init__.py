@@ -1,0 +1,13 @@
+"""Grading as a service: an HTTP API for LMSs, an embedded worker, Celery workers.
+
+The service sits beside ``grader.batch`` in the layers (CLI -> batch / check / service ->
+grading -> sandbox -> ...): it turns an upload into a :class:`grader.submission.Submission`
+with the same hostile-archive checks as ``mpgrade grade``, grades it with
+``grader.grading.grade`` (in-process threads, or Celery workers on other hosts) and keeps every
+job and result in a store (:mod:`grader.service.store`), never only in Redis.
+
+Modules: ``jobs`` (what a job carries, and grading one), ``store`` (SQLite persistence),
+``auth`` (per-course bearer tokens), ``runner`` (the embedded worker threads), ``tasks``
+(Celery app and the grade task), ``callbacks`` (POSTing results to LMS callback URLs),
+``api`` (the FastAPI app factory). Needs the ``service`` extra: ``pip install 'mpgrade[service]'``.
+"""

@@ -1,0 +1,410 @@
+"""The HTTP API (FastAPI): LMSs push submissions and read results; OpenAPI at /openapi.json.
+
+``create_app(config)`` builds everything from its argument (no module state), so tests and
+``mpgrade serve`` make as many apps as they like. Routes:
+
+- ``POST /v1/assignments/{name}/submissions``: multipart form with ``student`` (the LMS's user
+  id), ``file`` (one ``.zip``, or module / notebook files), optional ``callback_url`` and
+  ``callback_format`` (``result`` or ``lti``). 202 with a job id at once; 200 with the existing
+  job when the same student already submitted the same files for the same tests.
+- ``GET /v1/jobs/{id}``: status and, when done, the result document.
+- ``GET /v1/assignments/{name}/results``: the course's results for the assignment.
+
+Every error is ``application/problem+json`` (RFC 7807). A token belongs to one course: it can
+submit to that course's assignments and see only that course's jobs (another course's job is a
+404, another course's assignment a 403).
+"""
+
+import logging
+import re
+import tempfile
+import threading
+from collections.abc import Awaitable, Callable, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile
+from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+
+from grader import __version__
+from grader.assignment import Assignment
+from grader.service import callbacks, jobs
+from grader.service.auth import Course, Tokens
+from grader.service.runner import Dispatched, Dispatcher, Embedded
+from grader.service.store import JobRow, NewJob, SQLiteStore, Store
+from grader.submission import Submission, from_folder, from_zip, submission_id
+
+log = logging.getLogger("mpgrade.service")
+PROBLEM = "application/problem+json"
+DEFAULT_MAX_BODY = 5 * 1024 * 1024
+_STUDENT = re.compile(r"^[^\x00-\x1f\x7f]{1,200}$")
+_JOB_ID = r"^[0-9a-f]{32}$"
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
+@dataclass
+class ServiceConfig:
+    """Everything the API needs; built by ``mpgrade serve`` or a test.
+
+    ``sandbox`` grades in-process (embedded worker threads) when ``broker`` is None; with a
+    ``broker`` URL jobs go to Celery workers and ``sandbox`` is not used.
+    """
+
+    assignments: dict[str, Assignment]
+    tokens_file: Path
+    database: Path
+    sandbox: Any = None
+    broker: str | None = None
+    workers: int = 1
+    max_body: int = DEFAULT_MAX_BODY
+    visibility_timeout: float = 3600.0
+    poll_interval: float = 0.5
+    callback_attempts: int = callbacks.ATTEMPTS
+    callback_backoff: float = 1.0
+    start_method: str | None = None
+    timeout: float | None = None
+    store: Store | None = field(default=None, repr=False)  # set by create_app
+
+
+class TokenSource:
+    """The tokens file, re-read when it changes, so ``mpgrade token add`` needs no restart."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._stamp: tuple[float, int] | None = None
+        self._tokens = Tokens.load(path)
+        self._stamp = self._stat()
+        self._lock = threading.Lock()
+
+    def _stat(self) -> tuple[float, int] | None:
+        try:
+            st = self.path.stat()
+        except OSError:
+            return None
+        return (st.st_mtime, st.st_size)
+
+    def course_for(self, token: str) -> Course | None:
+        with self._lock:
+            stamp = self._stat()
+            if stamp is not None and stamp != self._stamp:
+                try:
+                    self._tokens, self._stamp = Tokens.load(self.path), stamp
+                except ValueError:
+                    log.exception("the tokens file %s is broken; keeping the previous tokens", self.path)
+            return self._tokens.course_for(token)
+
+
+# --------------------------------------------------------------------------- problems (RFC 7807)
+
+
+def problem(status: int, title: str, detail: str, headers: dict[str, str] | None = None,
+            **extra: Any) -> JSONResponse:
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+TITLES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+          405: "Method Not Allowed", 413: "Content Too Large", 422: "Unprocessable Content",
+          500: "Internal Server Error", 503: "Service Unavailable"}
+
+
+def _problem_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {c: {"description": TITLES[c], "content": {PROBLEM: {}}} for c in codes}
+
+
+class BodyLimit:
+    """ASGI middleware: a body larger than ``limit`` is a 413, refused from its Content-Length
+    before anything is read, or as soon as a chunked body passes the limit."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Callable[[], Awaitable[Any]],
+                       send: Callable[[Any], Awaitable[None]]) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.limit:
+            await self._refuse(send)
+            return
+        state = {"received": 0, "over": False, "started": False}
+
+        async def limited_receive() -> Any:
+            message = await receive()
+            if message["type"] == "http.request":
+                state["received"] += len(message.get("body", b""))
+                if state["received"] > self.limit:
+                    state["over"] = True
+                    raise _TooLarge()
+            return message
+
+        async def guarded_send(message: Any) -> None:
+            if state["over"]:
+                return  # whatever the app made of the broken body, the answer is 413
+            state["started"] = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except _TooLarge:
+            pass
+        except Exception:
+            if not state["over"]:
+                raise
+        if state["over"] and not state["started"]:
+            await self._refuse(send)
+
+    async def _refuse(self, send: Callable[[Any], Awaitable[None]]) -> None:
+        response = problem(413, TITLES[413], f"the request body is larger than {self.limit} bytes")
+        await send({"type": "http.response.start", "status": 413, "headers": response.raw_headers})
+        await send({"type": "http.response.body", "body": response.body})
+
+
+class _TooLarge(Exception):
+    pass
+
+
+# --------------------------------------------------------------------------- the app
+
+
+def create_app(config: ServiceConfig) -> FastAPI:
+    """The API for ``config``; its lifespan starts and stops the embedded worker or collector."""
+    tokens = TokenSource(config.tokens_file)
+    store: Store = config.store or SQLiteStore(config.database)
+    config.store = store
+    delivery = ThreadPoolExecutor(max_workers=4, thread_name_prefix="mpgrade-callback")
+
+    def deliver(job_id: str) -> None:
+        job = store.job(job_id)
+        if job is None or not job.callback_url:
+            return
+        doc = store.result(job_id)
+        if doc is None:
+            assignment = config.assignments.get(job.assignment)
+            if assignment is None:
+                return
+            doc = jobs.failure_document(assignment, job.payload, job.message or "the job failed",
+                                        sandbox=getattr(config.sandbox, "name", "docker"))
+        status = callbacks.post(job.callback_url, doc, job.callback_format or "result",
+                                attempts=config.callback_attempts, backoff=config.callback_backoff)
+        store.set_callback_status(job_id, status)
+
+    def on_done(job_id: str) -> None:
+        delivery.submit(deliver, job_id)
+
+    dispatcher: Dispatcher
+    if config.broker:
+        from grader.service.tasks import Client
+
+        dispatcher = Dispatched(store, Client(config.broker, visibility_timeout=config.visibility_timeout),
+                                on_done, interval=config.poll_interval)
+    else:
+        if config.sandbox is None:
+            raise ValueError("an embedded worker needs a sandbox (or pass a broker URL)")
+        dispatcher = Embedded(store, jobs.Grader(config.assignments, config.sandbox), on_done,
+                              threads=config.workers)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        dispatcher.start()
+        try:
+            yield
+        finally:
+            await run_in_threadpool(dispatcher.stop)
+            delivery.shutdown(wait=False, cancel_futures=False)
+
+    app = FastAPI(
+        title="mpgrade",
+        version=__version__,
+        summary="Grade Python multiprocessing submissions: push files, get a JSON result.",
+        description=("Per-course bearer tokens (`mpgrade token add`). Results follow the schema "
+                     "of `mpgrade schema`. Errors are RFC 7807 problem+json."),
+        lifespan=lifespan,
+    )
+    app.add_middleware(BodyLimit, limit=config.max_body)
+    app.state.config = config
+    app.state.store = store
+    app.state.dispatcher = dispatcher
+
+    @app.exception_handler(HTTPException)
+    async def http_problem(request: Request, exc: HTTPException) -> JSONResponse:
+        return problem(exc.status_code, TITLES.get(exc.status_code, "Error"), str(exc.detail),
+                       headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_problem(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", ""))}
+                  for e in exc.errors()]
+        detail = "; ".join(f"{'.'.join(e['loc'][1:]) or e['loc'][0] if e['loc'] else 'request'}: {e['msg']}"
+                           for e in errors[:5])
+        return problem(422, TITLES[422], detail or "the request is not valid", errors=errors)
+
+    @app.exception_handler(Exception)
+    async def server_problem(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s", request.url.path)
+        return problem(500, TITLES[500], f"the server failed ({type(exc).__name__})")
+
+    bearer = HTTPBearer(auto_error=False, description="A course token from `mpgrade token add`.")
+
+    def course(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Course:
+        challenge = {"WWW-Authenticate": "Bearer"}
+        if credentials is None:
+            raise HTTPException(401, "send a course token: Authorization: Bearer <token>", headers=challenge)
+        found = tokens.course_for(credentials.credentials)
+        if found is None:
+            raise HTTPException(401, "the token is not valid", headers=challenge)
+        return found
+
+    def assignment_for(name: str, who: Course) -> Assignment:
+        assignment = config.assignments.get(name)
+        if assignment is None:
+            raise HTTPException(404, f"no assignment {name!r} on this server")
+        if not who.may_use(name):
+            raise HTTPException(403, f"course {who.name!r} may not use assignment {name!r}")
+        return assignment
+
+    def view(job: JobRow, with_result: bool = True) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "job_id": job.id, "status": job.status, "course": job.course,
+            "assignment": job.assignment, "student": job.student,
+            "submission_hash": job.submission_hash, "created_at": job.created_at,
+            "started_at": job.started_at, "finished_at": job.finished_at, "message": job.message,
+            "callback": ({"url": job.callback_url, "format": job.callback_format,
+                          "status": job.callback_status} if job.callback_url else None),
+            "links": {"self": f"/v1/jobs/{job.id}",
+                      "results": f"/v1/assignments/{job.assignment}/results"},
+        }
+        if with_result:
+            out["result"] = store.result(job.id)
+        return out
+
+    @app.post(
+        "/v1/assignments/{name}/submissions", status_code=202, tags=["submissions"],
+        summary="Submit files for grading; returns a job id at once",
+        responses={200: {"description": "These files were already submitted: the existing job"},
+                   **_problem_responses(401, 403, 404, 413, 422, 503)},
+    )
+    async def submit(
+        request: Request,
+        name: Annotated[str, PathParam(pattern=_NAME)],
+        who: Annotated[Course, Depends(course)],
+        student: Annotated[str, Form(min_length=1, max_length=200,
+                                     description="The LMS's user id of the student.")],
+        file: Annotated[list[UploadFile], File(description="One .zip, or the module / notebook files.")],
+        callback_url: Annotated[str | None, Form(max_length=callbacks.MAX_URL,
+                                                 description="POSTed to when grading ends.")] = None,
+        callback_format: Annotated[Literal["result", "lti"], Form(
+            description="result: the result document; lti: an LTI AGS Score object.")] = "result",
+    ) -> JSONResponse:
+        assignment = assignment_for(name, who)
+        if not _STUDENT.match(student):
+            raise RequestValidationError([{"loc": ("body", "student"), "msg": "no control characters"}])
+        if callback_url:
+            why = callbacks.check_url(callback_url)
+            if why:
+                raise RequestValidationError([{"loc": ("body", "callback_url"), "msg": why}])
+        uploads = [(u.filename or "", await u.read()) for u in file]
+        sub = await run_in_threadpool(build_submission, assignment, uploads, student, who.name)
+        if sub.error:
+            raise HTTPException(422, sub.error)
+        if not sub.files:
+            raise HTTPException(422, "no files of this assignment were found in the upload (looked for "
+                                     f"{', '.join(assignment.submitted_files)})")
+        options_payload = jobs.to_payload(assignment, sub, _options(config))
+        new = NewJob(id=jobs.job_key(assignment, student, sub.hash, salt=who.name), course=who.name,
+                     assignment=assignment.name, fingerprint=assignment.fingerprint(), student=student,
+                     submission_hash=sub.hash, payload=options_payload,
+                     callback_url=callback_url or None, callback_format=callback_format if callback_url else None)
+        job, created = await run_in_threadpool(store.add_job, new)
+        if created:
+            try:
+                await run_in_threadpool(dispatcher.submit, job)
+            except Exception as exc:
+                await run_in_threadpool(store.delete_job, job.id)
+                raise HTTPException(503, f"the job could not be queued ({type(exc).__name__}); try again") from None
+        body = {**view(job, with_result=not created), "duplicate": not created}
+        return JSONResponse(body, status_code=202 if created else 200,
+                            headers={"Location": f"/v1/jobs/{job.id}"})
+
+    @app.get("/v1/jobs/{job_id}", tags=["jobs"], summary="A job's status and, when done, its result",
+             responses=_problem_responses(401, 404, 422))
+    async def get_job(job_id: Annotated[str, PathParam(pattern=_JOB_ID)],
+                      who: Annotated[Course, Depends(course)]) -> dict[str, Any]:
+        job = await run_in_threadpool(store.job, job_id)
+        if job is None or job.course != who.name:  # another course's job does not exist for you
+            raise HTTPException(404, f"no job {job_id}")
+        return await run_in_threadpool(view, job)
+
+    @app.get("/v1/assignments/{name}/results", tags=["results"],
+             summary="This course's results for an assignment (score, status, job link)",
+             responses=_problem_responses(401, 403, 404, 422))
+    async def list_results(name: Annotated[str, PathParam(pattern=_NAME)],
+                           who: Annotated[Course, Depends(course)],
+                           limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+                           offset: Annotated[int, Query(ge=0)] = 0) -> dict[str, Any]:
+        assignment = assignment_for(name, who)
+        rows = await run_in_threadpool(store.results, who.name, assignment.name, limit, offset)
+        for r in rows:
+            r["links"] = {"job": f"/v1/jobs/{r['job_id']}"}
+        return {"assignment": assignment.name, "course": who.name, "limit": limit, "offset": offset,
+                "results": rows}
+
+    @app.get("/v1/health", tags=["health"], summary="Liveness (no token needed)")
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "mode": dispatcher.mode, "version": __version__,
+                "assignments": sorted(config.assignments)}
+
+    return app
+
+
+def _options(config: ServiceConfig) -> Any:
+    from grader import grading
+
+    return grading.Options(scope="all", start_method=config.start_method, timeout=config.timeout)
+
+
+def build_submission(assignment: Assignment, uploads: list[tuple[str, bytes]], student: str,
+                     course: str) -> Submission:
+    """Uploaded files -> a whitelisted submission, with ``grader.submission``'s checks.
+
+    One ``.zip`` goes through ``from_zip`` (traversal, symlinks, bombs, member caps); loose
+    files are written under their base names into a private temp folder and read with
+    ``from_folder`` (dangerous names ignored and reported). Nothing else parses the upload.
+    """
+    sid = submission_id(student)
+    info = {"lms": "api", "user_id": student, "course": course}
+    with tempfile.TemporaryDirectory(prefix="mpgrade-upload-") as tmp:
+        root = Path(tmp)
+        if len(uploads) == 1 and uploads[0][0].lower().endswith(".zip"):
+            path = root / "upload.zip"
+            path.write_bytes(uploads[0][1])
+            sub = from_zip(path, assignment, sub_id=sid)
+            if sub.error:
+                sub.error = sub.error.replace("upload.zip", PurePosixPath(uploads[0][0]).name or "the zip")
+        else:
+            folder = root / "files"
+            folder.mkdir()
+            bad = []
+            for filename, data in uploads:
+                base = PurePosixPath(filename.replace("\\", "/")).name
+                if not base or base.startswith(".") or base.lower().endswith(".zip"):
+                    bad.append(filename)
+                    continue
+                (folder / base).write_bytes(data)
+            sub = from_folder(folder, assignment, sub_id=sid)
+            for filename in bad:
+                sub.ignored.append({"path": filename[:200], "reason": "not a module or notebook file "
+                                    "(send one .zip alone, or loose files)"})
+        sub.source = "api:" + ",".join(PurePosixPath(f.replace("\\", "/")).name for f, _ in uploads)[:300]
+        sub.student = info
+    return sub
+

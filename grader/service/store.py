@@ -1,0 +1,249 @@
+"""Where jobs and results live: SQLite by default, behind a small interface.
+
+Every job is a row keyed by its id (derived from course, assignment, tests, student and the
+submission hash, see ``jobs.job_key``), with a UNIQUE key on those columns too, so the same
+upload twice is one job. A result is a row of its own keyed by the job id and inserted with
+``INSERT OR IGNORE``: a job graded twice (a redelivered Celery message, a restart) still has
+exactly one result, the first. Documents are stored as the JSON text that passed
+``grader.results.validate``; nothing here is ever unpickled.
+
+The :class:`Store` protocol is what the API, the embedded worker and the collector use; a
+PostgreSQL store (for several API hosts) would implement the same dozen methods.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from grader import results
+
+QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
+FINAL = (DONE, FAILED)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id              TEXT PRIMARY KEY,
+    course          TEXT NOT NULL,
+    assignment      TEXT NOT NULL,
+    fingerprint     TEXT NOT NULL,
+    student         TEXT NOT NULL,
+    submission_hash TEXT NOT NULL,
+    status          TEXT NOT NULL,
+    payload         TEXT NOT NULL,
+    message         TEXT,
+    callback_url    TEXT,
+    callback_format TEXT,
+    callback_status TEXT,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    created_at      TEXT NOT NULL,
+    started_at      TEXT,
+    finished_at     TEXT,
+    UNIQUE (course, assignment, fingerprint, student, submission_hash)
+);
+CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, created_at);
+CREATE TABLE IF NOT EXISTS results (
+    job_id      TEXT PRIMARY KEY REFERENCES jobs (id),
+    course      TEXT NOT NULL,
+    assignment  TEXT NOT NULL,
+    student     TEXT NOT NULL,
+    score       REAL NOT NULL,
+    max_score   REAL NOT NULL,
+    status      TEXT NOT NULL,
+    document    TEXT NOT NULL,
+    created_at  TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS results_assignment ON results (course, assignment, created_at);
+"""
+
+
+@dataclass(frozen=True)
+class JobRow:
+    id: str
+    course: str
+    assignment: str
+    student: str
+    submission_hash: str
+    status: str
+    payload: dict[str, Any]
+    message: str | None
+    callback_url: str | None
+    callback_format: str | None
+    callback_status: str | None
+    attempts: int
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+
+
+@dataclass(frozen=True)
+class NewJob:
+    id: str
+    course: str
+    assignment: str
+    fingerprint: str
+    student: str
+    submission_hash: str
+    payload: dict[str, Any]
+    callback_url: str | None = None
+    callback_format: str | None = None
+
+
+class Store(Protocol):
+    """What the service needs from persistence (SQLite here; PostgreSQL would fit the same)."""
+
+    def add_job(self, job: NewJob) -> tuple[JobRow, bool]: ...
+    def job(self, job_id: str) -> JobRow | None: ...
+    def claim_next(self) -> JobRow | None: ...
+    def mark_running(self, job_id: str) -> None: ...
+    def requeue_running(self) -> int: ...
+    def unfinished(self) -> list[JobRow]: ...
+    def finish(self, job_id: str, document: dict[str, Any]) -> bool: ...
+    def fail(self, job_id: str, message: str) -> None: ...
+    def delete_job(self, job_id: str) -> None: ...
+    def result(self, job_id: str) -> dict[str, Any] | None: ...
+    def results(self, course: str, assignment: str, limit: int, offset: int) -> list[dict[str, Any]]: ...
+    def count_results(self, job_id: str | None = None) -> int: ...
+    def set_callback_status(self, job_id: str, status: str) -> None: ...
+
+
+class SQLiteStore:
+    """One SQLite file (WAL mode), a connection per operation so threads never share one."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._claim = threading.Lock()
+        with self._connect() as db:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(SCHEMA)
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        db.row_factory = sqlite3.Row
+        try:
+            db.execute("PRAGMA busy_timeout=30000")
+            yield db
+        finally:
+            db.close()
+
+    @staticmethod
+    def _row(row: sqlite3.Row | None) -> JobRow | None:
+        if row is None:
+            return None
+        data = dict(row)
+        data.pop("fingerprint", None)
+        data["payload"] = json.loads(data["payload"])
+        return JobRow(**data)
+
+    def add_job(self, job: NewJob) -> tuple[JobRow, bool]:
+        """Insert a queued job; the existing one (and False) if these files are already a job."""
+        with self._connect() as db:
+            cur = db.execute(
+                "INSERT OR IGNORE INTO jobs (id, course, assignment, fingerprint, student, submission_hash,"
+                " status, payload, callback_url, callback_format, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (job.id, job.course, job.assignment, job.fingerprint, job.student, job.submission_hash,
+                 QUEUED, json.dumps(job.payload), job.callback_url, job.callback_format, results.now()))
+            created = cur.rowcount == 1
+            row = db.execute("SELECT * FROM jobs WHERE id = ? OR (course = ? AND assignment = ? AND"
+                             " fingerprint = ? AND student = ? AND submission_hash = ?)",
+                             (job.id, job.course, job.assignment, job.fingerprint, job.student,
+                              job.submission_hash)).fetchone()
+        return self._row(row), created  # type: ignore[return-value]
+
+    def job(self, job_id: str) -> JobRow | None:
+        with self._connect() as db:
+            return self._row(db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone())
+
+    def claim_next(self) -> JobRow | None:
+        """The oldest queued job, now marked running (one claimer at a time in this process)."""
+        with self._claim, self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            row = db.execute("SELECT id FROM jobs WHERE status = ? ORDER BY created_at, id LIMIT 1",
+                             (QUEUED,)).fetchone()
+            if row is None:
+                db.execute("COMMIT")
+                return None
+            db.execute("UPDATE jobs SET status = ?, started_at = ?, attempts = attempts + 1 WHERE id = ?",
+                       (RUNNING, results.now(), row["id"]))
+            db.execute("COMMIT")
+            return self._row(db.execute("SELECT * FROM jobs WHERE id = ?", (row["id"],)).fetchone())
+
+    def mark_running(self, job_id: str) -> None:
+        with self._connect() as db:
+            db.execute("UPDATE jobs SET status = ?, started_at = COALESCE(started_at, ?) WHERE id = ? AND status = ?",
+                       (RUNNING, results.now(), job_id, QUEUED))
+
+    def requeue_running(self) -> int:
+        """After a restart of the embedded worker: jobs it was grading go back to the queue."""
+        with self._connect() as db:
+            return db.execute("UPDATE jobs SET status = ? WHERE status = ?", (QUEUED, RUNNING)).rowcount
+
+    def unfinished(self) -> list[JobRow]:
+        with self._connect() as db:
+            rows = db.execute("SELECT * FROM jobs WHERE status NOT IN (?, ?) ORDER BY created_at",
+                              FINAL).fetchall()
+        return [self._row(r) for r in rows]  # type: ignore[misc]
+
+    def finish(self, job_id: str, document: dict[str, Any]) -> bool:
+        """Store the job's result; False (and nothing written) if it already has one."""
+        doc = results.validate(document)
+        text = json.dumps(doc, sort_keys=True)
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            job = db.execute("SELECT course, assignment, student FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if job is None:
+                db.execute("ROLLBACK")
+                raise KeyError(job_id)
+            cur = db.execute(
+                "INSERT OR IGNORE INTO results (job_id, course, assignment, student, score, max_score,"
+                " status, document, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (job_id, job["course"], job["assignment"], job["student"], doc["score"], doc["max_score"],
+                 doc["status"], text, results.now()))
+            stored = cur.rowcount == 1
+            if stored:
+                db.execute("UPDATE jobs SET status = ?, finished_at = ?, message = ? WHERE id = ?",
+                           (DONE, results.now(), doc["message"] or None, job_id))
+            db.execute("COMMIT")
+        return stored
+
+    def fail(self, job_id: str, message: str) -> None:
+        with self._connect() as db:
+            db.execute("UPDATE jobs SET status = ?, finished_at = ?, message = ? WHERE id = ? AND status != ?",
+                       (FAILED, results.now(), message[:1000], job_id, DONE))
+
+    def delete_job(self, job_id: str) -> None:
+        with self._connect() as db:
+            db.execute("DELETE FROM jobs WHERE id = ? AND status = ?", (job_id, QUEUED))
+
+    def result(self, job_id: str) -> dict[str, Any] | None:
+        with self._connect() as db:
+            row = db.execute("SELECT document FROM results WHERE job_id = ?", (job_id,)).fetchone()
+        return None if row is None else json.loads(row["document"])
+
+    def results(self, course: str, assignment: str, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+        """Summaries (not whole documents) of one course's results for an assignment, oldest first."""
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT job_id, student, score, max_score, status, created_at FROM results"
+                " WHERE course = ? AND assignment = ? ORDER BY created_at, job_id LIMIT ? OFFSET ?",
+                (course, assignment, limit, offset)).fetchall()
+        return [dict(r) for r in rows]
+
+    def count_results(self, job_id: str | None = None) -> int:
+        with self._connect() as db:
+            if job_id is None:
+                return db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+            return db.execute("SELECT COUNT(*) FROM results WHERE job_id = ?", (job_id,)).fetchone()[0]
+
+    def set_callback_status(self, job_id: str, status: str) -> None:
+        with self._connect() as db:
+            db.execute("UPDATE jobs SET callback_status = ? WHERE id = ?", (status[:300], job_id))

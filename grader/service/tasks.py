@@ -1,0 +1,143 @@
+"""Celery: the app factory, the grade task, and the client side that sends and gathers jobs.
+
+Why these settings (see README "Grading as a service"):
+
+- ``json`` is the only serializer accepted anywhere (tasks and results): a message from the
+  broker is never unpickled, so a compromised Redis cannot run code on a worker or the API.
+- ``task_acks_late`` + ``task_reject_on_worker_lost`` + prefetch 1: a message is acknowledged
+  only after its result is stored, so a worker killed mid-job leaves it unacknowledged, and
+  the broker hands it to another worker after ``visibility_timeout`` (Redis transport option;
+  it must exceed the longest grading, default one hour).
+- The task id *is* the job id (derived from the submission hash, ``jobs.job_key``) and the
+  task returns early with the stored document when the backend already holds a success for
+  it, so a redelivered job is not graded twice; Celery itself never overwrites a SUCCESS.
+- Results go back through the result backend only to be persisted by the dispatcher (the
+  API's collector into its store, or ``mpgrade grade --broker`` into its output folder);
+  ``result_expires`` (7 days) bounds how long a dispatcher may be down.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from grader import grading, results
+from grader.assignment import Assignment
+from grader.service import jobs
+from grader.submission import Submission
+
+TASK = "mpgrade.grade"
+QUEUE = "mpgrade"
+DEFAULT_VISIBILITY_TIMEOUT = 3600.0
+RESULT_EXPIRES = 7 * 24 * 3600
+
+
+def make_celery(broker: str, *, backend: str | None = None,
+                visibility_timeout: float = DEFAULT_VISIBILITY_TIMEOUT,
+                grader: jobs.Grader | None = None) -> Any:
+    """A Celery app for ``broker``; with ``grader`` it can also run the grade task (a worker).
+
+    No module-level app: the API, the CLI and each worker build their own from their options.
+    """
+    from celery import Celery
+
+    app = Celery("mpgrade", broker=broker, backend=backend or broker, set_as_current=False)
+    restore_every = min(10.0, max(1.0, visibility_timeout / 2))
+    transport = {"visibility_timeout": visibility_timeout, "unacked_restore_interval": restore_every}
+    app.conf.update(
+        task_serializer="json", result_serializer="json", accept_content=["json"],
+        result_accept_content=["json"], event_serializer="json",
+        task_acks_late=True, task_reject_on_worker_lost=True, worker_prefetch_multiplier=1,
+        task_track_started=True, result_expires=RESULT_EXPIRES, result_extended=False,
+        broker_transport_options=transport, result_backend_transport_options=transport,
+        broker_connection_retry_on_startup=True, task_default_queue=QUEUE,
+        worker_hijack_root_logger=False, worker_redirect_stdouts=False,
+    )
+
+    @app.task(name=TASK, bind=True, acks_late=True, reject_on_worker_lost=True)
+    def grade(self: Any, payload: dict[str, Any]) -> dict[str, Any]:
+        if grader is None:
+            raise RuntimeError("this process sends jobs; it cannot grade them")
+        earlier = self.AsyncResult(self.request.id)
+        if earlier.state == "SUCCESS":  # redelivered after it was done: never grade twice
+            return earlier.result
+        doc = grader.grade(payload)
+        if doc is None:  # the sandbox was closed: the worker is stopping; let another one grade it
+            from celery.exceptions import Reject
+
+            raise Reject("the worker stopped while grading", requeue=True)
+        return doc
+
+    return app
+
+
+@dataclass
+class Poll:
+    """Where a job is, seen from the dispatcher."""
+
+    state: str  # PENDING, STARTED, SUCCESS, FAILURE, RETRY, REVOKED
+    document: dict[str, Any] | None = None
+    error: str | None = None
+
+
+class Client:
+    """The sending side: enqueue jobs by id and read their state, for the API and the CLI."""
+
+    def __init__(self, broker: str, *, visibility_timeout: float = DEFAULT_VISIBILITY_TIMEOUT) -> None:
+        self.app = make_celery(broker, visibility_timeout=visibility_timeout)
+
+    def ping(self, timeout: float = 5.0) -> None:
+        """Raise ConnectionError unless the broker answers (one line for the CLI)."""
+        try:
+            with self.app.connection_for_write() as conn:
+                conn.ensure_connection(max_retries=1, timeout=timeout)
+        except Exception as exc:
+            raise ConnectionError(f"the broker does not answer ({type(exc).__name__}: {exc})") from None
+
+    def send(self, job_id: str, payload: dict[str, Any]) -> None:
+        self.app.send_task(TASK, args=[payload], task_id=job_id, queue=QUEUE)
+
+    def poll(self, job_id: str) -> Poll:
+        """The job's state; a SUCCESS document is validated here (the broker is not trusted)."""
+        res = self.app.AsyncResult(job_id)
+        state = res.state
+        if state == "SUCCESS":
+            try:
+                return Poll(state, document=results.validate(res.result))
+            except results.InvalidResult as exc:
+                return Poll("FAILURE", error=f"the worker returned an invalid document: {exc}")
+        if state == "FAILURE":
+            return Poll(state, error=f"{type(res.result).__name__}: {str(res.result)[:400]}")
+        return Poll(state)
+
+    def grade_function(self, assignment: Assignment, options: grading.Options, *, force: bool,
+                       sandbox_name: str, stop: threading.Event,
+                       interval: float = 0.5) -> Callable[[Submission], dict[str, Any] | None]:
+        """``sub -> document`` for ``grader.batch.run``: send the job, wait for its result.
+
+        Jobs are keyed by submission id and hash, so re-running a batch finds results the
+        workers already produced; ``force`` makes every job new. None when ``stop`` is set.
+        """
+        salt = f"force:{uuid.uuid4().hex}" if force else "batch"
+
+        def grade_one(sub: Submission) -> dict[str, Any] | None:
+            payload = jobs.to_payload(assignment, sub, options)
+            job_id = jobs.job_key(assignment, sub.id, sub.hash, salt)
+            if self.poll(job_id).state != "SUCCESS":
+                self.send(job_id, payload)
+            while not stop.is_set():
+                got = self.poll(job_id)
+                if got.document is not None:
+                    return got.document
+                if got.state in ("FAILURE", "REVOKED"):
+                    return jobs.failure_document(
+                        assignment, payload, f"no worker could grade it: {got.error or got.state}",
+                        sandbox=sandbox_name)
+                stop.wait(interval)
+            return None
+
+        return grade_one
+
