@@ -29,8 +29,10 @@ from rich.table import Table
 from grader import __version__
 from grader import assignment as assignment_mod
 from grader.cli_export import export
+from grader.cli_service import serve, token, worker
 
 EXIT_USAGE = 2
+REMOTE_JOBS = 32  # with --broker: submissions waited for at once (the workers set the real pace)
 err = Console(stderr=True)
 
 
@@ -68,6 +70,7 @@ def main() -> None:
                   mpgrade validate              (prove the tests before release)
                   mpgrade export canvas|lti|gradescope|prairielearn|scores RESULTS
                   mpgrade release --notebooks OUT
+    LMSs:         mpgrade serve                 (HTTP API; mpgrade worker on more hosts)
     """
 
 
@@ -123,9 +126,14 @@ def check(exercises: tuple[str, ...], assignment_dir: str | None, json_path: Pat
 @click.option("--image", default=None, help="Grading image (default: the one `mpgrade image build` makes).")
 @click.option("--start-method", type=click.Choice(["fork", "spawn", "forkserver"]), default=None,
               help="Start method for student code (default: the assignment's).")
+@click.option("--broker", metavar="URL", default=None,
+              help="Send the submissions to Celery workers (`mpgrade worker --broker URL`) instead of "
+                   "grading here; results land in --out as usual. --sandbox and --image are then the "
+                   "workers' business.")
 @assignment_option
 def grade(paths: tuple[Path, ...], out_dir: Path, jobs: int | None, sandbox: str, timeout: float | None,
-          force: bool, image: str | None, start_method: str | None, assignment_dir: str | None) -> None:
+          force: bool, image: str | None, start_method: str | None, broker: str | None,
+          assignment_dir: str | None) -> None:
     """Grade submissions with the public and hidden tests; write JSON per submission.
 
     PATHS are submissions (a folder, a .zip, or a module file) or folders of them; the
@@ -139,6 +147,7 @@ def grade(paths: tuple[Path, ...], out_dir: Path, jobs: int | None, sandbox: str
       mpgrade grade alice.zip bob/ --out results/ --jobs 4
       mpgrade grade examples/submissions --out /tmp/r --sandbox local   # trusted code only
       mpgrade grade submissions/ --out results/ --force --timeout 300
+      mpgrade grade submissions/ --out results/ --broker redis://queue.example:6379/0   # Celery workers
 
     \b
     Outputs in --out: <id>.json (README "The JSON result"), summary.json, scores.csv.
@@ -149,16 +158,24 @@ def grade(paths: tuple[Path, ...], out_dir: Path, jobs: int | None, sandbox: str
 
     assignment = load_assignment(assignment_dir)
     console = Console()
-    jobs = jobs or os.cpu_count() or 1
-    try:
-        box = make_sandbox(sandbox, assignment, image)
-    except SandboxUnavailable as exc:
-        fail(str(exc))
-    if sandbox == "local":
-        err.print("[bold yellow]warning:[/] --sandbox local runs submissions as child processes on this "
-                  "machine. It is NOT a security boundary: never use it for untrusted code.")
     options = grading.Options(scope="all", start_method=start_method, timeout=timeout)
     stop = threading.Event()
+    box: Any = None
+    grade_one = None
+    if broker:
+        from grader.cli_service import remote_grader
+
+        jobs = jobs or REMOTE_JOBS
+        grade_one = remote_grader(broker, assignment, options, force=force, sandbox=sandbox, stop=stop)
+    else:
+        jobs = jobs or os.cpu_count() or 1
+        try:
+            box = make_sandbox(sandbox, assignment, image)
+        except SandboxUnavailable as exc:
+            fail(str(exc))
+        if sandbox == "local":
+            err.print("[bold yellow]warning:[/] --sandbox local runs submissions as child processes on this "
+                      "machine. It is NOT a security boundary: never use it for untrusted code.")
     counts = {"done": 0, "error": 0, "timeout": 0, "reused": 0}
     with Progress(TextColumn("[bold]grading"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.fields[counts]}"), TimeElapsedColumn(), TextColumn("eta"),
@@ -182,12 +199,14 @@ def grade(paths: tuple[Path, ...], out_dir: Path, jobs: int | None, sandbox: str
         signal.signal(signal.SIGTERM, lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
         try:
             result = batch.run(list(paths), out_dir, assignment, box, jobs=jobs, options=options,
-                               force=force, on_event=on_event, stop=stop)
+                               force=force, on_event=on_event, stop=stop, grade_one=grade_one)
         except KeyboardInterrupt:
             interrupted = True
         finally:
             signal.signal(signal.SIGTERM, previous)
-            box.close()
+            stop.set()
+            if box is not None:
+                box.close()
     if interrupted:
         err.print(f"[bold yellow]interrupted:[/] running submissions were stopped; finished results are "
                   f"in {out_dir} (run the same command to go on).")
@@ -405,6 +424,9 @@ def schema() -> None:
 
 
 main.add_command(export)
+main.add_command(serve)
+main.add_command(worker)
+main.add_command(token)
 
 
 if __name__ == "__main__":

@@ -229,3 +229,39 @@ def test_the_openapi_spec_lists_the_three_routes(serve):
     assert "post" in spec["paths"]["/v1/assignments/{name}/submissions"]
     assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
     assert json.dumps(spec)  # plain JSON all the way down
+
+
+def test_the_service_commands_explain_themselves_with_examples():
+    from click.testing import CliRunner
+
+    from grader.cli import main
+
+    for command in (["serve"], ["worker"], ["token"], ["token", "add"]):
+        out = CliRunner().invoke(main, [*command, "--help"])
+        assert out.exit_code == 0 and "Example" in out.output, command
+    assert "--broker" in CliRunner().invoke(main, ["grade", "--help"]).output
+
+
+def test_token_add_prints_a_token_that_the_file_only_holds_as_a_hash(tmp_path):
+    from click.testing import CliRunner
+
+    from grader.cli import main
+
+    path = tmp_path / "tokens.json"
+    out = CliRunner().invoke(main, ["token", "add", "cs101", "--assignment", "tiny", "--tokens", str(path)])
+    assert out.exit_code == 0, out.output
+    token = out.stdout.strip().splitlines()[-1]
+    assert token.startswith("mpg_") and token not in path.read_text()
+    assert auth.Tokens.load(path).course_for(token) == auth.Course("cs101", frozenset({"tiny"}))
+    bad = CliRunner().invoke(main, ["token", "add", "../x", "--assignment", "tiny", "--tokens", str(path)])
+    assert bad.exit_code == 2 and "course name" in bad.output
+
+
+def test_serve_without_a_tokens_file_is_one_line_and_exit_2(tmp_path):
+    from click.testing import CliRunner
+
+    from grader.cli import main
+
+    out = CliRunner().invoke(main, ["serve", "--data", str(tmp_path), "--assignment", str(REPO),
+                                    "--sandbox", "local"])
+    assert out.exit_code == 2 and "mpgrade token add" in out.output and "Traceback" not in out.output

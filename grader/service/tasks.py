@@ -45,8 +45,12 @@ def make_celery(broker: str, *, backend: str | None = None,
     from celery import Celery
 
     app = Celery("mpgrade", broker=broker, backend=backend or broker, set_as_current=False)
-    restore_every = min(10.0, max(1.0, visibility_timeout / 2))
-    transport = {"visibility_timeout": visibility_timeout, "unacked_restore_interval": restore_every}
+    # Redis restores unacknowledged messages on a timer (every interval x throttle seconds):
+    # keep that period at most half the visibility timeout (and at most kombu's 100 s).
+    interval = min(10.0, max(1.0, visibility_timeout / 4))
+    throttle = max(1, int(min(visibility_timeout / 2, 100.0) / interval))
+    transport = {"visibility_timeout": visibility_timeout, "unacked_restore_interval": interval,
+                 "unacked_restore_throttle": throttle}
     app.conf.update(
         task_serializer="json", result_serializer="json", accept_content=["json"],
         result_accept_content=["json"], event_serializer="json",
@@ -54,7 +58,6 @@ def make_celery(broker: str, *, backend: str | None = None,
         task_track_started=True, result_expires=RESULT_EXPIRES, result_extended=False,
         broker_transport_options=transport, result_backend_transport_options=transport,
         broker_connection_retry_on_startup=True, task_default_queue=QUEUE,
-        worker_hijack_root_logger=False, worker_redirect_stdouts=False,
     )
 
     @app.task(name=TASK, bind=True, acks_late=True, reject_on_worker_lost=True)
@@ -74,6 +77,15 @@ def make_celery(broker: str, *, backend: str | None = None,
     return app
 
 
+def ping(app: Any, timeout: float = 5.0) -> None:
+    """Raise ConnectionError unless the broker answers (one line for the CLI, not a retry loop)."""
+    try:
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=timeout)
+    except Exception as exc:
+        raise ConnectionError(f"the broker does not answer ({type(exc).__name__}: {exc})") from None
+
+
 @dataclass
 class Poll:
     """Where a job is, seen from the dispatcher."""
@@ -90,12 +102,7 @@ class Client:
         self.app = make_celery(broker, visibility_timeout=visibility_timeout)
 
     def ping(self, timeout: float = 5.0) -> None:
-        """Raise ConnectionError unless the broker answers (one line for the CLI)."""
-        try:
-            with self.app.connection_for_write() as conn:
-                conn.ensure_connection(max_retries=1, timeout=timeout)
-        except Exception as exc:
-            raise ConnectionError(f"the broker does not answer ({type(exc).__name__}: {exc})") from None
+        ping(self.app, timeout)
 
     def send(self, job_id: str, payload: dict[str, Any]) -> None:
         self.app.send_task(TASK, args=[payload], task_id=job_id, queue=QUEUE)

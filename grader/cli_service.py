@@ -1,0 +1,262 @@
+"""``mpgrade serve``, ``mpgrade worker``, ``mpgrade token``: a thin CLI over ``grader.service``.
+
+Like the rest of the CLI: examples in every ``--help``, one-line errors on stderr with exit
+code 2. The service's libraries (FastAPI, uvicorn, Celery) are imported only when one of
+these commands runs, so ``mpgrade check`` works without the ``service`` extra.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+from rich.console import Console
+
+EXIT_USAGE = 2
+DEFAULT_DATA = Path(".mpgrade") / "service"
+err = Console(stderr=True)
+
+assignments_option = click.option(
+    "--assignment", "assignment_dirs", metavar="DIR", multiple=True,
+    help="Folder with an assignment.toml; repeat for several assignments (default: the current "
+         "folder or the nearest one above). The assignment's name comes from its manifest.")
+broker_help = "Celery broker, e.g. redis://127.0.0.1:6379/0 (also the result backend)."
+visibility_option = click.option(
+    "--visibility-timeout", type=click.FloatRange(1, None), default=3600.0, show_default=True,
+    help="Seconds before Redis hands an unacknowledged job (its worker died) to another worker; "
+         "must be longer than the longest grading.")
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    err.print(f"[bold red]error:[/] {' '.join(message.split())}", highlight=False, soft_wrap=True)
+    sys.exit(code)
+
+
+def need_service() -> None:
+    """One line instead of an ImportError when the ``service`` extra is not installed."""
+    try:
+        import celery  # noqa: F401
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as exc:
+        fail(f"the service needs extra packages ({exc.name} is missing): pip install 'mpgrade[service]' "
+             "(make venv installs them)")
+
+
+def load_assignments(dirs: tuple[str, ...]) -> dict[str, Any]:
+    from grader.cli import load_assignment
+
+    loaded = [load_assignment(d) for d in (dirs or (None,))]
+    by_name: dict[str, Any] = {}
+    for a in loaded:
+        if a.name in by_name and by_name[a.name].root != a.root:
+            fail(f"two assignments are named {a.name!r} ({by_name[a.name].root} and {a.root})")
+        by_name[a.name] = a
+    return by_name
+
+
+def sandbox_for(kind: str, assignments: dict[str, Any], image: str | None) -> Any:
+    from grader.cli import make_sandbox
+    from grader.sandbox.base import SandboxUnavailable
+
+    try:
+        box = make_sandbox(kind, next(iter(assignments.values())), image)
+    except SandboxUnavailable as exc:
+        fail(str(exc))
+    if kind == "local":
+        err.print("[bold yellow]warning:[/] --sandbox local grades with child processes on this machine. "
+                  "It is NOT a security boundary: never use it for untrusted code.")
+    return box
+
+
+def check_broker(broker: str) -> None:
+    need_service()
+    if not broker.startswith(("redis://", "rediss://")):
+        fail(f"--broker {broker!r}: only Redis brokers are supported (redis://HOST:PORT/DB)")
+
+
+def ping_or_fail(broker: str, app: Any) -> None:
+    from grader.service.tasks import ping
+
+    try:
+        ping(app)
+    except ConnectionError as exc:
+        fail(f"{broker}: {exc}")
+
+
+def client_for(broker: str, visibility_timeout: float = 3600.0) -> Any:
+    check_broker(broker)
+    from grader.service.tasks import Client
+
+    client = Client(broker, visibility_timeout=visibility_timeout)
+    ping_or_fail(broker, client.app)
+    return client
+
+
+def remote_grader(broker: str, assignment: Any, options: Any, *, force: bool, sandbox: str,
+                  stop: threading.Event) -> Callable[[Any], dict[str, Any] | None]:
+    """For ``mpgrade grade --broker``: a ``grade_one`` that sends a job and waits for its result."""
+    client = client_for(broker)
+    return client.grade_function(assignment, options, force=force, sandbox_name=sandbox, stop=stop)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@assignments_option
+@click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_DATA,
+              show_default=True, help="Folder for the database and the tokens file.")
+@click.option("--database", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="SQLite file of jobs and results (default: DATA/service.db).")
+@click.option("--tokens", "tokens_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Tokens file from `mpgrade token add` (default: DATA/tokens.json).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@click.option("--broker", metavar="URL", default=None,
+              help=broker_help + " Without it, grading runs in this process (embedded worker).")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Embedded worker threads: submissions graded at once without --broker.")
+@click.option("--sandbox", type=click.Choice(["docker", "local"]), default="docker", show_default=True,
+              help="Embedded worker's sandbox; local is NOT a security boundary (trusted code only).")
+@click.option("--image", default=None, help="Grading image (default: the one `mpgrade image build` makes).")
+@click.option("--max-body-mib", type=click.FloatRange(0.01, 1024), default=5.0, show_default=True,
+              help="Largest request body in MiB; larger ones get 413 before they are read.")
+@click.option("--timeout", type=click.FloatRange(1, None), default=None,
+              help="Seconds one whole submission may take (default: the assignment's).")
+@visibility_option
+def serve(assignment_dirs: tuple[str, ...], data_dir: Path, database: Path | None, tokens_file: Path | None,
+          host: str, port: int, broker: str | None, workers: int, sandbox: str, image: str | None,
+          max_body_mib: float, timeout: float | None, visibility_timeout: float) -> None:
+    """Run the HTTP API for LMSs: submit files, get a job id, read the JSON result.
+
+    Without --broker, grading runs in this process (threads, Docker sandbox) and jobs and
+    results are kept in SQLite: a small course needs nothing else. With --broker the API
+    sends jobs to Celery workers (mpgrade worker) on any number of hosts and keeps the
+    results in its own database. The OpenAPI spec is at /openapi.json, docs at /docs.
+
+    \b
+    Examples:
+      mpgrade token add cs101 --assignment multiprocessing-basics   # prints a course token
+      mpgrade serve                                  # http://127.0.0.1:8000, grades here in Docker
+      mpgrade serve --host 0.0.0.0 --workers 2 --assignment course-a/ --assignment course-b/
+      mpgrade serve --broker redis://127.0.0.1:6379/0   # graders: mpgrade worker on other hosts
+      mpgrade serve --sandbox local                  # trusted code only (demos)
+
+    Put it behind a TLS-terminating reverse proxy: tokens travel in the Authorization header.
+    """
+    need_service()
+    import uvicorn
+
+    from grader.service.api import ServiceConfig, create_app
+    from grader.service.auth import Tokens, TokensError
+
+    assignments = load_assignments(assignment_dirs)
+    tokens_path = tokens_file or data_dir / "tokens.json"
+    try:
+        Tokens.load(tokens_path)
+    except TokensError as exc:
+        fail(str(exc))
+    box = None
+    if broker:
+        check_broker(broker)
+    else:
+        box = sandbox_for(sandbox, assignments, image)
+    config = ServiceConfig(
+        assignments=assignments, tokens_file=tokens_path, database=database or data_dir / "service.db",
+        sandbox=box, broker=broker, workers=workers, max_body=int(max_body_mib * 1024 * 1024),
+        visibility_timeout=visibility_timeout, timeout=timeout)
+    app = create_app(config)
+    if broker:
+        ping_or_fail(broker, app.state.dispatcher.client.app)
+    mode = f"jobs go to the workers of {broker}" if broker else f"{workers} embedded worker(s), {sandbox} sandbox"
+    err.print(f"mpgrade serve: {', '.join(sorted(assignments))} on http://{host}:{port} ({mode}); "
+              f"database {config.database}", highlight=False, soft_wrap=True)
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)
+    except OSError as exc:
+        fail(f"cannot listen on {host}:{port}: {exc}")
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--broker", metavar="URL", required=True, help=broker_help)
+@assignments_option
+@click.option("--sandbox", type=click.Choice(["docker", "local"]), default="docker", show_default=True,
+              help="docker: one locked-down container per submission. local: NOT a security boundary.")
+@click.option("--image", default=None, help="Grading image (default: the one `mpgrade image build` makes).")
+@click.option("--concurrency", "-c", type=click.IntRange(1, 256), default=None,
+              help="Submissions graded at once on this host (default: the number of CPUs / 2, at least 1).")
+@click.option("--name", default=None, help="Worker name (default: mpgrade-<pid>@<host>).")
+@visibility_option
+def worker(broker: str, assignment_dirs: tuple[str, ...], sandbox: str, image: str | None,
+           concurrency: int | None, name: str | None, visibility_timeout: float) -> None:
+    """Grade jobs from a Celery broker, in this host's Docker engine, like `mpgrade grade`.
+
+    Start one per grading host (each with Docker and the grading image). A job is
+    acknowledged only when its result is stored, so a worker killed mid-job loses nothing:
+    the broker gives the job to another worker after --visibility-timeout. A job is graded
+    once: a redelivered job that already has a result is answered from it.
+
+    \b
+    Examples:
+      mpgrade image build --offline                  # once per host
+      mpgrade worker --broker redis://queue.example:6379/0
+      mpgrade worker --broker redis://10.0.0.5:6379/0 --concurrency 4 --assignment course/
+      mpgrade worker --broker redis://127.0.0.1:6379/0 --sandbox local   # trusted code only
+    """
+    check_broker(broker)
+    from grader.service import jobs
+    from grader.service.tasks import make_celery
+
+    assignments = load_assignments(assignment_dirs)
+    box = sandbox_for(sandbox, assignments, image)
+    app = make_celery(broker, visibility_timeout=visibility_timeout, grader=jobs.Grader(assignments, box))
+    ping_or_fail(broker, app)
+    n = concurrency or max(1, (os.cpu_count() or 2) // 2)
+    err.print(f"mpgrade worker: {', '.join(sorted(assignments))}, {n} at once, {sandbox} sandbox, "
+              f"broker {broker}", highlight=False, soft_wrap=True)
+    try:
+        app.worker_main(["worker", "--pool=threads", f"--concurrency={n}", "--loglevel=INFO",
+                         "--without-gossip", "--without-mingle", "--without-heartbeat",
+                         "--queues=mpgrade", f"--hostname={name or f'mpgrade-{os.getpid()}@%h'}"])
+    finally:
+        box.close()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+def token() -> None:
+    """Course tokens for `mpgrade serve`.
+
+    \b
+    Example:
+      mpgrade token add cs101 --assignment multiprocessing-basics
+    """
+
+
+@token.command("add")
+@click.argument("course")
+@click.option("--assignment", "assignments", metavar="NAME", multiple=True, required=True,
+              help="An assignment (its manifest name) the course may use; repeat for several.")
+@click.option("--tokens", "tokens_file", type=click.Path(dir_okay=False, path_type=Path),
+              default=DEFAULT_DATA / "tokens.json", show_default=True, help="Tokens file to add to.")
+def token_add(course: str, assignments: tuple[str, ...], tokens_file: Path) -> None:
+    """Make a new bearer token for COURSE and print it (only its hash is stored).
+
+    The token can submit to and read results of the named assignments, and sees only the
+    jobs its course created. A running server picks up new tokens without a restart.
+
+    \b
+    Examples:
+      mpgrade token add cs101 --assignment multiprocessing-basics
+      mpgrade token add cs202 --assignment multiprocessing-basics --tokens /srv/mpgrade/tokens.json
+    """
+    from grader.service.auth import TokensError, add_token
+
+    try:
+        secret = add_token(tokens_file, course, list(assignments))
+    except (TokensError, OSError) as exc:
+        fail(str(exc))
+    err.print(f"token for course {course} added to {tokens_file}; it is shown only once:", highlight=False)
+    click.echo(secret)

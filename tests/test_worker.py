@@ -1,0 +1,236 @@
+"""Celery workers with a real redis-server on loopback: the API and `mpgrade grade --broker`.
+
+Every test starts its own redis-server on a free 127.0.0.1 port and its workers as
+subprocesses (`mpgrade worker --sandbox local`); all of them are killed in fixtures, and every
+wait has a timeout. Without redis-server these tests skip, except under CI=true.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from fastapi.testclient import TestClient
+
+from grader import assignment as assignment_mod
+from grader import results
+from grader.service import auth
+from grader.service.api import ServiceConfig, create_app
+from grader.service.tasks import Client
+
+from .conftest import IN_CI
+from .service_helpers import RIGHT, WRONG, make_tiny_course, wait_for, zip_of
+
+SLOW_ON_PUBLIC = ("import time\n\n\ndef add(a, b):\n    if (a, b) == (1, 2):\n        time.sleep(5)\n"
+                  "    return a + b\n")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def kill_tree(proc: subprocess.Popen) -> None:
+    """SIGKILL a process and every descendant (the local sandbox's own sessions too)."""
+    try:
+        family = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        family = []
+    for p in family:
+        try:
+            p.send_signal(signal.SIGKILL)
+        except psutil.NoSuchProcess:
+            pass
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory):
+    """A throwaway redis-server on 127.0.0.1 (no persistence), killed after the module."""
+    exe = shutil.which("redis-server")
+    if exe is None:
+        if IN_CI:
+            pytest.fail("CI=true but redis-server is not installed (apt-get install redis-server)")
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    port = free_port()
+    folder = tmp_path_factory.mktemp("redis")
+    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--dir", str(folder)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        import redis
+
+        r = redis.Redis(host="127.0.0.1", port=port)
+        wait_for(lambda: _pings(r), 15, what="redis-server")
+        yield f"redis://127.0.0.1:{port}"
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def _pings(r) -> bool:
+    try:
+        return bool(r.ping())
+    except Exception:
+        return False
+
+
+@pytest.fixture
+def broker(redis_url, request) -> str:
+    """An empty Redis database per test."""
+    import redis
+
+    r = redis.Redis.from_url(redis_url + "/0")
+    r.flushall()
+    return redis_url + "/0"
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory) -> Path:
+    return make_tiny_course(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture
+def workers(tmp_path, broker, tiny_dir):
+    """Start `mpgrade worker` subprocesses: ``workers.start(visibility_timeout=...)``."""
+
+    class Workers:
+        procs: list[subprocess.Popen] = []
+        logs: list[Path] = []
+
+        def start(self, visibility_timeout: float = 3600) -> subprocess.Popen:
+            log = tmp_path / f"worker-{len(self.procs)}.log"
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "grader", "worker", "--broker", broker, "--sandbox", "local",
+                 "--assignment", str(tiny_dir), "--concurrency", "1",
+                 "--visibility-timeout", str(visibility_timeout), "--name", f"w{len(self.procs)}@test"],
+                stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
+                env={**os.environ, "COLUMNS": "160"})
+            self.procs.append(proc)
+            self.logs.append(log)
+            wait_for(lambda: "ready" in log.read_text() or proc.poll() is not None, 60, what="the worker")
+            assert proc.poll() is None, log.read_text()
+            return proc
+
+    w = Workers()
+    w.procs, w.logs = [], []
+    yield w
+    for proc in w.procs:
+        kill_tree(proc)
+
+
+@pytest.fixture
+def api(tmp_path, broker, tiny_dir):
+    """The API in broker mode (no sandbox here) and a token for course cs101."""
+    tokens = tmp_path / "tokens.json"
+    token = auth.add_token(tokens, "cs101", ["tiny"])
+    config = ServiceConfig(assignments={"tiny": assignment_mod.load(tiny_dir)}, tokens_file=tokens,
+                           database=tmp_path / "service.db", broker=broker, visibility_timeout=3,
+                           poll_interval=0.2)
+    with TestClient(create_app(config)) as client:
+        client.headers["Authorization"] = f"Bearer {token}"
+        yield client, config
+
+
+def submit(client: TestClient, source: str, student: str) -> str:
+    response = client.post("/v1/assignments/tiny/submissions", data={"student": student},
+                           files=[("file", ("add.py", source.encode()))])
+    assert response.status_code == 202, response.text
+    return response.json()["job_id"]
+
+
+def done(client: TestClient, job_id: str, timeout: float = 60) -> dict:
+    return wait_for(lambda: (j := client.get(f"/v1/jobs/{job_id}").json())["status"] in ("done", "failed") and j,
+                    timeout, what=f"job {job_id}")
+
+
+def test_a_job_goes_through_a_celery_worker_and_is_graded_once(api, workers, broker):
+    client, config = api
+    workers.start()
+    job_id = submit(client, RIGHT, "s1")
+    job = done(client, job_id)
+    assert job["status"] == "done"
+    doc = results.validate(job["result"])
+    assert doc["score"] == 10 and doc["submission"]["student"]["user_id"] == "s1"
+
+    # the same message delivered again (a broker hiccup): answered from the stored result
+    stored = config.store.job(job_id)
+    Client(broker).send(job_id, stored.payload)
+    wait_for(lambda: workers.logs[0].read_text().count(f"[{job_id}] succeeded") == 2, 30,
+             what="the repeated message")
+    log = workers.logs[0].read_text()
+    assert log.count(f"[{job_id}] received") == 2
+    assert config.store.count_results(job_id) == 1
+    assert client.get(f"/v1/jobs/{job_id}").json()["result"]["finished_at"] == doc["finished_at"]
+
+
+def test_a_worker_killed_mid_job_loses_nothing(api, workers, broker):
+    client, config = api
+    first = workers.start(visibility_timeout=3)
+    job_id = submit(client, SLOW_ON_PUBLIC, "slowpoke")
+    celery = Client(broker)
+    wait_for(lambda: celery.poll(job_id).state == "STARTED", 60, what="grading to start")
+    time.sleep(1)  # inside the student's 5 s sleep
+    kill_tree(first)  # SIGKILL: no chance to acknowledge, requeue or clean up
+    assert config.store.job(job_id).status in ("queued", "running")
+
+    workers.start(visibility_timeout=3)
+    job = done(client, job_id, timeout=90)
+    assert job["status"] == "done" and job["result"]["score"] == 10
+    assert f"[{job_id}] received" in workers.logs[1].read_text()  # redelivered to the new worker
+    assert config.store.count_results(job_id) == 1
+    assert config.store.count_results() == 1
+
+
+def test_grade_with_a_broker_writes_the_same_outputs_as_a_local_batch(tmp_path, workers, broker, tiny_dir):
+    subs = tmp_path / "submissions"
+    (subs / "alice").mkdir(parents=True)
+    (subs / "alice" / "add.py").write_text(RIGHT)
+    (subs / "bob.zip").write_bytes(zip_of({"bob/add.py": WRONG}))
+    workers.start()
+
+    def grade(out: Path, *extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "grader", "grade", str(subs), "--out", str(out),
+                               "--assignment", str(tiny_dir), *extra],
+                              capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "COLUMNS": "160"})
+
+    remote = grade(tmp_path / "remote", "--broker", broker)
+    assert remote.returncode == 0, remote.stdout + remote.stderr
+    local = grade(tmp_path / "local", "--sandbox", "local")
+    assert local.returncode == 0, local.stdout + local.stderr
+    names = sorted(p.name for p in (tmp_path / "remote").iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "local").iterdir())
+    assert names == ["alice.json", "bob.json", "scores.csv", "summary.json"]
+    for name in ("alice.json", "bob.json"):
+        doc = results.validate(json.loads((tmp_path / "remote" / name).read_text()))
+        assert doc["score"] == json.loads((tmp_path / "local" / name).read_text())["score"]
+    assert (tmp_path / "remote" / "scores.csv").read_text() == (tmp_path / "local" / "scores.csv").read_text()
+    summary = json.loads((tmp_path / "remote" / "summary.json").read_text())
+    assert {r["id"]: r["score"] for r in summary["submissions"]} == {"alice": 10, "bob": 0}
+
+    again = grade(tmp_path / "remote2", "--broker", broker)  # same files: the workers' results, no new job
+    assert again.returncode == 0
+    log = workers.logs[0].read_text()
+    assert log.count("received") == 2, log
+
+
+def test_grade_with_a_broker_that_does_not_answer_is_one_line_and_exit_2(tmp_path, tiny_dir):
+    out = subprocess.run([sys.executable, "-m", "grader", "grade", str(tiny_dir), "--out", str(tmp_path / "o"),
+                          "--assignment", str(tiny_dir), "--broker", f"redis://127.0.0.1:{free_port()}/0"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert "does not answer" in out.stderr and "Traceback" not in out.stderr
