@@ -195,6 +195,31 @@ def test_a_worker_killed_mid_job_loses_nothing(api, workers, broker):
     assert config.store.count_results() == 1
 
 
+@pytest.fixture
+def unsent_job(tmp_path, tiny_dir) -> str:
+    """A job the API stored but never handed to Redis (it was killed in between)."""
+    from grader.grading import Options
+    from grader.service import jobs
+    from grader.service.api import build_submission
+    from grader.service.store import NewJob, SQLiteStore
+
+    tiny = assignment_mod.load(tiny_dir)
+    sub = build_submission(tiny, [("add.py", RIGHT.encode())], "s-unsent", "cs101")
+    job_id = jobs.job_key(tiny, "s-unsent", sub.hash, salt="cs101")
+    SQLiteStore(tmp_path / "service.db").add_job(NewJob(
+        id=job_id, course="cs101", assignment="tiny", fingerprint=tiny.fingerprint(), student="s-unsent",
+        submission_hash=sub.hash, payload=jobs.to_payload(tiny, sub, Options())))
+    return job_id
+
+
+def test_a_job_stored_but_never_sent_is_sent_when_the_api_starts(unsent_job, api, workers):
+    client, config = api
+    workers.start()
+    job = done(client, unsent_job)
+    assert job["status"] == "done" and job["result"]["score"] == 10
+    assert config.store.job(unsent_job).sent_at is not None
+
+
 def test_grade_with_a_broker_writes_the_same_outputs_as_a_local_batch(tmp_path, workers, broker, tiny_dir):
     subs = tmp_path / "submissions"
     (subs / "alice").mkdir(parents=True)

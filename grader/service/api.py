@@ -13,6 +13,9 @@
 Every error is ``application/problem+json`` (RFC 7807). A token belongs to one course: it can
 submit to that course's assignments and see only that course's jobs (another course's job is a
 404, another course's assignment a 403).
+
+No ``from __future__ import annotations`` here: FastAPI reads the route signatures at runtime,
+and the dependencies they name are closures inside ``create_app``.
 """
 
 import logging

@@ -104,11 +104,15 @@ class Dispatched:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
+        for job in self.store.unsent():  # stored, then the API stopped before the broker had it
+            log.warning("sending job %s, stored before the last stop but never sent", job.id)
+            self.submit(job)
         self._thread = threading.Thread(target=self._collect, name="mpgrade-collector", daemon=True)
         self._thread.start()
 
     def submit(self, job: JobRow) -> None:
         self.client.send(job.id, job.payload)
+        self.store.mark_sent(job.id)
 
     def stop(self) -> None:
         self._stop.set()

@@ -42,6 +42,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     callback_format TEXT,
     callback_status TEXT,
     attempts        INTEGER NOT NULL DEFAULT 0,
+    sent_at         TEXT,
     created_at      TEXT NOT NULL,
     started_at      TEXT,
     finished_at     TEXT,
@@ -77,6 +78,7 @@ class JobRow:
     callback_format: str | None
     callback_status: str | None
     attempts: int
+    sent_at: str | None
     created_at: str
     started_at: str | None
     finished_at: str | None
@@ -104,6 +106,8 @@ class Store(Protocol):
     def mark_running(self, job_id: str) -> None: ...
     def requeue_running(self) -> int: ...
     def unfinished(self) -> list[JobRow]: ...
+    def mark_sent(self, job_id: str) -> None: ...
+    def unsent(self) -> list[JobRow]: ...
     def finish(self, job_id: str, document: dict[str, Any]) -> bool: ...
     def fail(self, job_id: str, message: str) -> None: ...
     def delete_job(self, job_id: str) -> None: ...
@@ -191,6 +195,18 @@ class SQLiteStore:
         with self._connect() as db:
             rows = db.execute("SELECT * FROM jobs WHERE status NOT IN (?, ?) ORDER BY created_at",
                               FINAL).fetchall()
+        return [self._row(r) for r in rows]  # type: ignore[misc]
+
+    def mark_sent(self, job_id: str) -> None:
+        """The broker has the job (broker mode): a restart must not send it again."""
+        with self._connect() as db:
+            db.execute("UPDATE jobs SET sent_at = ? WHERE id = ?", (results.now(), job_id))
+
+    def unsent(self) -> list[JobRow]:
+        """Queued jobs the broker never got (the API stopped between storing and sending)."""
+        with self._connect() as db:
+            rows = db.execute("SELECT * FROM jobs WHERE status = ? AND sent_at IS NULL ORDER BY created_at",
+                              (QUEUED,)).fetchall()
         return [self._row(r) for r in rows]  # type: ignore[misc]
 
     def finish(self, job_id: str, document: dict[str, Any]) -> bool:
