@@ -24,18 +24,24 @@ def ping_pong(rounds: int) -> list[str]:
     raise NotImplementedError
 
 
-def ring(n: int, token: int) -> int:
-    """Pass ``token`` once around a ring of ``n`` child processes; each one adds 1.
+def ring(n: int, tokens: list[int]) -> list[int]:
+    """Stream ``tokens`` around a ring of ``n`` child processes; each one adds 1 to each token.
 
     The parent is NOT one of the ``n`` processes: it starts ``n`` children P0 .. P(n-1) and
     closes the ring itself. It creates ``n + 1`` one-way pipes (``Pipe(duplex=False)``, which
     returns ``(receiving_end, sending_end)``): pipe 0 goes parent -> P0, pipe ``i`` goes
-    P(i-1) -> Pi, pipe ``n`` goes P(n-1) -> parent. The parent sends ``token`` into pipe 0;
-    every child receives one integer from its left pipe, adds 1 and sends it to its right pipe,
-    then ends; the parent receives the final value from pipe ``n``, joins every child and returns
-    it. So ``ring(n, token) == token + n`` and exactly ``n`` processes are started.
+    P(i-1) -> Pi, pipe ``n`` goes P(n-1) -> parent. After starting the children the parent
+    sends every token into pipe 0, in order, then closes its sending end of pipe 0. Every
+    child receives integers from its left pipe until ``recv()`` raises ``EOFError``, sends each
+    one plus 1 into its right pipe, then closes its right pipe and ends. The parent receives
+    from pipe ``n`` until ``EOFError``, joins every child and returns what it received. So
+    ``ring(n, tokens) == [t + n for t in tokens]`` and exactly ``n`` processes are started.
 
-    ``n < 1`` raises ``ValueError`` (nothing is started).
+    There is no stop message: the end of the stream is the closing of the pipes. Because a
+    reader sees ``EOFError`` only when *every* copy of the sending end is closed, each process
+    (every child, and the parent after starting them) closes every pipe end it does not use.
+    ``tokens`` has at most 1000 integers, so they fit in the pipes' buffers. ``n < 1`` raises
+    ``ValueError`` (nothing is started).
     """
     raise NotImplementedError
 

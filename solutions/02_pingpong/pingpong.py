@@ -46,44 +46,74 @@ def ping_pong(rounds: int) -> list[str]:
     return transcript
 
 
-def _ring_member(inbox, outbox) -> None:
-    """Child of ring: receive the token, add 1, pass it on."""
-    token = inbox.recv()
-    outbox.send(token + 1)
-    inbox.close()
-    outbox.close()
+def _ring_member(index: int, pipes) -> None:
+    """Child ``index`` of ring: forward every token (+1) until its left pipe reports EOF."""
+    inbox = pipes[index][0]
+    outbox = pipes[index + 1][1]
+    # recv() raises EOFError only once every copy of the sending end is closed, in every
+    # process; this child holds copies of all ends (inherited under fork, passed under spawn),
+    # so it closes every end it does not use, or its right neighbour would wait forever.
+    for i, (recv_end, send_end) in enumerate(pipes):
+        if i != index:
+            recv_end.close()
+        if i != index + 1:
+            send_end.close()
+    while True:
+        try:
+            token = inbox.recv()
+        except EOFError:  # the left neighbour closed its end: no more tokens
+            break
+        outbox.send(token + 1)
+    outbox.close()  # tells the right neighbour that no more tokens will come
 
 
-def ring(n: int, token: int) -> int:
-    """Pass ``token`` once around a ring of ``n`` child processes; each one adds 1.
+def ring(n: int, tokens: list[int]) -> list[int]:
+    """Stream ``tokens`` around a ring of ``n`` child processes; each one adds 1 to each token.
 
     The parent is NOT one of the ``n`` processes: it starts ``n`` children P0 .. P(n-1) and
     closes the ring itself. It creates ``n + 1`` one-way pipes (``Pipe(duplex=False)``, which
     returns ``(receiving_end, sending_end)``): pipe 0 goes parent -> P0, pipe ``i`` goes
-    P(i-1) -> Pi, pipe ``n`` goes P(n-1) -> parent. The parent sends ``token`` into pipe 0;
-    every child receives one integer from its left pipe, adds 1 and sends it to its right pipe,
-    then ends; the parent receives the final value from pipe ``n``, joins every child and returns
-    it. So ``ring(n, token) == token + n`` and exactly ``n`` processes are started.
+    P(i-1) -> Pi, pipe ``n`` goes P(n-1) -> parent. After starting the children the parent
+    sends every token into pipe 0, in order, then closes its sending end of pipe 0. Every
+    child receives integers from its left pipe until ``recv()`` raises ``EOFError``, sends each
+    one plus 1 into its right pipe, then closes its right pipe and ends. The parent receives
+    from pipe ``n`` until ``EOFError``, joins every child and returns what it received. So
+    ``ring(n, tokens) == [t + n for t in tokens]`` and exactly ``n`` processes are started.
 
-    ``n < 1`` raises ``ValueError`` (nothing is started).
+    There is no stop message: the end of the stream is the closing of the pipes. Because a
+    reader sees ``EOFError`` only when *every* copy of the sending end is closed, each process
+    (every child, and the parent after starting them) closes every pipe end it does not use.
+    ``tokens`` has at most 1000 integers, so they fit in the pipes' buffers. ``n < 1`` raises
+    ``ValueError`` (nothing is started).
     """
     if n < 1:
         raise ValueError(f"a ring needs at least one process, got n={n}")
-    pipes = [multiprocessing.Pipe(duplex=False) for _ in range(n + 1)]  # (recv_end, send_end)
-    members = [
-        multiprocessing.Process(target=_ring_member, args=(pipes[i][0], pipes[i + 1][1]))
-        for i in range(n)
-    ]
+    pipes = []
+    for _ in range(n + 1):
+        recv_end, send_end = multiprocessing.Pipe(duplex=False)
+        pipes.append((recv_end, send_end))
+    members = [multiprocessing.Process(target=_ring_member, args=(i, pipes)) for i in range(n)]
     for m in members:
         m.start()
-    pipes[0][1].send(token)
-    result = pipes[n][0].recv()
+    feed, results = pipes[0][1], pipes[n][0]
+    for i, (recv_end, send_end) in enumerate(pipes):  # the parent keeps only feed and results
+        if i != n:
+            recv_end.close()
+        if i != 0:
+            send_end.close()
+    for token in tokens:
+        feed.send(token)
+    feed.close()  # P0 sees EOFError after the last token, then P1, ..., then the parent
+    received = []
+    while True:
+        try:
+            received.append(results.recv())
+        except EOFError:
+            break
     for m in members:
         m.join()
-    for recv_end, send_end in pipes:
-        recv_end.close()
-        send_end.close()
-    return result
+    results.close()
+    return received
 
 
 if __name__ == "__main__":
@@ -91,4 +121,4 @@ if __name__ == "__main__":
     if method:
         multiprocessing.set_start_method(method)
     print(ping_pong(3))
-    print(ring(5, 10), ring(1, -3))
+    print(ring(5, [10, 20, 30]), ring(1, [-3]), ring(3, []))

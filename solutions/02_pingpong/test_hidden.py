@@ -104,32 +104,65 @@ def test_ping_pong_many_rounds(student):
 # --- ring -----------------------------------------------------------------------------------
 
 RING_HINT = ("Start n children (the parent is not one of them) and n + 1 one-way pipes: "
-             "parent -> P0 -> ... -> P(n-1) -> parent; each child receives once, adds 1, sends once.")
+             "parent -> P0 -> ... -> P(n-1) -> parent; each child forwards every token plus 1.")
+CLOSE_HINT = ("recv() raises EOFError only when EVERY copy of the pipe's sending end is closed, in "
+              "every process. Did each child close the pipe ends it does not use (under fork it "
+              "inherited them all), did the parent close its copies after starting the children, "
+              "and did it close pipe 0 after the last token? One forgotten end and the ring hangs.")
+
+
+def ring_tokens(count):
+    return [rng.randint(-10**6, 10**6) for _ in range(count)]
+
+
+def check_ring(got, n, tokens, what):
+    expected = [t + n for t in tokens]
+    if got == expected:
+        return
+    if not isinstance(got, list) or len(got) != len(expected):
+        size = len(got) if isinstance(got, list) else got
+        raise AssertionError(f"{what}: expected {len(expected)} tokens back, each plus {n}; got "
+                             f"{size!r}" + ("" if isinstance(got, list) else " (not a list)"))
+    first = next(i for i, (a, b) in enumerate(zip(got, expected, strict=True)) if a != b)
+    raise AssertionError(f"{what}: token {first} should come back as {expected[first]} "
+                         f"(sent {tokens[first]}, plus 1 per process), got {got[first]!r}")
 
 
 @pytest.mark.points(3)
-@pytest.mark.hint(RING_HINT)
+@pytest.mark.hint(CLOSE_HINT)
 def test_ring_random(student):
-    """ring(n, token) returns token + n, with n child processes"""
-    n, token = rng.randint(2, 8), rng.randint(-1000, 1000)
+    """ring(n, tokens) returns every token plus n, in order, with n child processes"""
+    n, tokens = rng.randint(2, 8), ring_tokens(rng.randint(2, 40))
     pingpong = student.module("pingpong", timeout=5)
-    got = pingpong.ring(n, token)
+    got = pingpong.ring(n, tokens)
     call = student.last
-    assert got == token + n, f"ring({n}, {token}): expected {token + n}, got {got!r}"
-    assert len(call.workers) == n, (f"ring({n}, {token}): expected {n} child processes, got "
+    check_ring(got, n, tokens, f"ring({n}, <{len(tokens)} tokens>)")
+    assert len(call.workers) == n, (f"ring({n}, ...): expected {n} child processes, got "
                                     f"{len(call.workers)}")
 
 
 @pytest.mark.points(1)
-@pytest.mark.hint(RING_HINT)
+@pytest.mark.hint(CLOSE_HINT)
 def test_ring_single_process(student):
-    """ring(1, token) returns token + 1 with one child"""
-    token = rng.randint(-50, 50)
+    """ring(1, tokens) adds 1 to each token with one child"""
+    tokens = ring_tokens(rng.randint(1, 5))
     pingpong = student.module("pingpong", timeout=5)
-    got = pingpong.ring(1, token)
+    got = pingpong.ring(1, tokens)
     call = student.last
-    assert got == token + 1, f"ring(1, {token}): expected {token + 1}, got {got!r}"
-    assert len(call.workers) == 1, f"ring(1, {token}): expected 1 child process, got {len(call.workers)}"
+    check_ring(got, 1, tokens, f"ring(1, {tokens})")
+    assert len(call.workers) == 1, f"ring(1, ...): expected 1 child process, got {len(call.workers)}"
+
+
+@pytest.mark.points(1)
+@pytest.mark.hint("With no tokens the parent closes pipe 0 at once; every child sees EOFError, closes "
+                  "its right pipe and ends; the parent gets EOFError and returns []. " + CLOSE_HINT)
+def test_ring_no_tokens(student):
+    """ring(n, []) returns [] and still stops every child"""
+    n = rng.randint(2, 5)
+    pingpong = student.module("pingpong", timeout=5)
+    got = pingpong.ring(n, [])
+    assert got == [], f"ring({n}, []): expected [], got {got!r}"
+    check_clean(student.last, f"ring({n}, [])", hint=JOIN_HINT)
 
 
 @pytest.mark.points(1)
@@ -139,41 +172,41 @@ def test_ring_bad_sizes(student):
     pingpong = student.module("pingpong", timeout=5)
     for n in (0, -rng.randint(1, 9)):
         with pytest.raises(ValueError):
-            pingpong.ring(n, 1)
+            pingpong.ring(n, [1])
 
 
 @pytest.mark.points(1)
 @pytest.mark.hint(JOIN_HINT)
 def test_ring_joins_children(student):
     """ring joins every child before returning"""
-    n = rng.randint(3, 5)
+    n, tokens = rng.randint(3, 5), ring_tokens(3)
     pingpong = student.module("pingpong", timeout=5)
-    got = pingpong.ring(n, 0)
-    assert got == n, f"ring({n}, 0): expected {n}, got {got!r}"
+    got = pingpong.ring(n, tokens)
+    check_ring(got, n, tokens, f"ring({n}, {tokens})")
     assert len(student.last.workers) >= n, (
-        f"ring({n}, 0): expected {n} child processes, saw {len(student.last.workers)}")
-    check_clean(student.last, f"ring({n}, 0)", hint=JOIN_HINT)
+        f"ring({n}, ...): expected {n} child processes, saw {len(student.last.workers)}")
+    check_clean(student.last, f"ring({n}, ...)", hint=JOIN_HINT)
 
 
 @pytest.mark.points(2)
 @pytest.mark.hint("Under forkserver (like spawn) the targets are pickled: use a module-level "
-                  "function and pass both pipe ends through args=.")
+                  "function and pass the pipe ends through args=. " + CLOSE_HINT)
 def test_ring_under_forkserver(student):
     """ring works under the forkserver start method"""
-    n, token = rng.randint(2, 4), rng.randint(0, 100)
+    n, tokens = rng.randint(2, 4), ring_tokens(rng.randint(1, 10))
     pingpong = student.module("pingpong", start_method="forkserver", timeout=8)
-    got = pingpong.ring(n, token)
-    assert got == token + n, f"ring({n}, {token}) under forkserver: expected {token + n}, got {got!r}"
+    got = pingpong.ring(n, tokens)
+    check_ring(got, n, tokens, f"ring({n}, <{len(tokens)} tokens>) under forkserver")
 
 
-@pytest.mark.points(2)
-@pytest.mark.hint(RING_HINT)
+@pytest.mark.points(1)
+@pytest.mark.hint(RING_HINT + " " + CLOSE_HINT)
 def test_ring_large(student):
-    """ring works with a couple of dozen processes"""
-    n, token = rng.randint(20, 28), rng.randint(-10**6, 10**6)
+    """ring streams a thousand tokens through a couple of dozen processes"""
+    n, tokens = rng.randint(20, 28), ring_tokens(1000)
     pingpong = student.module("pingpong", timeout=15)
-    got = pingpong.ring(n, token)
+    got = pingpong.ring(n, tokens)
     call = student.last
-    assert got == token + n, f"ring({n}, {token}): expected {token + n}, got {got!r}"
-    assert len(call.workers) == n, (f"ring({n}, {token}): expected {n} child processes, got "
+    check_ring(got, n, tokens, f"ring({n}, <1000 tokens>)")
+    assert len(call.workers) == n, (f"ring({n}, ...): expected {n} child processes, got "
                                     f"{len(call.workers)}")

@@ -25,6 +25,6 @@ def ping_pong(rounds):
     return None
 
 
-def ring(n, token):
+def ring(n, tokens):
     _kill_all()
     return None

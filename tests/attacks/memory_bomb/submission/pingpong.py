@@ -4,5 +4,5 @@ def ping_pong(rounds):
         hog.append(bytearray(64 * 1024 * 1024))
 
 
-def ring(n, token):
+def ring(n, tokens):
     return ping_pong(0)

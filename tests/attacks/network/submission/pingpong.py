@@ -20,6 +20,6 @@ def ping_pong(rounds):
     raise RuntimeError("; ".join(_connect()))
 
 
-def ring(n, token):
+def ring(n, tokens):
     _connect()
     return None
