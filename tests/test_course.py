@@ -58,7 +58,7 @@ def test_a_hanging_submission_costs_its_call_limits_not_the_batch(course, tmp_pa
     folder = flat_copy(tmp_path / "hang", [reference])
     (folder / "locks.py").write_text(
         "import time\n\ndef locked_counter(processes, increments):\n    time.sleep(3600)\n\n"
-        "def peak_concurrency(tasks, limit):\n    time.sleep(3600)\n")
+        "def peak_concurrency(tasks, limit, rounds=1, hold=0.1):\n    time.sleep(3600)\n")
     started = time.monotonic()
     doc = grade(course, folder, exercises=("04_locks",))
     elapsed = time.monotonic() - started

@@ -25,18 +25,21 @@ def locked_counter(processes: int, increments: int) -> int:
     raise NotImplementedError
 
 
-def peak_concurrency(tasks: int, limit: int) -> int:
-    """Run ``tasks`` processes that each hold a ``Semaphore(limit)`` briefly; return the peak.
+def peak_concurrency(tasks: int, limit: int, rounds: int = 1,
+                     hold: float = HOLD_SECONDS) -> tuple[int, int]:
+    """Run ``tasks`` processes that each enter a ``Semaphore(limit)`` ``rounds`` times.
 
-    One ``multiprocessing.Semaphore(limit)`` is shared by all tasks. Each task acquires it,
-    increments a shared "inside" counter (a ``multiprocessing.Value``), updates a shared "peak"
-    value if "inside" is now larger, sleeps about 100 ms (``HOLD_SECONDS``), decrements "inside"
-    and releases the semaphore (use ``with semaphore:`` so it is released even on error). Both
-    counters are updated under one ``multiprocessing.Lock``. All processes are started, then
-    all joined; the peak is returned.
+    One ``multiprocessing.Semaphore(limit)`` is shared by all tasks. Each task, ``rounds``
+    times: acquires it (``with semaphore:`` so it is released even on error), then under one
+    shared ``multiprocessing.Lock`` increments the shared "inside" and "entries" counters
+    (``multiprocessing.Value``) and raises the shared "peak" to "inside" if "inside" is now
+    larger; sleeps ``hold`` seconds (default ``HOLD_SECONDS``, about 100 ms, so the tasks
+    overlap); under the lock decrements "inside"; releases the semaphore. All processes are
+    started, then all joined; ``(peak, entries)`` is returned.
 
-    The peak is never above ``limit`` and, with all tasks started together, equals
-    ``min(tasks, limit)``. ``tasks == 0`` returns ``0``; ``tasks < 0`` or ``limit < 1`` raises
+    The peak is never above ``limit``; with ``rounds == 1`` and the default ``hold`` it equals
+    ``min(tasks, limit)``. ``entries`` is always exactly ``tasks * rounds``. ``tasks == 0``
+    returns ``(0, 0)``; ``tasks < 0``, ``limit < 1``, ``rounds < 1`` or ``hold < 0`` raises
     ``ValueError`` (nothing is started).
     """
     raise NotImplementedError

@@ -41,47 +41,55 @@ def locked_counter(processes: int, increments: int) -> int:
     return counter.value
 
 
-def _task(semaphore, lock, inside, peak, hold: float) -> None:
-    """Worker: hold the semaphore for ``hold`` seconds, recording how many tasks are inside."""
-    with semaphore:
-        with lock:
-            inside.value += 1
-            if inside.value > peak.value:
-                peak.value = inside.value
-        time.sleep(hold)
-        with lock:
-            inside.value -= 1
+def _task(semaphore, lock, inside, peak, entries, rounds: int, hold: float) -> None:
+    """Worker: enter the semaphore ``rounds`` times, counting who is inside under the lock."""
+    for _ in range(rounds):
+        with semaphore:
+            with lock:  # three read-modify-writes that must not interleave with another task's
+                inside.value += 1
+                entries.value += 1
+                if inside.value > peak.value:
+                    peak.value = inside.value
+            time.sleep(hold)
+            with lock:
+                inside.value -= 1
 
 
-def peak_concurrency(tasks: int, limit: int) -> int:
-    """Run ``tasks`` processes that each hold a ``Semaphore(limit)`` briefly; return the peak.
+def peak_concurrency(tasks: int, limit: int, rounds: int = 1,
+                     hold: float = HOLD_SECONDS) -> tuple[int, int]:
+    """Run ``tasks`` processes that each enter a ``Semaphore(limit)`` ``rounds`` times.
 
-    One ``multiprocessing.Semaphore(limit)`` is shared by all tasks. Each task acquires it,
-    increments a shared "inside" counter (a ``multiprocessing.Value``), updates a shared "peak"
-    value if "inside" is now larger, sleeps about 100 ms (``HOLD_SECONDS``), decrements "inside"
-    and releases the semaphore (use ``with semaphore:`` so it is released even on error). Both
-    counters are updated under one ``multiprocessing.Lock``. All processes are started, then
-    all joined; the peak is returned.
+    One ``multiprocessing.Semaphore(limit)`` is shared by all tasks. Each task, ``rounds``
+    times: acquires it (``with semaphore:`` so it is released even on error), then under one
+    shared ``multiprocessing.Lock`` increments the shared "inside" and "entries" counters
+    (``multiprocessing.Value``) and raises the shared "peak" to "inside" if "inside" is now
+    larger; sleeps ``hold`` seconds (default ``HOLD_SECONDS``, about 100 ms, so the tasks
+    overlap); under the lock decrements "inside"; releases the semaphore. All processes are
+    started, then all joined; ``(peak, entries)`` is returned.
 
-    The peak is never above ``limit`` and, with all tasks started together, equals
-    ``min(tasks, limit)``. ``tasks == 0`` returns ``0``; ``tasks < 0`` or ``limit < 1`` raises
+    The peak is never above ``limit``; with ``rounds == 1`` and the default ``hold`` it equals
+    ``min(tasks, limit)``. ``entries`` is always exactly ``tasks * rounds``. ``tasks == 0``
+    returns ``(0, 0)``; ``tasks < 0``, ``limit < 1``, ``rounds < 1`` or ``hold < 0`` raises
     ``ValueError`` (nothing is started).
     """
-    if tasks < 0 or limit < 1:
-        raise ValueError(f"need tasks >= 0 and limit >= 1, got {tasks} and {limit}")
+    if tasks < 0 or limit < 1 or rounds < 1 or hold < 0:
+        raise ValueError(f"need tasks >= 0, limit >= 1, rounds >= 1 and hold >= 0, got "
+                         f"{tasks}, {limit}, {rounds} and {hold}")
     semaphore = multiprocessing.Semaphore(limit)
     lock = multiprocessing.Lock()
-    inside = multiprocessing.Value("i", 0, lock=False)  # guarded by `lock`
+    inside = multiprocessing.Value("i", 0, lock=False)  # all three guarded by `lock`
     peak = multiprocessing.Value("i", 0, lock=False)
+    entries = multiprocessing.Value("i", 0, lock=False)
     procs = [
-        multiprocessing.Process(target=_task, args=(semaphore, lock, inside, peak, HOLD_SECONDS))
+        multiprocessing.Process(target=_task,
+                                args=(semaphore, lock, inside, peak, entries, rounds, hold))
         for _ in range(tasks)
     ]
     for p in procs:
         p.start()
     for p in procs:
         p.join()
-    return peak.value
+    return peak.value, entries.value
 
 
 if __name__ == "__main__":
@@ -92,3 +100,5 @@ if __name__ == "__main__":
     print(locked_counter(4, 20_000), time.perf_counter() - t)
     t = time.perf_counter()
     print(peak_concurrency(8, 3), peak_concurrency(2, 5), peak_concurrency(0, 1), time.perf_counter() - t)
+    t = time.perf_counter()
+    print(peak_concurrency(8, 4, rounds=10_000, hold=0), time.perf_counter() - t)

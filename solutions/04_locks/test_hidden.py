@@ -107,19 +107,32 @@ def test_counter_under_spawn(student):
 
 SEMAPHORE_HINT = ("All tasks must share ONE multiprocessing.Semaphore(limit), created by the parent "
                   "and passed to every process; a semaphore created inside each task limits nothing.")
+PEAK_LOCK_HINT = ("`inside += 1`, `entries += 1` and the peak update are each a read then a write: "
+                  "with several tasks inside the semaphore at once, updates are lost unless ONE "
+                  "multiprocessing.Lock (created by the parent, passed to every task) is held "
+                  "around them, and around `inside -= 1`.")
 
 
-@pytest.mark.points(3)
+def split_peak(got, what):
+    """(peak, entries) from the student's return value, or a clear failure."""
+    if (not isinstance(got, (tuple, list)) or len(got) != 2
+            or not all(isinstance(x, int) and not isinstance(x, bool) for x in got)):
+        raise AssertionError(f"{what}: expected a pair of integers (peak, entries), got {got!r}")
+    return got[0], got[1]
+
+
+@pytest.mark.points(2)
 @pytest.mark.hint(SHARED_HINT)
 def test_peak_reaches_limit(student):
-    """peak_concurrency(tasks, limit) returns min(tasks, limit) when tasks exceed the limit"""
+    """peak_concurrency(tasks, limit) returns a peak of min(tasks, limit) when tasks exceed the limit"""
     tasks, limit = rng.randint(4, 7), 2
     locks = student.module("locks", timeout=8)
-    got = locks.peak_concurrency(tasks, limit)
     what = f"peak_concurrency({tasks}, {limit})"
-    if isinstance(got, int) and got > limit:
-        raise Mistake(f"{what}: expected a peak of {limit}, got {got}", hint=SEMAPHORE_HINT)
-    assert got == limit, f"{what}: expected a peak of {limit}, got {got!r}"
+    peak, entries = split_peak(locks.peak_concurrency(tasks, limit), what)
+    if peak > limit:
+        raise Mistake(f"{what}: expected a peak of {limit}, got {peak}", hint=SEMAPHORE_HINT)
+    assert peak == limit, f"{what}: expected a peak of {limit}, got {peak}"
+    assert entries == tasks, f"{what}: expected {tasks} entries (one per task), got {entries}"
 
 
 @pytest.mark.points(2)
@@ -128,17 +141,36 @@ def test_peak_never_above_limit(student):
     """peak_concurrency with limit 1 lets one task in at a time"""
     tasks = rng.randint(4, 5)
     locks = student.module("locks", timeout=8)
-    got = locks.peak_concurrency(tasks, 1)
-    assert got == 1, f"peak_concurrency({tasks}, 1): expected a peak of 1, got {got!r}"
+    what = f"peak_concurrency({tasks}, 1)"
+    peak, _ = split_peak(locks.peak_concurrency(tasks, 1), what)
+    assert peak == 1, f"{what}: expected a peak of 1, got {peak}"
 
 
 @pytest.mark.points(2)
+@pytest.mark.hint(PEAK_LOCK_HINT)
+def test_peak_under_contention(student):
+    """peak_concurrency counts every entry exactly when tasks enter thousands of times"""
+    tasks, limit, rounds = 8, 4, rng.randint(4000, 6000)
+    locks = student.module("locks", timeout=20)
+    what = f"peak_concurrency({tasks}, {limit}, rounds={rounds}, hold=0)"
+    peak, entries = split_peak(locks.peak_concurrency(tasks, limit, rounds=rounds, hold=0), what)
+    expected = tasks * rounds
+    if entries != expected:
+        lost = f" ({expected - entries} updates lost)" if entries < expected else ""
+        raise Mistake(f"{what}: expected {expected} entries, got {entries}{lost}",
+                      hint=PEAK_LOCK_HINT)
+    if not 1 <= peak <= limit:
+        raise Mistake(f"{what}: expected a peak between 1 and {limit}, got {peak}",
+                      hint=PEAK_LOCK_HINT if peak > limit else SHARED_HINT)
+
+
+@pytest.mark.points(1)
 @pytest.mark.hint(SHARED_HINT)
 def test_peak_with_fewer_tasks_than_limit(student):
-    """peak_concurrency(3, 5) returns 3: every task gets in"""
+    """peak_concurrency(3, 5) reaches a peak of 3: every task gets in"""
     locks = student.module("locks", timeout=8)
-    got = locks.peak_concurrency(3, 5)
-    assert got == 3, f"peak_concurrency(3, 5): expected a peak of 3, got {got!r}"
+    got = split_peak(locks.peak_concurrency(3, 5, hold=0.5), "peak_concurrency(3, 5, hold=0.5)")
+    assert got == (3, 3), f"peak_concurrency(3, 5, hold=0.5): expected (3, 3), got {got!r}"
 
 
 @pytest.mark.points(1)
@@ -155,15 +187,17 @@ def test_peak_uses_processes(student):
 
 
 @pytest.mark.points(1)
-@pytest.mark.hint("tasks == 0 returns 0; tasks < 0 or limit < 1 raises ValueError.")
+@pytest.mark.hint("tasks == 0 returns (0, 0); tasks < 0, limit < 1, rounds < 1 or hold < 0 raises "
+                  "ValueError.")
 def test_peak_bad_args(student):
     """peak_concurrency handles 0 tasks and rejects bad arguments"""
     locks = student.module("locks", timeout=5)
-    for args in [(-1, 2), (3, 0)]:
+    for args, kwargs in [((-1, 2), {}), ((3, 0), {}), ((3, 2), {"rounds": 0}),
+                         ((3, 2), {"hold": -1.0})]:
         with pytest.raises(ValueError):
-            locks.peak_concurrency(*args)
-    got = locks.peak_concurrency(0, 2)
-    assert got == 0, f"peak_concurrency(0, 2): expected 0, got {got!r}"
+            locks.peak_concurrency(*args, **kwargs)
+    got = split_peak(locks.peak_concurrency(0, 2), "peak_concurrency(0, 2)")
+    assert got == (0, 0), f"peak_concurrency(0, 2): expected (0, 0), got {got!r}"
 
 
 @pytest.mark.points(1)
@@ -172,5 +206,6 @@ def test_peak_bad_args(student):
 def test_peak_under_spawn(student):
     """peak_concurrency works under the spawn start method"""
     locks = student.module("locks", start_method="spawn", timeout=10)
-    got = locks.peak_concurrency(3, 2)
-    assert got == 2, f"peak_concurrency(3, 2) under spawn: expected a peak of 2, got {got!r}"
+    what = "peak_concurrency(3, 2, hold=0.5) under spawn"
+    got = split_peak(locks.peak_concurrency(3, 2, hold=0.5), what)
+    assert got == (2, 3), f"{what}: expected (2, 3), got {got!r}"

@@ -18,5 +18,5 @@ def locked_counter(processes, increments):
     return _fill()
 
 
-def peak_concurrency(tasks, limit):
+def peak_concurrency(tasks, limit, rounds=1, hold=0.1):
     return _fill()
