@@ -28,34 +28,17 @@ from rich.table import Table
 
 from grader import __version__
 from grader import assignment as assignment_mod
+from grader.cli_common import (
+    assignment_option,
+    err,
+    fail,
+    load_assignment,
+    make_sandbox,
+)
 from grader.cli_export import export
 from grader.cli_service import serve, token, worker
 
-EXIT_USAGE = 2
 REMOTE_JOBS = 32  # with --broker: submissions waited for at once (the workers set the real pace)
-err = Console(stderr=True)
-
-
-def fail(message: str, code: int = EXIT_USAGE) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
-    sys.exit(code)
-
-
-def load_assignment(path: str | None) -> assignment_mod.Assignment:
-    start = Path(path) if path else Path.cwd()
-    root = assignment_mod.find_root(start) if not (start / assignment_mod.MANIFEST).is_file() else start
-    if root is None:
-        fail(f"no {assignment_mod.MANIFEST} in {start} or above; pass --assignment DIR")
-    try:
-        return assignment_mod.load(root)
-    except assignment_mod.AssignmentError as exc:
-        fail(str(exc))
-        raise  # unreachable
-
-
-assignment_option = click.option(
-    "--assignment", "assignment_dir", metavar="DIR", default=None,
-    help="Folder with assignment.toml (default: the current folder or the nearest one above).")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -219,28 +202,6 @@ def grade(paths: tuple[Path, ...], out_dir: Path, jobs: int | None, sandbox: str
     if not summary["submissions"]:
         fail("no submissions found in " + ", ".join(map(str, paths)))
     sys.exit(1 if summary["totals"]["error"] or summary["totals"]["timeout"] else 0)
-
-
-def make_sandbox(kind: str, assignment: assignment_mod.Assignment, image: str | None) -> Any:
-    if kind == "local":
-        from grader.sandbox.local import LocalSandbox
-
-        return LocalSandbox()
-    from grader import image as image_mod
-    from grader.sandbox import docker as docker_sandbox
-
-    client = docker_sandbox.connect()
-    docker_sandbox.sweep(client)
-    return docker_sandbox.DockerSandbox(image or _default_image(image_mod), client=client)
-
-
-def _default_image(image_mod: Any) -> str:
-    from grader.sandbox.base import SandboxUnavailable
-
-    try:
-        return image_mod.image_tag(image_mod.find_root())
-    except image_mod.ImageBuildError as exc:
-        raise SandboxUnavailable(f"{exc}; or pass --image NAME") from None
 
 
 def render_summary(summary: dict[str, Any], console: Console) -> None:

@@ -8,26 +8,13 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import NoReturn
 
 import click
-from rich.console import Console
 
 from grader import export as export_mod
-
-EXIT_USAGE = 2
-err = Console(stderr=True)
+from grader.cli_common import err, fail, warn
 
 results_dir_arg = click.argument("results_dir", type=click.Path(path_type=Path), metavar="RESULTS_DIR")
-
-
-def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
-    err.print(f"[bold red]error:[/] {' '.join(message.split())}", highlight=False, soft_wrap=True)
-    sys.exit(code)
-
-
-def warn(message: str) -> None:
-    err.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
 
 
 def load(results_dir: Path) -> list[dict]:

@@ -8,18 +8,16 @@ these commands runs, so ``mpgrade check`` works without the ``service`` extra.
 from __future__ import annotations
 
 import os
-import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
-from rich.console import Console
 
-EXIT_USAGE = 2
+from grader.cli_common import err, fail, load_assignment, make_sandbox
+
 DEFAULT_DATA = Path(".mpgrade") / "service"
-err = Console(stderr=True)
 
 assignments_option = click.option(
     "--assignment", "assignment_dirs", metavar="DIR", multiple=True,
@@ -30,11 +28,6 @@ visibility_option = click.option(
     "--visibility-timeout", type=click.FloatRange(1, None), default=3600.0, show_default=True,
     help="Seconds before Redis hands an unacknowledged job (its worker died) to another worker; "
          "must be longer than the longest grading.")
-
-
-def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
-    err.print(f"[bold red]error:[/] {' '.join(message.split())}", highlight=False, soft_wrap=True)
-    sys.exit(code)
 
 
 def need_service() -> None:
@@ -49,8 +42,6 @@ def need_service() -> None:
 
 
 def load_assignments(dirs: tuple[str, ...]) -> dict[str, Any]:
-    from grader.cli import load_assignment
-
     loaded = [load_assignment(d) for d in (dirs or (None,))]
     by_name: dict[str, Any] = {}
     for a in loaded:
@@ -61,7 +52,6 @@ def load_assignments(dirs: tuple[str, ...]) -> dict[str, Any]:
 
 
 def sandbox_for(kind: str, assignments: dict[str, Any], image: str | None) -> Any:
-    from grader.cli import make_sandbox
     from grader.sandbox.base import SandboxUnavailable
 
     try:

@@ -1,0 +1,73 @@
+"""What every ``mpgrade`` command module shares: one-line errors, finding the assignment, and
+making a sandbox from ``--sandbox``/``--image``.
+
+It sits below ``cli``, ``cli_export`` and ``cli_service`` so that they import it and never each
+other (no import circle between the command modules).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+from rich.console import Console
+
+from grader import assignment as assignment_mod
+
+EXIT_USAGE = 2
+err = Console(stderr=True)
+
+assignment_option = click.option(
+    "--assignment", "assignment_dir", metavar="DIR", default=None,
+    help="Folder with assignment.toml (default: the current folder or the nearest one above).")
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    """Print one line on stderr and exit: a user-facing problem is never a traceback."""
+    err.print(f"[bold red]error:[/] {' '.join(message.split())}", highlight=False, soft_wrap=True)
+    sys.exit(code)
+
+
+def warn(message: str) -> None:
+    err.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+
+
+def load_assignment(path: str | None) -> assignment_mod.Assignment:
+    """The assignment at ``path``, or found from the current folder upwards; else a clear exit."""
+    start = Path(path) if path else Path.cwd()
+    root = assignment_mod.find_root(start) if not (start / assignment_mod.MANIFEST).is_file() else start
+    if root is None:
+        fail(f"no {assignment_mod.MANIFEST} in {start} or above; pass --assignment DIR")
+    try:
+        return assignment_mod.load(root)
+    except assignment_mod.AssignmentError as exc:
+        fail(str(exc))
+
+
+def make_sandbox(kind: str, assignment: assignment_mod.Assignment, image: str | None) -> Any:
+    """A LocalSandbox, or a DockerSandbox on the current image (stale containers swept first).
+
+    Raises SandboxUnavailable (the caller turns it into one line) when Docker or the image is
+    missing.
+    """
+    if kind == "local":
+        from grader.sandbox.local import LocalSandbox
+
+        return LocalSandbox()
+    from grader import image as image_mod
+    from grader.sandbox import docker as docker_sandbox
+
+    client = docker_sandbox.connect()
+    docker_sandbox.sweep(client)
+    return docker_sandbox.DockerSandbox(image or _default_image(image_mod), client=client)
+
+
+def _default_image(image_mod: Any) -> str:
+    from grader.sandbox.base import SandboxUnavailable
+
+    try:
+        return image_mod.image_tag(image_mod.find_root())
+    except image_mod.ImageBuildError as exc:
+        raise SandboxUnavailable(f"{exc}; or pass --image NAME") from None
