@@ -64,6 +64,67 @@ class UnknownAssignment(LookupError):
     """This worker does not have the job's assignment (or has another version of its tests)."""
 
 
+class BadPayload(ValueError):
+    """A job this worker refuses to grade: files the assignment does not take, odd options.
+
+    The broker is not trusted: a forged message must not smuggle a ``conftest.py`` next to the
+    tests or ask for a sandbox wall clock of a week.
+    """
+
+
+START_METHODS = ("fork", "spawn", "forkserver")
+
+
+def checked_options(assignment: Assignment, payload: Mapping[str, Any]) -> grading.Options:
+    """The job's grading options, refused unless they are ones the API itself would send."""
+    opts = payload.get("options") or {}
+    if not isinstance(opts, Mapping):
+        raise BadPayload("the job's options are not an object")
+    start_method = opts.get("start_method")
+    if start_method is not None and start_method not in START_METHODS:
+        raise BadPayload(f"start method {str(start_method)[:40]!r} is not one of {', '.join(START_METHODS)}")
+    timeout = opts.get("timeout")
+    if timeout is not None:
+        limit = assignment.limits.submission_timeout
+        if (isinstance(timeout, bool) or not isinstance(timeout, int | float)
+                or not 0 < float(timeout) <= limit):
+            raise BadPayload(f"timeout {str(timeout)[:40]!r} is not a number of seconds in (0, {limit:g}]")
+        timeout = float(timeout)
+    return grading.Options(scope="all", start_method=start_method, timeout=timeout)
+
+
+def checked_submission(assignment: Assignment, payload: Mapping[str, Any]) -> Submission:
+    """The job's submission, refused if it carries a file the assignment does not take."""
+    try:
+        names = list(payload["submission"]["files"])
+    except (KeyError, TypeError) as exc:
+        raise BadPayload(f"the job has no submission files ({type(exc).__name__})") from None
+    allowed = set(assignment.submitted_files)
+    stray = [str(n) for n in names if n not in allowed]
+    if stray:
+        raise BadPayload(f"the job carries files the assignment does not take: {', '.join(stray)[:200]}")
+    try:
+        return submission_of(payload)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise BadPayload(f"the job's submission cannot be read ({type(exc).__name__})") from None
+
+
+def mismatch(payload: Mapping[str, Any], submission_hash: str, document: Mapping[str, Any]) -> str | None:
+    """Why a result document returned for a job is not about that job's files, or None.
+
+    The API checks this before it stores a document from the result backend: a forged or
+    crossed entry must not land on another student's job."""
+    wanted = payload.get("assignment") or {}
+    got_sub, got_assignment = document.get("submission") or {}, document.get("assignment") or {}
+    if got_sub.get("hash") != submission_hash:
+        return f"submission hash {str(got_sub.get('hash'))[:20]} instead of {submission_hash[:20]}"
+    if got_assignment.get("name") != wanted.get("name"):
+        return f"assignment {str(got_assignment.get('name'))[:64]!r} instead of {wanted.get('name')!r}"
+    if got_assignment.get("fingerprint") != wanted.get("fingerprint"):
+        return "another version of the assignment's tests"
+    return None
+
+
 @dataclass
 class Grader:
     """A worker's means to grade: its assignments (by name) and its sandbox.
@@ -78,7 +139,8 @@ class Grader:
         """A validated result document for the job, None if the sandbox was closed meanwhile.
 
         A worker whose copy of the assignment differs (another fingerprint) refuses the job
-        rather than grading it against other tests: the caller sees UnknownAssignment.
+        rather than grading it against other tests: the caller sees UnknownAssignment. A job
+        with files the assignment does not take, or options out of bounds, is BadPayload.
         """
         wanted = payload["assignment"]
         assignment = self.assignments.get(wanted["name"])
@@ -89,10 +151,8 @@ class Grader:
             raise UnknownAssignment(f"this worker's copy of {wanted['name']!r} has other tests "
                                     f"(fingerprint {assignment.fingerprint()[:19]}, the job wants "
                                     f"{str(wanted['fingerprint'])[:19]}); deploy the same assignment folder")
-        sub = submission_of(payload)
-        opts = payload.get("options") or {}
-        options = grading.Options(scope="all", start_method=opts.get("start_method"),
-                                  timeout=opts.get("timeout"))
+        sub = checked_submission(assignment, payload)
+        options = checked_options(assignment, payload)
         return grading.grade(self.sandbox, assignment, sub, options)
 
 
