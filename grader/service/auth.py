@@ -70,7 +70,7 @@ class Tokens:
 
 def add_token(path: Path, course: str, assignments: list[str]) -> str:
     """A new random token for ``course``; only its hash is written to the tokens file."""
-    if not _COURSE.match(course):
+    if not _COURSE.fullmatch(course):
         raise TokensError(f"course name {course!r}: use letters, digits, '.', '_' and '-' (at most 64)")
     if not assignments:
         raise TokensError("name at least one assignment the course may use (--assignment NAME)")
