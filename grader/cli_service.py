@@ -67,7 +67,14 @@ def sandbox_for(kind: str, assignments: dict[str, Any], image: str | None) -> An
 def check_broker(broker: str) -> None:
     need_service()
     if not broker.startswith(("redis://", "rediss://")):
-        fail(f"--broker {broker!r}: only Redis brokers are supported (redis://HOST:PORT/DB)")
+        fail(f"--broker {shown(broker)!r}: only Redis brokers are supported (redis://HOST:PORT/DB)")
+
+
+def shown(broker: str) -> str:
+    """The broker URL as printed: without its password (redis://:**@host:6379/0)."""
+    from kombu.utils.url import maybe_sanitize_url
+
+    return str(maybe_sanitize_url(broker))
 
 
 def ping_or_fail(broker: str, app: Any) -> None:
@@ -76,7 +83,7 @@ def ping_or_fail(broker: str, app: Any) -> None:
     try:
         ping(app)
     except ConnectionError as exc:
-        fail(f"{broker}: {exc}")
+        fail(f"{shown(broker)}: {exc}")
 
 
 def client_for(broker: str, visibility_timeout: float = 3600.0) -> Any:
@@ -161,7 +168,7 @@ def serve(assignment_dirs: tuple[str, ...], data_dir: Path, database: Path | Non
     app = create_app(config)
     if broker:
         ping_or_fail(broker, app.state.dispatcher.client.app)
-    mode = f"jobs go to the workers of {broker}" if broker else f"{workers} embedded worker(s), {sandbox} sandbox"
+    mode = f"jobs go to the workers of {shown(broker)}" if broker else f"{workers} embedded worker(s), {sandbox} sandbox"
     err.print(f"mpgrade serve: {', '.join(sorted(assignments))} on http://{host}:{port} ({mode}); "
               f"database {config.database}", highlight=False, soft_wrap=True)
     try:
@@ -206,7 +213,7 @@ def worker(broker: str, assignment_dirs: tuple[str, ...], sandbox: str, image: s
     ping_or_fail(broker, app)
     n = concurrency or max(1, (os.cpu_count() or 2) // 2)
     err.print(f"mpgrade worker: {', '.join(sorted(assignments))}, {n} at once, {sandbox} sandbox, "
-              f"broker {broker}", highlight=False, soft_wrap=True)
+              f"broker {shown(broker)}", highlight=False, soft_wrap=True)
     try:
         app.worker_main(["worker", "--pool=threads", f"--concurrency={n}", "--loglevel=INFO",
                          "--without-gossip", "--without-mingle", "--without-heartbeat",
