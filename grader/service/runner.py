@@ -16,14 +16,16 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import Protocol
+from datetime import UTC, datetime
+from typing import Any, Protocol
 
 from grader.service import jobs
-from grader.service.store import JobRow, Store
+from grader.service.store import JobRow, JobState, Store
 from grader.service.tasks import Client
 
 log = logging.getLogger("mpgrade.service")
 OnDone = Callable[[str], None]
+POLL_ERRORS = 5  # consecutive unreadable backend entries before a job is failed
 
 
 class Dispatcher(Protocol):
@@ -31,6 +33,7 @@ class Dispatcher(Protocol):
 
     def start(self) -> None: ...
     def submit(self, job: JobRow) -> None: ...
+    def forget(self, job_id: str) -> None: ...
     def stop(self) -> None: ...
 
 
@@ -48,9 +51,12 @@ class Embedded:
         self._workers: list[threading.Thread] = []
 
     def start(self) -> None:
-        requeued = self.store.requeue_running()
+        requeued, failed = self.store.requeue_running()
         if requeued:
             log.warning("%d job(s) were running when the server stopped; they are queued again", requeued)
+        for job_id in failed:
+            log.error("job %s was interrupted too often while grading; it is failed", job_id)
+            self.on_done(job_id)
         for i in range(self.threads):
             t = threading.Thread(target=self._loop, name=f"mpgrade-worker-{i}", daemon=True)
             t.start()
@@ -58,6 +64,9 @@ class Embedded:
 
     def submit(self, job: JobRow) -> None:
         self._wake.set()
+
+    def forget(self, job_id: str) -> None:
+        """Nothing outside the store remembers a job here."""
 
     def stop(self) -> None:
         self._stop.set()
@@ -68,17 +77,21 @@ class Embedded:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            job = self.store.claim_next()
-            if job is None:
-                self._wake.wait(self.idle)
-                self._wake.clear()
-                continue
-            self._run(job)
+            try:
+                job = self.store.claim_next()
+                if job is None:
+                    self._wake.wait(self.idle)
+                    self._wake.clear()
+                    continue
+                self._run(job)
+            except Exception:  # a locked database, a failing callback hand-off: never the thread
+                log.exception("the embedded worker hit an error; carrying on")
+                self._stop.wait(min(self.idle, 1.0))
 
     def _run(self, job: JobRow) -> None:
         try:
             doc = self.grader.grade(job.payload)
-        except jobs.UnknownAssignment as exc:
+        except (jobs.UnknownAssignment, jobs.BadPayload) as exc:
             self.store.fail(job.id, str(exc))
             self.on_done(job.id)
             return
@@ -102,6 +115,7 @@ class Dispatched:
         self.store, self.client, self.on_done, self.interval = store, client, on_done, interval
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._errors: dict[str, int] = {}
 
     def start(self) -> None:
         for job in self.store.unsent():  # stored, then the API stopped before the broker had it
@@ -113,6 +127,10 @@ class Dispatched:
     def submit(self, job: JobRow) -> None:
         self.client.send(job.id, job.payload)
         self.store.mark_sent(job.id)
+
+    def forget(self, job_id: str) -> None:
+        """Drop the backend's old outcome of a job about to be graded again."""
+        self.client.forget(job_id)
 
     def stop(self) -> None:
         self._stop.set()
@@ -128,13 +146,80 @@ class Dispatched:
             self._stop.wait(self.interval)
 
     def collect_once(self) -> None:
-        for job in self.store.unfinished():
-            got = self.client.poll(job.id)
-            if got.document is not None:
-                if self.store.finish(job.id, got.document):
-                    self.on_done(job.id)
-            elif got.state == "FAILURE":
-                self.store.fail(job.id, got.error or "the worker failed")
+        """One pass over the unfinished jobs. A job whose backend entry cannot be read (corrupt,
+        forged) costs only that job: after ``POLL_ERRORS`` passes in a row it is failed. The
+        broker being unreachable is not the job's fault: that ends the pass (and is retried)."""
+        for state in self.store.unfinished_states():
+            try:
+                self._collect_one(state)
+            except _transient_errors():
+                raise
+            except Exception as exc:
+                count = self._errors.get(state.id, 0) + 1
+                log.warning("reading the result of job %s failed (%d/%d): %s: %s", state.id, count,
+                            POLL_ERRORS, type(exc).__name__, str(exc)[:300])
+                if count < POLL_ERRORS:
+                    self._errors[state.id] = count
+                    continue
+                self._errors.pop(state.id, None)
+                self.store.fail(state.id, "the result backend holds an unreadable entry for this job "
+                                          f"({type(exc).__name__}: {str(exc)[:300]}); submit it again")
+                self.on_done(state.id)
+            else:
+                self._errors.pop(state.id, None)
+
+    def _collect_one(self, state: JobState) -> None:
+        got = self.client.poll(state.id)
+        if got.document is not None:
+            job = self.store.job(state.id)
+            if job is None:
+                return
+            why = jobs.mismatch(job.payload, job.submission_hash, got.document)
+            if why:
+                self.store.fail(job.id, f"the worker returned a result for other files: {why}")
                 self.on_done(job.id)
-            elif got.state == "STARTED" and job.status != "running":
-                self.store.mark_running(job.id)
+            elif self.store.finish(job.id, got.document):
+                self.on_done(job.id)
+        elif got.state == "FAILURE":
+            self.store.fail(state.id, got.error or "the worker failed")
+            self.on_done(state.id)
+        elif got.state == "STARTED" and state.status != "running":
+            self.store.mark_running(state.id)
+        elif got.state == "PENDING" and _older_than(state.sent_at, self.client.visibility_timeout):
+            # Redis lost the message (a restart without persistence, a flush), or the job waited
+            # in the queue that long: send it again; a copy that finds a result is not regraded
+            job = self.store.job(state.id)
+            if job is not None and job.status not in ("done", "failed"):
+                log.warning("job %s is still unknown to the workers %s after it was sent: sending it again",
+                            job.id, state.sent_at)
+                self.submit(job)
+
+
+def _older_than(stamp: str | None, seconds: float) -> bool:
+    if not stamp:
+        return False
+    try:
+        then = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return True
+    if then.tzinfo is None:
+        then = then.replace(tzinfo=UTC)
+    return (datetime.now(UTC) - then).total_seconds() > seconds
+
+
+def _transient_errors() -> tuple[type[BaseException], ...]:
+    """Errors that mean "the broker is away", not "this job's entry is bad"."""
+    found: list[Any] = [ConnectionError, TimeoutError]
+    try:
+        import redis.exceptions
+
+        found += [redis.exceptions.ConnectionError, redis.exceptions.TimeoutError]
+    except ImportError:
+        pass
+    try:
+        import kombu.exceptions
+
+        found.append(kombu.exceptions.OperationalError)
+    except ImportError:
+        pass
+    return tuple(found)

@@ -14,6 +14,7 @@ PostgreSQL store (for several API hosts) would implement the same dozen methods.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ from grader import results
 
 QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
 FINAL = (DONE, FAILED)
+MAX_ATTEMPTS = 3  # a job that was running when the server died this often is failed, not retried
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -85,6 +87,15 @@ class JobRow:
 
 
 @dataclass(frozen=True)
+class JobState:
+    """What the collector polls for: no payload (it can be megabytes of base64 per job)."""
+
+    id: str
+    status: str
+    sent_at: str | None
+
+
+@dataclass(frozen=True)
 class NewJob:
     id: str
     course: str
@@ -104,8 +115,12 @@ class Store(Protocol):
     def job(self, job_id: str) -> JobRow | None: ...
     def claim_next(self) -> JobRow | None: ...
     def mark_running(self, job_id: str) -> None: ...
-    def requeue_running(self) -> int: ...
+    def requeue_running(self) -> tuple[int, list[str]]: ...
     def unfinished(self) -> list[JobRow]: ...
+    def unfinished_states(self) -> list[JobState]: ...
+    def retry(self, job_id: str, callback_url: str | None, callback_format: str | None) -> JobRow | None: ...
+    def set_callback(self, job_id: str, url: str, fmt: str) -> JobRow | None: ...
+    def undelivered(self) -> list[str]: ...
     def mark_sent(self, job_id: str) -> None: ...
     def unsent(self) -> list[JobRow]: ...
     def finish(self, job_id: str, document: dict[str, Any]) -> bool: ...
@@ -123,6 +138,8 @@ class SQLiteStore:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.path.exists():  # results and callback URLs: readable by the service user only
+            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
         self._claim = threading.Lock()
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
@@ -186,16 +203,65 @@ class SQLiteStore:
             db.execute("UPDATE jobs SET status = ?, started_at = COALESCE(started_at, ?) WHERE id = ? AND status = ?",
                        (RUNNING, results.now(), job_id, QUEUED))
 
-    def requeue_running(self) -> int:
-        """After a restart of the embedded worker: jobs it was grading go back to the queue."""
+    def requeue_running(self) -> tuple[int, list[str]]:
+        """After a restart of the embedded worker: jobs it was grading go back to the queue,
+        except those already started ``MAX_ATTEMPTS`` times (they may be what kills the server):
+        those fail. Returns (how many were queued again, the ids of the failed ones)."""
         with self._connect() as db:
-            return db.execute("UPDATE jobs SET status = ? WHERE status = ?", (QUEUED, RUNNING)).rowcount
+            db.execute("BEGIN IMMEDIATE")
+            doomed = [r["id"] for r in db.execute("SELECT id FROM jobs WHERE status = ? AND attempts >= ?",
+                                                  (RUNNING, MAX_ATTEMPTS)).fetchall()]
+            db.executemany("UPDATE jobs SET status = ?, finished_at = ?, message = ? WHERE id = ?",
+                           [(FAILED, results.now(), f"grading was interrupted {MAX_ATTEMPTS} times (the "
+                             "server stopped or crashed while grading it); not retried again", i)
+                            for i in doomed])
+            requeued = db.execute("UPDATE jobs SET status = ? WHERE status = ?", (QUEUED, RUNNING)).rowcount
+            db.execute("COMMIT")
+        return requeued, doomed
 
     def unfinished(self) -> list[JobRow]:
         with self._connect() as db:
             rows = db.execute("SELECT * FROM jobs WHERE status NOT IN (?, ?) ORDER BY created_at",
                               FINAL).fetchall()
         return [self._row(r) for r in rows]  # type: ignore[misc]
+
+    def unfinished_states(self) -> list[JobState]:
+        with self._connect() as db:
+            rows = db.execute("SELECT id, status, sent_at FROM jobs WHERE status NOT IN (?, ?)"
+                              " ORDER BY created_at", FINAL).fetchall()
+        return [JobState(r["id"], r["status"], r["sent_at"]) for r in rows]
+
+    def retry(self, job_id: str, callback_url: str | None, callback_format: str | None) -> JobRow | None:
+        """A finished job queued again as a new attempt (its result, if any, is dropped); the
+        new callback, when given, replaces the old one. None if the job is not finished."""
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            cur = db.execute(
+                "UPDATE jobs SET status = ?, message = NULL, started_at = NULL, finished_at = NULL,"
+                " sent_at = NULL, attempts = 0, callback_status = NULL,"
+                " callback_url = COALESCE(?, callback_url), callback_format = COALESCE(?, callback_format)"
+                " WHERE id = ? AND status IN (?, ?)",
+                (QUEUED, callback_url, callback_format if callback_url else None, job_id, *FINAL))
+            if cur.rowcount != 1:
+                db.execute("ROLLBACK")
+                return None
+            db.execute("DELETE FROM results WHERE job_id = ?", (job_id,))
+            db.execute("COMMIT")
+            return self._row(db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone())
+
+    def set_callback(self, job_id: str, url: str, fmt: str) -> JobRow | None:
+        """A repeated submission's callback replaces the job's (and is owed a delivery)."""
+        with self._connect() as db:
+            db.execute("UPDATE jobs SET callback_url = ?, callback_format = ?, callback_status = NULL"
+                       " WHERE id = ?", (url, fmt, job_id))
+            return self._row(db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone())
+
+    def undelivered(self) -> list[str]:
+        """Finished jobs whose callback was never attempted (the server stopped in between)."""
+        with self._connect() as db:
+            rows = db.execute("SELECT id FROM jobs WHERE status IN (?, ?) AND callback_url IS NOT NULL"
+                              " AND callback_status IS NULL ORDER BY finished_at", FINAL).fetchall()
+        return [r["id"] for r in rows]
 
     def mark_sent(self, job_id: str) -> None:
         """The broker has the job (broker mode): a restart must not send it again."""

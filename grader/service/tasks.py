@@ -95,17 +95,34 @@ class Poll:
     error: str | None = None
 
 
+def batch_salt(options: grading.Options) -> str:
+    """What keys a ``mpgrade grade --broker`` job besides the files: its grading options, so a
+    run with another start method or timeout does not pick up results made with the old ones."""
+    return f"batch:{options.start_method or ''}:{options.timeout or ''}"
+
+
 class Client:
     """The sending side: enqueue jobs by id and read their state, for the API and the CLI."""
 
     def __init__(self, broker: str, *, visibility_timeout: float = DEFAULT_VISIBILITY_TIMEOUT) -> None:
         self.app = make_celery(broker, visibility_timeout=visibility_timeout)
+        self.visibility_timeout = visibility_timeout
 
     def ping(self, timeout: float = 5.0) -> None:
         ping(self.app, timeout)
 
     def send(self, job_id: str, payload: dict[str, Any]) -> None:
         self.app.send_task(TASK, args=[payload], task_id=job_id, queue=QUEUE)
+        # send_task subscribes this process to the task's result channel (for result.get());
+        # results are polled here instead, so unsubscribe now rather than hold one Redis
+        # subscription per job for as long as the process lives
+        consumer = getattr(self.app.backend, "result_consumer", None)
+        if consumer is not None and hasattr(consumer, "cancel_for"):
+            consumer.cancel_for(job_id)
+
+    def forget(self, job_id: str) -> None:
+        """Drop the backend's entry for a job (before sending it again after a failure)."""
+        self.app.backend.forget(job_id)
 
     def poll(self, job_id: str) -> Poll:
         """The job's state; a SUCCESS document is validated here (the broker is not trusted)."""
@@ -125,15 +142,20 @@ class Client:
                        interval: float = 0.5) -> Callable[[Submission], dict[str, Any] | None]:
         """``sub -> document`` for ``grader.batch.run``: send the job, wait for its result.
 
-        Jobs are keyed by submission id and hash, so re-running a batch finds results the
-        workers already produced; ``force`` makes every job new. None when ``stop`` is set.
+        Jobs are keyed by submission id and hash and the grading options, so re-running a
+        batch finds results the workers already produced with the same options; ``force``
+        makes every job new. A job whose earlier attempt failed is forgotten and sent again.
+        None when ``stop`` is set.
         """
-        salt = f"force:{uuid.uuid4().hex}" if force else "batch"
+        salt = f"force:{uuid.uuid4().hex}" if force else batch_salt(options)
 
         def grade_one(sub: Submission) -> dict[str, Any] | None:
             payload = jobs.to_payload(assignment, sub, options)
             job_id = jobs.job_key(assignment, sub.id, sub.hash, salt)
-            if self.poll(job_id).state != "SUCCESS":
+            earlier = self.poll(job_id).state
+            if earlier != "SUCCESS":
+                if earlier != "PENDING":  # an old FAILURE (or a half-done try): start afresh
+                    self.forget(job_id)
                 self.send(job_id, payload)
             while not stop.is_set():
                 got = self.poll(job_id)
