@@ -22,6 +22,7 @@ import logging
 import re
 import tempfile
 import threading
+import unicodedata
 from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -42,13 +43,13 @@ from grader.assignment import Assignment
 from grader.service import callbacks, jobs
 from grader.service.auth import Course, Tokens
 from grader.service.runner import Dispatched, Dispatcher, Embedded
-from grader.service.store import JobRow, NewJob, SQLiteStore, Store
+from grader.service.store import DONE, FAILED, FINAL, JobRow, NewJob, SQLiteStore, Store
 from grader.submission import Submission, from_folder, from_zip, submission_id
 
 log = logging.getLogger("mpgrade.service")
 PROBLEM = "application/problem+json"
 DEFAULT_MAX_BODY = 5 * 1024 * 1024
-_STUDENT = re.compile(r"^[^\x00-\x1f\x7f]{1,200}$")
+_SUBMISSIONS = re.compile(r"/v1/assignments/[^/]+/submissions/?")
 _JOB_ID = r"^[0-9a-f]{32}$"
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
@@ -72,6 +73,7 @@ class ServiceConfig:
     poll_interval: float = 0.5
     callback_attempts: int = callbacks.ATTEMPTS
     callback_backoff: float = 1.0
+    callback_timeout: float = callbacks.TIMEOUT
     start_method: str | None = None
     timeout: float | None = None
     store: Store | None = field(default=None, repr=False)  # set by create_app
@@ -103,6 +105,13 @@ class TokenSource:
                 except ValueError:
                     log.exception("the tokens file %s is broken; keeping the previous tokens", self.path)
             return self._tokens.course_for(token)
+
+
+def plain_text(value: str, most: int = 200) -> bool:
+    """1..most characters, none of them a control, format, private-use or unassigned code point
+    (Unicode category C*) nor a line or paragraph separator: no "alice\\n", no U+202E."""
+    return 0 < len(value) <= most and not any(
+        unicodedata.category(c)[0] == "C" or unicodedata.category(c) in ("Zl", "Zp") for c in value)
 
 
 # --------------------------------------------------------------------------- problems (RFC 7807)
@@ -176,6 +185,33 @@ class _TooLarge(Exception):
     pass
 
 
+class AuthFirst:
+    """ASGI middleware: a submission POST without a valid course token is a 401 before a byte of
+    its body is read (FastAPI parses a form before it runs the route's dependencies)."""
+
+    def __init__(self, app: Any, tokens: "TokenSource") -> None:
+        self.app, self.tokens = app, tokens
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Callable[[], Awaitable[Any]],
+                       send: Callable[[Any], Awaitable[None]]) -> None:
+        if (scope["type"] == "http" and scope.get("method") == "POST"
+                and _SUBMISSIONS.fullmatch(scope.get("path", ""))):
+            header = dict(scope.get("headers") or []).get(b"authorization", b"").decode("latin-1")
+            scheme, _, credentials = header.partition(" ")
+            if scheme.lower() != "bearer" or not credentials.strip():
+                detail = "send a course token: Authorization: Bearer <token>"
+            elif await run_in_threadpool(self.tokens.course_for, credentials.strip()) is None:
+                detail = "the token is not valid"
+            else:
+                detail = ""
+            if detail:
+                response = problem(401, TITLES[401], detail, headers={"WWW-Authenticate": "Bearer"})
+                await send({"type": "http.response.start", "status": 401, "headers": response.raw_headers})
+                await send({"type": "http.response.body", "body": response.body})
+                return
+        await self.app(scope, receive, send)
+
+
 # --------------------------------------------------------------------------- the app
 
 
@@ -198,7 +234,8 @@ def create_app(config: ServiceConfig) -> FastAPI:
             doc = jobs.failure_document(assignment, job.payload, job.message or "the job failed",
                                         sandbox=getattr(config.sandbox, "name", "docker"))
         status = callbacks.post(job.callback_url, doc, job.callback_format or "result",
-                                attempts=config.callback_attempts, backoff=config.callback_backoff)
+                                attempts=config.callback_attempts, backoff=config.callback_backoff,
+                                timeout=config.callback_timeout)
         store.set_callback_status(job_id, status)
 
     def on_done(job_id: str) -> None:
@@ -218,6 +255,9 @@ def create_app(config: ServiceConfig) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        for job_id in await run_in_threadpool(store.undelivered):  # finished, then the server stopped
+            log.warning("job %s finished before the last stop but its callback was never sent", job_id)
+            on_done(job_id)
         dispatcher.start()
         try:
             yield
@@ -234,6 +274,7 @@ def create_app(config: ServiceConfig) -> FastAPI:
         lifespan=lifespan,
     )
     app.add_middleware(BodyLimit, limit=config.max_body)
+    app.add_middleware(AuthFirst, tokens=tokens)  # outermost: no token, no body read
     app.state.config = config
     app.state.store = store
     app.state.dispatcher = dispatcher
@@ -275,6 +316,16 @@ def create_app(config: ServiceConfig) -> FastAPI:
             raise HTTPException(403, f"course {who.name!r} may not use assignment {name!r}")
         return assignment
 
+    def regradable(job: JobRow) -> bool:
+        """A finished job whose outcome says nothing about the student's files: it failed (no
+        worker could grade it) or its result is status "error" (the sandbox or grader failed)."""
+        if job.status == FAILED:
+            return True
+        if job.status != DONE:
+            return False
+        doc = store.result(job.id)
+        return doc is not None and doc.get("status") == "error"
+
     def view(job: JobRow, with_result: bool = True) -> dict[str, Any]:
         out: dict[str, Any] = {
             "job_id": job.id, "status": job.status, "course": job.course,
@@ -309,8 +360,9 @@ def create_app(config: ServiceConfig) -> FastAPI:
             description="result: the result document; lti: an LTI AGS Score object.")] = "result",
     ) -> JSONResponse:
         assignment = assignment_for(name, who)
-        if not _STUDENT.match(student):
-            raise RequestValidationError([{"loc": ("body", "student"), "msg": "no control characters"}])
+        if not plain_text(student):
+            raise RequestValidationError([{"loc": ("body", "student"), "msg": "no control characters, "
+                                           "format characters or line separators"}])
         if callback_url:
             why = callbacks.check_url(callback_url)
             if why:
@@ -334,6 +386,25 @@ def create_app(config: ServiceConfig) -> FastAPI:
             except Exception as exc:
                 await run_in_threadpool(store.delete_job, job.id)
                 raise HTTPException(503, f"the job could not be queued ({type(exc).__name__}); try again") from None
+        elif await run_in_threadpool(regradable, job):
+            # the earlier try failed for reasons of the grader (a sandbox hiccup, no worker with
+            # this assignment): the same files again are a new attempt, not the old error
+            await run_in_threadpool(dispatcher.forget, job.id)
+            again = await run_in_threadpool(store.retry, job.id, callback_url or None, callback_format)
+            if again is not None:
+                job, created = again, True
+                try:
+                    await run_in_threadpool(dispatcher.submit, job)
+                except Exception as exc:
+                    await run_in_threadpool(store.fail, job.id, "the job could not be queued again")
+                    raise HTTPException(503, f"the job could not be queued ({type(exc).__name__}); "
+                                             "try again") from None
+        elif callback_url:
+            # the same files again with a callback (e.g. the LMS re-sent A after B): that callback
+            # gets this job's result, so the LMS ends with the score of what was submitted last
+            job = await run_in_threadpool(store.set_callback, job.id, callback_url, callback_format) or job
+            if job.status in FINAL:
+                on_done(job.id)
         body = {**view(job, with_result=not created), "duplicate": not created}
         return JSONResponse(body, status_code=202 if created else 200,
                             headers={"Location": f"/v1/jobs/{job.id}"})
@@ -343,7 +414,8 @@ def create_app(config: ServiceConfig) -> FastAPI:
     async def get_job(job_id: Annotated[str, PathParam(pattern=_JOB_ID)],
                       who: Annotated[Course, Depends(course)]) -> dict[str, Any]:
         job = await run_in_threadpool(store.job, job_id)
-        if job is None or job.course != who.name:  # another course's job does not exist for you
+        # another course's job, or one of an assignment this token may no longer use, does not exist for you
+        if job is None or job.course != who.name or not who.may_use(job.assignment):
             raise HTTPException(404, f"no job {job_id}")
         return await run_in_threadpool(view, job)
 
@@ -399,7 +471,8 @@ def build_submission(assignment: Assignment, uploads: list[tuple[str, bytes]], s
             bad = []
             for filename, data in uploads:
                 base = PurePosixPath(filename.replace("\\", "/")).name
-                if not base or base.startswith(".") or base.lower().endswith(".zip"):
+                if (not base or base.startswith(".") or base.lower().endswith(".zip") or "\0" in base
+                        or len(base.encode("utf-8", "surrogatepass")) > 255):
                     bad.append(filename)
                     continue
                 (folder / base).write_bytes(data)
