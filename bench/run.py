@@ -14,7 +14,9 @@ Generates COUNT submissions from the references, the mutant catalogue and the at
 
 Hostile submissions (fork bomb, output flood) run only in the Docker configurations: running
 them unsandboxed would be the very thing the grader exists to prevent. Each configuration's
-numbers therefore also say how many submissions it graded.
+numbers therefore also say how many submissions it graded; the Docker runs queue the hostile
+ones last and also report the wall time of the naive loop's submissions alone, the
+like-for-like comparison.
 
 Writes bench/RESULTS.md (table, machine, date, goals) and bench/latency.png.
 """
@@ -139,20 +141,33 @@ def run_naive(course: assignment_mod.Assignment, ex_id: str, subs: Path, plan: d
 
 
 def run_ours(course: assignment_mod.Assignment, ex_id: str, subs: Path, plan: dict[str, str], sandbox,
-             jobs: int, out: Path, include_hostile: bool) -> tuple[dict[str, float], dict[str, dict]]:
-    paths = [subs / sid for sid, kind in plan.items() if include_hostile or kind != "hostile"]
+             jobs: int, out: Path, include_hostile: bool) -> tuple[dict[str, float], dict[str, dict], float]:
+    """Latencies, documents, and the wall time until the last non-hostile submission was done.
+
+    With hostile submissions included they are queued last, so that last figure is the wall
+    time of the same work the naive loop does (it cannot run them); a hostile one starting
+    while the last ordinary ones finish only makes it more pessimistic.
+    """
+    ordinary = [subs / sid for sid, kind in plan.items() if kind != "hostile"]
+    hostile = [subs / sid for sid, kind in plan.items() if kind == "hostile"]
+    paths = ordinary + (hostile if include_hostile else [])
     starts: dict[str, float] = {}
     latencies: dict[str, float] = {}
+    ordinary_done: list[float] = []
+    started = time.monotonic()
 
     def on_event(kind: str, sub, doc) -> None:
         if kind == "started":
             starts[sub.id] = time.monotonic()
         elif kind == "done":
-            latencies[sub.id] = time.monotonic() - starts[sub.id]
+            now = time.monotonic()
+            latencies[sub.id] = now - starts[sub.id]
+            if plan.get(sub.id) != "hostile":
+                ordinary_done.append(now - started)
 
     result = batch.run(paths, out, course, sandbox, jobs=jobs, force=True, on_event=on_event,
                        options=grading.Options(exercises=(ex_id,)))
-    return latencies, result.documents
+    return latencies, result.documents, max(ordinary_done, default=0.0)
 
 
 def lifecycle_ours(course_dir: Path, client, tag: str, runs: int) -> list[float]:
@@ -265,11 +280,13 @@ def main() -> int:
         print(f"-- {name}", flush=True)
         with MemorySampler() as mem:
             started = time.monotonic()
-            latencies, docs = fn()
+            latencies, docs, *ordinary_wall = fn()
             wall = time.monotonic() - started
         configs.append(summarize(name, latencies, wall, mem.peak - mem.base, graded_count))
         if docs:
             configs[-1]["docs"] = docs
+        if ordinary_wall:
+            configs[-1]["ordinary_wall"] = ordinary_wall[0]
         print(f"   {wall:.1f} s", flush=True)
 
     naive_work = args.out / "naive"
@@ -324,17 +341,26 @@ def write_results(args, plan: dict[str, str], configs: list[dict], lifecycle: di
         "| configuration | graded | wall (s) | per minute | median (s) | p95 (s) | peak memory (MiB) | wall vs naive |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    unsandboxed = sum(k != "hostile" for k in plan.values())
     for c in configs:
         lines.append(f"| {c['config']} | {c['graded']} | {c['wall']:.1f} | {c['per_minute']:.1f} | "
                      f"{c['median']:.2f} | {c['p95']:.2f} | {c['memory'] / 2**20:.0f} | "
                      f"{c['wall'] / naive['wall']:.2f}x |")
+        if c["graded"] > unsandboxed and c.get("ordinary_wall"):
+            lines.append(f"| ... of which the naive loop's {unsandboxed} (hostile ones queued last) | "
+                         f"{unsandboxed} | {c['ordinary_wall']:.1f} | "
+                         f"{unsandboxed / c['ordinary_wall'] * 60:.1f} | | | | "
+                         f"{c['ordinary_wall'] / naive['wall']:.2f}x |")
     lines += ["", f"Floor (the test calls' own wall time / {cpus} cores, from `{floor_source['config']}`): "
               f"{floor:.1f} s; that configuration took {floor_source['wall'] / floor:.2f}x the floor."
               if floor else "Floor: not measured.", ""]
     goals = []
     if docker_par:
-        goals.append(("Docker --jobs CPUs wall <= naive sequential wall", docker_par["wall"] <= naive["wall"],
-                      f"{docker_par['wall']:.1f} s vs {naive['wall']:.1f} s"))
+        same = docker_par.get("ordinary_wall") or docker_par["wall"]
+        goals.append(("Docker --jobs CPUs wall <= naive sequential wall, same submissions", same <= naive["wall"],
+                      f"{same:.1f} s vs {naive['wall']:.1f} s ({unsandboxed} submissions; with the "
+                      f"{len(plan) - unsandboxed} hostile ones the naive loop cannot run: "
+                      f"{docker_par['wall']:.1f} s)"))
         goals.append(("within 1.5x of the floor", docker_par["wall"] <= 1.5 * floor if floor else False,
                       f"{docker_par['wall'] / floor:.2f}x" if floor else "no floor"))
     if lifecycle:
