@@ -49,8 +49,8 @@ def serve(tmp_path, tokens, tiny, course):
     def start(**overrides) -> TestClient:
         config = ServiceConfig(
             assignments={tiny.name: tiny, course.name: course}, tokens_file=tokens["file"],
-            database=tmp_path / "service.db", sandbox=LocalSandbox(), callback_backoff=0.1,
-            **overrides)
+            database=tmp_path / "service.db", **{"sandbox": LocalSandbox(), "callback_backoff": 0.1,
+                                                 **overrides})
         client = TestClient(create_app(config))
         client.__enter__()  # runs the lifespan: the worker threads start
         started.append(client)
@@ -265,3 +265,327 @@ def test_serve_without_a_tokens_file_is_one_line_and_exit_2(tmp_path):
     out = CliRunner().invoke(main, ["serve", "--data", str(tmp_path), "--assignment", str(REPO),
                                     "--sandbox", "local"])
     assert out.exit_code == 2 and "mpgrade token add" in out.output and "Traceback" not in out.output
+
+
+class _Stalling:
+    """A loopback 'LMS' that accepts the connection and then answers one byte a second (or never)."""
+
+    def __init__(self, drip: bool) -> None:
+        import socket
+        import threading
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/scores"
+        self.drip, self.stop, self.conns = drip, threading.Event(), []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        import itertools
+
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(conn)
+            if self.drip:
+                answer = itertools.cycle(b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 50)
+                try:
+                    while not self.stop.wait(0.3):
+                        conn.sendall(bytes([next(answer)]))
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.stop.set()
+        self.sock.close()
+        for conn in self.conns:
+            conn.close()
+
+
+@pytest.mark.parametrize("drip", [True, False], ids=["drips-headers", "never-answers"])
+def test_a_callback_to_a_server_that_stalls_gives_up_at_the_deadline(drip):
+    import time
+
+    from grader.service import callbacks
+
+    server = _Stalling(drip)
+    doc = {"score": 1}
+    import threading
+
+    outcome: list[str] = []
+    try:
+        started = time.monotonic()
+        t = threading.Thread(target=lambda: outcome.append(
+            callbacks.post(server.url, doc, attempts=2, timeout=1.0, backoff=0.1)), daemon=True)
+        t.start()
+        t.join(15)  # a delivery that never gives up fails the test instead of hanging it
+        took = time.monotonic() - started
+    finally:
+        server.close()
+    assert outcome, "the delivery was still waiting after 15 s"
+    status = outcome[0]
+    assert status.startswith("failed: ") and "Timeout" in status, status
+    assert took < 5, took  # 2 attempts of 1 s each (+ backoff), not one per-read timeout after another
+
+
+class FlakySandbox(LocalSandbox):
+    """The local sandbox, except that its first ``failures`` runs break (a daemon hiccup)."""
+
+    def __init__(self, failures: int = 1) -> None:
+        super().__init__()
+        self.failures = failures
+
+    def run(self, job):
+        if self.failures > 0:
+            self.failures -= 1
+            raise RuntimeError("the sandbox failed")
+        return super().run(job)
+
+
+def test_a_repost_of_files_whose_grading_failed_grades_them_again(serve, tokens):
+    client = serve(sandbox=FlakySandbox(failures=1))
+    first = submit(client, tokens["cs101"], "tiny", {"add.py": RIGHT.encode()}, student="s-flaky")
+    job = finished(client, tokens["cs101"], first.json()["job_id"])
+    assert job["status"] == "done" and job["result"]["status"] == "error", job
+
+    again = submit(client, tokens["cs101"], "tiny", {"add.py": RIGHT.encode()}, student="s-flaky")
+    assert again.status_code == 202 and again.json()["duplicate"] is False, again.text
+    assert again.json()["job_id"] == job["job_id"]
+    job = finished(client, tokens["cs101"], job["job_id"])
+    assert job["result"]["status"] == "graded" and job["result"]["score"] == 10
+
+    # a grade that stands is not redone
+    third = submit(client, tokens["cs101"], "tiny", {"add.py": RIGHT.encode()}, student="s-flaky")
+    assert third.status_code == 200 and third.json()["duplicate"] is True
+
+
+def test_a_failed_job_is_graded_again_when_its_files_come_again(serve, tokens, tiny, tmp_path):
+    store = SQLiteStore(tmp_path / "service.db")
+    sub = build_submission(tiny, [("add.py", RIGHT.encode())], "s-failed", "cs101")
+    row, _ = store.add_job(NewJob(id=jobs.job_key(tiny, "s-failed", sub.hash, salt="cs101"), course="cs101",
+                                  assignment="tiny", fingerprint=tiny.fingerprint(), student="s-failed",
+                                  submission_hash=sub.hash,
+                                  payload=jobs.to_payload(tiny, sub, jobs.grading.Options())))
+    store.claim_next()
+    store.fail(row.id, "no worker has this assignment")
+    client = serve()
+    again = submit(client, tokens["cs101"], "tiny", {"add.py": RIGHT.encode()}, student="s-failed")
+    assert again.status_code == 202 and again.json()["job_id"] == row.id, again.text
+    assert finished(client, tokens["cs101"], row.id)["result"]["score"] == 10
+
+
+def test_resubmitting_earlier_files_with_a_callback_sends_their_result_again(serve, tokens):
+    client = serve()
+    with Receiver() as lms:
+        def send(source: str, n: int) -> None:
+            submit(client, tokens["cs101"], "tiny", {"add.py": source.encode()}, student="s-aba",
+                   callback_url=lms.url + "/scores")
+            wait_for(lambda: len(lms.received) >= n, 60, what=f"callback {n}")
+
+        send(RIGHT, 1)  # A
+        send(WRONG, 2)  # B
+        send(RIGHT, 3)  # A again: a duplicate, but the LMS must end with A's score
+        scores = [doc["score"] for _, _, doc in lms.received]
+    assert scores == [10, 0, 10]
+
+
+def test_a_callback_owed_when_the_server_stopped_is_sent_when_it_starts(tmp_path, serve, tokens, tiny):
+    store = SQLiteStore(tmp_path / "service.db")
+    sub = build_submission(tiny, [("add.py", RIGHT.encode())], "s-owed", "cs101")
+    payload = jobs.to_payload(tiny, sub, jobs.grading.Options())
+    with Receiver() as lms:
+        row, _ = store.add_job(NewJob(id=jobs.job_key(tiny, "s-owed", sub.hash, salt="cs101"), course="cs101",
+                                      assignment="tiny", fingerprint=tiny.fingerprint(), student="s-owed",
+                                      submission_hash=sub.hash, payload=payload,
+                                      callback_url=lms.url + "/owed", callback_format="result"))
+        store.claim_next()
+        assert store.finish(row.id, jobs.failure_document(tiny, payload, "graded before the stop"))
+        # ... and the server stopped before it delivered the callback
+        serve()
+        path, _, doc = wait_for(lambda: lms.received and lms.received[0], 30, what="the owed callback")
+    assert path == "/owed" and doc["message"] == "graded before the stop"
+    assert wait_for(lambda: store.job(row.id).callback_status, 10) == "delivered: HTTP 200"
+
+
+@pytest.mark.parametrize("student", ["alice\n", "a\u2028b", "a\u2029b", "a\u202eb", "a\u0085b", "a\x00b"])
+def test_a_student_id_with_control_or_separator_characters_is_422(serve, tokens, student):
+    client = serve()
+    response = submit(client, tokens["cs101"], "tiny", {"add.py": RIGHT.encode()}, student=student)
+    assert response.status_code == 422, response.text
+    assert "student" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("course", ["cs101\n", "cs\u2028101", "cs\u202e101"])
+def test_a_course_name_with_a_trailing_newline_or_control_is_refused(tmp_path, course):
+    with pytest.raises(auth.TokensError, match="course name"):
+        auth.add_token(tmp_path / "tokens.json", course, ["tiny"])
+
+
+def test_loose_file_names_with_nul_or_over_255_bytes_are_ignored_not_500(serve, tokens):
+    client = serve()
+    for name in ("add\x00.py", "a" * 300 + ".py"):
+        response = submit(client, tokens["cs101"], "tiny", {name: RIGHT.encode()}, student="s-names")
+        assert response.status_code == 422, (name, response.text)
+
+
+def test_a_submission_post_without_a_valid_token_is_401_before_its_body_is_read(tmp_path, tokens, tiny):
+    import asyncio
+
+    app = create_app(ServiceConfig(assignments={"tiny": tiny}, tokens_file=tokens["file"],
+                                   database=tmp_path / "service.db", sandbox=LocalSandbox()))
+    for headers in ([], [(b"authorization", b"Bearer mpg_wrong")], [(b"authorization", b"Basic eDp5")]):
+        reads, sent = [], []
+
+        async def receive(reads=reads):
+            reads.append(1)
+            return {"type": "http.request", "body": b"#" * 65536, "more_body": True}
+
+        async def send(message, sent=sent):
+            sent.append(message)
+
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+                 "scheme": "http", "path": "/v1/assignments/tiny/submissions", "raw_path": b"", "query_string": b"",
+                 "root_path": "", "server": ("127.0.0.1", 80), "client": ("127.0.0.1", 1),
+                 "headers": [(b"content-type", b"multipart/form-data; boundary=x"),
+                             (b"content-length", b"4000000"), *headers]}
+        asyncio.run(app(scope, receive, send))
+        assert sent[0]["status"] == 401 and reads == [], headers
+        assert json.loads(sent[1]["body"])["status"] == 401
+
+
+def test_a_token_no_longer_allowed_the_assignment_does_not_see_its_jobs(tmp_path, serve, tokens):
+    client = serve()
+    job_id = submit(client, tokens["cs202"], "tiny", {"add.py": RIGHT.encode()}, student="s-revoked").json()["job_id"]
+    finished(client, tokens["cs202"], job_id)
+    data = json.loads(tokens["file"].read_text())
+    for entry in data["tokens"]:
+        if entry["course"] == "cs202":
+            entry["assignments"] = ["multiprocessing-basics"]
+    tokens["file"].write_text(json.dumps(data) + "\n" * 3)  # another size: the server re-reads it
+    assert client.get(f"/v1/jobs/{job_id}", headers=bearer(tokens["cs202"])).status_code == 404
+
+
+def test_the_database_is_readable_by_its_owner_only(tmp_path):
+    store = SQLiteStore(tmp_path / "fresh.db")
+    assert (store.path.stat().st_mode & 0o777) == 0o600
+
+
+def _payload(tiny, student: str = "s-crafted", source: str = RIGHT) -> dict:
+    sub = build_submission(tiny, [("add.py", source.encode())], student, "cs101")
+    return jobs.to_payload(tiny, sub, jobs.grading.Options())
+
+
+@pytest.mark.parametrize("tamper, why", [
+    (lambda p: p["submission"]["files"].update({"../conftest.py": "aW1wb3J0IG9z"}), "does not take"),
+    (lambda p: p["submission"]["files"].update({"conftest.py": "aW1wb3J0IG9z"}), "does not take"),
+    (lambda p: p["options"].update(start_method="os.system"), "start method"),
+    (lambda p: p["options"].update(timeout=7 * 24 * 3600.0), "timeout"),
+    (lambda p: p["options"].update(timeout=-1), "timeout"),
+    (lambda p: p["options"].update(timeout="30"), "timeout"),
+    (lambda p: p["options"].update(timeout=float("nan")), "timeout"),
+])
+def test_a_worker_refuses_a_crafted_payload_before_grading(tiny, tamper, why):
+    class NoSandbox:
+        name = "none"
+
+        def run(self, job):  # pragma: no cover - reaching it is the failure
+            raise AssertionError("graded a crafted payload")
+
+    payload = _payload(tiny)
+    tamper(payload)
+    with pytest.raises(jobs.BadPayload, match=why):
+        jobs.Grader({"tiny": tiny}, NoSandbox()).grade(payload)
+
+
+def test_the_collector_refuses_a_result_made_for_other_files(tmp_path, tiny):
+    from grader.service.runner import Dispatched
+    from grader.service.tasks import Poll
+
+    store = SQLiteStore(tmp_path / "service.db")
+    mine, other = _payload(tiny, "s-mine", RIGHT), _payload(tiny, "s-other", WRONG)
+    mine_sub = jobs.submission_of(mine)
+    row, _ = store.add_job(NewJob(id="a" * 32, course="cs101", assignment="tiny", fingerprint=tiny.fingerprint(),
+                                  student="s-mine", submission_hash=mine_sub.hash, payload=mine))
+    forged = jobs.failure_document(tiny, other, "a forged 100%")  # valid, but for another submission
+
+    class Backend:
+        def poll(self, job_id):
+            return Poll("SUCCESS", document=forged)
+
+    done: list[str] = []
+    Dispatched(store, Backend(), done.append).collect_once()  # type: ignore[arg-type]
+    job = store.job(row.id)
+    assert job.status == "failed" and "other files" in job.message and done == [row.id]
+    assert store.count_results() == 0
+
+
+def test_one_unreadable_backend_entry_does_not_stop_the_collector(tmp_path, tiny):
+    from grader.service import runner
+    from grader.service.tasks import Poll
+
+    store = SQLiteStore(tmp_path / "service.db")
+    bad_payload, good_payload = _payload(tiny, "s-bad"), _payload(tiny, "s-good")
+    for job_id, payload, student in (("b" * 32, bad_payload, "s-bad"), ("c" * 32, good_payload, "s-good")):
+        store.add_job(NewJob(id=job_id, course="cs101", assignment="tiny", fingerprint=tiny.fingerprint(),
+                             student=student, submission_hash=jobs.submission_of(payload).hash, payload=payload))
+    good_doc = jobs.failure_document(tiny, good_payload, "graded")
+
+    class Backend:
+        def poll(self, job_id):
+            if job_id == "b" * 32:
+                raise ValueError("garbage in celery-task-meta")
+            return Poll("SUCCESS", document=good_doc)
+
+    done: list[str] = []
+    collector = runner.Dispatched(store, Backend(), done.append)  # type: ignore[arg-type]
+    collector.collect_once()
+    assert store.job("c" * 32).status == "done" and store.job("b" * 32).status == "queued"
+    for _ in range(runner.POLL_ERRORS - 1):
+        collector.collect_once()
+    bad = store.job("b" * 32)
+    assert bad.status == "failed" and "unreadable" in bad.message and done == ["c" * 32, "b" * 32]
+
+
+def test_the_embedded_worker_survives_errors_outside_grading(serve, tokens, monkeypatch):
+    broken = {"left": 3}
+    real_claim = SQLiteStore.claim_next
+
+    def flaky_claim(self):
+        if broken["left"] > 0:
+            broken["left"] -= 1
+            raise RuntimeError("database is locked")
+        return real_claim(self)
+
+    monkeypatch.setattr(SQLiteStore, "claim_next", flaky_claim)
+    client = serve()
+    job_id = submit(client, tokens["cs101"], "tiny", {"add.py": RIGHT.encode()}, student="s-survivor").json()["job_id"]
+    assert finished(client, tokens["cs101"], job_id)["result"]["score"] == 10
+    assert broken["left"] == 0
+
+
+def test_a_job_interrupted_three_times_is_failed_not_retried_forever(tmp_path, serve, tokens, tiny):
+    from grader.service.store import MAX_ATTEMPTS
+
+    store = SQLiteStore(tmp_path / "service.db")
+    payload = _payload(tiny, "s-killer")
+    row, _ = store.add_job(NewJob(id="d" * 32, course="cs101", assignment="tiny", fingerprint=tiny.fingerprint(),
+                                  student="s-killer", submission_hash=jobs.submission_of(payload).hash,
+                                  payload=payload))
+    for attempt in range(MAX_ATTEMPTS):  # claimed, then the server died while grading it
+        assert store.claim_next().id == row.id
+        if attempt + 1 < MAX_ATTEMPTS:
+            assert store.requeue_running() == (1, [])
+    client = serve()
+    job = finished(client, tokens["cs101"], row.id, timeout=10)
+    assert job["status"] == "failed" and "interrupted 3 times" in job["message"]
+
+
+def test_batch_jobs_with_other_options_are_other_jobs():
+    from grader.grading import Options
+    from grader.service.tasks import batch_salt
+
+    salts = {batch_salt(Options()), batch_salt(Options(start_method="spawn")), batch_salt(Options(timeout=30.0))}
+    assert len(salts) == 3

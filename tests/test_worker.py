@@ -157,14 +157,23 @@ def done(client: TestClient, job_id: str, timeout: float = 60) -> dict:
                     timeout, what=f"job {job_id}")
 
 
-def test_a_job_goes_through_a_celery_worker_and_is_graded_once(api, workers, broker):
+def counting(runs: Path) -> str:
+    """A right answer that appends a line to ``runs`` each time it is imported: how often a
+    submission was really graded (a stored result row cannot tell)."""
+    return f"with open({str(runs)!r}, 'a') as _f:\n    _f.write('imported\\n')\n\n\n" + RIGHT
+
+
+def test_a_job_goes_through_a_celery_worker_and_is_graded_once(api, workers, broker, tmp_path):
     client, config = api
     workers.start()
-    job_id = submit(client, RIGHT, "s1")
+    runs = tmp_path / "runs.log"
+    job_id = submit(client, counting(runs), "s1")
     job = done(client, job_id)
     assert job["status"] == "done"
     doc = results.validate(job["result"])
     assert doc["score"] == 10 and doc["submission"]["student"]["user_id"] == "s1"
+    imports_per_grading = runs.read_text().count("imported")
+    assert imports_per_grading >= 1
 
     # the same message delivered again (a broker hiccup): answered from the stored result
     stored = config.store.job(job_id)
@@ -173,6 +182,7 @@ def test_a_job_goes_through_a_celery_worker_and_is_graded_once(api, workers, bro
              what="the repeated message")
     log = workers.logs[0].read_text()
     assert log.count(f"[{job_id}] received") == 2
+    assert runs.read_text().count("imported") == imports_per_grading  # answered, not graded again
     assert config.store.count_results(job_id) == 1
     assert client.get(f"/v1/jobs/{job_id}").json()["result"]["finished_at"] == doc["finished_at"]
 
@@ -259,3 +269,80 @@ def test_grade_with_a_broker_that_does_not_answer_is_one_line_and_exit_2(tmp_pat
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2
     assert "does not answer" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_sending_jobs_leaves_no_result_subscriptions_behind(broker):
+    """A guard: with the installed Celery, AsyncResult.__del__ already unsubscribes, so this
+    also passes without Client.send's explicit cancel_for; it catches a version that does not."""
+    import redis
+
+    client = Client(broker)  # no worker: the payloads are never read
+    ids = [f"{i:032x}" for i in range(1, 6)]
+    for job_id in ids:
+        client.send(job_id, {"version": 1})
+    r = redis.Redis.from_url(broker)
+    channels = [c.decode() for c in r.execute_command("PUBSUB", "CHANNELS")]
+    assert not [c for c in channels if any(i in c for i in ids)], channels
+
+
+def test_a_garbage_backend_entry_does_not_stop_other_jobs_being_collected(api, workers, broker, tiny_dir):
+    import redis
+
+    from grader.grading import Options
+    from grader.service import jobs, runner
+    from grader.service.api import build_submission
+    from grader.service.store import NewJob
+
+    client, config = api
+    tiny = assignment_mod.load(tiny_dir)
+    sub = build_submission(tiny, [("add.py", WRONG.encode())], "s-garbage", "cs101")
+    bad_id = jobs.job_key(tiny, "s-garbage", sub.hash, salt="cs101")
+    config.store.add_job(NewJob(id=bad_id, course="cs101", assignment="tiny", fingerprint=tiny.fingerprint(),
+                                student="s-garbage", submission_hash=sub.hash,
+                                payload=jobs.to_payload(tiny, sub, Options())))
+    config.store.mark_sent(bad_id)
+    redis.Redis.from_url(broker).set(f"celery-task-meta-{bad_id}", b"\xff{not json")
+
+    workers.start()
+    good = done(client, submit(client, RIGHT, "s-good"))
+    assert good["status"] == "done" and good["result"]["score"] == 10
+    bad = wait_for(lambda: (j := config.store.job(bad_id)).status == "failed" and j,
+                   runner.POLL_ERRORS * 0.2 + 30, what="the garbage job to fail")
+    assert "unreadable" in bad.message
+
+
+def test_a_job_redis_lost_is_sent_again(api, workers, broker):
+    import redis
+
+    client, config = api  # visibility timeout 3 s
+    job_id = submit(client, RIGHT, "s-lost")
+    assert config.store.job(job_id).sent_at is not None
+    redis.Redis.from_url(broker).flushall()  # Redis restarted without persistence: the message is gone
+    workers.start()
+    job = done(client, job_id, timeout=90)
+    assert job["status"] == "done" and job["result"]["score"] == 10
+
+
+def test_grade_with_a_broker_regrades_a_job_whose_earlier_try_failed(tmp_path, workers, broker, tiny_dir):
+    import threading
+
+    from grader.grading import Options
+    from grader.service import jobs
+    from grader.service.tasks import batch_salt
+    from grader.submission import from_folder
+
+    tiny = assignment_mod.load(tiny_dir)
+    folder = tmp_path / "alice"
+    folder.mkdir()
+    (folder / "add.py").write_text(RIGHT)
+    sub = from_folder(folder, tiny, sub_id="alice")
+    options = Options()
+    client = Client(broker)
+    job_id = jobs.job_key(tiny, sub.id, sub.hash, batch_salt(options))
+    client.app.backend.mark_as_failure(job_id, RuntimeError("an old worker crash"))
+    assert client.poll(job_id).state == "FAILURE"
+
+    workers.start()
+    grade_one = client.grade_function(tiny, options, force=False, sandbox_name="local", stop=threading.Event())
+    doc = grade_one(sub)
+    assert doc is not None and doc["status"] == "graded" and doc["score"] == 10, doc
