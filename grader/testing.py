@@ -17,7 +17,7 @@ class Mistake(AssertionError):
 def check_clean(call, what: str, *, hint: str) -> None:
     """Fail with ``hint`` if workers of a call are still running or were never joined.
 
-    ``call`` is ``student.last``; ``what`` names the call in the message ("ring(4, 0)").
+    ``call`` is ``student.last``; ``what`` names the call in the message ("ping_pong(3)").
     """
     if call.leftover:
         raise Mistake(f"expected no process still running after {what} returned, got "
