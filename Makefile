@@ -24,7 +24,7 @@ check: $(STAMP) ## students: public tests of exercises/ (one exercise: make chec
 	@$(PY) -m grader check $(EX)
 
 test: $(STAMP) ## maintainers: the grader's whole test suite (Docker tests run when CI=true or an engine answers)
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests --durations=10
 
 lint: $(STAMP) ## ruff over the package, tests and course
 	$(VENV)/bin/ruff check grader tests exercises solutions examples $(wildcard bench)
