@@ -106,8 +106,9 @@ def remote_grader(broker: str, assignment: Any, options: Any, *, force: bool, sa
 @assignments_option
 @click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_DATA,
               show_default=True, help="Folder for the database and the tokens file.")
-@click.option("--database", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="SQLite file of jobs and results (default: DATA/service.db).")
+@click.option("--database", metavar="FILE|URL", default=None,
+              help="Jobs and results: a SQLite file (default: DATA/service.db) or a PostgreSQL URL "
+                   "(postgresql://USER@HOST/DB) shared by several API processes.")
 @click.option("--tokens", "tokens_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Tokens file from `mpgrade token add` (default: DATA/tokens.json).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
@@ -124,7 +125,7 @@ def remote_grader(broker: str, assignment: Any, options: Any, *, force: bool, sa
 @click.option("--timeout", type=click.FloatRange(1, None), default=None,
               help="Seconds one whole submission may take (default: the assignment's).")
 @visibility_option
-def serve(assignment_dirs: tuple[str, ...], data_dir: Path, database: Path | None, tokens_file: Path | None,
+def serve(assignment_dirs: tuple[str, ...], data_dir: Path, database: str | None, tokens_file: Path | None,
           host: str, port: int, broker: str | None, workers: int, sandbox: str, image: str | None,
           max_body_mib: float, timeout: float | None, visibility_timeout: float) -> None:
     """Run the HTTP API for LMSs: submit files, get a job id, read the JSON result.
@@ -141,6 +142,7 @@ def serve(assignment_dirs: tuple[str, ...], data_dir: Path, database: Path | Non
       mpgrade serve --host 0.0.0.0 --workers 2 --assignment course-a/ --assignment course-b/
       mpgrade serve --broker redis://127.0.0.1:6379/0   # graders: mpgrade worker on other hosts
       mpgrade serve --sandbox local                  # trusted code only (demos)
+      mpgrade serve --broker redis://127.0.0.1:6379/0 --database postgresql://mpgrade@db-host/mpgrade
 
     Put it behind a TLS-terminating reverse proxy: tokens travel in the Authorization header.
     """
@@ -149,6 +151,7 @@ def serve(assignment_dirs: tuple[str, ...], data_dir: Path, database: Path | Non
 
     from grader.service.api import ServiceConfig, create_app
     from grader.service.auth import Tokens, TokensError
+    from grader.service.store import is_postgres_url, redacted, scrubbed
 
     assignments = load_assignments(assignment_dirs)
     tokens_path = tokens_file or data_dir / "tokens.json"
@@ -156,21 +159,38 @@ def serve(assignment_dirs: tuple[str, ...], data_dir: Path, database: Path | Non
         Tokens.load(tokens_path)
     except TokensError as exc:
         fail(str(exc))
+    where: Path | str = data_dir / "service.db"
+    if database and is_postgres_url(database):
+        try:
+            import psycopg  # noqa: F401
+        except ImportError:
+            fail("a postgresql:// database needs psycopg: pip install 'mpgrade[service]'")
+        where = database
+    elif database:
+        if Path(database).is_dir():
+            fail(f"--database {database!r} is a folder: give a SQLite file or a postgresql:// URL")
+        where = Path(database)
     box = None
     if broker:
         check_broker(broker)
     else:
         box = sandbox_for(sandbox, assignments, image)
     config = ServiceConfig(
-        assignments=assignments, tokens_file=tokens_path, database=database or data_dir / "service.db",
+        assignments=assignments, tokens_file=tokens_path, database=where,
         sandbox=box, broker=broker, workers=workers, max_body=int(max_body_mib * 1024 * 1024),
         visibility_timeout=visibility_timeout, timeout=timeout)
-    app = create_app(config)
+    try:
+        app = create_app(config)
+    except Exception as exc:
+        if not is_postgres_url(where):
+            raise
+        fail(f"cannot use the database {redacted(where)}: {type(exc).__name__}: "
+             f"{scrubbed(str(exc).strip(), where)[:500]}")
     if broker:
         ping_or_fail(broker, app.state.dispatcher.client.app)
     mode = f"jobs go to the workers of {shown(broker)}" if broker else f"{workers} embedded worker(s), {sandbox} sandbox"
     err.print(f"mpgrade serve: {', '.join(sorted(assignments))} on http://{host}:{port} ({mode}); "
-              f"database {config.database}", highlight=False, soft_wrap=True)
+              f"database {redacted(config.database)}", highlight=False, soft_wrap=True)
     try:
         uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)
     except OSError as exc:

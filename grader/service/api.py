@@ -43,7 +43,7 @@ from grader.assignment import Assignment
 from grader.service import callbacks, jobs
 from grader.service.auth import Course, Tokens
 from grader.service.runner import Dispatched, Dispatcher, Embedded
-from grader.service.store import DONE, FAILED, FINAL, JobRow, NewJob, SQLiteStore, Store
+from grader.service.store import DONE, FAILED, FINAL, JobRow, NewJob, Store, open_store
 from grader.submission import Submission, from_folder, from_zip, submission_id
 
 log = logging.getLogger("mpgrade.service")
@@ -64,7 +64,7 @@ class ServiceConfig:
 
     assignments: dict[str, Assignment]
     tokens_file: Path
-    database: Path
+    database: Path | str = field(repr=False)  # a SQLite file or a postgresql:// URL (a password)
     sandbox: Any = None
     broker: str | None = None
     workers: int = 1
@@ -218,7 +218,7 @@ class AuthFirst:
 def create_app(config: ServiceConfig) -> FastAPI:
     """The API for ``config``; its lifespan starts and stops the embedded worker or collector."""
     tokens = TokenSource(config.tokens_file)
-    store: Store = config.store or SQLiteStore(config.database)
+    store: Store = config.store or open_store(config.database)
     config.store = store
     delivery = ThreadPoolExecutor(max_workers=4, thread_name_prefix="mpgrade-callback")
 
