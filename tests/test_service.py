@@ -49,8 +49,8 @@ def serve(tmp_path, tokens, tiny, course):
     def start(**overrides) -> TestClient:
         config = ServiceConfig(
             assignments={tiny.name: tiny, course.name: course}, tokens_file=tokens["file"],
-            database=tmp_path / "service.db", **{"sandbox": LocalSandbox(), "callback_backoff": 0.1,
-                                                 **overrides})
+            database=overrides.pop("database", tmp_path / "service.db"),
+            **{"sandbox": LocalSandbox(), "callback_backoff": 0.1, **overrides})
         client = TestClient(create_app(config))
         client.__enter__()  # runs the lifespan: the worker threads start
         started.append(client)
@@ -589,3 +589,29 @@ def test_batch_jobs_with_other_options_are_other_jobs():
 
     salts = {batch_salt(Options()), batch_salt(Options(start_method="spawn")), batch_salt(Options(timeout=30.0))}
     assert len(salts) == 3
+
+
+def test_two_api_processes_share_one_postgres_database(serve, tokens, postgres_url):
+    """`mpgrade serve --database postgresql://...` twice: each job is claimed by one of the
+    two embedded workers, graded once, and both APIs answer for every job."""
+    from grader.service.store import PostgresStore
+
+    first, second = serve(database=postgres_url), serve(database=postgres_url)
+    assert isinstance(first.app.state.store, PostgresStore)
+    ids = []
+    for i in range(4):
+        client = (first, second)[i % 2]
+        response = submit(client, tokens["cs101"], "tiny", {"add.py": RIGHT.encode()}, student=f"pg-{i}")
+        assert response.status_code == 202, response.text
+        ids.append(response.json()["job_id"])
+    for i, job_id in enumerate(ids):
+        job = finished((second, first)[i % 2], tokens["cs101"], job_id)  # asked of the other API
+        assert job["status"] == "done" and job["result"]["score"] == 10, job
+    store = first.app.state.store
+    assert store.count_results() == 4
+    assert all(store.job(job_id).attempts == 1 for job_id in ids)  # claimed once each
+    listing = second.get("/v1/assignments/tiny/results", headers=bearer(tokens["cs101"])).json()["results"]
+    assert sorted(r["student"] for r in listing) == [f"pg-{i}" for i in range(4)]
+
+    again = submit(second, tokens["cs101"], "tiny", {"add.py": RIGHT.encode()}, student="pg-0")
+    assert again.status_code == 200 and again.json()["duplicate"] is True and again.json()["job_id"] == ids[0]
