@@ -229,3 +229,48 @@ def test_ctrl_c_on_the_command_line_removes_running_containers(docker_client, gr
     assert "interrupted" in stderr and "Traceback" not in stderr
     assert ours(docker_client) == []
     assert json.loads((out / "summary.json").read_text())["interrupted"] is True
+
+
+PRIORITY_TEST = '''
+import os
+
+
+def test_priorities(student):
+    got = student.module("prio", timeout=20).priorities()
+    supervisor = os.getpriority(os.PRIO_PROCESS, 0)
+    assert supervisor == 0 and got == {"caller": 19, "worker": 19}, (supervisor, got)
+'''
+
+PRIORITY_MODULE = '''
+import multiprocessing as mp
+import os
+
+
+def _report(q):
+    q.put(os.getpriority(os.PRIO_PROCESS, 0))
+
+
+def priorities():
+    q = mp.Queue()
+    p = mp.Process(target=_report, args=(q,))
+    p.start()
+    worker = q.get(timeout=10)
+    p.join()
+    return {"caller": os.getpriority(os.PRIO_PROCESS, 0), "worker": worker}
+'''
+
+
+def test_student_processes_run_at_the_lowest_cpu_priority(sandbox, tmp_path):
+    """So that the grader watching a call gets the CPU even when a fork bomb's processes spin."""
+    from grader import assignment as assignment_mod
+    from grader.submission import Submission
+
+    (tmp_path / "exercises" / "00_prio").mkdir(parents=True)
+    (tmp_path / "assignment.toml").write_text(
+        '[assignment]\nname = "prio"\nversion = "1"\n\n[[exercise]]\nid = "00_prio"\n'
+        'files = ["prio.py"]\npoints = 1\n')
+    (tmp_path / "exercises" / "00_prio" / "test_public.py").write_text(PRIORITY_TEST)
+    course = assignment_mod.load(tmp_path)
+    doc = grading.grade(sandbox, course, Submission(id="prio", source="test", files={"prio.py": PRIORITY_MODULE.encode()}))
+    test = doc["tests"][0]
+    assert test["outcome"] == "passed", test
