@@ -78,7 +78,7 @@ def test_worker_pids_joins_workers(student):
 def test_worker_pids_under_spawn(student):
     """worker_pids works under the spawn start method"""
     n = rng.randint(2, 3)
-    spawn = student.module("spawn", start_method="spawn", timeout=8)
+    spawn = student.module("spawn", start_method="spawn", timeout=5)
     pids = spawn.worker_pids(n)
     call = student.last
     assert isinstance(pids, list) and len(set(pids)) == n, (
@@ -132,7 +132,7 @@ def test_exit_codes_out_of_range(student, bad):
 def test_exit_codes_under_forkserver(student):
     """exit_codes works under the forkserver start method"""
     codes = [rng.randint(1, 9) for _ in range(3)]
-    spawn = student.module("spawn", start_method="forkserver", timeout=8)
+    spawn = student.module("spawn", start_method="forkserver", timeout=5)
     got = spawn.exit_codes(codes)
     assert got == codes, f"exit_codes({codes}) under forkserver: expected {codes}, got {got!r}"
     assert len(student.last.workers) >= len(codes), (
