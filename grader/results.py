@@ -213,12 +213,23 @@ def error_document(
     }
 
 
+@cache
+def validator() -> Any:
+    """Checking the schema itself is most of the cost of ``jsonschema.validate``: do it once."""
+    import jsonschema
+
+    document_schema = schema()
+    cls = jsonschema.validators.validator_for(document_schema)
+    cls.check_schema(document_schema)
+    return cls(document_schema)
+
+
 def validate(doc: Any) -> dict[str, Any]:
     """Check a document against the schema and its own arithmetic; raise InvalidResult if not."""
     import jsonschema
 
     try:
-        jsonschema.validate(doc, schema())
+        validator().validate(doc)
     except jsonschema.ValidationError as exc:
         where = "/".join(str(p) for p in exc.absolute_path) or "document"
         raise InvalidResult(f"{where}: {exc.message[:300]}") from None
