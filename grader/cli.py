@@ -113,10 +113,14 @@ def check(exercises: tuple[str, ...], assignment_dir: str | None, json_path: Pat
               help="Send the submissions to Celery workers (`mpgrade worker --broker URL`) instead of "
                    "grading here; results land in --out as usual. --sandbox and --image are then the "
                    "workers' business.")
+@click.option("--warm", type=click.IntRange(0, 256), default=None,
+              help="Docker: containers started ahead of the submissions they will grade, one "
+                   "submission each, so start-up overlaps earlier gradings (default: as many as "
+                   "--jobs; 0 turns it off).")
 @assignment_option
 def grade(paths: tuple[Path, ...], out_dir: Path, jobs: int | None, sandbox: str, timeout: float | None,
           force: bool, image: str | None, start_method: str | None, broker: str | None,
-          assignment_dir: str | None) -> None:
+          warm: int | None, assignment_dir: str | None) -> None:
     """Grade submissions with the public and hidden tests; write JSON per submission.
 
     PATHS are submissions (a folder, a .zip, or a module file) or folders of them; the
@@ -130,6 +134,7 @@ def grade(paths: tuple[Path, ...], out_dir: Path, jobs: int | None, sandbox: str
       mpgrade grade alice.zip bob/ --out results/ --jobs 4
       mpgrade grade examples/submissions --out /tmp/r --sandbox local   # trusted code only
       mpgrade grade submissions/ --out results/ --force --timeout 300
+      mpgrade grade submissions/ --out results/ --jobs 4 --warm 0   # no containers started ahead
       mpgrade grade submissions/ --out results/ --broker redis://queue.example:6379/0   # Celery workers
 
     \b
@@ -153,7 +158,7 @@ def grade(paths: tuple[Path, ...], out_dir: Path, jobs: int | None, sandbox: str
     else:
         jobs = jobs or os.cpu_count() or 1
         try:
-            box = make_sandbox(sandbox, assignment, image)
+            box = make_sandbox(sandbox, assignment, image, warm=jobs if warm is None else warm)
         except SandboxUnavailable as exc:
             fail(str(exc))
         if sandbox == "local":

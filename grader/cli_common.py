@@ -46,8 +46,10 @@ def load_assignment(path: str | None) -> assignment_mod.Assignment:
         fail(str(exc))
 
 
-def make_sandbox(kind: str, assignment: assignment_mod.Assignment, image: str | None) -> Any:
-    """A LocalSandbox, or a DockerSandbox on the current image (stale containers swept first).
+def make_sandbox(kind: str, assignment: assignment_mod.Assignment, image: str | None, *,
+                 warm: int = 0) -> Any:
+    """A LocalSandbox, or a DockerSandbox on the current image (stale containers swept first)
+    keeping ``warm`` containers started ahead of their jobs.
 
     Raises SandboxUnavailable (the caller turns it into one line) when Docker or the image is
     missing.
@@ -61,7 +63,7 @@ def make_sandbox(kind: str, assignment: assignment_mod.Assignment, image: str | 
 
     client = docker_sandbox.connect()
     docker_sandbox.sweep(client)
-    return docker_sandbox.DockerSandbox(image or _default_image(image_mod), client=client)
+    return docker_sandbox.DockerSandbox(image or _default_image(image_mod), client=client, warm=warm)
 
 
 def _default_image(image_mod: Any) -> str:

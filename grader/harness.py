@@ -115,6 +115,22 @@ def run(job_dir: Path, private: Path) -> dict[str, Any]:
     return results.validate(doc)
 
 
+def prewarm() -> None:
+    """Import what every job needs, before there is a job.
+
+    Called by ``grader.sandbox.warmstart`` in a container started ahead of its job, so pytest,
+    its plugins and the schema validator are loaded while the previous submission is graded.
+    """
+    import jsonschema  # noqa: F401 - imported for its side effect: it is in sys.modules now
+    import pytest  # noqa: F401
+    import pytest_jsonreport.plugin  # noqa: F401
+    import pytest_timeout  # noqa: F401
+
+    from grader import assignment, plugin, results, student  # noqa: F401
+
+    results.validator()
+
+
 def _test_files(assignment: Any, scope: str) -> list[Path]:
     files: list[Path] = []
     for ex in assignment.exercises:

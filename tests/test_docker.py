@@ -216,9 +216,12 @@ def test_ctrl_c_on_the_command_line_removes_running_containers(docker_client, gr
     for i in range(3):
         reference_folder(root, course, f"slow{i}", spawn="import time\ntime.sleep(10**6)\n")
     out = tmp_path / "out"
+    # Started as a foreground command is: a test run started in the background (`pytest &`)
+    # ignores SIGINT, and the grader would inherit that and rightly go on.
     proc = subprocess.Popen([sys.executable, "-m", "grader", "grade", str(root), "--out", str(out), "--jobs", "2"],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "COLUMNS": "120"})
+                            env={**os.environ, "COLUMNS": "120"},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     while not ours(docker_client) and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.2)
@@ -274,3 +277,82 @@ def test_student_processes_run_at_the_lowest_cpu_priority(sandbox, tmp_path):
     doc = grading.grade(sandbox, course, Submission(id="prio", source="test", files={"prio.py": PRIORITY_MODULE.encode()}))
     test = doc["tests"][0]
     assert test["outcome"] == "passed", test
+
+
+SPAWN_ONLY = grading.Options(exercises=("01_spawn",))
+
+
+@pytest.fixture
+def warm_sandbox(docker_client, grading_image):
+    box = DockerSandbox(grading_image, client=docker_client, warm=2)
+    yield box
+    box.close()
+    assert ours(docker_client) == [], "a labelled container survived"
+
+
+def spy_on_containers(monkeypatch, box: DockerSandbox) -> list[tuple[str, str]]:
+    """(how, container id) for every job the sandbox runs."""
+    used: list[tuple[str, str]] = []
+    original_warm, original_create = box._run_warm, box._create
+
+    def run_warm(job, warm, stats, t0):
+        used.append(("warm", warm.container.id))
+        return original_warm(job, warm, stats, t0)
+
+    def create(job, jobdir, **kw):
+        container = original_create(job, jobdir, **kw)
+        if "command" not in kw:  # a cold container made for this very job
+            used.append(("cold", container.id))
+        return container
+
+    monkeypatch.setattr(box, "_run_warm", run_warm)
+    monkeypatch.setattr(box, "_create", create)
+    return used
+
+
+def test_warm_containers_grade_like_cold_ones_and_serve_one_submission_each(
+        course, warm_sandbox, docker_client, tmp_path, monkeypatch):
+    used = spy_on_containers(monkeypatch, warm_sandbox)
+    root = tmp_path / "subs"
+    root.mkdir()
+    for name in ("a", "b", "c", "d"):
+        reference_folder(root, course, name)
+    reference_folder(root, course, "bomb", spawn=attack("fork_bomb", "spawn.py"))
+    result = batch.run([root], tmp_path / "out", course, warm_sandbox, jobs=2, options=SPAWN_ONLY)
+    docs = result.documents
+    assert {sid: doc["score"] for sid, doc in docs.items()} == {"a": 25, "b": 25, "c": 25, "d": 25, "bomb": 0}
+    assert by_outcome(docs["bomb"], "01_spawn").get("process_limit")
+    assert len(used) == 5 and len({cid for _, cid in used}) == 5, used
+    assert [how for how, _ in used].count("warm") >= 3, used  # only the first jobs can find none
+    for _, cid in used:
+        assert not docker_client.containers.list(all=True, filters={"id": cid}), "a used container was kept"
+
+
+def test_a_dead_warm_container_is_not_used(course, warm_sandbox, docker_client, tmp_path, monkeypatch):
+    used = spy_on_containers(monkeypatch, warm_sandbox)
+    first = reference_folder(tmp_path, course, "first")
+    batch.run([first], tmp_path / "out1", course, warm_sandbox, options=SPAWN_ONLY)
+    waiting = [future.result(timeout=60) for _, future in warm_sandbox._pool]
+    assert len(waiting) == 2
+    for warm in waiting:
+        warm.container.kill()
+    second = reference_folder(tmp_path, course, "second")
+    doc = batch.run([second], tmp_path / "out2", course, warm_sandbox, options=SPAWN_ONLY).documents["second"]
+    assert doc["score"] == 25, doc["message"]
+    assert [how for how, _ in used] == ["cold", "cold"]
+
+
+def test_a_warm_sleeping_submission_times_out_within_its_limit(course, warm_sandbox, tmp_path, monkeypatch):
+    """The wall-clock limit counts from when the job is handed over, not from the container's start."""
+    used = spy_on_containers(monkeypatch, warm_sandbox)
+    reference_folder(tmp_path, course, "first")
+    batch.run([tmp_path / "first"], tmp_path / "out1", course, warm_sandbox, options=SPAWN_ONLY)
+    time.sleep(3)  # the warm containers wait meanwhile: that time must not count
+    folder = reference_folder(tmp_path, course, "sleeper", spawn="import time\ntime.sleep(10**6)\n")
+    started = time.monotonic()
+    result = batch.run([folder], tmp_path / "out", course, warm_sandbox, options=grading.Options(timeout=8))
+    elapsed = time.monotonic() - started
+    doc = result.documents["sleeper"]
+    assert doc["status"] == "timeout" and doc["score"] == 0
+    assert 8 <= elapsed < 8 + 6, f"took {elapsed:.1f} s for an 8 s limit"
+    assert [how for how, _ in used] == ["cold", "warm"]
