@@ -135,11 +135,22 @@ def test_the_corpus_covers_the_issue():
 def test_every_attack_in_docker(course, docker_client, grading_image, tmp_path, hidden_sources):
     from grader.sandbox.docker import LABEL, DockerSandbox
 
-    box = DockerSandbox(grading_image, client=docker_client)
+    # With warm containers, as `mpgrade grade` runs by default: the attacks then meet the
+    # containers that were started before their submission was known.
+    box = DockerSandbox(grading_image, client=docker_client, warm=2)
+    warm_jobs = []
+    hand_over = box._run_warm
+
+    def counting(job, warm, stats, t0):
+        warm_jobs.append(job)
+        return hand_over(job, warm, stats, t0)
+
+    box._run_warm = counting
     try:
         docs = run_attacks(course, box, sorted(SPECS), tmp_path)
     finally:
         box.close()
+    assert len(warm_jobs) >= len(SPECS) - 4, "the attacks did not go through warm containers"
     problems = []
     for name in sorted(SPECS):
         try:

@@ -356,3 +356,23 @@ def test_a_warm_sleeping_submission_times_out_within_its_limit(course, warm_sand
     assert doc["status"] == "timeout" and doc["score"] == 0
     assert 8 <= elapsed < 8 + 6, f"took {elapsed:.1f} s for an 8 s limit"
     assert [how for how, _ in used] == ["cold", "warm"]
+
+
+def test_a_job_of_another_shape_gets_a_cold_container_and_the_pool_follows(docker_client, grading_image, monkeypatch):
+    """The sandbox interface alone (any `python -m` command): a warm container only serves a job
+    created the same way, so other limits mean a cold container, and the pool switches over."""
+    from grader.sandbox.base import Job, Limits
+
+    box = DockerSandbox(grading_image, client=docker_client, warm=1)
+    used = spy_on_containers(monkeypatch, box)
+    small, big = Limits(memory=256 * 2**20), Limits(memory=512 * 2**20)
+    try:
+        outcomes = [box.run(Job(files={"data.json": b'{"b": 1, "a": [2]}'},
+                                command=("python", "-m", "json.tool", "--sort-keys", "data.json"), limits=limits))
+                    for limits in (small, big, big)]
+    finally:
+        box.close()
+    assert [how for how, _ in used] == ["cold", "cold", "warm"]
+    for outcome in outcomes:
+        assert outcome.exit_status == 0 and json.loads(outcome.stdout) == {"a": [2], "b": 1}, outcome
+    assert ours(docker_client) == [], "a labelled container survived"

@@ -33,6 +33,12 @@ if __name__ == "__main__":
 '''
 
 
+def go(folder: Path, secrets: object) -> None:
+    """Written the way the host writes it: complete, then renamed into place."""
+    (folder / "go.tmp").write_text(json.dumps(secrets))
+    (folder / "go.tmp").rename(folder / GO_FILE)
+
+
 def launch(tmp_path: Path, idle: float = 30) -> subprocess.Popen:
     (tmp_path / "lib").mkdir()
     (tmp_path / "lib" / "probe.py").write_text(PROBE)
@@ -49,7 +55,7 @@ def test_the_job_runs_as_main_once_its_go_file_arrives_with_the_secrets(tmp_path
         time.sleep(0.5)
         assert proc.poll() is None, "it must wait for the go file"
         (tmp_path / "job" / "job.json").write_text('{"n": 1}')
-        (tmp_path / "job" / GO_FILE).write_text(json.dumps({"SECRET": "nonce-123"}))
+        go(tmp_path / "job", {"SECRET": "nonce-123"})
         out, err = proc.communicate(timeout=20)
     finally:
         proc.kill()
@@ -66,7 +72,7 @@ def test_a_container_without_a_job_exits_quietly_after_its_idle_time(tmp_path):
 
 def test_a_malformed_go_file_runs_nothing(tmp_path):
     proc = launch(tmp_path)
-    (tmp_path / "job" / GO_FILE).write_text(json.dumps({"SECRET": 1}))
+    go(tmp_path / "job", {"SECRET": 1})
     out, err = proc.communicate(timeout=20)
     assert proc.returncode == 1 and out == b"" and b"malformed go file" in err
 

@@ -188,7 +188,12 @@ class DockerSandbox:
         shape = _shape(job) if self.warm else None
         warm = self._take(shape, stats) if shape is not None else None
         if shape is not None:
-            self._refill(shape, job)
+            try:
+                self._refill(shape, job)
+            except BaseException:
+                if warm is not None:  # taken from the pool but not handed a job yet: ours to remove
+                    self._discard(warm)
+                raise
         if warm is not None:
             return self._run_warm(job, warm, stats, t0)
         return self._run_cold(job, stats, t0)
@@ -221,7 +226,8 @@ class DockerSandbox:
     def _run_warm(self, job: Job, warm: _Warm, stats: dict[str, float], t0: float) -> Outcome:
         """Hand the job to a container that is already running: its files, then the go file."""
         try:
-            if GO_FILE in job.files:
+            reserved = {GO_FILE, GO_FILE + ".tmp"}
+            if any(os.path.normpath(rel) in reserved for rel in job.files):
                 raise ValueError(f"job file {GO_FILE!r} is reserved for the sandbox")
             if not self._register(warm.container):
                 return Outcome(exit_status=None, stdout=b"", cancelled=True)
@@ -305,6 +311,9 @@ class DockerSandbox:
             t = time.monotonic()
             try:
                 warm = future.result(timeout=60)
+            except TimeoutError:  # the daemon is slow: go on without it, and remove it when it is up
+                future.add_done_callback(self._discard_future)
+                continue
             except Exception:  # it could not be started: try the next one, or go cold
                 continue
             stats["warm_wait"] = stats.get("warm_wait", 0.0) + time.monotonic() - t
@@ -388,16 +397,22 @@ class DockerSandbox:
             self._closed = True
             running = list(self._running.values())
             self._running.clear()
-            pool, self._pool = self._pool, []
         for container in running:
             self._kill(container)
-        for _, future in pool:
+        while True:  # one at a time, so a second Ctrl-C in here leaves the rest to the next close()
+            with self._lock:
+                if not self._pool:
+                    break
+                _, future = self._pool.pop()
             if future.cancel():  # still queued: it never made a container
                 continue
             try:
                 future.result(timeout=120)
+            except TimeoutError:
+                future.add_done_callback(self._discard_future)
+                continue
             except Exception:
-                pass
+                continue
             self._discard_future(future)
         if self._starter is not None:
             self._starter.shutdown(wait=True, cancel_futures=True)

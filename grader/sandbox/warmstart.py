@@ -38,7 +38,9 @@ def wait_for_go(folder: str, idle: float) -> dict[str, str] | None:
     while True:
         try:
             with open(path, encoding="utf-8") as f:
-                data = json.load(f)
+                data = json.load(f)  # complete: the host renames it into place
+        except ValueError:
+            raise SystemExit("grader.sandbox.warmstart: malformed go file") from None
         except FileNotFoundError:
             if time.monotonic() > deadline:
                 return None
@@ -56,14 +58,18 @@ def main(argv: list[str]) -> int:
         print("usage: python -m grader.sandbox.warmstart MODULE [ARG...]", file=sys.stderr)
         return 2
     module_name, args = argv[0], argv[1:]
-    module = importlib.import_module(module_name)
-    prewarm = getattr(module, "prewarm", None)
-    if callable(prewarm):
-        prewarm()
+    try:
+        module = importlib.import_module(module_name)
+        prewarm = getattr(module, "prewarm", None)
+        if callable(prewarm):
+            prewarm()
+    except Exception:  # only an optimisation: the job itself will run into it and say so
+        pass
     secrets = wait_for_go(os.getcwd(), float(os.environ.pop(IDLE_ENV, "600")))
     if secrets is None:
         return EXIT_IDLE
     os.environ.update(secrets)
+    importlib.invalidate_caches()  # the job's files arrived after the import system looked
     sys.argv = [module_name, *args]
     runpy.run_module(module_name, run_name="__main__", alter_sys=True)
     return 0
