@@ -78,7 +78,7 @@ def test_worker_pids_joins_workers(student):
 def test_worker_pids_under_spawn(student):
     """worker_pids works under the spawn start method"""
     n = rng.randint(2, 3)
-    spawn = student.module("spawn", start_method="spawn", timeout=5)
+    spawn = student.module("spawn", start_method="spawn", timeout=3)
     pids = spawn.worker_pids(n)
     call = student.last
     assert isinstance(pids, list) and len(set(pids)) == n, (
@@ -132,7 +132,7 @@ def test_exit_codes_out_of_range(student, bad):
 def test_exit_codes_under_forkserver(student):
     """exit_codes works under the forkserver start method"""
     codes = [rng.randint(1, 9) for _ in range(3)]
-    spawn = student.module("spawn", start_method="forkserver", timeout=5)
+    spawn = student.module("spawn", start_method="forkserver", timeout=3)
     got = spawn.exit_codes(codes)
     assert got == codes, f"exit_codes({codes}) under forkserver: expected {codes}, got {got!r}"
     assert len(student.last.workers) >= len(codes), (
@@ -167,12 +167,12 @@ def test_run_with_timeout_terminates(student):
     # Three times: without the join after terminate(), exitcode is None only when the parent
     # reads it before the child has died, a race a single call can lose.
     for _ in range(3):
-        seconds, timeout = 4.0, round(rng.uniform(0.2, 0.4), 2)
+        seconds, timeout = 2.0, round(rng.uniform(0.2, 0.4), 2)
         got = spawn.run_with_timeout(seconds, timeout)
         call = student.last
         what = f"run_with_timeout({seconds}, {timeout})"
         assert got == -15, f"{what}: expected -15 (terminated by SIGTERM), got {got!r}"
-        assert call.duration < 2.5, (f"{what}: expected to return after about {timeout} s, got "
+        assert call.duration < 1.5, (f"{what}: expected to return after about {timeout} s, got "
                                      f"{call.duration:.1f} s")
         check_clean(call, what, hint=JOIN_HINT)
 
