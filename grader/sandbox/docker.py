@@ -71,9 +71,11 @@ def sweep(client: Any, batch: str | None = None) -> int:
     """Remove containers of ours that an earlier, crashed run left behind."""
     filters = {"label": [LABEL] if batch is None else [LABEL, f"{BATCH_LABEL}={batch}"]}
     removed = 0
-    for container in client.containers.list(all=True, filters=filters):
+    # The low-level listing: containers.list() also inspects every container it found, and
+    # raises NotFound for one removed in between (another batch's, finishing).
+    for entry in client.api.containers(all=True, filters=filters):
         try:
-            container.remove(force=True)
+            client.api.remove_container(entry["Id"], force=True)
             removed += 1
         except Exception:  # already gone
             pass
