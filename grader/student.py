@@ -353,6 +353,7 @@ class StudentRunner:
     scratch: Path | None = None
     cgroup: Path | None = None  # cgroup v2 folder: its event counters name memory / process limits
     max_processes: int | None = None  # RLIMIT_NPROC for the student user (only with ``user``)
+    spares: SparePool | None = None  # starts each call's successor ahead of time (the plugin's)
     records: list[CallRecord] = field(default_factory=list)
 
     @property
@@ -449,54 +450,44 @@ class ModuleProxy:
         return f"<student module {self._name}>"
 
 
-class _CallExecution:
-    """One call, from start to the last reaped process. Kept apart so the steps read in order."""
+# --- started children ---------------------------------------------------------------------------
 
-    def __init__(self, runner: StudentRunner, record: CallRecord, args: tuple, kwargs: dict, timeout: float):
-        self.runner, self.record, self.timeout = runner, record, timeout
-        self.args, self.kwargs = args, kwargs
-        self.root = str(Path(runner.path).resolve())
+
+class _Child:
+    """A started ``mpgrade_child``: its own session, files, pipes and readers, waiting for a request.
+
+    The child boots (a fresh interpreter importing multiprocessing: 40-60 ms, most of a short
+    call's cost) before it knows what it will run, then blocks reading one request line on
+    stdin. That is what lets a ``SparePool`` start the next call's child while the current call
+    runs. A waiting child has loaded no student code: which module, function and arguments it
+    runs is only decided by the request, sent when the call starts.
+    """
+
+    def __init__(self, python: str, user: tuple[int, int] | None, scratch: Path | None) -> None:
+        self.key = (python, user, scratch)
+        self.tmp = Path(tempfile.mkdtemp(prefix="mpgrade-call-", dir=scratch))
+        self.dumps, self.pid_log, self.home = self.tmp / "dumps", self.tmp / "pids.log", self.tmp / "home"
         self.out = bytearray()
         self.err = bytearray()
         self.output_total = 0
         self.result = bytearray()
         self.result_done = threading.Event()
-        self.seen: dict[int, tuple[float, int]] = {}
-        self.live_workers = 0
-        self.pid_floor: int | None = None
         self.own_tids: set[int] = set()  # our reader threads take PIDs from the same counter
-
-    def run(self) -> StudentFailure | None:
-        tmp = Path(tempfile.mkdtemp(prefix="mpgrade-call-", dir=self.runner.scratch))
+        self.readers: list[threading.Thread] = []
+        self.spare = False  # set when taken from a SparePool
         try:
-            return self._run(tmp)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            self._start(python, user)
+        except BaseException:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            raise
 
-    def _run(self, tmp: Path) -> StudentFailure | None:
-        record = self.record
-        dumps, pid_log, request_path = tmp / "dumps", tmp / "pids.log", tmp / "request.json"
-        dumps.mkdir()
-        pid_log.touch()
-        r, w = os.pipe()
-        try:
-            request = {
-                "module": record.module, "function": record.function,
-                "args": plain.encode(tuple(self.args))["v"], "kwargs": plain.encode(dict(self.kwargs)),
-                "start_method": record.start_method, "path": self.root, "cwd": str(tmp / "home"),
-                "result_fd": w,
-                "max_processes": self.runner.max_processes if self.runner.user else None,
-            }
-        except plain.NotPlainData as exc:
-            os.close(r)
-            os.close(w)
-            raise TypeError(f"test bug: arguments must be plain data ({exc})") from None
-        (tmp / "home").mkdir()
-        request_path.write_text(json.dumps(request))
-        if self.runner.user is not None:
-            uid, gid = self.runner.user
-            for p in (tmp, dumps, pid_log, request_path, tmp / "home"):
-                os.chown(p, uid, gid)
+    def _start(self, python: str, user: tuple[int, int] | None) -> None:
+        self.dumps.mkdir()
+        self.pid_log.touch()
+        self.home.mkdir()
+        if user is not None:
+            for p in (self.tmp, self.dumps, self.pid_log, self.home):
+                os.chown(p, *user)
         env = {
             "PATH": "/usr/local/bin:/usr/bin:/bin",
             "PYTHONPATH": str(BOOT_DIR),
@@ -504,64 +495,232 @@ class _CallExecution:
             "PYTHONUNBUFFERED": "1",
             "PYTHONFAULTHANDLER": "1",
             "PYTHONNOUSERSITE": "1",
-            "HOME": str(tmp / "home"),
-            "TMPDIR": str(tmp / "home"),
+            "HOME": str(self.home),
+            "TMPDIR": str(self.home),
             "LANG": "C.UTF-8",
-            "MPGRADE_DUMP_DIR": str(dumps),
-            "MPGRADE_PID_LOG": str(pid_log),
+            "MPGRADE_DUMP_DIR": str(self.dumps),
+            "MPGRADE_PID_LOG": str(self.pid_log),
         }
         user_kw: dict[str, Any] = {}
-        if self.runner.user is not None:
-            user_kw = {"user": self.runner.user[0], "group": self.runner.user[1], "extra_groups": []}
-        started = time.monotonic()
-        self.pid_floor = _last_pid()
+        if user is not None:
+            user_kw = {"user": user[0], "group": user[1], "extra_groups": []}
+        r, w = os.pipe()
         try:
-            proc = subprocess.Popen(
-                [self.runner.python, "-s", "-B", str(CHILD_SCRIPT), str(request_path)],
-                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                pass_fds=(w,), start_new_session=True, env=env, cwd=str(tmp / "home"), **user_kw,
+            self.proc = subprocess.Popen(
+                [python, "-s", "-B", str(CHILD_SCRIPT)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                pass_fds=(w,), start_new_session=True, env=env, cwd=str(self.home), **user_kw,
             )
+        except BaseException:
+            os.close(r)
+            raise
         finally:
             os.close(w)
-        record.pid = proc.pid
-        readers = [
-            threading.Thread(target=self._drain, args=(proc.stdout, self.out), daemon=True),
-            threading.Thread(target=self._drain, args=(proc.stderr, self.err), daemon=True),
+        self.result_fd, self.result_w = r, w  # w: the descriptor's number in the child
+        self.readers = [
+            threading.Thread(target=self._drain, args=(self.proc.stdout, self.out), daemon=True),
+            threading.Thread(target=self._drain, args=(self.proc.stderr, self.err), daemon=True),
             threading.Thread(target=self._read_result, args=(r,), daemon=True),
         ]
-        for t in readers:
+        for t in self.readers:
             t.start()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def waiting(self) -> bool:
+        """Still there and runnable: the previous call's processes (same user) could have killed
+        or stopped a spare; then it is thrown away and the call starts a fresh child."""
+        if self.proc.poll() is not None:
+            return False
+        st = _stat(self.proc.pid)
+        return st is not None and st[0] in ("R", "S", "D") and st[3] == self.proc.pid
+
+    def send(self, request: dict[str, Any]) -> bool:
+        """Hand the child its request; False if it is no longer there to read it."""
+        data = (json.dumps({**request, "result_fd": self.result_w}) + "\n").encode()
+        try:
+            self.proc.stdin.write(data)
+            self.proc.stdin.close()
+            return True
+        except (OSError, ValueError):
+            return False
+
+    def stop(self, also: set[int] = frozenset()) -> None:
+        """Kill the child's whole session, reap it, and stop reading its pipes."""
+        kill_session(self.proc.pid, also=also)
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        for t in self.readers:
+            t.join(timeout=2)
+        # A process that escaped the session may still hold the pipes' other ends: then the
+        # readers are still blocked, and closing under them could hand their descriptor
+        # number to the next call. Leak it instead; the escapee dies with the sandbox.
+        if not any(t.is_alive() for t in self.readers):
+            os.close(self.result_fd)
+            self.proc.stdout.close()
+            self.proc.stderr.close()
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+
+    def remove(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def discard(self) -> None:
+        self.stop()
+        self.remove()
+
+    # -- pipes -------------------------------------------------------------------------------------
+
+    def _drain(self, stream: Any, keep: bytearray) -> None:
+        self.own_tids.add(threading.get_native_id())
+        while True:
+            chunk = stream.read1(65536) if hasattr(stream, "read1") else stream.read(65536)
+            if not chunk:
+                return
+            self.output_total += len(chunk)
+            room = KEEP_OUTPUT - len(keep)
+            if room > 0:
+                keep.extend(chunk[:room])
+
+    def _read_result(self, fd: int) -> None:
+        self.own_tids.add(threading.get_native_id())
+        try:
+            while len(self.result) <= MAX_RESULT:
+                chunk = os.read(fd, 1 << 20)
+                if not chunk:
+                    return
+                self.result.extend(chunk)
+                if b"\n" in chunk:
+                    return
+        except OSError:
+            return
+        finally:
+            self.result_done.set()
+
+
+class SparePool:
+    """Starts the next call's child while the current call runs, so it is booted when needed.
+
+    Holds at most one waiting child per (interpreter, user, scratch folder); ``close()`` kills
+    it. One pool serves one grading run of one submission (the plugin keeps it for a pytest
+    session), never two submissions: a spare is a process of the student user, and the calls
+    it will run are that submission's. A spare left behind by a crashed grader exits by itself
+    when its stdin closes.
+
+    The spare is started before the current call's PID window opens (see ``_read_pid_log``),
+    so its PID can never be claimed as one of that call's workers.
+    """
+
+    def __init__(self) -> None:
+        self._spares: dict[tuple, _Child] = {}
+        self._lock = threading.Lock()
+
+    def take(self, key: tuple) -> _Child | None:
+        with self._lock:
+            return self._spares.pop(key, None)
+
+    def prepare(self, key: tuple) -> None:
+        with self._lock:
+            if key in self._spares:
+                return
+        try:
+            child = _Child(*key)
+        except OSError:
+            return  # only an optimisation: the next call starts its own child
+        with self._lock:
+            old = self._spares.pop(key, None)
+            self._spares[key] = child
+        if old is not None:
+            old.discard()
+
+    def close(self) -> None:
+        with self._lock:
+            spares, self._spares = list(self._spares.values()), {}
+        for child in spares:
+            child.discard()
+
+
+class _GoneBeforeRequest(Exception):
+    """A pre-started child died between being taken and being sent its request."""
+
+
+class _CallExecution:
+    """One call, from start to the last reaped process. Kept apart so the steps read in order."""
+
+    def __init__(self, runner: StudentRunner, record: CallRecord, args: tuple, kwargs: dict, timeout: float):
+        self.runner, self.record, self.timeout = runner, record, timeout
+        self.args, self.kwargs = args, kwargs
+        self.root = str(Path(runner.path).resolve())
+        self.seen: dict[int, tuple[float, int]] = {}
+        self.live_workers = 0
+        self.pid_floor: int | None = None
+        self.child: _Child  # set when the call starts
+
+    def run(self) -> StudentFailure | None:
+        record = self.record
+        try:
+            request = {
+                "module": record.module, "function": record.function,
+                "args": plain.encode(tuple(self.args))["v"], "kwargs": plain.encode(dict(self.kwargs)),
+                "start_method": record.start_method, "path": self.root,
+                "max_processes": self.runner.max_processes if self.runner.user else None,
+            }
+        except plain.NotPlainData as exc:
+            raise TypeError(f"test bug: arguments must be plain data ({exc})") from None
+        key = (self.runner.python, self.runner.user, self.runner.scratch)
+        spares = self.runner.spares
+        child = spares.take(key) if spares is not None else None
+        if child is not None and not child.waiting():
+            child.discard()
+            child = None
+        if child is not None:
+            child.spare = True
+        if child is None:
+            child = _Child(*key)
+        try:
+            if spares is not None:
+                spares.prepare(key)  # the next call's child, before this call's PID window opens
+            try:
+                return self._run(child, request)
+            except _GoneBeforeRequest:
+                child.discard()
+                child = _Child(*key)
+                return self._run(child, request)
+        finally:
+            child.remove()
+
+    def _run(self, child: _Child, request: dict[str, Any]) -> StudentFailure | None:
+        record = self.record
+        self.child = child
+        record.pid = child.pid
+        self.pid_floor = _last_pid()
+        started = time.monotonic()
+        if not child.send({**request, "cwd": str(child.home)}) and child.spare:
+            raise _GoneBeforeRequest  # a spare that died after all: start a fresh child
         failure: StudentFailure | None = None
         try:
-            outcome = self._watch(proc, started)
+            outcome = self._watch(child.proc, started)
             record.duration = time.monotonic() - started
             if outcome in ("result", "exited"):
                 # Only a call that ended by itself has a process tree worth describing; after a
                 # fork bomb or a flood, every millisecond spent looking lets it do more harm.
-                self._read_pid_log(pid_log)
-                self._snapshot(proc.pid)
+                self._read_pid_log(child.pid_log)
+                self._snapshot(child.pid)
             if outcome == "timeout":
-                failure = CallTimeout(self._timeout_message(proc.pid, dumps), record)
+                failure = CallTimeout(self._timeout_message(child.pid, child.dumps), record)
         finally:
-            kill_session(proc.pid, also=set(self.seen))
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
-            record.exit_status = proc.returncode
-            for t in readers:
-                t.join(timeout=2)
-            # A process that escaped the session may still hold the pipes' other ends: then the
-            # readers are still blocked, and closing under them could hand their descriptor
-            # number to the next call. Leak it instead; the escapee dies with the sandbox.
-            if not any(t.is_alive() for t in readers):
-                os.close(r)
-                proc.stdout.close()
-                proc.stderr.close()
-        self._read_pid_log(pid_log)  # again: workers that started while the call was torn down
-        record.stdout = self.out.decode(errors="replace")
-        record.stderr = self.err.decode(errors="replace")
-        record.output_bytes = self.output_total
+            child.stop(also=set(self.seen))
+            record.exit_status = child.proc.returncode
+        self._read_pid_log(child.pid_log)  # again: workers that started while the call was torn down
+        record.stdout = child.out.decode(errors="replace")
+        record.stderr = child.err.decode(errors="replace")
+        record.output_bytes = child.output_total
         record.cpu_time = sum(cpu for cpu, _ in self.seen.values())
         if failure is not None:
             return failure
@@ -581,13 +740,13 @@ class _CallExecution:
         deadline = started + self.timeout
         interval = 0.002
         while True:
-            if self.result_done.wait(interval):
+            if self.child.result_done.wait(interval):
                 return "result"
             self._observe(proc.pid)
             if proc.poll() is not None:
-                self.result_done.wait(0.2)  # the last bytes may still be in the pipe
-                return "result" if self.result_done.is_set() else "exited"
-            if self.output_total > self.runner.output_limit:
+                self.child.result_done.wait(0.2)  # the last bytes may still be in the pipe
+                return "result" if self.child.result_done.is_set() else "exited"
+            if self.child.output_total > self.runner.output_limit:
                 return "output"
             cap = self.runner.max_processes if self.runner.user else None
             if cap and self.live_workers >= cap - 8:
@@ -659,38 +818,10 @@ class _CallExecution:
             parts = line.split()
             if len(parts) == 3 and parts[0].isdigit() and parts[2] == "worker":
                 pid = int(parts[0])
-                if pid == self.record.pid or pid in self.record.helpers or pid in self.own_tids:
+                if pid == self.record.pid or pid in self.record.helpers or pid in self.child.own_tids:
                     continue
                 if pid in self.seen or _allocated_between(pid, self.pid_floor, ceiling):
                     self.record.workers.add(pid)
-
-    # -- pipes -------------------------------------------------------------------------------------
-
-    def _drain(self, stream: Any, keep: bytearray) -> None:
-        self.own_tids.add(threading.get_native_id())
-        while True:
-            chunk = stream.read1(65536) if hasattr(stream, "read1") else stream.read(65536)
-            if not chunk:
-                return
-            self.output_total += len(chunk)
-            room = KEEP_OUTPUT - len(keep)
-            if room > 0:
-                keep.extend(chunk[:room])
-
-    def _read_result(self, fd: int) -> None:
-        self.own_tids.add(threading.get_native_id())
-        try:
-            while len(self.result) <= MAX_RESULT:
-                chunk = os.read(fd, 1 << 20)
-                if not chunk:
-                    return
-                self.result.extend(chunk)
-                if b"\n" in chunk:
-                    return
-        except OSError:
-            return
-        finally:
-            self.result_done.set()
 
     # -- turning what happened into a value or an exception --------------------------------------
 
@@ -699,7 +830,7 @@ class _CallExecution:
 
     def _interpret(self, outcome: str) -> StudentFailure | None:
         record = self.record
-        line = bytes(self.result).split(b"\n", 1)[0]
+        line = bytes(self.child.result).split(b"\n", 1)[0]
         if not line:
             status = record.exit_status
             how = f"was killed by signal {-status}" if status and status < 0 else f"exited with status {status}"

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -14,6 +17,7 @@ from grader.student import (
     CallTimeout,
     NotImplementedByStudent,
     OutputLimit,
+    SparePool,
     StudentError,
     StudentImportError,
     StudentRunner,
@@ -91,6 +95,23 @@ def echo(*args, **kwargs):
 
 def bad_bytes():
     return b"\\xff".decode("utf-8")
+
+def read_stdin():
+    return sys.stdin.read()
+
+def claim_other_callers():
+    # Claims every other mpgrade_child process (such as the next call's pre-started one) as a worker.
+    mine = os.getpid()
+    with open(os.environ["MPGRADE_PID_LOG"], "a") as f:
+        for name in os.listdir("/proc"):
+            if name.isdigit() and int(name) != mine:
+                try:
+                    cmd = open(f"/proc/{name}/cmdline", "rb").read()
+                except OSError:
+                    continue
+                if b"mpgrade_child" in cmd:
+                    f.write(f"{name} 0 worker\\n")
+    return mine
 
 def forge_pid_log(n):
     with open(os.environ["MPGRADE_PID_LOG"], "a") as f:
@@ -240,3 +261,135 @@ def test_stack_summary_names_the_student_frame_and_where_it_waits():
     )
     assert summarize_dump(dump, "/sub") == "prodcons.py:12 in consumer(), waiting in queues.py:103 in get()"
     assert summarize_dump("", "/sub") == "no stack available"
+
+
+# --- pre-started children ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def pooled(make_module):
+    """A runner whose calls take a child started ahead of time, as the plugin's ``student`` does."""
+    pool = SparePool()
+    folder = make_module("work", WORKERS)
+    yield StudentRunner(path=folder, start_method="fork", call_timeout=3, spares=pool), pool
+    pool.close()
+
+
+def _spare_pids(pool: SparePool) -> list[int]:
+    return [child.pid for child in pool._spares.values()]
+
+
+def _state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0]
+    except OSError:
+        return "X"
+
+
+def _gone(pid: int) -> bool:
+    return _state(pid) in ("Z", "X")
+
+
+def _wait_until(condition, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.01)
+
+
+def test_each_call_starts_the_next_ones_process_and_the_next_call_uses_it(pooled):
+    runner, pool = pooled
+    work = runner.module("work")
+    assert work.pids(2)
+    [spare] = _spare_pids(pool)
+    assert not _gone(spare)
+    assert work.echo(1) == [[1], {}]
+    assert runner.last.pid == spare
+    assert _spare_pids(pool) != [spare]
+    assert work.pids(3) and len(runner.last.workers) == 3
+
+
+def test_a_pre_started_process_runs_the_module_as_it_is_when_the_call_starts(pooled, make_module):
+    runner, pool = pooled
+    assert runner.module("work").echo(1) == [[1], {}]
+    make_module("late", "def answer():\n    return 42\n")  # written after the spare booted
+    assert runner.module("late").answer() == 42
+
+
+def test_a_spare_that_was_killed_or_stopped_is_replaced(pooled):
+    runner, pool = pooled
+    work = runner.module("work")
+    work.echo(1)
+    [killed] = _spare_pids(pool)
+    os.kill(killed, signal.SIGKILL)
+    _wait_until(lambda: _gone(killed))
+    assert work.echo(2) == [[2], {}]
+    assert runner.last.pid != killed
+    [stopped] = _spare_pids(pool)
+    os.kill(stopped, signal.SIGSTOP)
+    _wait_until(lambda: _state(stopped) in ("T", "t"))
+    assert work.echo(3) == [[3], {}]
+    assert runner.last.pid != stopped
+    assert _gone(stopped), "a discarded spare is killed, not left stopped"
+
+
+def test_closing_the_pool_kills_the_spare_and_removes_its_files(pooled):
+    runner, pool = pooled
+    runner.module("work").echo(1)
+    [child] = pool._spares.values()
+    assert child.tmp.exists()
+    pool.close()
+    assert _gone(child.pid)
+    assert not child.tmp.exists()
+
+
+def test_a_spare_whose_grader_is_gone_exits_by_itself():
+    """A crashed grader closes the spare's stdin; the spare must not wait forever."""
+    child = student_mod._Child(sys.executable, None, None)
+    try:
+        child.proc.stdin.close()
+        assert child.proc.wait(timeout=10) == 0
+    finally:
+        child.discard()
+
+
+def test_the_next_calls_process_cannot_be_claimed_as_a_worker(pooled):
+    """The spare starts before this call's PID window opens, so a forged claim on it is refused."""
+    runner, pool = pooled
+    runner.module("work").echo(0)
+    [spare_for_this_call] = _spare_pids(pool)
+    caller = runner.module("work").claim_other_callers()
+    assert caller == spare_for_this_call
+    [next_spare] = _spare_pids(pool)
+    assert next_spare not in runner.last.workers
+    assert runner.last.workers == set()
+
+
+def test_student_code_still_reads_an_empty_stdin(pooled):
+    runner, _ = pooled
+    assert runner.module("work").read_stdin() == ""
+
+
+INNER_TEST = '''
+import os
+
+def test_second_call_runs_in_the_process_started_during_the_first(student):
+    work = student.module("work")
+    work.echo(1)
+    spares = [c.pid for c in student.spares._spares.values()] if student.spares else []
+    work.echo(2)
+    assert (student.last.pid in spares) == (os.environ["EXPECT_PRESTART"] == "yes")
+'''
+
+
+@pytest.mark.parametrize("flag, expect", [([], "yes"), (["--mpgrade-no-prestart"], "no")])
+def test_the_student_fixture_pre_starts_calls_unless_told_not_to(make_module, tmp_path, flag, expect):
+    folder = make_module("work", WORKERS)
+    (tmp_path / "test_inner.py").write_text(INNER_TEST)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", str(tmp_path / "test_inner.py"), "-q", "-p", "no:cacheprovider",
+         f"--mpgrade-submission={folder}", *flag],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "EXPECT_PRESTART": expect},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -1,10 +1,12 @@
 """The process that runs one call of a student function.
 
-Started by ``grader.student`` as ``python mpgrade_child.py REQUEST_FILE`` in a new session with
-the boot directory on PYTHONPATH. It imports the student's module, calls the function, and
-writes exactly one JSON line to the result descriptor: the value (plain data) or what went
-wrong. Then it waits to be killed, so the grader can look at the process tree the call left
-behind (zombies, leftover workers) before tearing it all down.
+Started by ``grader.student`` as ``python mpgrade_child.py`` in a new session with the boot
+directory on PYTHONPATH. It boots first (the imports every call needs), then reads one request
+line on stdin: the grader may start it well before the call, while the previous call runs.
+Then it imports the student's module, calls the function, and writes exactly one JSON line to
+the result descriptor: the value (plain data) or what went wrong. Then it waits to be killed,
+so the grader can look at the process tree the call left behind (zombies, leftover workers)
+before tearing it all down.
 
 Standalone on purpose: it must not import ``grader`` (the student side sees only this folder).
 """
@@ -48,14 +50,29 @@ def _failure(phase: str, exc: BaseException, root: str) -> dict:
     }
 
 
-def _confine(request: dict) -> None:
-    """Limits the grader asked for, set before any student code runs (it cannot raise them)."""
+def _oom_first() -> None:
+    """When memory runs out, the kernel must pick a student process, never the grader."""
     try:
-        # When memory runs out, the kernel must pick a student process, never the grader.
         with open("/proc/self/oom_score_adj", "w") as f:
             f.write("1000")
     except OSError:
         pass
+
+
+def _read_request() -> dict | None:
+    """The request line on stdin; None when stdin closes first (the grader is gone or needs no
+    more calls). Stdin is then /dev/null, as the student's code has always found it."""
+    line = sys.stdin.buffer.readline()
+    fd = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(fd, 0)
+    os.close(fd)
+    if not line.strip():
+        return None
+    return json.loads(line)
+
+
+def _confine(request: dict) -> None:
+    """Limits the grader asked for, set before any student code runs (it cannot raise them)."""
     nproc = request.get("max_processes")
     if nproc:
         import resource
@@ -74,12 +91,19 @@ def _confine(request: dict) -> None:
 
 
 def main() -> None:
-    with open(sys.argv[1]) as f:
-        request = json.load(f)
+    # Boot: everything that does not depend on the call, done before the request arrives.
+    _oom_first()
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import importlib
+    import multiprocessing
+
+    import mpgrade_plain  # noqa: E402 - from the boot folder, after sys.path is set
+
+    request = _read_request()
+    if request is None:
+        os._exit(0)
     result_fd = int(request["result_fd"])
     root = os.path.abspath(request["path"])
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import mpgrade_plain  # noqa: E402 - from the boot folder, after sys.path is set
 
     def send(obj: dict) -> None:
         data = (json.dumps(obj, separators=(",", ":")) + "\n").encode()
@@ -90,16 +114,12 @@ def main() -> None:
         os.close(result_fd)
 
     _confine(request)
-    import multiprocessing
-
     if request.get("start_method"):
         multiprocessing.set_start_method(request["start_method"], force=True)
     sys.path.insert(0, root)
     os.chdir(request.get("cwd") or root)
 
     try:
-        import importlib
-
         module = importlib.import_module(request["module"])
     except BaseException as exc:  # noqa: BLE001 - SystemExit at import time is a student error too
         send(_failure("import", exc, root))
