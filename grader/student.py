@@ -337,6 +337,24 @@ def summarize_dump(text: str, student_root: str) -> str:
     return mine if own is inner else f"{mine}, waiting in {where}"
 
 
+def _wait_for_dumps(paths: list[Path], limit: float) -> None:
+    """Until every dump file has stopped growing (faulthandler writes from its signal handler,
+    within milliseconds), or ``limit`` seconds for a process that cannot answer (stopped, dead)."""
+    deadline = time.monotonic() + limit
+    last: list[int] = []
+    while time.monotonic() < deadline:
+        time.sleep(0.01)
+        sizes = []
+        for path in paths:
+            try:
+                sizes.append(path.stat().st_size)
+            except OSError:
+                sizes.append(0)
+        if all(sizes) and sizes == last:
+            return
+        last = sizes
+
+
 # --- the runner ---------------------------------------------------------------------------------
 
 
@@ -782,14 +800,17 @@ class _CallExecution:
     def _parent_is(pid: int, parent: int) -> bool:
         return _parent(pid) == parent
 
-    def _snapshot(self, caller: int) -> None:
-        """After the function returned: which workers are still running, which were never reaped."""
-        self._observe(caller)
-        # A helper seen between its fork and its exec looked like a worker; look again.
+    def _recheck_helpers(self, caller: int) -> None:
+        """A helper seen between its fork and its exec looked like a worker; look again."""
         for pid in list(self.record.workers):
             if self._parent_is(pid, caller) and _is_helper(_cmdline(pid)):
                 self.record.workers.discard(pid)
                 self.record.helpers.add(pid)
+
+    def _snapshot(self, caller: int) -> None:
+        """After the function returned: which workers are still running, which were never reaped."""
+        self._observe(caller)
+        self._recheck_helpers(caller)
         stack, leftover, zombies = [caller], [], []
         while stack:
             pid = stack.pop()
@@ -873,13 +894,14 @@ class _CallExecution:
 
     def _timeout_message(self, caller: int, dumps: Path) -> str:
         """Ask every process where it is (SIGUSR1 -> faulthandler), then say it in one block."""
+        self._recheck_helpers(caller)
         pids = [p for p in [caller, *sorted(self.record.workers)] if _in_session(p, caller)]
         for pid in pids:
             try:
                 os.kill(pid, signal.SIGUSR1)
             except OSError:
                 pass
-        time.sleep(0.3)
+        _wait_for_dumps([dumps / f"{pid}.txt" for pid in pids[:12]], limit=0.3)
         lines = [f"{self._what()} did not return within {self.timeout:g} s "
                  f"(start method {self.record.start_method}). Where each process was:"]
         for pid in pids[:12]:

@@ -169,6 +169,28 @@ def test_a_hang_times_out_and_says_where_each_process_waits(runner):
         assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
 
 
+def test_after_a_hang_the_start_methods_helpers_are_not_listed_as_workers(runner, monkeypatch):
+    """Under forkserver, the fork server and resource tracker are the library's, not the student's,
+    even when first seen between their fork and their exec (simulated: the first look at each
+    process finds the parent's command line)."""
+    real, looked = student_mod._cmdline, set()
+
+    def first_look_before_exec(pid: int) -> str:
+        if pid not in looked:
+            looked.add(pid)
+            return "python mpgrade_child.py"
+        return real(pid)
+
+    monkeypatch.setattr(student_mod, "_cmdline", first_look_before_exec)
+    with pytest.raises(CallTimeout) as info:
+        runner.module("work", start_method="forkserver", timeout=1.5).deadlock()
+    call = runner.last
+    assert call.helpers, "the fork server was seen"
+    assert call.helpers.isdisjoint(call.workers)
+    assert len(call.workers) == 1, call.workers
+    assert str(info.value).count("  worker ") == 1, str(info.value)
+
+
 def test_processes_left_running_are_reported_then_killed(runner):
     pid = runner.module("work").leave_running()
     assert runner.last.leftover == [pid]
