@@ -311,8 +311,10 @@ def main() -> int:
                 course, args.exercise, subs, plan, box, jobs, args.out / f"docker-{jobs}", True), len(plan))
             box.close()
     for jobs in (1, cpus):
-        measure(f"mpgrade local --jobs {jobs}", lambda jobs=jobs: run_ours(
-            course, args.exercise, subs, plan, LocalSandbox(), jobs, args.out / f"local-{jobs}", False), unsandboxed)
+        box = LocalSandbox(warm=jobs)  # what `mpgrade grade --sandbox local --jobs N` does
+        measure(f"mpgrade local --jobs {jobs}", lambda jobs=jobs, box=box: run_ours(
+            course, args.exercise, subs, plan, box, jobs, args.out / f"local-{jobs}", False), unsandboxed)
+        box.close()
 
     lifecycle = {}
     if client is not None:

@@ -114,9 +114,9 @@ def check(exercises: tuple[str, ...], assignment_dir: str | None, json_path: Pat
                    "grading here; results land in --out as usual. --sandbox and --image are then the "
                    "workers' business.")
 @click.option("--warm", type=click.IntRange(0, 256), default=None,
-              help="Docker: containers started ahead of the submissions they will grade, one "
-                   "submission each, so start-up overlaps earlier gradings (default: as many as "
-                   "--jobs; 0 turns it off).")
+              help="Containers (Docker) or processes (local) started ahead of the submissions "
+                   "they will grade, one submission each, so start-up overlaps earlier gradings "
+                   "(default: as many as --jobs; 0 turns it off).")
 @assignment_option
 def grade(paths: tuple[Path, ...], out_dir: Path, jobs: int | None, sandbox: str, timeout: float | None,
           force: bool, image: str | None, start_method: str | None, broker: str | None,

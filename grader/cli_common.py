@@ -48,8 +48,8 @@ def load_assignment(path: str | None) -> assignment_mod.Assignment:
 
 def make_sandbox(kind: str, assignment: assignment_mod.Assignment, image: str | None, *,
                  warm: int = 0) -> Any:
-    """A LocalSandbox, or a DockerSandbox on the current image (stale containers swept first)
-    keeping ``warm`` containers started ahead of their jobs.
+    """A LocalSandbox, or a DockerSandbox on the current image (stale containers swept first),
+    keeping ``warm`` processes or containers started ahead of their jobs.
 
     Raises SandboxUnavailable (the caller turns it into one line) when Docker or the image is
     missing.
@@ -57,7 +57,7 @@ def make_sandbox(kind: str, assignment: assignment_mod.Assignment, image: str | 
     if kind == "local":
         from grader.sandbox.local import LocalSandbox
 
-        return LocalSandbox()
+        return LocalSandbox(warm=warm)
     from grader import image as image_mod
     from grader.sandbox import docker as docker_sandbox
 

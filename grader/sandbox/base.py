@@ -105,3 +105,16 @@ def write_files(root: Path, files: Mapping[str, bytes]) -> None:
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "wb") as f:
             f.write(content)
+
+
+def warm_shape(job: Job) -> tuple | None:
+    """What a process or container started ahead of its job must be started with (else None).
+
+    Jobs of the same shape can be served by one started for any of them: ``python -m MODULE``
+    jobs with the same command, environment and limits. The job's files and secret environment
+    are left out (they reach a warm one through its job folder), and so is the wall-clock limit,
+    which the host enforces from the moment the job is handed over.
+    """
+    if len(job.command) < 3 or job.command[0] != PYTHON or job.command[1] != "-m":
+        return None
+    return (tuple(job.command), tuple(sorted(job.env.items())), replace(job.limits, wall_timeout=0.0))

@@ -24,11 +24,11 @@ import tempfile
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from grader.sandbox.base import PYTHON, Job, Outcome, SandboxUnavailable, write_files
+from grader.sandbox.base import PYTHON, Job, Outcome, SandboxUnavailable, warm_shape, write_files
 from grader.sandbox.warmstart import GO_FILE, IDLE_ENV
 
 LABEL = "mpgrade.grader"
@@ -90,18 +90,6 @@ class _Warm:
     tmp: Path
     jobdir: Path
     started: float = 0.0  # time.monotonic() when it was started
-
-
-def _shape(job: Job) -> tuple | None:
-    """What a container must be created with, for jobs a warm container can serve (else None).
-
-    The job's files, secret environment and labels are left out: the files and secrets reach a
-    warm container through its /job mount, and labels cannot be changed after creation.
-    """
-    if len(job.command) < 3 or job.command[0] != PYTHON or job.command[1] != "-m":
-        return None
-    # The wall-clock limit is the host's to enforce (from the moment the job is handed over).
-    return (tuple(job.command), tuple(sorted(job.env.items())), replace(job.limits, wall_timeout=0.0))
 
 
 class DockerSandbox:
@@ -187,7 +175,7 @@ class DockerSandbox:
     def run(self, job: Job) -> Outcome:
         stats: dict[str, float] = {}
         t0 = time.monotonic()
-        shape = _shape(job) if self.warm else None
+        shape = warm_shape(job) if self.warm else None
         warm = self._take(shape, stats) if shape is not None else None
         if shape is not None:
             try:

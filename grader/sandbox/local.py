@@ -4,10 +4,15 @@ NOT a security boundary. It exists so that students (``make check``) and newcome
 Docker see the grader work, and it keeps the same code path as the container: the harness
 runs with its own session, a wall-clock limit, capped output and file-size / open-file / core
 limits; at the end the whole session is killed. Never grade untrusted code with it.
+
+With ``warm=N`` it keeps N processes started ahead of their jobs, as the Docker sandbox keeps
+warm containers: each runs ``python -m grader.sandbox.warmstart MODULE`` (pytest and the
+plugins imported while earlier jobs run), then serves exactly one job and is killed with it.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -15,31 +20,91 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from grader.sandbox.base import PYTHON, Job, Outcome, write_files
+from grader.sandbox.base import PYTHON, Job, Limits, Outcome, warm_shape, write_files
+from grader.sandbox.warmstart import GO_FILE, IDLE_ENV
 from grader.student import kill_session
+
+WARMSTART = "grader.sandbox.warmstart"
+WARM_IDLE = 900.0  # a warm process nobody sends a job to exits after this long
+
+
+@dataclass
+class _Started:
+    """A harness process in its own session, with its folders and output readers."""
+
+    proc: subprocess.Popen
+    tmp: Path
+    jobdir: Path
+    limits: Limits
+    out: bytearray = field(default_factory=bytearray)
+    err: bytearray = field(default_factory=bytearray)
+    readers: list[threading.Thread] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
 
 
 class LocalSandbox:
     name = "local"
 
-    def __init__(self, python: str = sys.executable) -> None:
+    def __init__(self, python: str = sys.executable, warm: int = 0) -> None:
         self.python = python
+        self.warm = max(0, warm)
         self._running: dict[int, subprocess.Popen] = {}
+        self._pool: list[tuple[tuple, _Started]] = []
         self._lock = threading.Lock()
         self._closed = False
 
     def run(self, job: Job) -> Outcome:
         started = time.monotonic()
+        shape = warm_shape(job) if self.warm else None
+        warm = self._take(shape) if shape is not None else None
+        if shape is not None:
+            self._refill(shape, job)
+        if warm is not None:
+            return self._run_warm(job, warm, started)
+        return self._run_cold(job, started)
+
+    def _run_cold(self, job: Job, started: float) -> Outcome:
+        command = [self.python if a == PYTHON and i == 0 else a for i, a in enumerate(job.command)]
+        box = self._start(job, command, {**job.env, **job.secret_env}, write=True)
+        if box is None:
+            return Outcome(exit_status=None, stdout=b"", cancelled=True)
+        return self._finish(box, started, time.monotonic())
+
+    def _run_warm(self, job: Job, box: _Started, started: float) -> Outcome:
+        """Hand the job to a started process: its files, then the go file, last and atomically."""
+        try:
+            reserved = {GO_FILE, GO_FILE + ".tmp"}
+            if any(os.path.normpath(rel) in reserved for rel in job.files):
+                raise ValueError(f"job file {GO_FILE!r} is reserved for the sandbox")
+            with self._lock:
+                if self._closed:
+                    self._discard(box)
+                    return Outcome(exit_status=None, stdout=b"", cancelled=True)
+                self._running[box.proc.pid] = box.proc
+            write_files(box.jobdir, job.files)
+            go = box.jobdir / (GO_FILE + ".tmp")
+            fd = os.open(go, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "w") as f:
+                json.dump(dict(job.secret_env), f)
+            os.rename(go, box.jobdir / GO_FILE)
+        except BaseException:
+            self._discard(box)
+            raise
+        return self._finish(box, started, time.monotonic(), warm=True)
+
+    def _start(self, job: Job, command: list[str], env_extra: dict[str, str], *,
+               write: bool) -> _Started | None:
         tmp = Path(tempfile.mkdtemp(prefix="mpgrade-job-"))
         try:
             jobdir, scratch = tmp / "job", tmp / "scratch"
             jobdir.mkdir(mode=0o700)
             scratch.mkdir(mode=0o1777)
             os.chmod(scratch, 0o1777)  # student code (maybe another user) writes here
-            write_files(jobdir, job.files)
-            command = [self.python if a == PYTHON and i == 0 else a for i, a in enumerate(job.command)]
+            if write:
+                write_files(jobdir, job.files)
             env = {
                 "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
                 "HOME": str(scratch),
@@ -47,8 +112,7 @@ class LocalSandbox:
                 "LANG": "C.UTF-8",
                 "PYTHONDONTWRITEBYTECODE": "1",
                 "MPGRADE_SANDBOX": "local",
-                **job.env,
-                **job.secret_env,
+                **env_extra,
             }
             limits = job.limits
             # The harness applies these to itself first thing (a preexec_fn would not be safe
@@ -56,50 +120,111 @@ class LocalSandbox:
             env["MPGRADE_RLIMITS"] = f"core=0,fsize={limits.fsize},nofile={limits.nofile}"
             with self._lock:
                 if self._closed:
-                    return Outcome(exit_status=None, stdout=b"", cancelled=True)
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    return None
                 proc = subprocess.Popen(
                     command, cwd=jobdir, env=env, stdin=subprocess.DEVNULL,
                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                     start_new_session=True,
                 )
-                self._running[proc.pid] = proc
-            out, err = bytearray(), bytearray()
-            readers = [
-                threading.Thread(target=_drain, args=(proc.stdout, out, limits.output), daemon=True),
-                threading.Thread(target=_drain, args=(proc.stderr, err, 65536, True), daemon=True),
-            ]
-            for t in readers:
-                t.start()
-            timed_out = False
-            try:
-                proc.wait(timeout=limits.wall_timeout)
-            except subprocess.TimeoutExpired:
-                timed_out = True
-            finally:
-                kill_session(proc.pid)
-                proc.wait()
-                with self._lock:
-                    self._running.pop(proc.pid, None)
-                    cancelled = self._closed
-                for t in readers:
-                    t.join(timeout=5)
-            return Outcome(
-                exit_status=None if timed_out or cancelled else proc.returncode,
-                stdout=bytes(out),
-                stderr_tail=bytes(err),
-                timed_out=timed_out,
-                cancelled=cancelled and not timed_out,
-                stats={"wall": time.monotonic() - started},
-            )
-        finally:
+                if write:
+                    self._running[proc.pid] = proc
+        except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        box = _Started(proc, tmp, jobdir, limits)
+        box.readers = [
+            threading.Thread(target=_drain, args=(proc.stdout, box.out, limits.output), daemon=True),
+            threading.Thread(target=_drain, args=(proc.stderr, box.err, 65536, True), daemon=True),
+        ]
+        for t in box.readers:
+            t.start()
+        return box
+
+    def _finish(self, box: _Started, started: float, handed_over: float, warm: bool = False) -> Outcome:
+        """Wait within the job's wall time (counted from the hand-over), then kill the session."""
+        proc = box.proc
+        timed_out = False
+        try:
+            remaining = box.limits.wall_timeout - (time.monotonic() - handed_over)
+            proc.wait(timeout=max(0.0, remaining))
+        except subprocess.TimeoutExpired:
+            timed_out = True
+        finally:
+            kill_session(proc.pid)
+            proc.wait()
+            with self._lock:
+                self._running.pop(proc.pid, None)
+                cancelled = self._closed
+            for t in box.readers:
+                t.join(timeout=5)
+            shutil.rmtree(box.tmp, ignore_errors=True)
+        stats = {"wall": time.monotonic() - started}
+        if warm:
+            stats["warm"] = 1.0
+        return Outcome(
+            exit_status=None if timed_out or cancelled else proc.returncode,
+            stdout=bytes(box.out),
+            stderr_tail=bytes(box.err),
+            timed_out=timed_out,
+            cancelled=cancelled and not timed_out,
+            stats=stats,
+        )
+
+    # -- warm processes ------------------------------------------------------------------------
+
+    def _take(self, shape: tuple) -> _Started | None:
+        """The oldest warm process of this shape that is still waiting, if there is one."""
+        while True:
+            with self._lock:
+                index = next((i for i, (s, _) in enumerate(self._pool) if s == shape), None)
+                if index is None or self._closed:
+                    return None
+                _, box = self._pool.pop(index)
+            if box.proc.poll() is None and time.monotonic() - box.started < WARM_IDLE - 60:
+                return box
+            self._discard(box)
+
+    def _refill(self, shape: tuple, job: Job) -> None:
+        """Start processes for this shape until ``warm`` of them wait; drop other shapes'."""
+        with self._lock:
+            stale = [b for s, b in self._pool if s != shape]
+            self._pool = [(s, b) for s, b in self._pool if s == shape]
+            missing = 0 if self._closed else self.warm - len(self._pool)
+        for box in stale:
+            self._discard(box)
+        command = [self.python, "-m", WARMSTART, *job.command[2:]]
+        for _ in range(missing):
+            try:
+                box = self._start(job, command, {**job.env, IDLE_ENV: str(WARM_IDLE)}, write=False)
+            except OSError:
+                return  # only an optimisation: the next job starts cold
+            if box is None:
+                return
+            with self._lock:
+                if not self._closed:
+                    self._pool.append((shape, box))
+                    continue
+            self._discard(box)
+
+    def _discard(self, box: _Started) -> None:
+        kill_session(box.proc.pid)
+        box.proc.wait()
+        for t in box.readers:
+            t.join(timeout=5)
+        shutil.rmtree(box.tmp, ignore_errors=True)
 
     def close(self) -> None:
+        """Ctrl-C: kill every job still running (``run`` cleans up as it unwinds), and the warm
+        processes."""
         with self._lock:
             self._closed = True
             running = list(self._running)
+            pool, self._pool = [b for _, b in self._pool], []
         for pid in running:
             kill_session(pid)
+        for box in pool:
+            self._discard(box)
 
 
 def _drain(stream, keep: bytearray, cap: int, tail: bool = False) -> None:
