@@ -14,6 +14,7 @@ import builtins
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import stat
@@ -481,8 +482,9 @@ class _Child:
     runs is only decided by the request, sent when the call starts.
     """
 
-    def __init__(self, python: str, user: tuple[int, int] | None, scratch: Path | None) -> None:
-        self.key = (python, user, scratch)
+    def __init__(self, python: str, user: tuple[int, int] | None, scratch: Path | None,
+                 max_processes: int | None = None, root: str = "") -> None:
+        self.key = (python, user, scratch, max_processes, root)
         self.tmp = Path(tempfile.mkdtemp(prefix="mpgrade-call-", dir=scratch))
         self.dumps, self.pid_log, self.home = self.tmp / "dumps", self.tmp / "pids.log", self.tmp / "home"
         self.out = bytearray()
@@ -493,13 +495,16 @@ class _Child:
         self.own_tids: set[int] = set()  # our reader threads take PIDs from the same counter
         self.readers: list[threading.Thread] = []
         self.spare = False  # set when taken from a SparePool
+        self._stopped = False
         try:
-            self._start(python, user)
+            self._start(python, user, max_processes)
         except BaseException:
+            if hasattr(self, "proc"):
+                self.stop()
             shutil.rmtree(self.tmp, ignore_errors=True)
             raise
 
-    def _start(self, python: str, user: tuple[int, int] | None) -> None:
+    def _start(self, python: str, user: tuple[int, int] | None, max_processes: int | None) -> None:
         self.dumps.mkdir()
         self.pid_log.touch()
         self.home.mkdir()
@@ -518,7 +523,12 @@ class _Child:
             "LANG": "C.UTF-8",
             "MPGRADE_DUMP_DIR": str(self.dumps),
             "MPGRADE_PID_LOG": str(self.pid_log),
+            "MPGRADE_GRADER_PID": str(os.getpid()),
         }
+        if max_processes and user is not None:
+            # Applied at boot, before the child reads anything: a request, even one forged by
+            # other processes of the student user, cannot lift it.
+            env["MPGRADE_NPROC"] = str(int(max_processes))
         user_kw: dict[str, Any] = {}
         if user is not None:
             user_kw = {"user": user[0], "group": user[1], "extra_groups": []}
@@ -548,25 +558,45 @@ class _Child:
         return self.proc.pid
 
     def waiting(self) -> bool:
-        """Still there and runnable: the previous call's processes (same user) could have killed
-        or stopped a spare; then it is thrown away and the call starts a fresh child."""
+        """Still there, runnable and untouched: the previous call's processes (same user) could
+        have killed or stopped a spare, or written to it before it sealed itself (see
+        ``mpgrade_child``); then it is thrown away and the call starts a fresh child."""
         if self.proc.poll() is not None:
+            return False
+        if self.result_done.is_set() or self.result or self.output_total:
             return False
         st = _stat(self.proc.pid)
         return st is not None and st[0] in ("R", "S", "D") and st[3] == self.proc.pid
 
-    def send(self, request: dict[str, Any]) -> bool:
-        """Hand the child its request; False if it is no longer there to read it."""
-        data = (json.dumps({**request, "result_fd": self.result_w}) + "\n").encode()
+    def send(self, request: dict[str, Any], timeout: float = 5.0) -> bool:
+        """Hand the child its request; False if it did not take it within ``timeout`` (gone, or
+        not reading: a write must never block the grader)."""
+        data = memoryview((json.dumps({**request, "result_fd": self.result_w}) + "\n").encode())
+        deadline = time.monotonic() + timeout
         try:
-            self.proc.stdin.write(data)
-            self.proc.stdin.close()
+            fd = self.proc.stdin.fileno()
+            os.set_blocking(fd, False)
+            while data:
+                try:
+                    data = data[os.write(fd, data):]
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        return False
+                    select.select([], [fd], [], 0.05)
             return True
         except (OSError, ValueError):
             return False
+        finally:
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
 
     def stop(self, also: set[int] = frozenset()) -> None:
-        """Kill the child's whole session, reap it, and stop reading its pipes."""
+        """Kill the child's whole session, reap it, and stop reading its pipes (once)."""
+        if self._stopped:
+            return
+        self._stopped = True
         kill_session(self.proc.pid, also=also)
         try:
             self.proc.wait(timeout=5)
@@ -649,11 +679,15 @@ class SparePool:
                 return
         try:
             child = _Child(*key)
-        except OSError:
-            return  # only an optimisation: the next call starts its own child
-        with self._lock:
-            old = self._spares.pop(key, None)
-            self._spares[key] = child
+        except Exception:  # no process or thread to spare: only an optimisation is lost
+            return
+        try:
+            with self._lock:
+                old = self._spares.pop(key, None)
+                self._spares[key] = child
+        except BaseException:
+            child.discard()
+            raise
         if old is not None:
             old.discard()
 
@@ -687,12 +721,13 @@ class _CallExecution:
                 "module": record.module, "function": record.function,
                 "args": plain.encode(tuple(self.args))["v"], "kwargs": plain.encode(dict(self.kwargs)),
                 "start_method": record.start_method, "path": self.root,
-                "max_processes": self.runner.max_processes if self.runner.user else None,
             }
         except plain.NotPlainData as exc:
             raise TypeError(f"test bug: arguments must be plain data ({exc})") from None
-        key = (self.runner.python, self.runner.user, self.runner.scratch)
-        spares = self.runner.spares
+        runner = self.runner
+        key = (runner.python, runner.user, runner.scratch, runner.max_processes if runner.user else None,
+               self.root)
+        spares = runner.spares
         child = spares.take(key) if spares is not None else None
         if child is not None and not child.waiting():
             child.discard()
@@ -707,9 +742,12 @@ class _CallExecution:
             try:
                 return self._run(child, request)
             except _GoneBeforeRequest:
-                child.discard()
+                child.remove()
                 child = _Child(*key)
                 return self._run(child, request)
+        except BaseException:
+            child.stop()  # a failure of ours (or Ctrl-C) before the call was under way
+            raise
         finally:
             child.remove()
 
@@ -719,10 +757,10 @@ class _CallExecution:
         record.pid = child.pid
         self.pid_floor = _last_pid()
         started = time.monotonic()
-        if not child.send({**request, "cwd": str(child.home)}) and child.spare:
-            raise _GoneBeforeRequest  # a spare that died after all: start a fresh child
         failure: StudentFailure | None = None
         try:
+            if not child.send({**request, "cwd": str(child.home)}) and child.spare:
+                raise _GoneBeforeRequest  # a spare that died after all: start a fresh child
             outcome = self._watch(child.proc, started)
             record.duration = time.monotonic() - started
             if outcome in ("result", "exited"):

@@ -13,19 +13,21 @@ from grader.sandbox.base import PYTHON, Job, Limits
 from grader.sandbox.local import LocalSandbox
 
 # A job module: says which process ran it, what secret it got, and whether the files were there.
+# Like the harness, it does its work only as __main__: warmstart imports it early to prewarm.
 WHO = b'''
 import json, os, sys, time
-time.sleep(float(os.environ.get("NAP", "0")))
-print(json.dumps({"pid": os.getpid(), "secret": os.environ.get("SECRET"),
-                  "data": open("data.txt").read()}))
+if __name__ == "__main__":
+    time.sleep(float(open("nap.txt").read()))
+    print(json.dumps({"pid": os.getpid(), "secret": os.environ.get("SECRET"),
+                      "data": open("data.txt").read()}))
 '''
 
 
 def job(data: str = "one", *, nap: float = 0.0, env: dict | None = None, wall: float = 60.0) -> Job:
     return Job(
-        files={"who.py": WHO, "data.txt": data.encode()},
+        files={"who.py": WHO, "data.txt": data.encode(), "nap.txt": str(nap).encode()},
         command=(PYTHON, "-m", "who"),
-        env={"NAP": str(nap), **(env or {})},
+        env=dict(env or {}),
         secret_env={"SECRET": f"s-{data}"},
         limits=Limits(wall_timeout=wall),
     )
@@ -73,11 +75,16 @@ def test_a_warm_process_started_during_one_job_runs_the_next_with_its_own_files_
 
 
 def test_the_wall_limit_counts_from_the_hand_over(warm_box):
-    warm_box.run(job("one"))
+    warm_box.run(job("one", wall=1.0))
     time.sleep(1.5)  # the warm process has waited longer than the next job's limit
     outcome = warm_box.run(job("two", wall=1.0, nap=0.3))
     assert not outcome.timed_out and said(outcome)["data"] == "two"
-    late = warm_box.run(job("three", wall=1.0, nap=3))
+
+
+def test_the_wall_limit_is_the_jobs_own_not_the_one_that_started_the_warm_process(warm_box):
+    warm_box.run(job("one", wall=60.0))  # starts the warm process the next job runs in
+    late = warm_box.run(job("two", wall=1.0, nap=3))
+    assert late.stats.get("warm") == 1.0
     assert late.timed_out and late.exit_status is None
 
 
@@ -116,3 +123,13 @@ def test_close_kills_the_warm_processes_and_removes_their_folders(warm_box):
     warm_box.close()
     assert gone(box.proc.pid) and not box.tmp.exists()
     assert warm_box.run(job("two")).cancelled
+
+
+def test_a_job_that_fails_to_be_handed_over_leaves_nothing_behind(warm_box):
+    warm_box.run(job("one"))
+    [box] = [b for _, b in warm_box._pool]
+    bad = job("two")
+    with pytest.raises(ValueError, match="outside the job folder"):
+        warm_box.run(Job(files={"../escape.py": b""}, command=bad.command, env=bad.env, limits=bad.limits))
+    assert gone(box.proc.pid) and not box.tmp.exists()
+    assert box.proc.pid not in warm_box._running

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from grader import student as student_mod
+from grader._boot import mpgrade_plain as plain
 from grader.student import (
     BoundaryError,
     CallCrashed,
@@ -415,3 +419,142 @@ def test_the_student_fixture_pre_starts_calls_unless_told_not_to(make_module, tm
         capture_output=True, text=True, timeout=120, env={**os.environ, "EXPECT_PRESTART": expect},
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+# --- a spare is closed to the previous call's student code ---------------------------------------
+
+TAMPER = '''
+import json, os, resource, time
+
+def _spares():
+    """Other mpgrade_child processes of the same grader: the next call's pre-started one."""
+    mine, out = os.getpid(), []
+    for p in os.listdir("/proc"):
+        if not p.isdigit() or int(p) == mine:
+            continue
+        try:
+            cmd = open(f"/proc/{p}/cmdline", "rb").read()
+            ppid = int(open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[1])
+        except OSError:
+            continue
+        if b"mpgrade_child" in cmd and ppid == os.getppid():
+            out.append(int(p))
+    return out
+
+def forge_next():
+    """Try to reach into the spare: its memory, its pipes; returns how many could be opened."""
+    opened = 0
+    for pid in _spares():
+        try:
+            os.close(os.open(f"/proc/{pid}/mem", os.O_RDWR))  # what ptrace-style tampering needs
+            opened += 1
+        except OSError:
+            pass
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                w = os.open(f"/proc/{pid}/fd/{fd}", os.O_WRONLY)
+            except OSError:
+                continue
+            opened += 1
+            try:
+                os.write(w, json.dumps({"ok": True, "value": "FORGED"}).encode() + b"\\n")
+            except OSError:
+                pass
+    return opened
+
+def double(x):
+    return 2 * x
+
+def limits():
+    return [resource.getrlimit(resource.RLIMIT_NPROC)[0], os.getpriority(os.PRIO_PROCESS, 0)]
+'''
+
+SYSTEM_PYTHON = "/usr/bin/python3"  # one the other user can run (this venv may sit under /root)
+needs_root = pytest.mark.skipif(os.geteuid() != 0 or not os.access(SYSTEM_PYTHON, os.X_OK),
+                                reason="runs student code as another user (needs root and /usr/bin/python3)")
+
+
+@pytest.fixture
+def as_nobody(tmp_path_factory):
+    """A runner whose student code runs as uid 65534 with a process cap, as in the container."""
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="mpgrade-test-"))
+    os.chmod(folder, 0o755)
+    (folder / "tamper.py").write_text(TAMPER)
+    os.chmod(folder / "tamper.py", 0o644)
+    pool = SparePool()
+    yield StudentRunner(path=folder, user=(65534, 65534), max_processes=50, call_timeout=10, spares=pool,
+                        python=SYSTEM_PYTHON), pool
+    pool.close()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@needs_root
+def test_the_previous_calls_code_cannot_open_the_next_calls_process(as_nobody):
+    runner, pool = as_nobody
+    tamper = runner.module("tamper")
+    tamper.double(1)  # now a spare is waiting
+    assert tamper.forge_next() == 0, "the spare's pipes were open to the student user"
+    assert tamper.double(21) == 42
+
+
+@needs_root
+def test_a_spare_that_was_written_to_is_not_used(as_nobody):
+    """Whatever reached a spare's pipes before its call (here written by root, who can) voids it."""
+    runner, pool = as_nobody
+    tamper = runner.module("tamper")
+    tamper.double(1)
+    [child] = pool._spares.values()
+    fd = os.open(f"/proc/{child.pid}/fd/{child.result_w}", os.O_WRONLY)
+    os.write(fd, b'{"ok": true, "value": "FORGED"}\n')
+    os.close(fd)
+    time.sleep(0.1)
+    assert tamper.double(21) == 42
+    assert runner.last.pid != child.pid
+
+
+@needs_root
+def test_a_spare_is_confined_before_it_reads_anything(as_nobody, tmp_path):
+    """A request injected into a spare's stdin still runs under the process cap and at nice 19."""
+    runner, pool = as_nobody
+    tamper = runner.module("tamper")
+    tamper.double(1)
+    [child] = pool._spares.values()
+    injected = {"module": "tamper", "function": "limits", "args": plain.encode(())["v"], "kwargs": plain.encode({}),
+                "path": str(runner.path), "cwd": "/tmp", "result_fd": 1, "start_method": None}
+    fd = os.open(f"/proc/{child.pid}/fd/0", os.O_WRONLY)
+    os.write(fd, json.dumps(injected).encode() + b"\n")
+    os.close(fd)
+    deadline = time.monotonic() + 10
+    while not child.out and time.monotonic() < deadline:
+        time.sleep(0.02)
+    said = json.loads(bytes(child.out).splitlines()[0])
+    assert said["ok"] and said["value"] == [50, 19], said
+    assert tamper.double(21) == 42 and runner.last.pid != child.pid
+
+
+def test_a_call_dies_with_its_grader(make_module, tmp_path):
+    """A grader killed mid-call (SIGKILL, no clean-up) does not leave the call's process behind."""
+    folder = make_module("work", WORKERS)
+    script = tmp_path / "crash.py"
+    script.write_text(f"""
+import os, signal, threading, time
+from pathlib import Path
+from grader.student import StudentRunner
+runner = StudentRunner(path=Path({str(folder)!r}), call_timeout=60)
+threading.Thread(target=lambda: runner.call("work", "deadlock"), daemon=True).start()
+while not runner.records or not runner.records[-1].pid:
+    time.sleep(0.01)
+time.sleep(0.3)
+print(runner.records[-1].pid, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+""")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip(), done.stderr
+    caller = int(done.stdout.split()[0])
+    _wait_until(lambda: _gone(caller), timeout=10)

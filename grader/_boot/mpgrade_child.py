@@ -71,10 +71,10 @@ def _read_request() -> dict | None:
     return json.loads(line)
 
 
-def _confine(request: dict) -> None:
-    """Limits the grader asked for, set before any student code runs (it cannot raise them)."""
-    nproc = request.get("max_processes")
-    if nproc:
+def _confine() -> None:
+    """Limits the grader asked for, set at boot, before anything is read (nothing can raise them)."""
+    nproc = os.environ.pop("MPGRADE_NPROC", "")
+    if nproc.isdigit():
         import resource
 
         resource.setrlimit(resource.RLIMIT_NPROC, (int(nproc), int(nproc)))
@@ -93,6 +93,7 @@ def _confine(request: dict) -> None:
 def main() -> None:
     # Boot: everything that does not depend on the call, done before the request arrives.
     _oom_first()
+    _confine()
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import importlib
     import multiprocessing
@@ -102,6 +103,9 @@ def main() -> None:
     request = _read_request()
     if request is None:
         os._exit(0)
+    sitecustomize = sys.modules.get("sitecustomize")
+    if hasattr(sitecustomize, "unseal"):
+        sitecustomize.unseal()
     result_fd = int(request["result_fd"])
     root = os.path.abspath(request["path"])
 
@@ -113,7 +117,6 @@ def main() -> None:
             view = view[n:]
         os.close(result_fd)
 
-    _confine(request)
     if request.get("start_method"):
         multiprocessing.set_start_method(request["start_method"], force=True)
     sys.path.insert(0, root)

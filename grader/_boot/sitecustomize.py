@@ -59,6 +59,40 @@ def _after_fork() -> None:
     _install("worker")
 
 
+def _prctl(option: int, value: int) -> None:
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0)
+    except Exception:  # not Linux: nothing to seal with, and nothing to seal against
+        pass
+
+
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE = 1, 4
+
+
+def seal() -> None:
+    """Close a pre-started caller to other processes of the student user until its request is read.
+
+    The grader may start a call's process while the previous call's student code runs as the
+    same user. A dumpable process of that user is open to it: ``/proc/PID/fd`` (its stdin and
+    result pipe), ptrace. Not dumpable, only root (the grader) can reach it. Done first thing, so
+    the window is the interpreter's own start-up. Also: die with the grader.
+    """
+    _prctl(PR_SET_DUMPABLE, 0)
+    _prctl(PR_SET_PDEATHSIG, 9)
+    grader = os.environ.pop("MPGRADE_GRADER_PID", "")
+    if grader.isdigit() and os.getppid() != int(grader):
+        os._exit(0)  # the grader was gone before the signal was armed
+
+
+def unseal() -> None:
+    """Back to an ordinary process once the request is in: student code sees what it always saw."""
+    _prctl(PR_SET_DUMPABLE, 1)
+
+
+if "mpgrade_child" in " ".join(getattr(sys, "orig_argv", sys.argv)):
+    seal()
 if os.environ.get("MPGRADE_DUMP_DIR") or os.environ.get("MPGRADE_PID_LOG"):
     _install(_role())
     os.register_at_fork(after_in_child=_after_fork)

@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from grader.sandbox.base import PYTHON, Job, Limits, Outcome, warm_shape, write_files
+from grader.sandbox.base import PYTHON, Job, Outcome, warm_shape, write_files
 from grader.sandbox.warmstart import GO_FILE, IDLE_ENV
 from grader.student import kill_session
 
@@ -38,7 +38,6 @@ class _Started:
     proc: subprocess.Popen
     tmp: Path
     jobdir: Path
-    limits: Limits
     out: bytearray = field(default_factory=bytearray)
     err: bytearray = field(default_factory=bytearray)
     readers: list[threading.Thread] = field(default_factory=list)
@@ -61,7 +60,12 @@ class LocalSandbox:
         shape = warm_shape(job) if self.warm else None
         warm = self._take(shape) if shape is not None else None
         if shape is not None:
-            self._refill(shape, job)
+            try:
+                self._refill(shape, job)
+            except BaseException:
+                if warm is not None:  # taken from the pool, not yet running a job: ours to kill
+                    self._discard(warm)
+                raise
         if warm is not None:
             return self._run_warm(job, warm, started)
         return self._run_cold(job, started)
@@ -71,7 +75,7 @@ class LocalSandbox:
         box = self._start(job, command, {**job.env, **job.secret_env}, write=True)
         if box is None:
             return Outcome(exit_status=None, stdout=b"", cancelled=True)
-        return self._finish(box, started, time.monotonic())
+        return self._finish(box, job, started, time.monotonic())
 
     def _run_warm(self, job: Job, box: _Started, started: float) -> Outcome:
         """Hand the job to a started process: its files, then the go file, last and atomically."""
@@ -91,9 +95,11 @@ class LocalSandbox:
                 json.dump(dict(job.secret_env), f)
             os.rename(go, box.jobdir / GO_FILE)
         except BaseException:
+            with self._lock:
+                self._running.pop(box.proc.pid, None)
             self._discard(box)
             raise
-        return self._finish(box, started, time.monotonic(), warm=True)
+        return self._finish(box, job, started, time.monotonic(), warm=True)
 
     def _start(self, job: Job, command: list[str], env_extra: dict[str, str], *,
                write: bool) -> _Started | None:
@@ -132,21 +138,29 @@ class LocalSandbox:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        box = _Started(proc, tmp, jobdir, limits)
-        box.readers = [
-            threading.Thread(target=_drain, args=(proc.stdout, box.out, limits.output), daemon=True),
-            threading.Thread(target=_drain, args=(proc.stderr, box.err, 65536, True), daemon=True),
-        ]
-        for t in box.readers:
-            t.start()
+        box = _Started(proc, tmp, jobdir)
+        try:
+            box.readers = [
+                threading.Thread(target=_drain, args=(proc.stdout, box.out, limits.output), daemon=True),
+                threading.Thread(target=_drain, args=(proc.stderr, box.err, 65536, True), daemon=True),
+            ]
+            for t in box.readers:
+                t.start()
+        except BaseException:
+            with self._lock:
+                self._running.pop(proc.pid, None)
+            self._discard(box)
+            raise
         return box
 
-    def _finish(self, box: _Started, started: float, handed_over: float, warm: bool = False) -> Outcome:
-        """Wait within the job's wall time (counted from the hand-over), then kill the session."""
+    def _finish(self, box: _Started, job: Job, started: float, handed_over: float,
+                warm: bool = False) -> Outcome:
+        """Wait within this job's wall time (counted from the hand-over; a warm process may have
+        been started for a job with another limit), then kill the session."""
         proc = box.proc
         timed_out = False
         try:
-            remaining = box.limits.wall_timeout - (time.monotonic() - handed_over)
+            remaining = job.limits.wall_timeout - (time.monotonic() - handed_over)
             proc.wait(timeout=max(0.0, remaining))
         except subprocess.TimeoutExpired:
             timed_out = True
