@@ -164,10 +164,14 @@ class CallRecord:
 HAVE_PROC = os.path.isdir("/proc/self/task")
 
 
-def _children(pid: int) -> list[int]:
+def _children(pid: int, threads: set[int] | None = None) -> list[int]:
+    """Child processes of ``pid``; its other threads' IDs go into ``threads`` when given."""
     if not HAVE_PROC:
         try:
-            return [c.pid for c in psutil.Process(pid).children()]
+            proc = psutil.Process(pid)
+            if threads is not None:
+                threads.update(t.id for t in proc.threads() if t.id != pid)
+            return [c.pid for c in proc.children()]
         except psutil.Error:
             return []
     out: list[int] = []
@@ -176,6 +180,8 @@ def _children(pid: int) -> list[int]:
     except OSError:
         return out
     for tid in tasks:
+        if threads is not None and tid != str(pid) and tid.isdigit():
+            threads.add(int(tid))
         try:
             with open(f"/proc/{pid}/task/{tid}/children") as f:
                 out.extend(int(x) for x in f.read().split())
@@ -253,6 +259,18 @@ def _allocated_between(pid: int, floor: int | None, ceiling: int | None) -> bool
     if ceiling >= floor:
         return floor < pid <= ceiling
     return pid > floor or pid <= ceiling  # the counter wrapped around
+
+
+def _is_thread(tid: int) -> bool:
+    """A thread of some process, not a process (its thread group is another ID)."""
+    try:
+        with open(f"/proc/{tid}/status") as f:
+            for line in f:
+                if line.startswith("Tgid:"):
+                    return int(line.split()[1]) != tid
+    except (OSError, ValueError):
+        pass
+    return False
 
 
 def _in_session(pid: int, sid: int) -> bool:
@@ -713,6 +731,7 @@ class _CallExecution:
         self.live_workers = 0
         self.pid_floor: int | None = None
         self.child: _Child  # set when the call starts
+        self.threads: set[int] = set()  # thread IDs seen in the tree: never workers
 
     def run(self) -> StudentFailure | None:
         record = self.record
@@ -829,7 +848,7 @@ class _CallExecution:
                 if pid in self.record.workers and st[0] not in ("Z", "X"):
                     workers += 1
             rss += st[2]
-            stack.extend(_children(pid))
+            stack.extend(_children(pid, self.threads))
         self.live_workers = workers
         self.record.peak_processes = max(self.record.peak_processes, workers)
         self.record.peak_rss = max(self.record.peak_rss, rss)
@@ -879,6 +898,9 @@ class _CallExecution:
                 pid = int(parts[0])
                 if pid == self.record.pid or pid in self.record.helpers or pid in self.child.own_tids:
                     continue
+                if pid in self.threads or _is_thread(pid):
+                    self.threads.add(pid)  # still refused when read again after it has ended
+                    continue  # threads take IDs from the same counter; a claimed one is no process
                 if pid in self.seen or _allocated_between(pid, self.pid_floor, ceiling):
                     self.record.workers.add(pid)
 

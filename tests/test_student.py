@@ -117,6 +117,23 @@ def claim_other_callers():
                     f.write(f"{name} 0 worker\\n")
     return mine
 
+def thread_claims(n):
+    # n threads instead of n processes, claimed as workers in the pid log
+    import threading
+    ready, stop = threading.Barrier(n + 1), threading.Event()
+    tids = []
+    def run():
+        tids.append(threading.get_native_id())
+        ready.wait()
+        stop.wait()
+    for _ in range(n):
+        threading.Thread(target=run, daemon=True).start()
+    ready.wait()
+    with open(os.environ["MPGRADE_PID_LOG"], "a") as f:
+        for tid in tids:
+            f.write(f"{tid} {os.getpid()} worker\\n")
+    return tids
+
 def forge_pid_log(n):
     with open(os.environ["MPGRADE_PID_LOG"], "a") as f:
         for pid in (1, 2, 999_999, 4_000_000):
@@ -231,6 +248,13 @@ def test_builtins_with_other_constructors_still_cross(runner):
 def test_a_forged_pid_log_adds_no_workers(runner):
     """The pid log is written by student processes: claims it cannot back up are dropped."""
     assert runner.module("work").forge_pid_log(3) == 3
+    assert runner.last.workers == set()
+
+
+def test_threads_claimed_as_workers_are_not_counted(runner):
+    """Thread IDs come from the same counter as PIDs: a claimed thread is not a worker process."""
+    tids = runner.module("work").thread_claims(3)
+    assert len(tids) == 3
     assert runner.last.workers == set()
 
 
