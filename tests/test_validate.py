@@ -94,3 +94,24 @@ def test_a_change_that_no_longer_fits_is_an_error():
     with pytest.raises(ValueError, match="2 times"):
         validate.apply_changes("x\nx\n", [{"old": "x\n", "new": "y\n"}], "m/mutant.toml")
     assert validate.apply_changes("a = 1\n", [{"old": "1", "new": "2"}], "m") == "a = 2\n"
+
+
+def _graded(failing: list[str]) -> dict:
+    tests = [{"id": f"01_spawn/test_hidden.py::{name}", "exercise": "01_spawn", "hint": "h",
+              "outcome": "failed" if name in failing else "passed"}
+             for name in ("test_a", "test_b", "test_c")]
+    return {"status": "graded", "message": "", "tests": tests,
+            "exercises": [{"name": "01_spawn", "score": 25 - 5 * len(failing), "max_score": 25}]}
+
+
+@pytest.mark.parametrize("failing, ok", [
+    (["test_a", "test_b"], True),   # the racy test caught it this time
+    (["test_a"], True),             # ... or not: allowed
+    (["test_b"], False),            # a listed test passed: missing
+    (["test_a", "test_c"], False),  # a test neither listed nor allowed failed
+])
+def test_may_fail_lists_tests_a_racy_mistake_fails_only_sometimes(course, failing, ok):
+    mutant = validate.Mutant(id="m", exercise="01_spawn", module="spawn.py", description="",
+                             source=b"", fails=["test_a"], may_fail=["test_b"])
+    judged = validate._judge_mutant(course, mutant, _graded(failing))
+    assert judged["ok"] is ok, judged["problems"]
