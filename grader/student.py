@@ -551,17 +551,22 @@ class _Child:
         if user is not None:
             user_kw = {"user": user[0], "group": user[1], "extra_groups": []}
         r, w = os.pipe()
+        ready_r, ready_w = os.pipe()
+        env["MPGRADE_READY_FD"] = str(ready_w)
         try:
             self.proc = subprocess.Popen(
                 [python, "-s", "-B", str(CHILD_SCRIPT)],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                pass_fds=(w,), start_new_session=True, env=env, cwd=str(self.home), **user_kw,
+                pass_fds=(w, ready_w), start_new_session=True, env=env, cwd=str(self.home), **user_kw,
             )
         except BaseException:
             os.close(r)
+            os.close(ready_r)
             raise
         finally:
             os.close(w)
+            os.close(ready_w)
+        self.ready_fd: int | None = ready_r
         self.result_fd, self.result_w = r, w  # w: the descriptor's number in the child
         self.readers = [
             threading.Thread(target=self._drain, args=(self.proc.stdout, self.out), daemon=True),
@@ -574,6 +579,21 @@ class _Child:
     @property
     def pid(self) -> int:
         return self.proc.pid
+
+    def wait_sealed(self, limit: float = 2.0) -> bool:
+        """Until the child says it has sealed itself (``sitecustomize.seal``), on a pipe only it
+        and the grader hold. Before that, other processes of the student user can open its
+        memory, and a descriptor opened then stays valid; so no student code may run meanwhile."""
+        if self.ready_fd is None:
+            return False
+        try:
+            readable, _, _ = select.select([self.ready_fd], [], [], limit)
+            return bool(readable) and os.read(self.ready_fd, 1) == b"1"
+        except OSError:
+            return False
+        finally:
+            os.close(self.ready_fd)
+            self.ready_fd = None
 
     def waiting(self) -> bool:
         """Still there, runnable and untouched: the previous call's processes (same user) could
@@ -633,6 +653,9 @@ class _Child:
             self.proc.stdin.close()
         except OSError:
             pass
+        if self.ready_fd is not None:
+            os.close(self.ready_fd)
+            self.ready_fd = None
 
     def remove(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
@@ -680,7 +703,9 @@ class SparePool:
     when its stdin closes.
 
     The spare is started before the current call's PID window opens (see ``_read_pid_log``),
-    so its PID can never be claimed as one of that call's workers.
+    so its PID can never be claimed as one of that call's workers; and when student code runs
+    as another user, the current call is only sent its request once the spare has sealed
+    itself, so the current call's code never finds it open.
     """
 
     def __init__(self) -> None:
@@ -698,6 +723,10 @@ class SparePool:
         try:
             child = _Child(*key)
         except Exception:  # no process or thread to spare: only an optimisation is lost
+            return
+        user = key[1]
+        if user is not None and not child.wait_sealed():
+            child.discard()  # it never sealed itself: not safe to leave next to student code
             return
         try:
             with self._lock:

@@ -59,13 +59,13 @@ def _after_fork() -> None:
     _install("worker")
 
 
-def _prctl(option: int, value: int) -> None:
+def _prctl(option: int, value: int) -> bool:
     try:
         import ctypes
 
-        ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0)
+        return ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0) == 0
     except Exception:  # not Linux: nothing to seal with, and nothing to seal against
-        pass
+        return False
 
 
 PR_SET_PDEATHSIG, PR_SET_DUMPABLE = 1, 4
@@ -79,11 +79,18 @@ def seal() -> None:
     result pipe), ptrace. Not dumpable, only root (the grader) can reach it. Done first thing, so
     the window is the interpreter's own start-up. Also: die with the grader.
     """
-    _prctl(PR_SET_DUMPABLE, 0)
+    sealed = _prctl(PR_SET_DUMPABLE, 0)
     _prctl(PR_SET_PDEATHSIG, 9)
     grader = os.environ.pop("MPGRADE_GRADER_PID", "")
     if grader.isdigit() and os.getppid() != int(grader):
         os._exit(0)  # the grader was gone before the signal was armed
+    ready = os.environ.pop("MPGRADE_READY_FD", "")
+    if ready.isdigit():  # tell the grader, which waits for this before any student code runs
+        try:
+            os.write(int(ready), b"1" if sealed else b"0")
+            os.close(int(ready))
+        except OSError:
+            pass
 
 
 def unseal() -> None:
