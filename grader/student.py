@@ -696,8 +696,8 @@ class _Child:
 class SparePool:
     """Starts the next call's child while the current call runs, so it is booted when needed.
 
-    Holds at most one waiting child per (interpreter, user, scratch folder); ``close()`` kills
-    it. One pool serves one grading run of one submission (the plugin keeps it for a pytest
+    Holds at most one waiting child per kind of call (interpreter, user, scratch folder,
+    process cap, submission folder); ``close()`` kills it. One pool serves one grading run of one submission (the plugin keeps it for a pytest
     session), never two submissions: a spare is a process of the student user, and the calls
     it will run are that submission's. A spare left behind by a crashed grader exits by itself
     when its stdin closes.
@@ -711,6 +711,7 @@ class SparePool:
     def __init__(self) -> None:
         self._spares: dict[tuple, _Child] = {}
         self._lock = threading.Lock()
+        self._unsealable = False  # a spare could not seal itself: stop making them
 
     def take(self, key: tuple) -> _Child | None:
         with self._lock:
@@ -718,7 +719,7 @@ class SparePool:
 
     def prepare(self, key: tuple) -> None:
         with self._lock:
-            if key in self._spares:
+            if key in self._spares or self._unsealable:
                 return
         try:
             child = _Child(*key)
@@ -727,6 +728,7 @@ class SparePool:
         user = key[1]
         if user is not None and not child.wait_sealed():
             child.discard()  # it never sealed itself: not safe to leave next to student code
+            self._unsealable = True  # and the next one would not either: calls start cold
             return
         try:
             with self._lock:

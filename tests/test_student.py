@@ -582,3 +582,24 @@ os.kill(os.getpid(), signal.SIGKILL)
     assert done.stdout.strip(), done.stderr
     caller = int(done.stdout.split()[0])
     _wait_until(lambda: _gone(caller), timeout=10)
+
+
+def test_a_pool_whose_spares_cannot_seal_stops_making_them(make_module, monkeypatch):
+    """Where a spare never says it sealed itself, calls start cold, without waiting each time."""
+    asked = []
+
+    def never(self, limit: float = 2.0) -> bool:
+        asked.append(self.pid)
+        return False
+
+    monkeypatch.setattr(student_mod._Child, "wait_sealed", never)
+    pool = SparePool()
+    folder = make_module("work", WORKERS)
+    runner = StudentRunner(path=folder, user=(os.getuid(), os.getgid()), spares=pool)
+    try:
+        work = runner.module("work")
+        assert [work.echo(i) for i in range(3)] == [[[i], {}] for i in range(3)]
+        assert len(asked) == 1 and pool._spares == {}
+        assert all(_gone(pid) for pid in asked)
+    finally:
+        pool.close()
