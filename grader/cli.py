@@ -134,7 +134,7 @@ def grade(paths: tuple[Path, ...], out_dir: Path, jobs: int | None, sandbox: str
       mpgrade grade alice.zip bob/ --out results/ --jobs 4
       mpgrade grade examples/submissions --out /tmp/r --sandbox local   # trusted code only
       mpgrade grade submissions/ --out results/ --force --timeout 300
-      mpgrade grade submissions/ --out results/ --jobs 4 --warm 0   # no containers started ahead
+      mpgrade grade submissions/ --out results/ --jobs 4 --warm 0   # nothing started ahead
       mpgrade grade submissions/ --out results/ --broker redis://queue.example:6379/0   # Celery workers
 
     \b
