@@ -89,6 +89,9 @@ def run(job_dir: Path, private: Path) -> dict[str, Any]:
     ]
     if user_spec:
         args.append(f"--mpgrade-student-user={user_spec}")
+    student_python = os.environ.get("MPGRADE_STUDENT_PYTHON")
+    if user_spec and student_python and os.access(student_python, os.X_OK):
+        args.append(f"--mpgrade-student-python={student_python}")  # else: ours, sealed later
     if os.environ.get("MPGRADE_STUDENT_NPROC"):
         args.append(f"--mpgrade-student-nproc={os.environ['MPGRADE_STUDENT_NPROC']}")
     if os.environ.get("MPGRADE_CGROUP"):

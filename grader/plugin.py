@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="start method for student calls (default: the assignment's)")
     group.addoption("--mpgrade-student-user", metavar="USER", default=None,
                     help="run student code as this user (name or uid[:gid]); needs root")
+    group.addoption("--mpgrade-student-python", metavar="PATH", default=None,
+                    help="interpreter for student code (default: the one running pytest); an "
+                         "execute-only copy seals student processes from exec (see the README)")
     group.addoption("--mpgrade-cgroup", metavar="DIR", default=None,
                     help="cgroup v2 folder whose memory/pids events tell memory and process limits apart")
     group.addoption("--mpgrade-student-nproc", metavar="N", type=int, default=None,
@@ -115,6 +119,7 @@ def student(request: pytest.FixtureRequest, _mpgrade_spares: SparePool | None) -
         call_timeout=limits.call_timeout,
         output_limit=limits.output_limit,
         user=_student_user(config.getoption("--mpgrade-student-user")),
+        python=config.getoption("--mpgrade-student-python") or sys.executable,
         scratch=Path(config.getoption("--mpgrade-scratch")) if config.getoption("--mpgrade-scratch") else None,
         cgroup=Path(config.getoption("--mpgrade-cgroup")) if config.getoption("--mpgrade-cgroup") else None,
         max_processes=config.getoption("--mpgrade-student-nproc"),

@@ -326,6 +326,30 @@ def kill_session(sid: int, also: set[int] = frozenset(), rounds: int = 50) -> No
         time.sleep(0.005)
 
 
+def sealed_from_exec(python: str, user: tuple[int, int] | None) -> bool:
+    """Whether ``python`` started as ``user`` is sealed by the kernel from its first instruction.
+
+    A program its user may execute but not read (mode 0711, another owner) makes the process
+    non-dumpable at exec: other processes of that user cannot open its memory, descriptors or
+    environment, with no window before ``sitecustomize.seal`` runs. The grading image ships
+    such a copy of its interpreter for student code (``/opt/mpgrade/bin/python-student``).
+    """
+    if user is None or user[0] == 0:
+        return False
+    try:
+        st = os.stat(python)
+    except OSError:
+        return False
+    uid, gid = user  # student code runs with no supplementary groups
+    if st.st_uid == uid:
+        read, execute = stat.S_IRUSR, stat.S_IXUSR
+    elif st.st_gid == gid:
+        read, execute = stat.S_IRGRP, stat.S_IXGRP
+    else:
+        read, execute = stat.S_IROTH, stat.S_IXOTH
+    return not st.st_mode & read and bool(st.st_mode & execute)
+
+
 def _alive(pid: int) -> bool:
     st = _stat(pid)
     return st is not None and st[0] not in ("Z", "X")
@@ -513,6 +537,7 @@ class _Child:
         self.own_tids: set[int] = set()  # our reader threads take PIDs from the same counter
         self.readers: list[threading.Thread] = []
         self.spare = False  # set when taken from a SparePool
+        self.sealed_from_exec = sealed_from_exec(python, user)
         self._stopped = False
         try:
             self._start(python, user, max_processes)
@@ -703,9 +728,12 @@ class SparePool:
     when its stdin closes.
 
     The spare is started before the current call's PID window opens (see ``_read_pid_log``),
-    so its PID can never be claimed as one of that call's workers; and when student code runs
-    as another user, the current call is only sent its request once the spare has sealed
-    itself, so the current call's code never finds it open.
+    so its PID can never be claimed as one of that call's workers. When student code runs as
+    another user, the current call's code must never find the spare open: either the kernel
+    seals the spare at exec (an execute-only interpreter, see ``sealed_from_exec``), and its own
+    "sealed" word is only checked when it is taken, a call later; or the current call is only
+    sent its request once the spare has sealed itself, which costs the call the spare's boot
+    (10-20 ms).
     """
 
     def __init__(self) -> None:
@@ -715,7 +743,13 @@ class SparePool:
 
     def take(self, key: tuple) -> _Child | None:
         with self._lock:
-            return self._spares.pop(key, None)
+            child = self._spares.pop(key, None)
+        if child is not None and child.sealed_from_exec and child.ready_fd is not None \
+                and not child.wait_sealed():
+            child.discard()  # sealed by the kernel, but it did not get to seal itself
+            self._unsealable = True
+            return None
+        return child
 
     def prepare(self, key: tuple) -> None:
         with self._lock:
@@ -726,7 +760,7 @@ class SparePool:
         except Exception:  # no process or thread to spare: only an optimisation is lost
             return
         user = key[1]
-        if user is not None and not child.wait_sealed():
+        if user is not None and not child.sealed_from_exec and not child.wait_sealed():
             child.discard()  # it never sealed itself: not safe to leave next to student code
             self._unsealable = True  # and the next one would not either: calls start cold
             return

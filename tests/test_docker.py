@@ -288,6 +288,40 @@ def test_student_processes_run_at_the_lowest_cpu_priority(sandbox, tmp_path):
     assert test["outcome"] == "passed", test
 
 
+INTERPRETER_TEST = '''
+def test_interpreter(student):
+    got = student.module("where", timeout=20).interpreter()
+    assert got == {"executable": "/opt/mpgrade/bin/python-student", "readable": False}, got
+'''
+
+INTERPRETER_MODULE = '''
+import os
+import sys
+
+
+def interpreter():
+    return {"executable": sys.executable, "readable": os.access(sys.executable, os.R_OK)}
+'''
+
+
+def test_student_code_runs_an_interpreter_it_cannot_read(sandbox, tmp_path):
+    """The image's execute-only interpreter, which the kernel seals from exec: pre-started
+    processes are never open to the code of the call before them (grader.student)."""
+    from grader import assignment as assignment_mod
+    from grader.submission import Submission
+
+    (tmp_path / "exercises" / "00_where").mkdir(parents=True)
+    (tmp_path / "assignment.toml").write_text(
+        '[assignment]\nname = "where"\nversion = "1"\n\n[[exercise]]\nid = "00_where"\n'
+        'files = ["where.py"]\npoints = 1\n')
+    (tmp_path / "exercises" / "00_where" / "test_public.py").write_text(INTERPRETER_TEST)
+    course = assignment_mod.load(tmp_path)
+    doc = grading.grade(sandbox, course, Submission(id="where", source="test",
+                                                    files={"where.py": INTERPRETER_MODULE.encode()}))
+    test = doc["tests"][0]
+    assert test["outcome"] == "passed", test
+
+
 SPAWN_ONLY = grading.Options(exercises=("01_spawn",))
 
 

@@ -490,6 +490,13 @@ def forge_next():
                 pass
     return opened
 
+def forge_while_booting(seconds):
+    """forge_next, over and over while the next call's process boots; the total it opened."""
+    opened, end = 0, time.monotonic() + seconds
+    while time.monotonic() < end:
+        opened += forge_next()
+    return opened
+
 def double(x):
     return 2 * x
 
@@ -502,18 +509,41 @@ needs_root = pytest.mark.skipif(os.geteuid() != 0 or not os.access(SYSTEM_PYTHON
                                 reason="runs student code as another user (needs root and /usr/bin/python3)")
 
 
-@pytest.fixture
-def as_nobody(tmp_path_factory):
-    """A runner whose student code runs as uid 65534 with a process cap, as in the container."""
+@pytest.fixture(scope="module")
+def execute_only_python():
+    """SYSTEM_PYTHON copied as the grading image copies its own: mode 0711, root's, beside a
+    pyvenv.cfg (so it finds the standard library), in folders the other user can enter."""
     import tempfile
 
+    venv = Path(tempfile.mkdtemp(prefix="mpgrade-xpython-"))
+    os.chmod(venv, 0o755)
+    (venv / "bin").mkdir(mode=0o755)
+    python = venv / "bin" / "python-student"
+    shutil.copy(os.path.realpath(SYSTEM_PYTHON), python)
+    os.chmod(python, 0o711)
+    (venv / "pyvenv.cfg").write_text(f"home = {os.path.dirname(os.path.realpath(SYSTEM_PYTHON))}\n")
+    os.chmod(venv / "pyvenv.cfg", 0o644)
+    yield str(python)
+    shutil.rmtree(venv, ignore_errors=True)
+
+
+@pytest.fixture(params=["readable", "execute-only"])
+def as_nobody(request):
+    """A runner whose student code runs as uid 65534 with a process cap, as in the container:
+    with an interpreter the user can read (spares seal themselves, the pool waits for it) and
+    with an execute-only one (the kernel seals them at exec, the pool does not wait)."""
+    import tempfile
+
+    if os.geteuid() != 0 or not os.access(SYSTEM_PYTHON, os.X_OK):
+        pytest.skip("runs student code as another user (needs root and /usr/bin/python3)")
+    python = SYSTEM_PYTHON if request.param == "readable" else request.getfixturevalue("execute_only_python")
     folder = Path(tempfile.mkdtemp(prefix="mpgrade-test-"))
     os.chmod(folder, 0o755)
     (folder / "tamper.py").write_text(TAMPER)
     os.chmod(folder / "tamper.py", 0o644)
     pool = SparePool()
     yield StudentRunner(path=folder, user=(65534, 65534), max_processes=50, call_timeout=10, spares=pool,
-                        python=SYSTEM_PYTHON), pool
+                        python=python), pool
     pool.close()
     shutil.rmtree(folder, ignore_errors=True)
 
@@ -525,6 +555,88 @@ def test_the_previous_calls_code_cannot_open_the_next_calls_process(as_nobody):
     tamper.double(1)  # now a spare is waiting
     assert tamper.forge_next() == 0, "the spare's pipes were open to the student user"
     assert tamper.double(21) == 42
+
+
+@needs_root
+def test_a_booting_spare_is_never_open_to_the_current_calls_code(as_nobody):
+    """The spare for the next call starts just before this call's code runs; trying all along
+    to open it never succeeds, however early (the race a CI run once caught)."""
+    runner, pool = as_nobody
+    tamper = runner.module("tamper")
+    for _ in range(3):
+        assert tamper.forge_while_booting(0.3) == 0, "the booting spare was open to the student user"
+    assert tamper.double(21) == 42
+
+
+@needs_root
+def test_the_pool_waits_for_a_seal_only_where_the_kernel_does_not_seal(as_nobody, monkeypatch):
+    """A readable interpreter costs each call the spare's boot (the pool waits for its seal before
+    the call's code runs); an execute-only one is checked only when its spare is taken."""
+    import inspect
+
+    runner, pool = as_nobody
+    waits: list[str] = []
+    original = student_mod._Child.wait_sealed
+
+    def wait_sealed(self, limit: float = 2.0) -> bool:
+        waits.append(inspect.stack()[1].function)
+        return original(self, limit)
+
+    monkeypatch.setattr(student_mod._Child, "wait_sealed", wait_sealed)
+    tamper = runner.module("tamper")
+    assert [tamper.double(i) for i in range(3)] == [0, 2, 4]
+    execute_only = runner.python != SYSTEM_PYTHON
+    assert waits == (["take", "take"] if execute_only else ["prepare"] * 3), waits
+
+
+@needs_root
+def test_a_program_its_user_cannot_read_runs_sealed_from_exec(execute_only_python):
+    """The kernel fact the grading image relies on: no other process of the same user can open
+    the memory of a process started from an execute-only program (here one that never seals
+    itself), while it can with a readable one."""
+    assert student_mod.sealed_from_exec(execute_only_python, (65534, 65534))
+    assert not student_mod.sealed_from_exec(SYSTEM_PYTHON, (65534, 65534))
+    opened = {}
+    for python in (SYSTEM_PYTHON, execute_only_python):
+        sleeper = subprocess.Popen([python, "-S", "-c", "import time; time.sleep(30)"],
+                                   user=65534, group=65534, extra_groups=[])
+        try:
+            probe = (f"try:\n    open('/proc/{sleeper.pid}/mem', 'rb').close(); print('opened')\n"
+                     f"except OSError:\n    print('refused')")
+            opened[python] = subprocess.run([SYSTEM_PYTHON, "-S", "-c", probe], user=65534, group=65534,
+                                            extra_groups=[], capture_output=True, text=True, timeout=30).stdout
+        finally:
+            sleeper.kill()
+            sleeper.wait()
+    assert opened == {SYSTEM_PYTHON: "opened\n", execute_only_python: "refused\n"}
+
+
+@pytest.mark.parametrize("mode, owner, user, expect", [
+    (0o711, "other", (1234, 1234), True),
+    (0o755, "other", (1234, 1234), False),   # anyone may read it
+    (0o751, "group", (1234, 1234), False),   # the user's group may read it
+    (0o711, "user", (1234, 1234), False),    # its own owner may read it
+    (0o711, "other", None, False),           # student code runs as the grader
+    (0o711, "other", (0, 0), False),         # root reads everything
+    (0o700, "other", (1234, 1234), False),   # nor may it be run
+])
+def test_which_interpreters_seal_from_exec(tmp_path, monkeypatch, mode, owner, user, expect):
+    program = tmp_path / "python"
+    program.write_bytes(b"")
+    program.chmod(mode)
+    real_stat = os.stat
+    uid, gid = {"other": (4321, 4321), "group": (4321, 1234), "user": (1234, 4321)}[owner]
+
+    def fake_stat(path, *a, **kw):
+        st = real_stat(path, *a, **kw)
+        if str(path) != str(program):
+            return st
+        fields = list(st)
+        fields[4], fields[5] = uid, gid
+        return os.stat_result(fields)
+
+    monkeypatch.setattr(student_mod.os, "stat", fake_stat)
+    assert student_mod.sealed_from_exec(str(program), user) is expect
 
 
 @needs_root

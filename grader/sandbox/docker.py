@@ -35,6 +35,9 @@ LABEL = "mpgrade.grader"
 BATCH_LABEL = "mpgrade.batch"
 WARM_LABEL = "mpgrade.warm"
 IMAGE_PYTHON = "/opt/mpgrade/bin/python"
+# The same interpreter, execute-only for the student user: the kernel makes every student
+# process non-dumpable from exec on (see grader.student.sealed_from_exec).
+IMAGE_STUDENT_PYTHON = "/opt/mpgrade/bin/python-student"
 WARMSTART = "grader.sandbox.warmstart"
 # A warm container nobody sends a job to exits after this long (the host may have died).
 WARM_IDLE = 900.0
@@ -136,6 +139,7 @@ class DockerSandbox:
                 "PYTHONDONTWRITEBYTECODE": "1",
                 "MPGRADE_SANDBOX": "docker",
                 "MPGRADE_STUDENT_USER": f"{uid}:{uid}",
+                "MPGRADE_STUDENT_PYTHON": IMAGE_STUDENT_PYTHON,
                 "MPGRADE_PRIVATE": "/run/mpgrade",
                 "MPGRADE_CGROUP": "/sys/fs/cgroup",
                 # The student user gets most of the pids budget, never all of it: the supervisor
