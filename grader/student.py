@@ -326,6 +326,9 @@ def kill_session(sid: int, also: set[int] = frozenset(), rounds: int = 50) -> No
         time.sleep(0.005)
 
 
+SUID_DUMPABLE = "/proc/sys/fs/suid_dumpable"
+
+
 def sealed_from_exec(python: str, user: tuple[int, int] | None) -> bool:
     """Whether ``python`` started as ``user`` is sealed by the kernel from its first instruction.
 
@@ -333,8 +336,17 @@ def sealed_from_exec(python: str, user: tuple[int, int] | None) -> bool:
     non-dumpable at exec: other processes of that user cannot open its memory, descriptors or
     environment, with no window before ``sitecustomize.seal`` runs. The grading image ships
     such a copy of its interpreter for student code (``/opt/mpgrade/bin/python-student``).
+    Exec applies the host-wide ``fs.suid_dumpable`` then, which seals only at 0 or 2; and mode
+    bits do not show ACLs, so each such process also says whether it was already sealed when
+    its own code first ran (``sitecustomize.seal``), and ``SparePool`` checks that.
     """
     if user is None or user[0] == 0:
+        return False
+    try:
+        with open(SUID_DUMPABLE) as f:
+            if f.read().strip() not in ("0", "2"):
+                return False
+    except OSError:
         return False
     try:
         st = os.stat(python)
@@ -537,6 +549,7 @@ class _Child:
         self.own_tids: set[int] = set()  # our reader threads take PIDs from the same counter
         self.readers: list[threading.Thread] = []
         self.spare = False  # set when taken from a SparePool
+        self.seal_word = b""  # what it said on the ready pipe (see ``sitecustomize.seal``)
         self.sealed_from_exec = sealed_from_exec(python, user)
         self._stopped = False
         try:
@@ -613,7 +626,9 @@ class _Child:
             return False
         try:
             readable, _, _ = select.select([self.ready_fd], [], [], limit)
-            return bool(readable) and os.read(self.ready_fd, 1) == b"1"
+            if readable:
+                self.seal_word = os.read(self.ready_fd, 1)
+            return self.seal_word in (b"1", b"2")
         except OSError:
             return False
         finally:
@@ -740,16 +755,24 @@ class SparePool:
         self._spares: dict[tuple, _Child] = {}
         self._lock = threading.Lock()
         self._unsealable = False  # a spare could not seal itself: stop making them
+        self._trust_exec = True  # False once a spare said the kernel had not sealed it at exec
 
     def take(self, key: tuple) -> _Child | None:
         with self._lock:
             child = self._spares.pop(key, None)
-        if child is not None and child.sealed_from_exec and child.ready_fd is not None \
-                and not child.wait_sealed():
-            child.discard()  # sealed by the kernel, but it did not get to seal itself
+        if child is None or not (child.sealed_from_exec and child.ready_fd is not None):
+            return child
+        sealed = child.wait_sealed()
+        if sealed and child.seal_word == b"2":
+            return child
+        # Not sealed at exec after all (an ACL, a capability...): the previous call's code may
+        # have reached it while it booted. From now on spares are waited for, or not made.
+        child.discard()
+        if sealed:
+            self._trust_exec = False
+        else:
             self._unsealable = True
-            return None
-        return child
+        return None
 
     def prepare(self, key: tuple) -> None:
         with self._lock:
@@ -760,6 +783,8 @@ class SparePool:
         except Exception:  # no process or thread to spare: only an optimisation is lost
             return
         user = key[1]
+        if not self._trust_exec:
+            child.sealed_from_exec = False
         if user is not None and not child.sealed_from_exec and not child.wait_sealed():
             child.discard()  # it never sealed itself: not safe to leave next to student code
             self._unsealable = True  # and the next one would not either: calls start cold

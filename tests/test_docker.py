@@ -18,6 +18,7 @@ from grader import batch, grading
 from grader.sandbox.docker import LABEL, DockerSandbox
 
 from .conftest import REPO
+from .test_student import TAMPER
 
 pytestmark = pytest.mark.docker
 
@@ -290,12 +291,15 @@ def test_student_processes_run_at_the_lowest_cpu_priority(sandbox, tmp_path):
 
 INTERPRETER_TEST = '''
 def test_interpreter(student):
-    got = student.module("where", timeout=20).interpreter()
+    where = student.module("where", timeout=20)
+    got = where.interpreter()
     assert got == {"executable": "/opt/mpgrade/bin/python-student", "readable": False}, got
+    for _ in range(3):
+        assert where.forge_while_booting(0.3) == 0, "the next call's process was open"
+    assert where.worker_dumpable() == 1
 '''
 
-INTERPRETER_MODULE = '''
-import os
+INTERPRETER_MODULE = TAMPER + '''
 import sys
 
 
@@ -306,7 +310,8 @@ def interpreter():
 
 def test_student_code_runs_an_interpreter_it_cannot_read(sandbox, tmp_path):
     """The image's execute-only interpreter, which the kernel seals from exec: pre-started
-    processes are never open to the code of the call before them (grader.student)."""
+    processes are never open to the code of the call before them, even while they boot, and the
+    pool does not wait for them (grader.student); the call's own workers are ordinary."""
     from grader import assignment as assignment_mod
     from grader.submission import Submission
 

@@ -497,6 +497,21 @@ def forge_while_booting(seconds):
         opened += forge_next()
     return opened
 
+def _report_dumpable(q):
+    import ctypes
+    q.put(ctypes.CDLL(None).prctl(3, 0, 0, 0, 0))  # PR_GET_DUMPABLE
+
+def worker_dumpable():
+    """Whether a worker started by exec (spawn) is an ordinary, dumpable process."""
+    import multiprocessing as mp
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    p = ctx.Process(target=_report_dumpable, args=(q,))
+    p.start()
+    value = q.get(timeout=20)
+    p.join(timeout=20)
+    return value
+
 def double(x):
     return 2 * x
 
@@ -576,17 +591,81 @@ def test_the_pool_waits_for_a_seal_only_where_the_kernel_does_not_seal(as_nobody
 
     runner, pool = as_nobody
     waits: list[str] = []
+    words: list[bytes] = []  # b"2": sealed by the kernel at exec; b"1": by itself, later
+    spares: list[int] = []
     original = student_mod._Child.wait_sealed
 
     def wait_sealed(self, limit: float = 2.0) -> bool:
         waits.append(inspect.stack()[1].function)
-        return original(self, limit)
+        sealed = original(self, limit)
+        words.append(self.seal_word)
+        spares.append(self.pid)
+        return sealed
 
     monkeypatch.setattr(student_mod._Child, "wait_sealed", wait_sealed)
     tamper = runner.module("tamper")
     assert [tamper.double(i) for i in range(3)] == [0, 2, 4]
     execute_only = runner.python != SYSTEM_PYTHON
     assert waits == (["take", "take"] if execute_only else ["prepare"] * 3), waits
+    assert words[:2] == ([b"2", b"2"] if execute_only else [b"1", b"1"]), words
+    assert [r.pid for r in runner.records[1:]] == spares[:2]  # the spares were used
+
+
+@needs_root
+def test_workers_started_by_exec_are_ordinary_processes(as_nobody):
+    """Only the waiting caller is sealed: a spawned worker is dumpable with either interpreter."""
+    runner, _ = as_nobody
+    assert runner.module("tamper").worker_dumpable() == 1
+
+
+@needs_root
+def test_a_spare_the_kernel_did_not_seal_at_exec_is_not_used(as_nobody, monkeypatch):
+    """Mode bits can mislead (an ACL, fs.suid_dumpable): a spare that says it was still open when
+    its code first ran is thrown away, and the pool waits for the seals of the next ones."""
+    runner, pool = as_nobody
+    if runner.python == SYSTEM_PYTHON:
+        pytest.skip("about execute-only interpreters")
+    original = student_mod._Child.wait_sealed
+
+    def open_at_boot(self, limit: float = 2.0) -> bool:
+        sealed = original(self, limit)
+        self.seal_word = b"1"  # what a spare sealed only by itself says
+        return sealed
+
+    monkeypatch.setattr(student_mod._Child, "wait_sealed", open_at_boot)
+    tamper = runner.module("tamper")
+    tamper.double(1)
+    [spare] = pool._spares.values()
+    assert tamper.double(2) == 4 and runner.last.pid != spare.pid
+    assert not pool._trust_exec and not pool._unsealable
+    [next_spare] = pool._spares.values()
+    assert not next_spare.sealed_from_exec  # waited for in prepare
+    assert tamper.double(3) == 6 and runner.last.pid == next_spare.pid
+
+
+@needs_root
+def test_an_execute_only_spare_that_never_seals_stops_the_spares(as_nobody, monkeypatch):
+    runner, pool = as_nobody
+    if runner.python == SYSTEM_PYTHON:
+        pytest.skip("about execute-only interpreters")
+    monkeypatch.setattr(student_mod._Child, "wait_sealed", lambda self, limit=2.0: False)
+    tamper = runner.module("tamper")
+    tamper.double(1)
+    [spare] = pool._spares.values()
+    assert tamper.double(2) == 4 and runner.last.pid != spare.pid
+    assert pool._unsealable and pool._spares == {}
+    _wait_until(lambda: _gone(spare.pid))
+
+
+@pytest.mark.parametrize("value, expect", [("0", True), ("2", True), ("1", False), ("", False)])
+def test_an_execute_only_interpreter_seals_only_where_the_host_says_so(
+        execute_only_python, tmp_path, monkeypatch, value, expect):
+    """At fs.suid_dumpable = 1, exec leaves every process dumpable, readable program or not."""
+    setting = tmp_path / "suid_dumpable"
+    if value:
+        setting.write_text(value + "\n")
+    monkeypatch.setattr(student_mod, "SUID_DUMPABLE", str(setting))
+    assert student_mod.sealed_from_exec(execute_only_python, (65534, 65534)) is expect
 
 
 @needs_root

@@ -68,7 +68,16 @@ def _prctl(option: int, value: int) -> bool:
         return False
 
 
-PR_SET_PDEATHSIG, PR_SET_DUMPABLE = 1, 4
+PR_SET_PDEATHSIG, PR_GET_DUMPABLE, PR_SET_DUMPABLE = 1, 3, 4
+
+
+def _dumpable() -> bool:
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None, use_errno=True).prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) != 0
+    except Exception:
+        return True
 
 
 def seal() -> None:
@@ -78,7 +87,12 @@ def seal() -> None:
     same user. A dumpable process of that user is open to it: ``/proc/PID/fd`` (its stdin and
     result pipe), ptrace. Not dumpable, only root (the grader) can reach it. Done first thing, so
     the window is the interpreter's own start-up. Also: die with the grader.
+
+    The word for the grader: b"2" when the kernel had already sealed this process at exec (an
+    execute-only interpreter: no window at all), b"1" when it seals itself now, b"0" when it
+    cannot.
     """
+    sealed_at_exec = not _dumpable()
     sealed = _prctl(PR_SET_DUMPABLE, 0)
     _prctl(PR_SET_PDEATHSIG, 9)
     grader = os.environ.pop("MPGRADE_GRADER_PID", "")
@@ -87,7 +101,7 @@ def seal() -> None:
     ready = os.environ.pop("MPGRADE_READY_FD", "")
     if ready.isdigit():  # tell the grader, which waits for this before any student code runs
         try:
-            os.write(int(ready), b"1" if sealed else b"0")
+            os.write(int(ready), b"0" if not sealed else b"2" if sealed_at_exec else b"1")
             os.close(int(ready))
         except OSError:
             pass
@@ -100,6 +114,10 @@ def unseal() -> None:
 
 if "mpgrade_child" in " ".join(getattr(sys, "orig_argv", sys.argv)):
     seal()
+elif os.environ.get("MPGRADE_PID_LOG") and _dumpable() is False:
+    # A worker or helper the call started by exec, sealed by an execute-only interpreter: it is
+    # the call's own, so ordinary again, as it would be with any other interpreter.
+    unseal()
 if os.environ.get("MPGRADE_DUMP_DIR") or os.environ.get("MPGRADE_PID_LOG"):
     _install(_role())
     os.register_at_fork(after_in_child=_after_fork)
