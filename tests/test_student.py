@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -542,25 +543,39 @@ def execute_only_python():
     shutil.rmtree(venv, ignore_errors=True)
 
 
-@pytest.fixture(params=["readable", "execute-only"])
-def as_nobody(request):
-    """A runner whose student code runs as uid 65534 with a process cap, as in the container:
-    with an interpreter the user can read (spares seal themselves, the pool waits for it) and
-    with an execute-only one (the kernel seals them at exec, the pool does not wait)."""
+@contextlib.contextmanager
+def _runner_as_nobody(python: str):
     import tempfile
 
     if os.geteuid() != 0 or not os.access(SYSTEM_PYTHON, os.X_OK):
         pytest.skip("runs student code as another user (needs root and /usr/bin/python3)")
-    python = SYSTEM_PYTHON if request.param == "readable" else request.getfixturevalue("execute_only_python")
     folder = Path(tempfile.mkdtemp(prefix="mpgrade-test-"))
     os.chmod(folder, 0o755)
     (folder / "tamper.py").write_text(TAMPER)
     os.chmod(folder / "tamper.py", 0o644)
     pool = SparePool()
-    yield StudentRunner(path=folder, user=(65534, 65534), max_processes=50, call_timeout=10, spares=pool,
-                        python=python), pool
-    pool.close()
-    shutil.rmtree(folder, ignore_errors=True)
+    try:
+        yield StudentRunner(path=folder, user=(65534, 65534), max_processes=50, call_timeout=10,
+                            spares=pool, python=python), pool
+    finally:
+        pool.close()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(params=["readable", "execute-only"])
+def as_nobody(request):
+    """A runner whose student code runs as uid 65534 with a process cap, as in the container:
+    with an interpreter the user can read (spares seal themselves, the pool waits for it) and
+    with an execute-only one (the kernel seals them at exec, the pool does not wait)."""
+    python = SYSTEM_PYTHON if request.param == "readable" else request.getfixturevalue("execute_only_python")
+    with _runner_as_nobody(python) as runner_and_pool:
+        yield runner_and_pool
+
+
+@pytest.fixture
+def as_nobody_execute_only(execute_only_python):
+    with _runner_as_nobody(execute_only_python) as runner_and_pool:
+        yield runner_and_pool
 
 
 @needs_root
@@ -619,12 +634,10 @@ def test_workers_started_by_exec_are_ordinary_processes(as_nobody):
 
 
 @needs_root
-def test_a_spare_the_kernel_did_not_seal_at_exec_is_not_used(as_nobody, monkeypatch):
+def test_a_spare_the_kernel_did_not_seal_at_exec_is_not_used(as_nobody_execute_only, monkeypatch):
     """Mode bits can mislead (an ACL, fs.suid_dumpable): a spare that says it was still open when
     its code first ran is thrown away, and the pool waits for the seals of the next ones."""
-    runner, pool = as_nobody
-    if runner.python == SYSTEM_PYTHON:
-        pytest.skip("about execute-only interpreters")
+    runner, pool = as_nobody_execute_only
     original = student_mod._Child.wait_sealed
 
     def open_at_boot(self, limit: float = 2.0) -> bool:
@@ -644,10 +657,8 @@ def test_a_spare_the_kernel_did_not_seal_at_exec_is_not_used(as_nobody, monkeypa
 
 
 @needs_root
-def test_an_execute_only_spare_that_never_seals_stops_the_spares(as_nobody, monkeypatch):
-    runner, pool = as_nobody
-    if runner.python == SYSTEM_PYTHON:
-        pytest.skip("about execute-only interpreters")
+def test_an_execute_only_spare_that_never_seals_stops_the_spares(as_nobody_execute_only, monkeypatch):
+    runner, pool = as_nobody_execute_only
     monkeypatch.setattr(student_mod._Child, "wait_sealed", lambda self, limit=2.0: False)
     tamper = runner.module("tamper")
     tamper.double(1)
