@@ -91,7 +91,9 @@ def run(job_dir: Path, private: Path) -> dict[str, Any]:
         args.append(f"--mpgrade-student-user={user_spec}")
     student_python = os.environ.get("MPGRADE_STUDENT_PYTHON")
     if user_spec and student_python and os.access(student_python, os.X_OK):
-        args.append(f"--mpgrade-student-python={student_python}")  # else: ours, sealed later
+        # Without it student code runs this interpreter, and each spare is waited for until it
+        # has sealed itself (grader.student.SparePool).
+        args.append(f"--mpgrade-student-python={student_python}")
     if os.environ.get("MPGRADE_STUDENT_NPROC"):
         args.append(f"--mpgrade-student-nproc={os.environ['MPGRADE_STUDENT_NPROC']}")
     if os.environ.get("MPGRADE_CGROUP"):
