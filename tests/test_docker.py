@@ -273,19 +273,25 @@ def priorities():
 '''
 
 
-def test_student_processes_run_at_the_lowest_cpu_priority(sandbox, tmp_path):
-    """So that the grader watching a call gets the CPU even when a fork bomb's processes spin."""
+def grade_one_test(sandbox, folder: Path, name: str, test: str, module: str) -> dict:
+    """Grade ``module`` (saved as NAME.py) against ``test``, the only test of a one-exercise
+    assignment made in ``folder``; the test's entry in the result document."""
     from grader import assignment as assignment_mod
     from grader.submission import Submission
 
-    (tmp_path / "exercises" / "00_prio").mkdir(parents=True)
-    (tmp_path / "assignment.toml").write_text(
-        '[assignment]\nname = "prio"\nversion = "1"\n\n[[exercise]]\nid = "00_prio"\n'
-        'files = ["prio.py"]\npoints = 1\n')
-    (tmp_path / "exercises" / "00_prio" / "test_public.py").write_text(PRIORITY_TEST)
-    course = assignment_mod.load(tmp_path)
-    doc = grading.grade(sandbox, course, Submission(id="prio", source="test", files={"prio.py": PRIORITY_MODULE.encode()}))
-    test = doc["tests"][0]
+    (folder / "exercises" / f"00_{name}").mkdir(parents=True)
+    (folder / "assignment.toml").write_text(
+        f'[assignment]\nname = "{name}"\nversion = "1"\n\n[[exercise]]\nid = "00_{name}"\n'
+        f'files = ["{name}.py"]\npoints = 1\n')
+    (folder / "exercises" / f"00_{name}" / "test_public.py").write_text(test)
+    course = assignment_mod.load(folder)
+    doc = grading.grade(sandbox, course, Submission(id=name, source="test", files={f"{name}.py": module.encode()}))
+    return doc["tests"][0]
+
+
+def test_student_processes_run_at_the_lowest_cpu_priority(sandbox, tmp_path):
+    """So that the grader watching a call gets the CPU even when a fork bomb's processes spin."""
+    test = grade_one_test(sandbox, tmp_path, "prio", PRIORITY_TEST, PRIORITY_MODULE)
     assert test["outcome"] == "passed", test
 
 
@@ -312,18 +318,7 @@ def test_student_code_runs_an_interpreter_it_cannot_read(sandbox, tmp_path):
     """The image's execute-only interpreter, which the kernel seals from exec: pre-started
     processes are never open to the code of the call before them, even while they boot, and the
     pool does not wait for them (grader.student); the call's own workers are ordinary."""
-    from grader import assignment as assignment_mod
-    from grader.submission import Submission
-
-    (tmp_path / "exercises" / "00_where").mkdir(parents=True)
-    (tmp_path / "assignment.toml").write_text(
-        '[assignment]\nname = "where"\nversion = "1"\n\n[[exercise]]\nid = "00_where"\n'
-        'files = ["where.py"]\npoints = 1\n')
-    (tmp_path / "exercises" / "00_where" / "test_public.py").write_text(INTERPRETER_TEST)
-    course = assignment_mod.load(tmp_path)
-    doc = grading.grade(sandbox, course, Submission(id="where", source="test",
-                                                    files={"where.py": INTERPRETER_MODULE.encode()}))
-    test = doc["tests"][0]
+    test = grade_one_test(sandbox, tmp_path, "where", INTERPRETER_TEST, INTERPRETER_MODULE)
     assert test["outcome"] == "passed", test
 
 
