@@ -221,6 +221,11 @@ def _judge_mutant(assignment: Assignment, mutant: Mutant, doc: dict[str, Any]) -
         problems.append("not caught: it loses no points in its own exercise")
     if elsewhere:
         problems.append(f"loses points outside {mutant.exercise}: {', '.join(elsewhere[:5])}")
+    ran = {_test_function(t["id"]) for t in doc["tests"] if t["exercise"] == mutant.exercise}
+    listed = set(mutant.fails or []) | set(mutant.may_fail)
+    unknown = sorted(listed - ran) if ran else []  # nothing ran: "not graded" says enough
+    if unknown:  # a misspelt may_fail would otherwise quietly allow nothing, or hide a rename
+        problems.append(f"lists tests {mutant.exercise} does not have: {', '.join(unknown)}")
     if mutant.fails is not None:
         missing = sorted(set(mutant.fails) - set(failed))
         extra = sorted(set(failed) - set(mutant.fails) - set(mutant.may_fail))

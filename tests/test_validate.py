@@ -115,3 +115,10 @@ def test_may_fail_lists_tests_a_racy_mistake_fails_only_sometimes(course, failin
                              source=b"", fails=["test_a"], may_fail=["test_b"])
     judged = validate._judge_mutant(course, mutant, _graded(failing))
     assert judged["ok"] is ok, judged["problems"]
+
+
+def test_a_listed_test_that_does_not_exist_is_reported(course):
+    mutant = validate.Mutant(id="m", exercise="01_spawn", module="spawn.py", description="",
+                             source=b"", fails=["test_a"], may_fail=["test_bb"])
+    judged = validate._judge_mutant(course, mutant, _graded(["test_a"]))
+    assert judged["problems"] == ["lists tests 01_spawn does not have: test_bb"]
