@@ -7,6 +7,7 @@ machine; under CI=true they fail instead (see conftest.py).
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import threading
 import time
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from grader import batch, grading
-from grader.sandbox.docker import LABEL, DockerSandbox
+from grader.sandbox.docker import LABEL, OWNER_LABEL, DockerSandbox, owner_of
 
 from .conftest import REPO
 from .test_student import TAMPER
@@ -180,7 +181,8 @@ def test_containers_are_locked_down(course, sandbox, docker_client, tmp_path, mo
 
     def spy(job, jobdir):
         container = original(job, jobdir)
-        seen.update(docker_client.api.inspect_container(container.id)["HostConfig"])
+        info = docker_client.api.inspect_container(container.id)
+        seen.update(info["HostConfig"], owner=info["Config"]["Labels"].get(OWNER_LABEL))
         return container
 
     monkeypatch.setattr(sandbox, "_create", spy)
@@ -195,6 +197,7 @@ def test_containers_are_locked_down(course, sandbox, docker_client, tmp_path, mo
     assert all(b.endswith(":ro") for b in seen["Binds"])
     assert not any("docker.sock" in b for b in seen["Binds"])
     assert {u["Name"] for u in seen["Ulimits"]} >= {"core", "nofile", "fsize"}
+    assert seen["owner"] == owner_of(os.getpid())  # a later run's sweep leaves it alone
 
 
 def test_reference_scores_full_marks_in_containers_under_spawn_and_forkserver(course, sandbox, tmp_path):
@@ -209,7 +212,6 @@ def test_reference_scores_full_marks_in_containers_under_spawn_and_forkserver(co
 
 
 def test_ctrl_c_on_the_command_line_removes_running_containers(docker_client, grading_image, course, tmp_path):
-    import os
     import signal
     import subprocess
     import sys
