@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from grader import batch, grading
-from grader.sandbox.docker import LABEL, OWNER_LABEL, DockerSandbox, owner_of
+from grader.sandbox import owner
+from grader.sandbox.docker import LABEL, OWNER_LABEL, DockerSandbox
 
 from .conftest import REPO
 from .test_student import TAMPER
@@ -197,7 +198,7 @@ def test_containers_are_locked_down(course, sandbox, docker_client, tmp_path, mo
     assert all(b.endswith(":ro") for b in seen["Binds"])
     assert not any("docker.sock" in b for b in seen["Binds"])
     assert {u["Name"] for u in seen["Ulimits"]} >= {"core", "nofile", "fsize"}
-    assert seen["owner"] == owner_of(os.getpid())  # a later run's sweep leaves it alone
+    assert seen["owner"] == owner.label_for(os.getpid())  # a later run's sweep leaves it alone
 
 
 def test_reference_scores_full_marks_in_containers_under_spawn_and_forkserver(course, sandbox, tmp_path):

@@ -16,12 +16,10 @@ one that finds no live warm container, gets a cold one as before.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import secrets
 import shutil
-import socket
 import tempfile
 import threading
 import time
@@ -30,8 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psutil
-
+from grader.sandbox import owner
 from grader.sandbox.base import PYTHON, Job, Outcome, SandboxUnavailable, warm_shape, write_files
 from grader.sandbox.warmstart import GO_FILE, IDLE_ENV
 
@@ -39,6 +36,8 @@ LABEL = "mpgrade.grader"
 BATCH_LABEL = "mpgrade.batch"
 WARM_LABEL = "mpgrade.warm"
 OWNER_LABEL = "mpgrade.owner"
+# Another host's stopped containers are swept once they are this old (seconds).
+FOREIGN_STALE = 24 * 3600.0
 IMAGE_PYTHON = "/opt/mpgrade/bin/python"
 # The same interpreter, execute-only for the student user: the kernel makes every student
 # process non-dumpable from exec on (see grader.student.sealed_from_exec).
@@ -75,51 +74,26 @@ def connect(timeout: float = 10.0) -> Any:
         ) from None
 
 
-def owner_of(pid: int) -> str:
-    """The ``mpgrade.owner`` label for containers made by process ``pid``: host name, boot time,
-    pid and the pid's start time, so that a sweep can tell a crashed run's containers from
-    those of a batch or worker that is still grading on the same engine (a pid alone could
-    have been reused, and a boot time alone could not tell two processes apart)."""
-    proc = psutil.Process(pid)
-    return f"{socket.gethostname()}/{psutil.boot_time():.0f}/{pid}/{proc.create_time():.2f}"
-
-
-@functools.lru_cache(maxsize=4)
-def _own_label(pid: int) -> str:
-    return owner_of(pid)
-
-
-def owner_alive(label: str | None) -> bool | None:
-    """Whether the process an ``mpgrade.owner`` label names still runs: True, False (it exited,
-    or the machine rebooted since), or None when this host cannot tell (it names another
-    host, e.g. a second machine or a container sharing the engine)."""
-    try:
-        host, boot, pid, started = (label or "").rsplit("/", 3)
-        boot_time, pid_n, start_time = float(boot), int(pid), float(started)
-    except ValueError:
-        return False  # no label (made before owners were recorded) or a mangled one: stale
-    if host != socket.gethostname():
-        return None
-    if abs(boot_time - psutil.boot_time()) > 2:
-        return False
-    try:
-        return abs(psutil.Process(pid_n).create_time() - start_time) < 0.05
-    except (psutil.NoSuchProcess, psutil.ZombieProcess):
-        return False
-    except psutil.Error:  # AccessDenied: it exists, and we may not look at it
-        return True
-
-
-def sweep(client: Any, batch: str | None = None) -> int:
+def sweep(client: Any, batch: str | None = None, *, now: float | None = None) -> int:
     """Remove containers of ours that a crashed run left behind: those whose owner process is
-    gone. Containers of a batch, service or worker still running on this engine stay, and so
-    do those of another host, which cannot be told from here."""
+    gone (see grader.sandbox.owner). Containers of a batch, service or worker still running on
+    this engine stay. Another host's are removed only once they have stopped and are older
+    than ``FOREIGN_STALE`` seconds: their owner cannot be checked from here, but no run keeps a
+    stopped container that long (a grader in a recreated container, or a renamed host, would
+    otherwise leave them for good)."""
     filters = {"label": [LABEL] if batch is None else [LABEL, f"{BATCH_LABEL}={batch}"]}
+    now = time.time() if now is None else now
     removed = 0
     # The low-level listing: containers.list() also inspects every container it found, and
     # raises NotFound for one removed in between (another batch's, finishing).
     for entry in client.api.containers(all=True, filters=filters):
-        if owner_alive((entry.get("Labels") or {}).get(OWNER_LABEL)) is not False:
+        try:
+            owner_runs = owner.alive((entry.get("Labels") or {}).get(OWNER_LABEL))
+            if owner_runs is None:
+                owner_runs = entry.get("State") == "running" or now - entry.get("Created", now) < FOREIGN_STALE
+        except Exception:  # an owner we cannot judge: keeping a container is the safe mistake
+            continue
+        if owner_runs:
             continue
         try:
             client.api.remove_container(entry["Id"], force=True)
@@ -215,8 +189,8 @@ class DockerSandbox:
             ],
             log_config=LogConfig(type="json-file", config={
                 "max-size": str(max(limits.output, 1024 * 1024)), "max-file": "1"}),
-            labels={LABEL: "1", BATCH_LABEL: self.batch_id, OWNER_LABEL: _own_label(os.getpid()),
-                    **(job.labels if labels is None else labels)},
+            labels={LABEL: "1", BATCH_LABEL: self.batch_id, **(job.labels if labels is None else labels),
+                    OWNER_LABEL: owner.label_for(os.getpid())},
             detach=True,
             stdin_open=False,
         )
