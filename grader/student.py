@@ -145,6 +145,7 @@ class CallRecord:
     cpu_time: float = 0.0
     peak_rss: int = 0
     exit_status: int | None = None
+    escaped: int = 0  # processes of the student user killed after the call, outside its session
 
     def telemetry(self) -> dict[str, Any]:
         return {
@@ -326,6 +327,92 @@ def kill_session(sid: int, also: set[int] = frozenset(), rounds: int = 50) -> No
         time.sleep(0.005)
 
 
+def _uids(pid: int) -> tuple[int, ...]:
+    """Real, effective, saved and filesystem uid of a live process; () if gone or a zombie."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            text = f.read()
+    except OSError:
+        return ()
+    uids: tuple[int, ...] = ()
+    for line in text.splitlines():
+        if line.startswith("State:") and line.split()[1] in ("Z", "X"):
+            return ()
+        if line.startswith("Uid:"):
+            uids = tuple(int(x) for x in line.split()[1:])
+    return uids
+
+
+def user_processes(uid: int, keep: set[int] = frozenset()) -> list[int]:
+    """Every live process of ``uid`` but ``keep``: in a sandbox, the student's."""
+    if not HAVE_PROC:
+        return []
+    return [pid for pid in (int(n) for n in os.listdir("/proc") if n.isdigit())
+            if pid not in keep and uid in _uids(pid)]
+
+
+def kill_user(uid: int, keep: set[int] = frozenset(), rounds: int = 200) -> int:
+    """Kill every process of ``uid`` but ``keep`` until a look at /proc finds none; how many.
+
+    A call's session and tree do not hold everything its code started: a process that calls
+    ``setsid()`` and double-forks is re-parented to init, out of both, and could outlive the
+    call (holding its pipes, the uid's process cap, files in /tmp and /dev/shm, state for later
+    calls). Student code runs as a uid of its own, so the uid is what it cannot leave. Killed
+    with SIGKILL as found: a process with a fatal signal pending cannot fork, so each round
+    can only find what the previous round's processes forked before they were hit.
+    """
+    killed: set[int] = set()
+    for _ in range(rounds):
+        found = user_processes(uid, keep)
+        if not found:
+            return len(killed)
+        for pid in found:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed.add(pid)
+            except OSError:
+                pass
+        time.sleep(0.002)
+    return len(killed)
+
+
+# Folders every process may write besides the scratch folder; emptied of the student uid's
+# files between calls (see ``clear_user_files``).
+SHARED_WRITABLE = ("/dev/shm",)
+
+
+def remove_entries(folder: Path, keep: set[str] = frozenset(), owner: int | None = None) -> bool:
+    """Remove the entries of ``folder`` (those of ``owner`` only, when given) but ``keep``.
+
+    Used on folders the student user can write, once no process of that user but the waiting
+    spares is alive, so nothing swaps an entry meanwhile; still every step works on directory
+    descriptors and never follows a link (``rmtree`` with ``dir_fd`` is the symlink-safe
+    variant). False if ``folder`` is not a folder, or an entry could not be removed.
+    """
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError:
+        return False
+    ok = True
+    try:
+        for name in os.listdir(fd):
+            if name in keep:
+                continue
+            try:
+                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                if owner is not None and st.st_uid != owner:
+                    continue
+                if stat.S_ISDIR(st.st_mode):
+                    shutil.rmtree(name, dir_fd=fd)
+                else:
+                    os.unlink(name, dir_fd=fd)
+            except OSError:
+                ok = False
+    finally:
+        os.close(fd)
+    return ok
+
+
 SUID_DUMPABLE = "/proc/sys/fs/suid_dumpable"
 
 
@@ -459,10 +546,27 @@ class StudentRunner:
         record = CallRecord(module=module, function=function, start_method=method)
         self.records.append(record)
         before = self._limit_events()
-        error = _CallExecution(self, record, args, kwargs or {}, timeout or self.call_timeout).run()
+        try:
+            error = _CallExecution(self, record, args, kwargs or {}, timeout or self.call_timeout).run()
+        finally:
+            record.escaped = self.clear_user()
         if error is not None:
             raise self._explain_limits(error, before)
         return record
+
+    def clear_user(self) -> int:
+        """Between two calls nothing of the student user is left: no process but the waiting
+        spares (our own code, sealed), no file in the scratch folder or /dev/shm but the spares'
+        folders. Only with a user of the sandbox's own (``user``); returns how many processes had
+        to be killed here, i.e. had escaped the call's session (0 without a user)."""
+        if self.user is None or self.user[0] == 0:
+            return 0
+        held = self.spares.held() if self.spares is not None else []
+        killed = kill_user(self.user[0], keep={c.pid for c in held})
+        scratch = self.scratch or Path(tempfile.gettempdir())
+        for folder in (scratch, *map(Path, SHARED_WRITABLE)):
+            remove_entries(folder, keep={c.tmp.name for c in held}, owner=self.user[0])
+        return killed
 
     def _limit_events(self) -> dict[str, int]:
         counters: dict[str, int] = {}
@@ -565,8 +669,13 @@ class _Child:
         self.pid_log.touch()
         self.home.mkdir()
         if user is not None:
-            for p in (self.tmp, self.dumps, self.pid_log, self.home):
-                os.chown(p, *user)
+            # Only the entries become the student's; the folder stays root's, so its entries
+            # can never be swapped for links (the supervisor reads and removes them later, and
+            # student processes may already be running: this child may be a spare). The folder
+            # is opened to them (traverse only) once the entries are theirs.
+            for p in (self.dumps, self.pid_log, self.home):
+                os.chown(p, *user, follow_symlinks=False)
+            os.chmod(self.tmp, 0o711)
         env = {
             "PATH": "/usr/local/bin:/usr/bin:/bin",
             "PYTHONPATH": str(BOOT_DIR),
@@ -697,6 +806,24 @@ class _Child:
             os.close(self.ready_fd)
             self.ready_fd = None
 
+    def reset(self) -> bool:
+        """Empty what the previous call's code (same user) could write into while this child
+        waited: its home (the call's cwd and TMPDIR), its dump folder but its own dump file, its
+        PID log. False if any of them is no longer what it was made as (then it is discarded)."""
+        try:
+            fd = os.open(self.pid_log, os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            return False
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return False
+            os.ftruncate(fd, 0)
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
+        return remove_entries(self.home) and remove_entries(self.dumps, keep={f"{self.pid}.txt"})
+
     def remove(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
@@ -757,9 +884,17 @@ class SparePool:
         self._unsealable = False  # a spare could not seal itself: stop making them
         self._trust_exec = True  # False once a spare said the kernel had not sealed it at exec
 
+    def held(self) -> list[_Child]:
+        """The waiting children: the only processes of the student user allowed between calls."""
+        with self._lock:
+            return list(self._spares.values())
+
     def take(self, key: tuple) -> _Child | None:
         with self._lock:
             child = self._spares.pop(key, None)
+        if child is not None and not child.reset():
+            child.discard()
+            return None
         if child is None or not (child.sealed_from_exec and child.ready_fd is not None):
             return child
         sealed = child.wait_sealed()
@@ -971,6 +1106,11 @@ class _CallExecution:
         for pid in _session_members(caller):
             if pid not in leftover and pid != caller and pid in self.record.workers and _alive(pid):
                 leftover.append(pid)
+        # And those that left the session too (setsid): the student user's own processes.
+        user, spares = self.runner.user, self.runner.spares
+        if user is not None and user[0] != 0:
+            keep = {caller, *self.record.helpers, *(c.pid for c in spares.held())} if spares else {caller}
+            leftover.extend(pid for pid in user_processes(user[0], keep) if pid not in leftover)
         self.record.leftover = sorted(leftover)
         self.record.zombies = sorted(zombies)
 

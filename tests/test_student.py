@@ -518,6 +518,45 @@ def double(x):
 
 def limits():
     return [resource.getrlimit(resource.RLIMIT_NPROC)[0], os.getpriority(os.PRIO_PROCESS, 0)]
+
+def escape(tag):
+    """setsid, double fork, wait to be re-parented, fork again: a daemon outside the call's
+    tree and session, which leaves a file in /tmp and /dev/shm; its PID."""
+    r, w = os.pipe()
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() != 0:
+            os._exit(0)
+        while os.getppid() == os.getsid(0):
+            time.sleep(0.001)
+        if os.fork() != 0:
+            os._exit(0)
+        for folder in ("/tmp", "/dev/shm"):
+            with open(f"{folder}/{tag}", "w") as f:
+                f.write("state for a later call")
+        os.write(w, str(os.getpid()).encode())
+        while True:
+            time.sleep(3600)
+    os.close(w)
+    return int(os.read(r, 32))
+
+def alive(pid):
+    """Running (a killed process whose parent is gone may stay a zombie where init does not reap)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+def files(tag):
+    return [os.path.exists(f"{folder}/{tag}") for folder in ("/tmp", "/dev/shm")]
+
+def call_folder():
+    """Owner and mode of this call's folder (the parent of its cwd), and owners of its entries."""
+    parent = os.path.dirname(os.getcwd())
+    st = os.stat(parent)
+    return [st.st_uid, st.st_mode & 0o777, sorted(os.stat(os.path.join(parent, n)).st_uid
+                                                 for n in ("dumps", "pids.log", "home"))]
 '''
 
 SYSTEM_PYTHON = "/usr/bin/python3"  # one the other user can run (this venv may sit under /root)
@@ -624,6 +663,32 @@ def test_the_pool_waits_for_a_seal_only_where_the_kernel_does_not_seal(as_nobody
     assert waits == (["take", "take"] if execute_only else ["prepare"] * 3), waits
     assert words[:2] == ([b"2", b"2"] if execute_only else [b"1", b"1"]), words
     assert [r.pid for r in runner.records[1:]] == spares[:2]  # the spares were used
+
+
+@needs_root
+def test_nothing_of_the_student_user_outlives_a_call(as_nobody):
+    """A daemon that left the call's tree and session is killed before the next call, and what
+    it wrote in /tmp and /dev/shm is gone; the call that made it says it was left running."""
+    runner, _ = as_nobody
+    tamper = runner.module("tamper")
+    tag = f"mpgrade-escape-{os.getpid()}"
+    daemon = tamper.escape(tag)
+    first = runner.last
+    assert daemon in first.leftover, (daemon, first.leftover)
+    assert first.escaped >= 1
+    assert tamper.alive(daemon) is False
+    assert tamper.files(tag) == [False, False]
+    assert runner.last.escaped == 0
+
+
+@needs_root
+def test_a_call_folder_stays_roots(as_nobody):
+    """Only the entries of a call's folder are the student's: the folder itself is root's, so
+    they cannot be swapped for links to what the supervisor must keep (the report folder)."""
+    runner, _ = as_nobody
+    tamper = runner.module("tamper")
+    for _ in range(2):  # a cold child, then a spare
+        assert tamper.call_folder() == [0, 0o711, [65534, 65534, 65534]]
 
 
 @needs_root
