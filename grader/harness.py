@@ -42,7 +42,7 @@ def unframe(stdout: bytes, nonce: str) -> bytes:
     return stdout[start:stop]
 
 
-def _prepare_workdir(job_dir: Path, base: Path, user: tuple[int, int] | None) -> Path:
+def _prepare_workdir(job_dir: Path, base: Path) -> Path:
     """Copy the submitted modules to a folder student processes may read (and not the tests)."""
     work = Path(tempfile.mkdtemp(prefix="student-", dir=base))
     os.chmod(work, 0o755)
@@ -52,8 +52,8 @@ def _prepare_workdir(job_dir: Path, base: Path, user: tuple[int, int] | None) ->
             if item.is_file() and not item.is_symlink():
                 shutil.copyfile(item, work / item.name)
                 os.chmod(work / item.name, 0o644)
-    if user is not None:
-        os.chown(work, *user)
+    # Root's, readable by all: student processes (another user in a sandbox) read the modules
+    # but cannot change them or leave files next to them for a later call.
     return work
 
 
@@ -72,16 +72,14 @@ def run(job_dir: Path, private: Path) -> dict[str, Any]:
     sandbox = os.environ.get("MPGRADE_SANDBOX", "local")
     submission = job["submission"]
     user_spec = os.environ.get("MPGRADE_STUDENT_USER")
-    user = tuple(int(x) for x in user_spec.split(":")) if user_spec else None
     scratch = Path(os.environ.get("TMPDIR") or tempfile.gettempdir())
-    work = _prepare_workdir(job_dir, scratch, user)  # type: ignore[arg-type]
-    report_path = private / "report.json"
+    work = _prepare_workdir(job_dir, scratch)
     ini = private / "pytest.ini"
     ini.write_text("[pytest]\n")
     tests = [str(p.relative_to(job_dir)) for p in _test_files(assignment, job.get("scope", "all"))]
     args = [
         *tests, "-c", str(ini), "--rootdir", str(job_dir), "-q", "-p", "no:cacheprovider",
-        "--import-mode=importlib", "--json-report", f"--json-report-file={report_path}",
+        "--import-mode=importlib", "--json-report-file=none",
         "--json-report-omit", "log", "streams", "traceback", "warnings",
         f"--mpgrade-submission={work}", f"--mpgrade-start-method={start_method}",
         f"--timeout={assignment.limits.test_timeout}", "--timeout-method=signal",
@@ -99,18 +97,22 @@ def run(job_dir: Path, private: Path) -> dict[str, Any]:
     if os.environ.get("MPGRADE_CGROUP"):
         args.append(f"--mpgrade-cgroup={os.environ['MPGRADE_CGROUP']}")
     import pytest
+    from pytest_jsonreport.plugin import JSONReport
 
     if not tests:
         report: dict[str, Any] = {"tests": [], "collectors": []}
     else:
-        pytest.main(args)
-        try:
-            report = json.loads(report_path.read_text())
-        except (OSError, ValueError) as exc:
+        # The report stays in this process's memory: never a file, which a path could lead a
+        # student process to (swapped for a link or a FIFO serving a doctored report, that the
+        # nonce would then frame as ours). No student code runs in this process.
+        reporter = JSONReport()
+        pytest.main(args, plugins=[reporter])
+        if not isinstance(reporter.report, dict):
             return results.error_document(
                 assignment, submission, status="error", sandbox=sandbox, start_method=start_method,
-                started_at=started_at, message=f"pytest produced no report ({exc})",
+                started_at=started_at, message="pytest produced no report",
             )
+        report = reporter.report
     doc = results.build(
         report, assignment, submission, scope=job.get("scope", "all"), sandbox=sandbox,
         start_method=start_method, started_at=started_at, only=tuple(job.get("exercises") or ()),
