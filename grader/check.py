@@ -18,6 +18,7 @@ from rich.text import Text
 from grader import grading
 from grader.assignment import Assignment
 from grader.atomic import write_atomic
+from grader.escaping import shown
 from grader.sandbox.local import LocalSandbox
 from grader.submission import Submission
 
@@ -60,7 +61,9 @@ def all_public_passed(doc: dict[str, Any]) -> bool:
 
 
 def render(doc: dict[str, Any], assignment: Assignment, console: Console) -> None:
-    table = Table(title=f"{assignment.title} — public tests", title_justify="left")
+    """The student's table and failures. Messages, hints and output come from the student's
+    code (an exception can say anything), so every text is escaped and never read as markup."""
+    table = Table(title=shown(f"{assignment.title} — public tests"), title_justify="left")
     table.add_column("Exercise")
     table.add_column("Public points", justify="right")
     table.add_column("Tests", justify="right")
@@ -71,19 +74,19 @@ def render(doc: dict[str, Any], assignment: Assignment, console: Console) -> Non
         hidden = max(ex.get("points", 0) - ex["max_score"], 0)
         hidden_total += hidden
         ok = ex["tests_total"] and ex["tests_passed"] == ex["tests_total"]
-        status = Text("ok", style="green") if ok else Text(ex.get("message") or "failing tests", style="red")
-        table.add_row(f"{ex['name']} {ex.get('title', '')}", f"{ex['score']:g} / {ex['max_score']:g}",
+        status = shown("ok", "green") if ok else shown(ex.get("message") or "failing tests", "red")
+        table.add_row(shown(f"{ex['name']} {ex.get('title', '')}"), f"{ex['score']:g} / {ex['max_score']:g}",
                       f"{ex['tests_passed']}/{ex['tests_total']}", f"{hidden:g} pts (hidden)", status)
     console.print(table)
     failing = [t for t in doc["tests"] if t["outcome"] != "passed"]
     for t in failing:
-        console.print(Text(f"✗ {t['exercise']}: {t['name']}  [{t['outcome']}]", style="bold red"))
+        console.print(shown(f"✗ {t['exercise']}: {t['name']}  [{t['outcome']}]", "bold red"))
         for line in t["message"].splitlines()[:12]:
-            console.print(Text(f"    {line}"))
+            console.print(shown(f"    {line}", multiline=True))
         if t.get("hint"):
-            console.print(Text(f"    hint: {t['hint']}", style="yellow"))
+            console.print(shown(f"    hint: {t['hint']}", "yellow"))
     if doc["status"] != "graded":
-        console.print(Text(f"The check could not run: {doc['message']}", style="bold red"))
+        console.print(shown(f"The check could not run: {doc['message']}", "bold red"))
     passed = sum(t["outcome"] == "passed" for t in doc["tests"])
     summary = (f"Public tests: {passed}/{len(doc['tests'])} passed, {doc['score']:g}/{doc['max_score']:g} points. "
                f"Hidden tests worth {hidden_total:g} more points run only when your work is graded.")

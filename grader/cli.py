@@ -34,9 +34,11 @@ from grader.cli_common import (
     fail,
     load_assignment,
     make_sandbox,
+    note,
 )
 from grader.cli_export import export
 from grader.cli_service import serve, token, worker
+from grader.escaping import joined, shown, terminal
 
 REMOTE_JOBS = 32  # with --broker: submissions waited for at once (the workers set the real pace)
 
@@ -90,7 +92,7 @@ def check(exercises: tuple[str, ...], assignment_dir: str | None, json_path: Pat
     check_mod.write_json(doc, out)
     console = Console()
     check_mod.render(doc, assignment, console)
-    console.print(f"JSON result: {out}", highlight=False)
+    console.print(joined(("JSON result: ", ""), out), highlight=False)
     sys.exit(0 if check_mod.all_public_passed(doc) else 1)
 
 
@@ -196,28 +198,32 @@ def grade(paths: tuple[Path, ...], out_dir: Path, jobs: int | None, sandbox: str
             if box is not None:
                 box.close()
     if interrupted:
-        err.print(f"[bold yellow]interrupted:[/] running submissions were stopped; finished results are "
-                  f"in {out_dir} (run the same command to go on).")
+        err.print(joined(("interrupted:", "bold yellow"), " running submissions were stopped; finished "
+                         "results are in ", out_dir, " (run the same command to go on)."))
         sys.exit(130)
     for message in result.skipped:
-        err.print(f"[yellow]skipped:[/] {message}", highlight=False)
+        note("skipped:", "yellow", message)
     summary = batch.write_outputs(result, assignment)
     render_summary(summary, console)
-    console.print(f"Results: {out_dir}/<id>.json, {out_dir}/summary.json, {out_dir}/scores.csv", highlight=False)
+    where = terminal(out_dir)
+    console.print(joined(("Results: ", ""), f"{where}/<id>.json, {where}/summary.json, {where}/scores.csv"),
+                  highlight=False)
     if not summary["submissions"]:
         fail("no submissions found in " + ", ".join(map(str, paths)))
     sys.exit(1 if summary["totals"]["error"] or summary["totals"]["timeout"] else 0)
 
 
 def render_summary(summary: dict[str, Any], console: Console) -> None:
+    """The final tables of ``mpgrade grade``. Ids and messages are the students' (folder and
+    member names, exception texts): every cell is a Text, escaped and never read as markup."""
     table = Table(title="Submissions", title_justify="left")
     for col in ("id", "score", "status", "seconds", "message"):
         table.add_column(col, justify="right" if col in ("score", "seconds") else "left")
     for row in summary["submissions"]:
         style = {"graded": "", "error": "red", "timeout": "yellow"}[row["status"]]
-        table.add_row(row["id"], f"{row['score']:g}/{row['max_score']:g}", row["status"],
+        table.add_row(shown(row["id"]), f"{row['score']:g}/{row['max_score']:g}", shown(row["status"]),
                       f"{row['duration']:.1f}" + (" (cached)" if row["reused"] else ""),
-                      row["message"][:70], style=style)
+                      shown(row["message"][:70]), style=style)
     console.print(table)
     buckets = [0] * 5
     top = summary["totals"]["max_score"] or 1
@@ -261,7 +267,7 @@ def image_build(offline: bool, base: str | None, force: bool) -> None:
 
     try:
         tag = image_mod.build_image(image_mod.find_root(), offline=offline, base=base, force=force,
-                                    log=lambda m: err.print(m, highlight=False))
+                                    log=lambda m: err.print(shown(m, multiline=True), highlight=False))
     except image_mod.ImageBuildError as exc:
         fail(str(exc))
     click.echo(tag)
@@ -315,7 +321,7 @@ def validate(repeat: int, start_methods: str, jobs: int | None, json_path: Path,
                                   progress=lambda m: progress.update(task, advance=1))
     render_validation(report, console)
     check_mod.write_json(report.to_dict(), json_path)
-    console.print(f"Report: {json_path}", highlight=False)
+    console.print(joined(("Report: ", ""), json_path), highlight=False)
     sys.exit(0 if report.ok else 1)
 
 
@@ -328,22 +334,24 @@ def render_validation(report: Any, console: Console) -> None:
         methods.setdefault(r["start_method"], []).append(r)
     for method, rows in methods.items():
         good = sum(r["ok"] for r in rows)
-        table.add_row(method, str(len(rows)), f"{good}/{len(rows)}",
+        table.add_row(shown(method), str(len(rows)), f"{good}/{len(rows)}",
                       "[green]ok[/]" if good == len(rows) else "[red]FAILS[/]")
     console.print(table)
     for f in report.flaky:
-        console.print(f"[red]flaky:[/] {f['test']} under {f['start_method']}: failed {f['failures']}/"
-                      f"{f['runs']} runs ({f['example']})", highlight=False)
+        console.print(joined(("flaky:", "red"), f" {f['test']} under {f['start_method']}: failed "
+                             f"{f['failures']}/{f['runs']} runs ({f['example']})"), highlight=False)
     stubs = report.stubs
-    console.print(f"Stubs: {stubs['score']:g}/{stubs['max_score']:g} "
-                  + ("[green]ok[/]" if stubs["ok"] else f"[red]should be 0[/] {stubs['passing_tests'][:5]}"))
+    console.print(joined((f"Stubs: {stubs['score']:g}/{stubs['max_score']:g} ", ""),
+                         ("ok", "green") if stubs["ok"] else ("should be 0 ", "red"),
+                         "" if stubs["ok"] else str(stubs["passing_tests"][:5])))
     mt = Table(title="Mutants", title_justify="left")
     for col in ("mutant", "exercise", "score", "caught", "description / problem"):
         mt.add_column(col)
     for m in report.mutants:
-        mt.add_row(m["id"], m["exercise"], f"{m['score']:g}/{m['max_score']:g}" if m["score"] is not None else "-",
+        mt.add_row(shown(m["id"]), shown(m["exercise"]),
+                   f"{m['score']:g}/{m['max_score']:g}" if m["score"] is not None else "-",
                    "[green]yes[/]" if m["ok"] else "[red]NO[/]",
-                   m["description"] if m["ok"] else "; ".join(m["problems"]))
+                   shown(m["description"] if m["ok"] else "; ".join(m["problems"])))
     console.print(mt)
     console.print("[bold green]All claims hold.[/]" if report.ok else "[bold red]Validation failed.[/]")
 
@@ -373,7 +381,7 @@ def release(notebooks_dir: Path, assignment_dir: str | None) -> None:
         fail(f"cannot write the notebooks to {notebooks_dir}: {exc}")
         raise  # unreachable
     for path in paths:
-        click.echo(str(path))
+        click.echo(terminal(path))
 
 
 @main.command()

@@ -7,6 +7,7 @@ other (no import circle between the command modules).
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -15,8 +16,10 @@ import click
 from rich.console import Console
 
 from grader import assignment as assignment_mod
+from grader.escaping import joined
 
 EXIT_USAGE = 2
+_BLANKS = re.compile(r"[ \t\n\r\f\v]+")
 err = Console(stderr=True)
 
 assignment_option = click.option(
@@ -24,14 +27,29 @@ assignment_option = click.option(
     help="Folder with assignment.toml (default: the current folder or the nearest one above).")
 
 
+def one_line(message: str) -> str:
+    """Line breaks and runs of blanks as one space; every other control stays, to be escaped."""
+    return " ".join(_BLANKS.split(message)).strip()
+
+
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
-    """Print one line on stderr and exit: a user-facing problem is never a traceback."""
-    err.print(f"[bold red]error:[/] {' '.join(message.split())}", highlight=False, soft_wrap=True)
+    """Print one line on stderr and exit: a user-facing problem is never a traceback.
+
+    The message often quotes a student's file name, id or error, so it is printed escaped and
+    never read as markup (``grader.escaping``).
+    """
+    err.print(joined(("error:", "bold red"), " ", one_line(message)), highlight=False, soft_wrap=True)
     sys.exit(code)
 
 
 def warn(message: str) -> None:
-    err.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+    """One ``warning:`` line on stderr, escaped like :func:`fail`."""
+    err.print(joined(("warning:", "yellow"), " ", message), highlight=False, soft_wrap=True)
+
+
+def note(label: str, style: str, message: str) -> None:
+    """One ``label message`` line on stderr (``skipped:``, ``not imported:``), escaped like :func:`fail`."""
+    err.print(joined((label, style), " ", message), highlight=False, soft_wrap=True)
 
 
 def load_assignment(path: str | None) -> assignment_mod.Assignment:

@@ -12,7 +12,8 @@ from pathlib import Path
 import click
 
 from grader import export as export_mod
-from grader.cli_common import err, fail, warn
+from grader.cli_common import err, fail, note, warn
+from grader.escaping import joined, terminal, valid_unicode
 
 results_dir_arg = click.argument("results_dir", type=click.Path(path_type=Path), metavar="RESULTS_DIR")
 
@@ -25,15 +26,22 @@ def load(results_dir: Path) -> list[dict]:
 
 
 def write_text(text: str, out: Path | None) -> None:
-    """To ``out`` (atomically) or to stdout."""
+    """To ``out`` (atomically) or to stdout; a terminal gets it escaped (``grader.escaping``),
+    since a CSV cell holds a student's name as it is, escape sequences included."""
     if out is None:
-        click.echo(text, nl=False)
+        shown_on_terminal = sys.stdout.isatty()
+        click.echo(terminal(text, multiline=True) if shown_on_terminal else valid_unicode(text), nl=False)
         return
     from grader.atomic import write_atomic
 
     out.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(out, text.encode())
-    err.print(f"wrote {out}", highlight=False, soft_wrap=True)
+    done("wrote ", out)
+
+
+def done(*parts: object) -> None:
+    """The closing ``wrote ...`` line on stderr; paths and names in it are escaped."""
+    err.print(joined(*parts), highlight=False, soft_wrap=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -77,13 +85,13 @@ def gradescope(results_dir: Path, out_dir: Path | None, single: Path | None) -> 
     try:
         if single is not None:
             export_mod.write_gradescope_single(docs, single)
-            err.print(f"wrote {single}", highlight=False, soft_wrap=True)
+            done("wrote ", single)
             return
         target = out_dir or results_dir / "gradescope"
         written = export_mod.write_gradescope(docs, target)
     except (export_mod.ExportError, OSError) as exc:
         fail(str(exc))
-    err.print(f"wrote {len(written)} results.json files under {target}", highlight=False, soft_wrap=True)
+    done(f"wrote {len(written)} results.json files under ", target)
 
 
 @export.command("gradescope-autograder")
@@ -120,7 +128,7 @@ def gradescope_autograder(out_zip: Path, assignment_dir: str | None) -> None:
     except (export_mod.ExportError, OSError) as exc:
         fail(str(exc))
     tests = sum(m.startswith("course/") and m.endswith(".py") for m in members)
-    err.print(f"wrote {out_zip}: {len(members)} files, {tests} test files of {root}", highlight=False, soft_wrap=True)
+    done("wrote ", out_zip, f": {len(members)} files, {tests} test files of ", root)
 
 
 @export.command()
@@ -178,10 +186,10 @@ def canvas(results_dir: Path, gradebook: Path, column: str | None, out: Path) ->
     for line in report.students_without_results:
         warn(f"no result for {line}")
     for line in report.unmatched_results:
-        err.print(f"[bold red]not imported:[/] {line}", highlight=False, soft_wrap=True)
-    err.print(f"wrote {out}: column {report.column!r}, {len(report.matched)} scores, "
-              f"{len(report.unmatched_results)} results unmatched, "
-              f"{len(report.students_without_results)} students without a result", highlight=False, soft_wrap=True)
+        note("not imported:", "bold red", line)
+    done("wrote ", out, f": column {report.column!r}, {len(report.matched)} scores, "
+         f"{len(report.unmatched_results)} results unmatched, "
+         f"{len(report.students_without_results)} students without a result")
     sys.exit(1 if report.unmatched_results else 0)
 
 
@@ -219,4 +227,4 @@ def prairielearn(results_dir: Path, out_dir: Path) -> None:
         written = export_mod.write_prairielearn(docs, out_dir)
     except (export_mod.ExportError, OSError) as exc:
         fail(str(exc))
-    err.print(f"wrote {len(written)} results.json files under {out_dir}", highlight=False, soft_wrap=True)
+    done(f"wrote {len(written)} results.json files under ", out_dir)

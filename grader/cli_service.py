@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from grader.cli_common import err, fail, load_assignment, make_sandbox
+from grader.escaping import joined
 
 DEFAULT_DATA = Path(".mpgrade") / "service"
 
@@ -189,8 +190,8 @@ def serve(assignment_dirs: tuple[str, ...], data_dir: Path, database: str | None
     if broker:
         ping_or_fail(broker, app.state.dispatcher.client.app)
     mode = f"jobs go to the workers of {shown(broker)}" if broker else f"{workers} embedded worker(s), {sandbox} sandbox"
-    err.print(f"mpgrade serve: {', '.join(sorted(assignments))} on http://{host}:{port} ({mode}); "
-              f"database {redacted(config.database)}", highlight=False, soft_wrap=True)
+    err.print(joined(f"mpgrade serve: {', '.join(sorted(assignments))} on http://{host}:{port} ({mode}); "
+                     f"database {redacted(config.database)}"), highlight=False, soft_wrap=True)
     try:
         uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)
     except OSError as exc:
@@ -232,8 +233,8 @@ def worker(broker: str, assignment_dirs: tuple[str, ...], sandbox: str, image: s
     app = make_celery(broker, visibility_timeout=visibility_timeout, grader=jobs.Grader(assignments, box))
     ping_or_fail(broker, app)
     n = concurrency or max(1, (os.cpu_count() or 2) // 2)
-    err.print(f"mpgrade worker: {', '.join(sorted(assignments))}, {n} at once, {sandbox} sandbox, "
-              f"broker {shown(broker)}", highlight=False, soft_wrap=True)
+    err.print(joined(f"mpgrade worker: {', '.join(sorted(assignments))}, {n} at once, {sandbox} sandbox, "
+                     f"broker {shown(broker)}"), highlight=False, soft_wrap=True)
     try:
         app.worker_main(["worker", "--pool=threads", f"--concurrency={n}", "--loglevel=INFO",
                          "--without-gossip", "--without-mingle", "--without-heartbeat",
@@ -275,5 +276,6 @@ def token_add(course: str, assignments: tuple[str, ...], tokens_file: Path) -> N
         secret = add_token(tokens_file, course, list(assignments))
     except (TokensError, OSError) as exc:
         fail(str(exc))
-    err.print(f"token for course {course} added to {tokens_file}; it is shown only once:", highlight=False)
+    err.print(joined(f"token for course {course} added to {tokens_file}; it is shown only once:"),
+              highlight=False)
     click.echo(secret)
