@@ -30,12 +30,19 @@ from typing import Any
 
 import psutil
 
+from grader import boundedjson
 from grader._boot import mpgrade_plain as plain
 
 BOOT_DIR = Path(__file__).resolve().parent / "_boot"
 CHILD_SCRIPT = BOOT_DIR / "mpgrade_child.py"
 KEEP_OUTPUT = 16_384  # bytes of each stream kept for feedback
 MAX_RESULT = 32 * 1024 * 1024
+# What one result line may decode to, besides its bytes: 30 MB of ``[{},{},...]`` would be ten
+# million dicts, over a gigabyte in the supervisor. Two million values (keys included) is 20
+# times the largest value the course's tests expect back and stays under ~250 MB decoded;
+# a tagged tuple or set (``mpgrade_plain``) is two JSON levels for one of plain.MAX_DEPTH.
+MAX_RESULT_VALUES = 2_000_000
+MAX_RESULT_DEPTH = 2 * plain.MAX_DEPTH + 8
 START_METHODS = ("fork", "spawn", "forkserver")
 
 
@@ -627,6 +634,106 @@ class ModuleProxy:
         return f"<student module {self._name}>"
 
 
+# --- worker claims ------------------------------------------------------------------------------
+
+# The signal that tells a claiming worker it was seen (default action: ignore, so one that
+# arrives late does nothing), and how long a worker waits for it (see ``sitecustomize``).
+CLAIM_ACK = signal.SIGURG
+MAX_CLAIMS = 10_000  # claim lines read per child; the rest are drained and dropped
+
+
+class _Claims:
+    """Workers' "I am a worker" lines, on a FIFO, checked against the kernel while they wait.
+
+    Polling from outside misses a worker that lives a millisecond, so each Python process of a
+    call says "pid ppid role" on a FIFO as it starts (``sitecustomize``) and waits, a few
+    microseconds, for our answer. A line is only a claim: student code can write any line, for
+    threads too (their IDs come from the PID counter) or for PIDs it guesses. A claim is
+    granted only while the claimed process is alive and the kernel shows it as a process of its
+    own (``/proc/PID/status``: its thread group is itself) of the student (its uid in a sandbox,
+    the call's session otherwise); the claimant is then sent ``CLAIM_ACK``. So a thread, gone or
+    not, is never a worker, and a worker needs evidence no student code can write.
+    """
+
+    def __init__(self, path: Path, user: tuple[int, int] | None, session: Callable[[], int],
+                 own_tids: set[int]) -> None:
+        self.path, self.user, self.session, self.own_tids = path, user, session, own_tids
+        self.granted: set[int] = set()
+        self.threads: set[int] = set()  # claimed IDs the kernel shows as threads
+        os.mkfifo(path, 0o600)
+        os.chmod(path, 0o622 if user is not None else 0o600)  # others' processes write, only
+        self.fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        # Our own writer keeps the FIFO from reading as closed between two workers.
+        self._keep = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+        self._stop_r, self._stop_w = os.pipe()
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        self.own_tids.add(threading.get_native_id())
+        pending, lines = b"", 0
+        while True:
+            readable, _, _ = select.select([self.fd, self._stop_r], [], [])
+            if self._stop_r in readable:
+                return
+            try:
+                chunk = os.read(self.fd, 65536)
+            except BlockingIOError:
+                continue
+            except OSError:
+                return
+            *complete, pending = (pending + chunk).split(b"\n")
+            pending = pending[-64:]
+            for line in complete:
+                lines += 1
+                if lines <= MAX_CLAIMS:
+                    self._check(line)
+
+    def _check(self, line: bytes) -> None:
+        parts = line.split()
+        if len(parts) != 3 or parts[2] != b"worker" or not parts[0].isdigit() or len(parts[0]) > 9:
+            return
+        pid = int(parts[0])
+        if pid in self.own_tids or pid in self.granted or pid <= 1:
+            return
+        if not HAVE_PROC:  # psutil: no thread IDs to mistake for processes there
+            if psutil.pid_exists(pid):
+                self._grant(pid)
+            return
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                fields = dict(line.split(":", 1) for line in f.read().splitlines() if ":" in line)
+            tgid, state = int(fields["Tgid"]), fields["State"].split()[0]
+            uid = int(fields["Uid"].split()[0])
+        except (OSError, ValueError, KeyError, IndexError):
+            return  # gone already: no evidence
+        if tgid != pid:
+            self.threads.add(pid)
+            return
+        if state in ("Z", "X"):
+            return
+        if (uid == self.user[0]) if self.user is not None else _in_session(pid, self.session()):
+            self._grant(pid)
+
+    def _grant(self, pid: int) -> None:
+        self.granted.add(pid)
+        try:
+            os.kill(pid, CLAIM_ACK)
+        except OSError:
+            pass
+
+    def forget(self) -> None:
+        """Drop what was granted so far (claims made while this child waited as a spare)."""
+        self.granted.clear()
+
+    def close(self) -> None:
+        os.write(self._stop_w, b"x")
+        self.thread.join(timeout=5)
+        if not self.thread.is_alive():
+            for fd in (self.fd, self._keep, self._stop_r, self._stop_w):
+                os.close(fd)
+
+
 # --- started children ---------------------------------------------------------------------------
 
 
@@ -644,7 +751,7 @@ class _Child:
                  max_processes: int | None = None, root: str = "") -> None:
         self.key = (python, user, scratch, max_processes, root)
         self.tmp = Path(tempfile.mkdtemp(prefix="mpgrade-call-", dir=scratch))
-        self.dumps, self.pid_log, self.home = self.tmp / "dumps", self.tmp / "pids.log", self.tmp / "home"
+        self.dumps, self.claims_path, self.home = self.tmp / "dumps", self.tmp / "claims", self.tmp / "home"
         self.out = bytearray()
         self.err = bytearray()
         self.output_total = 0
@@ -661,19 +768,22 @@ class _Child:
         except BaseException:
             if hasattr(self, "proc"):
                 self.stop()
+            elif hasattr(self, "claims"):
+                self.claims.close()
             shutil.rmtree(self.tmp, ignore_errors=True)
             raise
 
     def _start(self, python: str, user: tuple[int, int] | None, max_processes: int | None) -> None:
         self.dumps.mkdir()
-        self.pid_log.touch()
         self.home.mkdir()
+        self.claims = _Claims(self.claims_path, user, lambda: self.proc.pid, self.own_tids)
         if user is not None:
-            # Only the entries become the student's; the folder stays root's, so its entries
-            # can never be swapped for links (the supervisor reads and removes them later, and
-            # student processes may already be running: this child may be a spare). The folder
-            # is opened to them (traverse only) once the entries are theirs.
-            for p in (self.dumps, self.pid_log, self.home):
+            # Only the entries become the student's (the claims FIFO stays root's: they may
+            # only write it); the folder stays root's, so its entries can never be swapped for
+            # links (the supervisor reads and removes them later, and student processes may
+            # already be running: this child may be a spare). The folder is opened to them
+            # (traverse only) once the entries are theirs.
+            for p in (self.dumps, self.home):
                 os.chown(p, *user, follow_symlinks=False)
             os.chmod(self.tmp, 0o711)
         env = {
@@ -687,7 +797,7 @@ class _Child:
             "TMPDIR": str(self.home),
             "LANG": "C.UTF-8",
             "MPGRADE_DUMP_DIR": str(self.dumps),
-            "MPGRADE_PID_LOG": str(self.pid_log),
+            "MPGRADE_PID_LOG": str(self.claims_path),
             "MPGRADE_GRADER_PID": str(os.getpid()),
         }
         if max_processes and user is not None:
@@ -789,6 +899,7 @@ class _Child:
             self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             pass
+        self.claims.close()
         for t in self.readers:
             t.join(timeout=2)
         # A process that escaped the session may still hold the pipes' other ends: then the
@@ -808,20 +919,10 @@ class _Child:
 
     def reset(self) -> bool:
         """Empty what the previous call's code (same user) could write into while this child
-        waited: its home (the call's cwd and TMPDIR), its dump folder but its own dump file, its
-        PID log. False if any of them is no longer what it was made as (then it is discarded)."""
-        try:
-            fd = os.open(self.pid_log, os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-        except OSError:
-            return False
-        try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                return False
-            os.ftruncate(fd, 0)
-        except OSError:
-            return False
-        finally:
-            os.close(fd)
+        waited: its home (the call's cwd and TMPDIR), its dump folder but its own dump file; and
+        forget the claims granted meanwhile. False if a folder is no longer what it was made as
+        (then the child is discarded)."""
+        self.claims.forget()
         return remove_entries(self.home) and remove_entries(self.dumps, keep={f"{self.pid}.txt"})
 
     def remove(self) -> None:
@@ -869,7 +970,7 @@ class SparePool:
     it will run are that submission's. A spare left behind by a crashed grader exits by itself
     when its stdin closes.
 
-    The spare is started before the current call's PID window opens (see ``_read_pid_log``),
+    The spare is started before the current call's PID window opens (see ``_take_claims``),
     so its PID can never be claimed as one of that call's workers. When student code runs as
     another user, the current call's code must never find the spare open: either the kernel
     seals the spare at exec (an execute-only interpreter, see ``sealed_from_exec``), and its own
@@ -1010,14 +1111,14 @@ class _CallExecution:
             if outcome in ("result", "exited"):
                 # Only a call that ended by itself has a process tree worth describing; after a
                 # fork bomb or a flood, every millisecond spent looking lets it do more harm.
-                self._read_pid_log(child.pid_log)
+                self._take_claims()
                 self._snapshot(child.pid)
             if outcome == "timeout":
                 failure = CallTimeout(self._timeout_message(child.pid, child.dumps), record)
         finally:
             child.stop(also=set(self.seen))
             record.exit_status = child.proc.returncode
-        self._read_pid_log(child.pid_log)  # again: workers that started while the call was torn down
+        self._take_claims()  # again: workers that started while the call was torn down
         record.stdout = child.out.decode(errors="replace")
         record.stderr = child.err.decode(errors="replace")
         record.output_bytes = child.output_total
@@ -1114,25 +1215,20 @@ class _CallExecution:
         self.record.leftover = sorted(leftover)
         self.record.zombies = sorted(zombies)
 
-    def _read_pid_log(self, pid_log: Path) -> None:
-        lines = _read_capped(pid_log, 1 << 20).splitlines()[:10_000]
-        # The log is written by student processes, so it is a claim, not a fact. A claimed PID
-        # counts only if it was seen from outside, or if it was allocated during this call (PIDs
-        # are handed out in order; in a container's PID namespace nothing but this call and our
-        # own reader threads takes them). It never removes a worker: helpers are told apart by
-        # their command line, from outside.
+    def _take_claims(self) -> None:
+        """Workers that polling may have missed: claims the kernel backed (see ``_Claims``) for
+        processes that were seen in the tree or got their PID during this call (PIDs are handed
+        out in order; in a container's PID namespace nothing else takes them then), so a process
+        left by an earlier call or our own threads never count. It never removes a worker:
+        helpers are told apart by their command line, from outside."""
+        claims = self.child.claims
+        self.threads |= claims.threads
         ceiling = _last_pid()
-        for line in lines:
-            parts = line.split()
-            if len(parts) == 3 and parts[0].isdigit() and parts[2] == "worker":
-                pid = int(parts[0])
-                if pid == self.record.pid or pid in self.record.helpers or pid in self.child.own_tids:
-                    continue
-                if pid in self.threads or _is_thread(pid):
-                    self.threads.add(pid)  # still refused when read again after it has ended
-                    continue  # threads take IDs from the same counter; a claimed one is no process
-                if pid in self.seen or _allocated_between(pid, self.pid_floor, ceiling):
-                    self.record.workers.add(pid)
+        for pid in list(claims.granted):
+            if pid == self.record.pid or pid in self.record.helpers or pid in self.child.own_tids:
+                continue
+            if pid in self.seen or _allocated_between(pid, self.pid_floor, ceiling):
+                self.record.workers.add(pid)
 
     # -- turning what happened into a value or an exception --------------------------------------
 
@@ -1150,7 +1246,13 @@ class _CallExecution:
         if len(line) > MAX_RESULT:
             return BoundaryError(f"{self._what()} returned a value larger than {MAX_RESULT} bytes", record)
         try:
-            msg = json.loads(line)
+            msg = boundedjson.loads(line, max_values=MAX_RESULT_VALUES, max_depth=MAX_RESULT_DEPTH)
+        except boundedjson.TooComplex as exc:  # refused before anything was built: this call only
+            return BoundaryError(f"the result of {self._what()} was too {exc.kind} to decode: {exc} "
+                                 "(return less data, or a summary of it)", record)
+        except (ValueError, RecursionError) as exc:
+            return BoundaryError(f"the result of {self._what()} was malformed ({exc})", record)
+        try:
             if not isinstance(msg, dict):
                 raise ValueError("not an object")
             if msg.get("ok") is True:

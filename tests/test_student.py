@@ -135,6 +135,33 @@ def thread_claims(n):
             f.write(f"{tid} {os.getpid()} worker\\n")
     return tids
 
+def fleeting_thread_claims(n):
+    # n threads that end at once, claimed afterwards: nothing left for the kernel to show.
+    # Started once the grader polls slowly (every 20 ms), between two of its looks.
+    import threading
+    time.sleep(0.3)
+    tids = []
+    for _ in range(n):
+        t = threading.Thread(target=lambda: tids.append(threading.get_native_id()))
+        t.start()
+        t.join()
+    with open(os.environ["MPGRADE_PID_LOG"], "a") as f:
+        for tid in tids:
+            f.write(f"{tid} {os.getpid()} worker\\n")
+    return tids
+
+def _nothing():
+    pass
+
+def fleeting_workers(n):
+    # n processes that end as soon as they start: polling alone would miss most of them
+    procs = [mp.Process(target=_nothing) for _ in range(n)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    return [p.pid for p in procs]
+
 def forge_pid_log(n):
     with open(os.environ["MPGRADE_PID_LOG"], "a") as f:
         for pid in (1, 2, 999_999, 4_000_000):
@@ -257,6 +284,22 @@ def test_threads_claimed_as_workers_are_not_counted(runner):
     tids = runner.module("work").thread_claims(3)
     assert len(tids) == 3
     assert runner.last.workers == set()
+
+
+def test_threads_that_ended_before_they_were_claimed_are_not_counted(runner):
+    """The cheat of a spawn.py that starts no process: threads living microseconds, claimed once
+    gone. A claim counts only with the kernel's word, while the claimed process is alive."""
+    tids = runner.module("work").fleeting_thread_claims(5)
+    assert len(tids) == 5
+    assert runner.last.workers == set()
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
+def test_workers_that_end_at_once_are_all_counted(runner, method):
+    """Every worker waits for the grader to have seen it, so none is too quick to count."""
+    for _ in range(3):
+        pids = runner.module("work", start_method=method).fleeting_workers(6)
+        assert set(pids) <= runner.last.workers, (pids, runner.last.workers)
 
 
 def test_stubs_are_reported_as_not_implemented(runner):
@@ -555,8 +598,8 @@ def call_folder():
     """Owner and mode of this call's folder (the parent of its cwd), and owners of its entries."""
     parent = os.path.dirname(os.getcwd())
     st = os.stat(parent)
-    return [st.st_uid, st.st_mode & 0o777, sorted(os.stat(os.path.join(parent, n)).st_uid
-                                                 for n in ("dumps", "pids.log", "home"))]
+    return [st.st_uid, st.st_mode & 0o777, {n: os.stat(os.path.join(parent, n)).st_uid
+                                            for n in ("dumps", "home", "claims")}]
 '''
 
 SYSTEM_PYTHON = "/usr/bin/python3"  # one the other user can run (this venv may sit under /root)
@@ -683,12 +726,13 @@ def test_nothing_of_the_student_user_outlives_a_call(as_nobody):
 
 @needs_root
 def test_a_call_folder_stays_roots(as_nobody):
-    """Only the entries of a call's folder are the student's: the folder itself is root's, so
-    they cannot be swapped for links to what the supervisor must keep (the report folder)."""
+    """Only the entries of a call's folder are the student's (the claims FIFO not even that): the
+    folder itself is root's, so they cannot be swapped for links to what the supervisor must
+    keep (the report folder)."""
     runner, _ = as_nobody
     tamper = runner.module("tamper")
     for _ in range(2):  # a cold child, then a spare
-        assert tamper.call_folder() == [0, 0o711, [65534, 65534, 65534]]
+        assert tamper.call_folder() == [0, 0o711, {"dumps": 65534, "home": 65534, "claims": 0}]
 
 
 @needs_root

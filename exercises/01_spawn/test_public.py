@@ -15,6 +15,9 @@ def test_worker_pids_returns_child_pids(student):
     assert len(set(pids)) == 3, f"expected 3 distinct PIDs, got {pids}"
     assert caller not in pids, (
         f"expected PIDs of child processes, got the PID of the calling process {caller} in {pids}")
+    assert set(pids) <= student.last.workers, (
+        f"expected PIDs of processes your function started, got {sorted(set(pids) - student.last.workers)} "
+        "which are not among them (threads are not processes)")
 
 
 @pytest.mark.points(2)
@@ -24,6 +27,8 @@ def test_exit_codes_small(student):
     spawn = student.module("spawn", timeout=5)
     got = spawn.exit_codes([0, 1, 3])
     assert got == [0, 1, 3], f"expected [0, 1, 3], got {got!r}"
+    assert len(student.last.workers) >= 3, (
+        f"expected 3 child processes, one per code, saw {len(student.last.workers)}")
 
 
 @pytest.mark.points(1)
@@ -33,3 +38,4 @@ def test_run_with_timeout_finishes(student):
     spawn = student.module("spawn", timeout=8)
     got = spawn.run_with_timeout(0.1, 5)
     assert got == 0, f"expected exit code 0, got {got!r}"
+    assert len(student.last.workers) >= 1, "expected a child process, saw none"

@@ -3,11 +3,12 @@
 It does two things the grader cannot do from outside:
 - registers a faulthandler on SIGUSR1 writing to a per-process file, so that when a call hangs
   the grader can ask every process where it is blocked;
-- appends "pid ppid role" to a log when a process starts (spawn/forkserver start a new
-  interpreter, fork goes through ``os.register_at_fork``), so short-lived workers that outside
-  polling might miss are still counted.
+- says "pid ppid role" on the grader's FIFO when a process starts (spawn/forkserver start a
+  new interpreter, fork goes through ``os.register_at_fork``), and a worker waits until the
+  grader has seen it alive, so short-lived workers that outside polling might miss still count.
 
-Both are advisory: student code can tamper with them, and tests never rely on them alone.
+Both are advisory: student code can tamper with them, so the grader checks every claim against
+the kernel (``grader.student._Claims``) and tests never rely on them alone.
 """
 
 import os
@@ -40,11 +41,34 @@ def _install(role: str) -> None:
         except Exception:
             pass
     if pid_log:
+        _claim(pid_log, f"{pid} {os.getppid()} {role}\n".encode(), wait=role == "worker")
+
+
+# How long a worker waits for the grader to have seen it (it answers within microseconds).
+CLAIM_WAIT = 2.0
+
+
+def _claim(path: str, line: bytes, wait: bool) -> None:
+    """Say this process's PID on the grader's FIFO and, for a worker, wait until the grader has
+    seen it alive (it answers with SIGURG once the kernel shows this PID as a process): a
+    worker that ends within a millisecond still counts, and a thread's ID never does."""
+    import signal
+
+    wait = wait and hasattr(signal, "sigtimedwait")
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGURG}) if wait else None
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)  # a FIFO: never blocks, ENXIO once the call is over
         try:
-            with open(pid_log, "a") as f:
-                f.write(f"{pid} {os.getppid()} {role}\n")
-        except Exception:
-            pass
+            os.write(fd, line)
+        finally:
+            os.close(fd)
+        if wait:
+            signal.sigtimedwait({signal.SIGURG}, CLAIM_WAIT)
+    except Exception:
+        pass
+    finally:
+        if old is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _after_fork() -> None:

@@ -176,6 +176,7 @@ def test_run_with_timeout_terminates(student):
         assert got == -15, f"{what}: expected -15 (terminated by SIGTERM), got {got!r}"
         assert call.duration < 1.5, (f"{what}: expected to return after about {timeout} s, got "
                                      f"{call.duration:.1f} s")
+        assert len(call.workers) >= 1, f"{what}: expected a child process, saw none"
         check_clean(call, what, hint=JOIN_HINT)
 
 

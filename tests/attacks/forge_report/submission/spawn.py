@@ -2,7 +2,6 @@
 
 import json
 import os
-import stat
 import time
 
 PRIVATE = "/run/mpgrade"
