@@ -22,6 +22,7 @@ from typing import Any
 from grader import __version__, grading, results
 from grader.assignment import Assignment
 from grader.atomic import write_atomic
+from grader.escaping import spreadsheet_row
 from grader.sandbox.base import Sandbox
 from grader.submission import Submission, discover
 
@@ -89,6 +90,12 @@ class Batch:
 
 
 def scores_csv(documents: dict[str, dict[str, Any]]) -> bytes:
+    """``scores.csv``: id, score, max_score, status, one column per exercise.
+
+    Instructors open it in a spreadsheet, and the id is the student's folder or zip name: every
+    text cell is neutralised (OWASP CSV Injection, ``grader.escaping.spreadsheet_cell``) and
+    always encodable, while the scores stay numbers.
+    """
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     exercise_names = []
@@ -96,10 +103,11 @@ def scores_csv(documents: dict[str, dict[str, Any]]) -> bytes:
         for ex in d["exercises"]:
             if ex["name"] not in exercise_names:
                 exercise_names.append(ex["name"])
-    writer.writerow(["id", "score", "max_score", "status", *exercise_names])
+    writer.writerow(spreadsheet_row(["id", "score", "max_score", "status", *exercise_names]))
     for sid, d in sorted(documents.items()):
         per = {ex["name"]: ex["score"] for ex in d["exercises"]}
-        writer.writerow([sid, d["score"], d["max_score"], d["status"], *(per.get(n, "") for n in exercise_names)])
+        writer.writerow(spreadsheet_row([sid, d["score"], d["max_score"], d["status"],
+                                         *(per.get(n, "") for n in exercise_names)]))
     return buf.getvalue().encode()
 
 

@@ -8,6 +8,12 @@ where its format is documented) and the Canvas column rules are in ``docs/lms-ex
 
 Identity: a document's student is ``submission.student`` when LMS ingestion filled it in
 (``user_id``, ``name``, ``late``...), else the submission id (the folder or zip name).
+
+Everything in a document that a student chose (ids, names, messages, output) is written
+through ``grader.escaping``: CSV cells are neutralised for spreadsheets (OWASP CSV Injection),
+JSON is always encodable (a lone surrogate becomes U+FFFD) with invisible and terminal
+controlling characters escaped, and a folder named after an id is one safe path component. No
+string a document may hold can make an export fail for the class or reach outside ``--out``.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from grader import results
 from grader.assignment import MANIFEST, Assignment
 from grader.atomic import write_atomic
 from grader.batch import SUMMARY
+from grader.escaping import file_name, json_safe, json_text, spreadsheet_row
 
 TARGETS = Path(__file__).resolve().parent / "schema" / "targets"
 TARGET_SCHEMAS = {
@@ -92,17 +99,27 @@ def submission_id(doc: dict[str, Any]) -> str:
 
 
 def student_of(doc: dict[str, Any]) -> dict[str, Any]:
-    """The LMS identity of a document: ``submission.student``, or the submission id as user id."""
-    student = doc["submission"].get("student") or {}
+    """The LMS identity of a document: ``submission.student``, or the submission id as user id.
+
+    The schema does not fix the fields of ``student``, so each is made what the exports expect
+    (text or None, ``late`` a bool or None) whatever the document holds.
+    """
+    student = doc["submission"].get("student")
+    student = student if isinstance(student, dict) else {}
     user_id = student.get("user_id") or submission_id(doc)
+    late = student.get("late")
     return {
-        "lms": student.get("lms"),
+        "lms": _text_or_none(student.get("lms")),
         "user_id": str(user_id),
-        "name": student.get("name") or "",
-        "submission_id": student.get("submission_id"),
-        "late": student.get("late"),
-        "email": student.get("email"),
+        "name": str(student.get("name") or ""),
+        "submission_id": _text_or_none(student.get("submission_id")),
+        "late": None if late is None else bool(late),
+        "email": _text_or_none(student.get("email")),
     }
+
+
+def _text_or_none(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 @cache
@@ -165,7 +182,7 @@ def _duration(doc: dict[str, Any]) -> float:
         return round(float(doc["duration"]), 3)
     try:
         span = _parse_time(doc["finished_at"]) - _parse_time(doc["started_at"])
-    except ValueError:
+    except (ValueError, OverflowError):
         return 0.0
     return max(0.0, round(span.total_seconds(), 3))
 
@@ -186,6 +203,7 @@ def gradescope_results(doc: dict[str, Any]) -> dict[str, Any]:
     ``text`` format: a student's printed output must never be rendered as HTML. The
     ``run_autograder`` log (stdout) stays hidden from students: it is grader diagnostics.
     """
+    doc = json_safe(doc)
     exercise_index = {ex["name"]: i + 1 for i, ex in enumerate(doc["exercises"])}
     counters: dict[str, int] = {}
     tests = []
@@ -225,7 +243,7 @@ def gradescope_results(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def _dump(data: Any) -> bytes:
-    return json.dumps(data, indent=2, ensure_ascii=False).encode() + b"\n"
+    return json_text(data, indent=2).encode() + b"\n"
 
 
 def write_gradescope(docs: Iterable[dict[str, Any]], out_dir: Path) -> list[Path]:
@@ -247,7 +265,7 @@ def write_gradescope_single(docs: list[dict[str, Any]], out_file: Path) -> Path:
 def _write_per_submission(docs: Iterable[dict[str, Any]], out_dir: Path, convert: Any) -> list[Path]:
     written = []
     for doc in docs:
-        folder = out_dir / submission_id(doc)
+        folder = out_dir / file_name(submission_id(doc))  # an id is no path: never "..", never "a/b"
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / "results.json"
         write_atomic(path, _dump(convert(doc)))
@@ -370,8 +388,17 @@ def gradescope_autograder(assignment_root: Path, out_zip: Path) -> list[str]:
 
 
 def lti_timestamp(text: str) -> str:
-    """ISO 8601 with an explicit offset and milliseconds, as the AGS examples write it."""
-    return _parse_time(text).astimezone(UTC).isoformat(timespec="milliseconds")
+    """ISO 8601 with an explicit offset and milliseconds, as the AGS examples write it.
+
+    The schema of a result says ``date-time`` but does not enforce it; a time that does not
+    parse is the time of the export (when the tool last modified the score), never a
+    traceback that would stop the export for every student.
+    """
+    try:
+        when = _parse_time(text).astimezone(UTC)
+    except (ValueError, OverflowError):
+        when = datetime.now(UTC)
+    return when.isoformat(timespec="milliseconds")
 
 
 def lti_comment(doc: dict[str, Any]) -> str:
@@ -390,6 +417,7 @@ def lti_score(doc: dict[str, Any]) -> dict[str, Any]:
     platforms keep FullyGraded scores and ignore (Canvas) or flag the others, so a grader
     problem never silently becomes a final 0. ``scoreGiven`` is still sent (0 for those).
     """
+    doc = json_safe(doc)
     return validate_target("lti", {
         "userId": student_of(doc)["user_id"],
         "scoreGiven": doc["score"],
@@ -414,7 +442,7 @@ def lti_scores(docs: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def json_lines(items: Iterable[dict[str, Any]]) -> str:
-    return "".join(json.dumps(i, ensure_ascii=False, sort_keys=True) + "\n" for i in items)
+    return "".join(json_text(i, sort_keys=True) + "\n" for i in items)
 
 
 # --------------------------------------------------------------------------- scores.csv for any LMS
@@ -425,7 +453,8 @@ SCORES_COLUMNS = ("id", "name", "user_id", "score", "max_score", "status", "late
 def scores_csv(docs: Iterable[dict[str, Any]]) -> str:
     """id, name, user_id, score, max_score, status, late: the lowest common denominator.
 
-    ``late`` is "true"/"false" when LMS ingestion said so, empty when unknown.
+    ``late`` is "true"/"false" when LMS ingestion said so, empty when unknown. Text cells (id,
+    name, user id) are the students' and neutralised for spreadsheets; scores stay numbers.
     """
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
@@ -433,8 +462,8 @@ def scores_csv(docs: Iterable[dict[str, Any]]) -> str:
     for doc in sorted(docs, key=submission_id):
         s = student_of(doc)
         late = "" if s["late"] is None else str(bool(s["late"])).lower()
-        writer.writerow([submission_id(doc), s["name"], s["user_id"], _num(doc["score"]),
-                         _num(doc["max_score"]), doc["status"], late])
+        writer.writerow(spreadsheet_row([submission_id(doc), s["name"], s["user_id"], _num(doc["score"]),
+                                         _num(doc["max_score"]), doc["status"], late]))
     return buf.getvalue()
 
 
@@ -497,6 +526,8 @@ def canvas_gradebook(gradebook_csv: Path, docs: list[dict[str, Any]], column: st
     is matched to the row whose ``SIS User ID``, ``ID`` or ``SIS Login ID`` equals its student
     key (``student.user_id``, else ``submission.id``), case-insensitively; a key matching
     several rows, or several documents matching one row, changes nothing and is reported.
+    Every cell written is neutralised for spreadsheets (a student's display name can be a
+    formula); numbers, the scores among them, are written as they are.
     """
     try:
         raw = Path(gradebook_csv).read_bytes()
@@ -580,7 +611,7 @@ def canvas_gradebook(gradebook_csv: Path, docs: list[dict[str, Any]], column: st
         else:
             report.students_without_results.append(label(rows[n]))
     buf = io.StringIO()
-    csv.writer(buf, lineterminator=newline).writerows(rows)
+    csv.writer(buf, lineterminator=newline).writerows(spreadsheet_row(row) for row in rows)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(out, (b"\xef\xbb\xbf" if bom else b"") + buf.getvalue().encode())
@@ -611,6 +642,7 @@ def prairielearn_results(doc: dict[str, Any]) -> dict[str, Any]:
     counts the attempt, and shows ``format_errors``); a timeout or a grader error is gradable
     with score 0 and the reason in ``message``. ``score`` is the fraction of ``max_score``.
     """
+    doc = json_safe(doc)
     if bad_submission(doc):
         return validate_target("prairielearn", {
             "gradable": False,
