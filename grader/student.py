@@ -479,11 +479,20 @@ def summarize_dump(text: str, student_root: str) -> str:
         return "no stack available"
     inner = frames[0]
     own = next((f for f in frames if f["file"].startswith(student_root + os.sep)), None)
-    where = f"{Path(inner['file']).name}:{inner['line']} in {inner['func']}()"
+    where = _frame_text(inner)
     if own is None:
         return f"waiting in {where}"
-    mine = f"{Path(own['file']).name}:{own['line']} in {own['func']}()"
+    mine = _frame_text(own)
     return mine if own is inner else f"{mine}, waiting in {where}"
+
+
+def _frame_text(frame: re.Match) -> str:
+    """``file:line in func()`` from a dump the process wrote itself (student code can write
+    anything there): printable characters only, each name capped."""
+    def clean(text: str) -> str:
+        return "".join(c if c.isprintable() else "?" for c in text)[:80]
+
+    return f"{clean(Path(frame['file']).name)}:{frame['line'][:7]} in {clean(frame['func'])}()"
 
 
 def _wait_for_dumps(paths: list[Path], limit: float) -> None:
@@ -1295,7 +1304,8 @@ class _CallExecution:
                 pass
         _wait_for_dumps([dumps / f"{pid}.txt" for pid in pids[:12]], limit=0.3)
         lines = [f"{self._what()} did not return within {self.timeout:g} s "
-                 f"(start method {self.record.start_method}). Where each process was:"]
+                 f"(start method {self.record.start_method}). Where each process was, as its own "
+                 "stack dump says:"]
         for pid in pids[:12]:
             text = _read_capped(dumps / f"{pid}.txt", 20_000)
             who = "caller" if pid == caller else "worker"

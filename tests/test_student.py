@@ -914,3 +914,13 @@ def test_a_pool_whose_spares_cannot_seal_stops_making_them(make_module, monkeypa
         assert all(_gone(pid) for pid in asked)
     finally:
         pool.close()
+
+
+def test_a_forged_stack_dump_shows_no_control_characters():
+    """A dump is written by the student's own process: what is taken from it is printable only,
+    and capped, so it cannot drive the terminal or pass for pages of grader text."""
+    forged = ('Current thread 0x1 (most recent call first):\n'
+              '  File "/sub/\x1b]52;c;cHduZWQ=\x07spawn.py", line 12 in \x1b[2J' + "x" * 500 + '\n')
+    text = student_mod.summarize_dump(forged, "/sub")
+    assert "\x1b" not in text and "\x07" not in text
+    assert len(text) < 200, text
