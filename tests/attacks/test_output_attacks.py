@@ -192,10 +192,11 @@ def test_gradescope_and_prairielearn_exports_hold_every_student(tmp_path, hostil
         assert len(files) == len(docs)
         assert all(f.parent.parent == out for f in files)  # "../escape" is a folder name, not a path
         for f in files:
-            text = f.read_bytes().decode("utf-8")  # valid UTF-8: the surrogate became U+FFFD
-            data = json.loads(text)
-            assert "\ufffd" in text or SURROGATE not in json.dumps(data)
-            assert BIDI not in text and "\x9b" not in text  # escaped inside the JSON strings
+            text = f.read_bytes().decode("utf-8")  # valid UTF-8
+            assert SURROGATE not in json.dumps(json.loads(text), ensure_ascii=False)  # nor escaped
+            assert BIDI not in text  # written as \u202e inside the JSON strings
+        mallory = (out / "mallory" / "results.json").read_text()
+        assert "\ufffd got 2" in mallory  # the message is kept, its surrogate replaced
         if target == "gradescope":
             ids = {json.loads(f.read_text())["extra_data"]["submission_id"] for f in files}
             assert ids == set(docs)
