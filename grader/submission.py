@@ -10,8 +10,10 @@ and member count, sizes and compression ratio are capped, so a hostile zip becom
 from __future__ import annotations
 
 import hashlib
+import lzma
 import re
 import stat
+import unicodedata
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -29,6 +31,45 @@ MAX_DEPTH = 6
 DANGEROUS = {"conftest.py", "pytest.ini", "sitecustomize.py", "usercustomize.py", "tox.ini",
              "setup.cfg", "pyproject.toml"}
 SKIP_DIRS = {"__pycache__", "__MACOSX", ".git", ".venv", "venv", "node_modules", ".ipynb_checkpoints"}
+# What reading a hostile archive can raise, for every reader of zips (this module and
+# grader.lms): ValueError covers a name flagged UTF-8 that is not, zlib.error and LZMAError
+# corrupt compressed data, RuntimeError an encrypted member. Any of them is an ``error`` for
+# the submission whose archive it is, never an exception out of discovery.
+ARCHIVE_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, RuntimeError,
+                  NotImplementedError, EOFError, ValueError, zlib.error, lzma.LZMAError)
+
+
+def ignore_reason(base: str) -> str | None:
+    """Why a file named ``base`` is never used (it could change how tests run), or None."""
+    if base in DANGEROUS or base.endswith(".pth"):
+        return f"{base} could change how tests run; it is never used"
+    return None
+
+
+def member_name(info: zipfile.ZipInfo) -> str:
+    """A member's name as unzip and file managers show it: ``/`` separators, UTF-8 repaired.
+
+    Without flag bit 11, zipfile decodes names as cp437, which never fails but garbles the
+    names many zip tools write in UTF-8 anyway (``José`` becomes ``Jos├⌐``). If the cp437
+    bytes are valid UTF-8 that reading is used; otherwise the cp437 name stays. Backslashes
+    are separators, as unzip reads them.
+    """
+    name = info.filename
+    if not info.flag_bits & 0x800:
+        try:
+            name = name.encode("cp437").decode("utf-8")
+        except (UnicodeEncodeError, UnicodeDecodeError):
+            pass
+    return name.replace("\\", "/")
+
+
+def same_file_key(name: str) -> str:
+    """Names that one file system or another would store as the same file get the same key.
+
+    ``a/./b.py``, ``a//b.py``; case (macOS and Windows); Unicode normalisation (macOS).
+    """
+    parts = [p for p in PurePosixPath(name.replace("\\", "/")).parts if p not in ("", ".", "/")]
+    return unicodedata.normalize("NFC", "/".join(parts)).casefold()
 
 
 @dataclass
@@ -104,8 +145,9 @@ def _consider(rel: str, size: int, is_link: bool, wanted: set[str], sub: Submiss
     if is_link:
         sub.ignored.append({"path": rel, "reason": "symbolic links are never followed"})
         return False
-    if base in DANGEROUS or base.endswith(".pth"):
-        sub.ignored.append({"path": rel, "reason": f"{base} could change how tests run; it is never used"})
+    reason = ignore_reason(base)
+    if reason:
+        sub.ignored.append({"path": rel, "reason": reason})
         return False
     is_notebook = base.lower().endswith(".ipynb")
     if base not in wanted and not is_notebook:
@@ -174,16 +216,16 @@ def from_zip(path: Path, assignment: Assignment, sub_id: str | None = None) -> S
             for info in infos:
                 if info.is_dir():
                     continue
-                parts = PurePosixPath(info.filename).parts
+                name = member_name(info)
+                parts = PurePosixPath(name).parts
                 if any(p in SKIP_DIRS or p.startswith(".") for p in parts[:-1]):
                     continue
                 is_link = stat.S_ISLNK(info.external_attr >> 16)
-                if _consider(info.filename, info.file_size, is_link, wanted, sub):
+                if _consider(name, info.file_size, is_link, wanted, sub):
                     with zf.open(info) as member:
                         data = member.read(notebook.NOTEBOOK_MAX + 1)
-                    _add_candidate(info.filename, data, assignment, candidates, sub)
-    except (zipfile.BadZipFile, OSError, RuntimeError, NotImplementedError, EOFError,
-            ValueError, zlib.error) as exc:  # ValueError: a name flagged UTF-8 that is not
+                    _add_candidate(name, data, assignment, candidates, sub)
+    except ARCHIVE_ERRORS as exc:
         sub.error = f"{path.name} is not a readable zip archive ({exc})"
         return sub
     _choose(assignment, candidates, sub)
@@ -191,14 +233,29 @@ def from_zip(path: Path, assignment: Assignment, sub_id: str | None = None) -> S
 
 
 def check_archive(infos: list[zipfile.ZipInfo]) -> str | None:
-    """Why an archive must not be opened (traversal, bomb, too many members), or None."""
+    """Why an archive must not be opened (traversal, bomb, too many members, a name twice), or None.
+
+    A name that is in the archive twice (``a/spawn.py`` and ``a/spawn.py``, or ``a\\spawn.py``,
+    ``a/./spawn.py``, ``A/Spawn.py``: the same file once unpacked somewhere) is refused rather
+    than one copy picked: a reader may take the first, unzip and file managers keep the last,
+    so the code graded would not be the code a TA or a similarity check sees.
+    """
     if len(infos) > MAX_MEMBERS:
         return f"it has {len(infos)} members (at most {MAX_MEMBERS})"
     total = 0
+    seen: dict[str, str] = {}
     for info in infos:
         name = info.filename
         if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name) or ".." in PurePosixPath(name.replace("\\", "/")).parts:
             return f"member {name!r} points outside the archive"
+        if not info.is_dir():
+            shown = member_name(info)
+            key = same_file_key(shown)
+            if key in seen:
+                also = "" if seen[key] == shown else f" (as {seen[key]!r} and {shown!r})"
+                return (f"member {shown!r} is in it twice{also}: unzip keeps the last copy, "
+                        "so which one would be graded is not what you see; remove one")
+            seen[key] = shown
         total += info.file_size
         if total > MAX_TOTAL:
             return f"it unpacks to more than {MAX_TOTAL // (1024 * 1024)} MiB"
@@ -311,11 +368,23 @@ def discover(paths: list[Path], assignment: Assignment) -> tuple[list[Submission
                 add(entry)
         else:
             add(path)
-    # Two entries with the same id (alice/ and alice.zip) must not overwrite each other.
-    seen: dict[str, int] = {}
-    for sub in found:
-        n = seen.get(sub.id, 0)
-        seen[sub.id] = n + 1
-        if n:
-            sub.id = f"{sub.id}-{n + 1}"
+    unique_ids(found)
     return found, skipped
+
+
+def unique_ids(subs: list[Submission]) -> None:
+    """Make every id unique, ignoring case: ``alice/`` and ``alice.zip``, ``Alice/`` and
+    ``alice/``, ``a b/`` and ``a_b/`` must not write the same ``<id>.json`` (case-insensitive
+    file systems: macOS, Windows, a results folder copied there). Later ones get ``-2``, ``-3``,
+    never an id that is already taken (a folder may itself be named ``alice-2``)."""
+    taken = {sub.id.casefold() for sub in subs}
+    used: set[str] = set()
+    for sub in subs:
+        if sub.id.casefold() not in used:
+            used.add(sub.id.casefold())
+            continue
+        n = 2
+        while f"{sub.id}-{n}".casefold() in taken or f"{sub.id}-{n}".casefold() in used:
+            n += 1
+        sub.id = f"{sub.id}-{n}"
+        used.add(sub.id.casefold())
