@@ -22,13 +22,11 @@ bad entry becomes an ``error`` for that student only and the rest of the class i
 from __future__ import annotations
 
 import io
-import lzma
 import os
 import re
 import stat
 import unicodedata
 import zipfile
-import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -38,7 +36,7 @@ from typing import Any
 from grader import notebook
 from grader.assignment import Assignment
 from grader.submission import (
-    DANGEROUS,
+    ARCHIVE_ERRORS,
     MAX_DEPTH,
     MAX_FILE,
     MAX_MEMBERS,
@@ -46,20 +44,23 @@ from grader.submission import (
     SKIP_DIRS,
     Submission,
     check_archive,
+    ignore_reason,
+    member_name,
+    same_file_key,
     submission_id,
 )
 
-LMS_MAX_MEMBERS = 50 * MAX_MEMBERS  # a whole class in one download, not one student
 METADATA_MAX = 128 * 1024 * 1024  # Gradescope's metadata carries every autograder output
-# What reading a hostile zip can raise: ValueError covers a name flagged UTF-8 that is not,
-# zlib.error and LZMAError corrupt compressed data, RuntimeError an encrypted member.
-ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, RuntimeError,
-              NotImplementedError, EOFError, ValueError, zlib.error, lzma.LZMAError)
 
 CANVAS = re.compile(r"^(?P<name>[^\W\d_][^\W_]*)(?P<late>_late)?_(?P<uid>\d+)_(?P<sid>\d+)_(?P<orig>.+)$")
 CANVAS_NO_FILE = re.compile(r"^(?P<name>[^\W\d_][^\W_]*)(?:_late)?_(?P<uid>\d+)_(?P<rest>.*)$")
 RESUBMITTED = re.compile(r"^(?P<stem>.+)-(?P<n>\d+)(?P<ext>\.[^.]+)$")
-MOODLE = re.compile(r"^(?P<name>.+)_(?P<pid>\d+)_assignsubmission_(?P<plugin>[a-z]+)_(?P<rest>.*)$")
+# Moodle writes ``<Full Name>_<id>_assignsubmission_<plugin>`` and then ``_<file>`` (flat),
+# ``_/<path>`` (folders, Moodle 3.x) or ``/<path>`` (folders, 4.1+). It replaces every ``_`` of
+# the name with a space, so its own prefix is the *first* ``_<id>_assignsubmission_``: the
+# uploaded file's name, which may contain anything, must never be read as the prefix.
+MOODLE = re.compile(r"^(?P<name>.+?)_(?P<pid>\d+)_assignsubmission_(?P<plugin>[a-z]+)"
+                    r"(?:_(?P<rest>.*))?$", re.DOTALL)
 GRADESCOPE_DIR = re.compile(r"^submission_(?P<id>\d+)$")
 GRADESCOPE_METADATA = "submission_metadata.yml"
 
@@ -97,6 +98,7 @@ class _Entry:
     is_link: bool
     info: zipfile.ZipInfo  # the real member, or a stand-in so check_archive applies to folders
     read: Callable[[int], bytes]  # at most n bytes
+    overflow: bool = False  # stands for a folder with more files than one student may have
 
 
 def _display(name: str) -> str:
@@ -104,28 +106,12 @@ def _display(name: str) -> str:
     return "".join("?" if unicodedata.category(c).startswith("C") else c for c in name)
 
 
-def _member_name(info: zipfile.ZipInfo) -> str:
-    """The member's name, repaired when UTF-8 was stored without the UTF-8 flag.
-
-    Without flag bit 11, zipfile decodes names as cp437, which never fails but garbles the
-    names many zip tools write in UTF-8 anyway (``José`` becomes ``Jos├⌐``). If the cp437
-    bytes are valid UTF-8 that reading is used; otherwise the cp437 name stays.
-    """
-    name = info.filename
-    if not info.flag_bits & 0x800:
-        try:
-            name = name.encode("cp437").decode("utf-8")
-        except (UnicodeEncodeError, UnicodeDecodeError):
-            pass
-    return name.replace("\\", "/")
-
-
 def _zip_entries(zf: zipfile.ZipFile) -> list[_Entry]:
     entries = []
     for info in zf.infolist():
         if info.is_dir():
             continue
-        name = _member_name(info)
+        name = member_name(info)
         # ``..`` and ``/`` are left out of the parts only to attribute the member to a
         # student; check_archive, which sees the real name, then rejects that student's files.
         parts = tuple(p for p in PurePosixPath(name).parts if p not in ("", "/", ".", ".."))
@@ -141,36 +127,103 @@ def _zip_entries(zf: zipfile.ZipFile) -> list[_Entry]:
     return entries
 
 
-def _folder_entries(root: Path, warnings: list[str], max_parts: int = MAX_DEPTH + 2) -> list[_Entry]:
-    """Every file below ``root``: symlinks listed but never followed, depth and count capped."""
+def _listing(folder: Path) -> list[os.DirEntry]:
+    try:
+        with os.scandir(folder) as listing:
+            return sorted(listing, key=lambda e: e.name)
+    except OSError:
+        return []
+
+
+def _is_folder(entry: os.DirEntry) -> bool:
+    return entry.is_dir(follow_symlinks=False) and not entry.is_symlink()
+
+
+def _empty(folder: Path) -> bool:
+    try:
+        with os.scandir(folder) as listing:
+            return next(listing, None) is None
+    except OSError:
+        return True
+
+
+def _wrapper_folders(root: Path) -> tuple[str, ...]:
+    """The folders an extracted download is wrapped in (``assignment_123_export/``), if any.
+
+    The same rule as :func:`_strip_wrapper`, on names: one folder and nothing else (junk and
+    empty folders aside), not named like a student's entry.
+    """
+    prefix: tuple[str, ...] = ()
+    folder = root
+    for _ in range(MAX_DEPTH):
+        useful = []
+        for c in _listing(folder):
+            if not _junk((c.name,)) and not (_is_folder(c) and _empty(Path(c.path))):
+                useful.append(c)
+                if len(useful) > 1:
+                    break
+        if len(useful) != 1 or not _is_folder(useful[0]):
+            break
+        name = useful[0].name
+        if CANVAS.match(name) or MOODLE.match(name) or GRADESCOPE_DIR.match(name):
+            break
+        prefix, folder = (*prefix, name), Path(useful[0].path)
+    return prefix
+
+
+def _folder_entries(root: Path, max_parts: int = MAX_DEPTH + 2) -> list[_Entry]:
+    """Every file below ``root``: symlinks listed but never followed, depth capped.
+
+    Caps apply per student, not to the class: below the layout root (wrappers removed) each
+    top-level folder is one student's (a Gradescope ``submission_<id>/``, a Moodle folder), and
+    a folder with more than MAX_MEMBERS files is not read further. It is one ``overflow``
+    entry instead, which makes an ``error`` for its student while every other folder is read
+    in full. Top-level files (Canvas, flat Moodle) are one entry each and are counted per
+    student when the student's files are checked.
+    """
+    wrapper = _wrapper_folders(root)
     entries: list[_Entry] = []
 
-    def walk(folder: Path, prefix: tuple[str, ...]) -> None:
-        try:
-            with os.scandir(folder) as listing:
-                children = sorted(listing, key=lambda e: e.name)
-        except OSError:
-            return
-        for child in children:
-            if len(entries) >= LMS_MAX_MEMBERS:
-                return
-            parts = (*prefix, child.name)
-            rel = "/".join(parts)
-            if child.is_symlink():
-                entries.append(_Entry(parts, _display(rel), 0, True, zipfile.ZipInfo(rel), _nothing))
-            elif child.is_dir(follow_symlinks=False):
-                if len(parts) < max_parts and child.name not in SKIP_DIRS \
-                        and not child.name.startswith("."):
-                    walk(Path(child.path), parts)
-            elif child.is_file(follow_symlinks=False):
-                info = zipfile.ZipInfo(rel)
-                info.file_size = child.stat(follow_symlinks=False).st_size
-                entries.append(_Entry(parts, _display(rel), info.file_size, False, info,
-                                      _file_reader(Path(child.path))))
+    def add_file(child: os.DirEntry, parts: tuple[str, ...]) -> None:
+        rel = "/".join((*wrapper, *parts))
+        info = zipfile.ZipInfo(rel)
+        info.flag_bits |= 0x800  # a real name, not cp437 bytes to repair
+        if child.is_symlink():
+            entries.append(_Entry(parts, _display(rel), 0, True, info, _nothing))
+        elif child.is_file(follow_symlinks=False):
+            info.file_size = child.stat(follow_symlinks=False).st_size
+            entries.append(_Entry(parts, _display(rel), info.file_size, False, info,
+                                  _file_reader(Path(child.path))))
 
-    walk(root, ())
-    if len(entries) >= LMS_MAX_MEMBERS:
-        warnings.append(f"more than {LMS_MAX_MEMBERS} files: only the first were read")
+    def walk(folder: Path, prefix: tuple[str, ...], budget: int) -> int:
+        """Files of ``folder`` into ``entries``; returns the budget left, -1 when exceeded."""
+        for child in _listing(folder):
+            parts = (*prefix, child.name)
+            if _is_folder(child):
+                if len(parts) < max_parts and not _junk((child.name,)):
+                    budget = walk(Path(child.path), parts, budget)
+            else:
+                budget -= 1
+                if budget < 0:
+                    return -1
+                add_file(child, parts)
+            if budget < 0:
+                return -1
+        return budget
+
+    start = root.joinpath(*wrapper)
+    for child in _listing(start):
+        if _is_folder(child):
+            if _junk((child.name,)) or max_parts < 2:
+                continue
+            first = len(entries)
+            if walk(Path(child.path), (child.name,), MAX_MEMBERS) < 0:
+                del entries[first:]  # one marker, not thousands of entries nobody will read
+                rel = "/".join((*wrapper, child.name))
+                entries.append(_Entry((child.name, "*"), _display(rel), 0, False,
+                                      zipfile.ZipInfo(rel + "/*"), _nothing, overflow=True))
+        else:
+            add_file(child, (child.name,))
     return entries
 
 
@@ -263,11 +316,10 @@ def discover_lms(path: Path, assignment: Assignment) -> LmsBatch | None:
         if path.is_symlink():
             return None
         if path.is_dir():
-            warnings: list[str] = []
             # Most folders are ordinary folders of submissions: look at the top levels first.
-            if detect(_strip_wrapper(_folder_entries(path, [], max_parts=3))) == (None, []):
+            if detect(_strip_wrapper(_folder_entries(path, max_parts=3))) == (None, []):
                 return None
-            return _from_entries(path, _folder_entries(path, warnings), assignment, warnings)
+            return _from_entries(path, _folder_entries(path), assignment, [])
         if path.is_file() and path.suffix.lower() == ".zip":
             with _open_zip(path) as zf:
                 if zf is None:
@@ -280,13 +332,19 @@ def discover_lms(path: Path, assignment: Assignment) -> LmsBatch | None:
 
 @contextmanager
 def _open_zip(path: Path) -> Iterator[zipfile.ZipFile | None]:
+    """The download's zip, or None when it cannot be opened.
+
+    There is no cap on the members of the whole download: caps are per student (see
+    :func:`_build`), so one student's 100,000 cache files are that student's ``error`` and the
+    class is graded. (Its central directory, already read here, is bounded by the file.)
+    """
     try:
         zf = zipfile.ZipFile(path)
-    except ZIP_ERRORS:
+    except ARCHIVE_ERRORS:
         yield None
         return
     with zf:
-        yield zf if len(zf.infolist()) <= LMS_MAX_MEMBERS else None
+        yield zf
 
 
 def _from_entries(path: Path, entries: list[_Entry], assignment: Assignment,
@@ -336,6 +394,10 @@ def _build(sub_id: str, path: Path, label: str, items: list[_Item], assignment: 
     sub = Submission(id=submission_id(sub_id), source=f"{path}:{label}", student=student)
     candidates: list[_Candidate] = []
     try:
+        for it in items:
+            if it.entry.overflow:
+                raise _Rejected(f"{path.name}: the files of {label} were rejected: "
+                                f"{it.entry.rel} holds more than {MAX_MEMBERS} files")
         problem = check_archive([it.entry.info for it in items])
         if problem:
             raise _Rejected(f"{path.name}: the files of {label} were rejected: {problem}")
@@ -343,6 +405,7 @@ def _build(sub_id: str, path: Path, label: str, items: list[_Item], assignment: 
             if it.entry.is_link:
                 raise _Rejected(f"{it.entry.rel} is a symbolic link: an LMS download never "
                                 "holds one, so this student's files are not trusted")
+        _no_two_alike(path, label, items)
         for it in items:
             _collect(it, assignment, sub, candidates)
     except _Rejected as exc:
@@ -350,6 +413,23 @@ def _build(sub_id: str, path: Path, label: str, items: list[_Item], assignment: 
         return sub
     _choose(assignment, candidates, sub)
     return sub
+
+
+def _no_two_alike(path: Path, label: str, items: list[_Item]) -> None:
+    """Two of a student's files that are the same file once the LMS's naming is read.
+
+    A Moodle student's ``..._file_/spawn.py`` and ``..._file_spawn.py``, or two Canvas files
+    with the same upload id and name: nothing says which is the student's, and a TA who
+    unpacks the download sees only one of them. Canvas re-uploads (``spawn-1.py``) differ in
+    their version and are not alike.
+    """
+    seen: dict[tuple[str, tuple[int, int]], str] = {}
+    for it in items:
+        key = (same_file_key(it.inner), it.version)
+        if key in seen:
+            raise _Rejected(f"{path.name}: the files of {label} were rejected: {seen[key]} and "
+                            f"{it.entry.rel} are both {_display(it.inner)!r}; remove one")
+        seen[key] = it.entry.rel
 
 
 def _collect(it: _Item, assignment: Assignment, sub: Submission,
@@ -360,9 +440,9 @@ def _collect(it: _Item, assignment: Assignment, sub: Submission,
     if _junk(inner.parts[:-1]) or base.startswith("."):
         return
     rel = it.entry.rel
-    if base in DANGEROUS or base.endswith(".pth"):
-        sub.ignored.append({"path": rel, "reason": f"{base} could change how tests run; it is "
-                                                   "never used"})
+    reason = ignore_reason(base)
+    if reason:
+        sub.ignored.append({"path": rel, "reason": reason})
     elif base.lower().endswith(".zip"):
         data = _read(it.entry, MAX_TOTAL + 1)
         _collect_zip(data, it, assignment, sub, candidates)
@@ -394,7 +474,7 @@ def _collect_file(rel: str, inner: str, size: int, read: Callable[[int], bytes],
 def _read(entry: _Entry, n: int) -> bytes:
     try:
         return entry.read(n)
-    except ZIP_ERRORS as exc:
+    except ARCHIVE_ERRORS as exc:
         raise _Rejected(f"{entry.rel} could not be read ({exc})") from None
 
 
@@ -413,17 +493,17 @@ def _collect_zip(data: bytes, it: _Item, assignment: Assignment, sub: Submission
             for info in infos:
                 if info.is_dir():
                     continue
-                name = _member_name(info)
+                name = member_name(info)
                 parts = PurePosixPath(name).parts
                 if not parts or _junk(parts[:-1]):
                     continue
                 shown = f"{rel}/{_display(name)}"
                 base = parts[-1]
+                reason = ignore_reason(base)
                 if stat.S_ISLNK(info.external_attr >> 16):
                     sub.ignored.append({"path": shown, "reason": "symbolic links are never followed"})
-                elif base in DANGEROUS or base.endswith(".pth"):
-                    sub.ignored.append({"path": shown, "reason": f"{base} could change how tests "
-                                                                 "run; it is never used"})
+                elif reason:
+                    sub.ignored.append({"path": shown, "reason": reason})
                 elif base.lower().endswith(".zip"):
                     sub.ignored.append({"path": shown, "reason": "a zip inside an uploaded zip is "
                                                                  "not opened"})
@@ -434,9 +514,9 @@ def _collect_zip(data: bytes, it: _Item, assignment: Assignment, sub: Submission
                     try:
                         _collect_file(shown, name, info.file_size, read, it, assignment, sub,
                                       candidates)
-                    except ZIP_ERRORS as exc:
+                    except ARCHIVE_ERRORS as exc:
                         raise _Rejected(f"{shown} could not be read ({exc})") from None
-    except ZIP_ERRORS as exc:
+    except ARCHIVE_ERRORS as exc:
         raise _Rejected(f"{rel} is not a readable zip archive ({exc})") from None
 
 
@@ -533,7 +613,12 @@ def _moodle(path: Path, entries: list[_Entry], assignment: Assignment, batch: Lm
         if m["plugin"] != "file":
             text_only.setdefault(pid, name)  # online text is HTML, not code
             continue
-        inner = "/".join(e.parts[1:]) if len(e.parts) > 1 else m["rest"]
+        folder = len(e.parts) > 1
+        if folder and m["rest"]:
+            batch.skipped.append(f"{path}: {e.rel}: in a folder named like a Moodle file, not "
+                                 "a Moodle folder (<Full Name>_<id>_assignsubmission_file), skipped")
+            continue
+        inner = "/".join(e.parts[1:]) if folder else m["rest"]
         if not inner:
             continue
         groups.setdefault(pid, []).append(_Item(e, inner, inner))
@@ -564,7 +649,7 @@ def _gradescope(path: Path, entries: list[_Entry], assignment: Assignment,
         try:
             text = meta_entry.read(METADATA_MAX).decode("utf-8", errors="replace")
             meta = parse_gradescope_metadata(text)
-        except ZIP_ERRORS as exc:
+        except ARCHIVE_ERRORS as exc:
             batch.warnings.append(f"{path}: {GRADESCOPE_METADATA} could not be read ({exc})")
     groups: dict[str, list[_Item]] = {}
     for e in entries:
