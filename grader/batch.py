@@ -28,17 +28,34 @@ from grader.submission import Submission, discover
 
 SUMMARY = "summary.json"
 SCORES = "scores.csv"
+# Names a result file must never take, ignoring case: the grader's own files, and the names
+# Windows reserves for devices (a results folder is copied and unzipped everywhere).
+RESERVED = {Path(SUMMARY).stem, Path(SCORES).stem, "con", "prn", "aux", "nul",
+            *(f"{dev}{n}" for dev in ("com", "lpt") for n in "0123456789")}
+
+
+def result_file(sub_id: str) -> str:
+    """The name of a submission's result file in ``--out``: ``<id>.json``, except that an id
+    whose name before the first dot is reserved (``summary``, ``Scores``, ``nul.x``...) or
+    that starts with ``_`` or ``.`` gets a ``_`` in front (``_summary.json``). Ids made by
+    ``grader.submission.submission_id`` never start with ``_``, so no two ids share a file,
+    and ``summary.json`` is only ever the summary. The document inside keeps the real id,
+    which is what summary.json, scores.csv and every export show."""
+    if sub_id.split(".", 1)[0].casefold() in RESERVED or sub_id.startswith(("_", ".")):
+        return f"_{sub_id}.json"
+    return f"{sub_id}.json"
 
 
 def previous_result(out_dir: Path, sub: Submission, assignment: Assignment) -> dict[str, Any] | None:
     """An earlier result that still holds: same files, same assignment and tests, same grader."""
-    path = out_dir / f"{sub.id}.json"
+    path = out_dir / result_file(sub.id)
     try:
         doc = results.validate(json.loads(path.read_text()))
     except (OSError, ValueError, results.InvalidResult):
         return None
     same = (
-        doc["submission"].get("hash") == sub.hash
+        doc["submission"].get("id") == sub.id
+        and doc["submission"].get("hash") == sub.hash
         and doc["assignment"].get("version") == assignment.version
         and doc["assignment"].get("fingerprint") == assignment.fingerprint()
         and doc["grader"].get("version") == __version__
@@ -62,7 +79,7 @@ class Batch:
     def summary(self, assignment: Assignment) -> dict[str, Any]:
         rows = [
             {"id": sid, "score": d["score"], "max_score": d["max_score"], "status": d["status"],
-             "duration": d.get("duration", 0.0), "file": f"{sid}.json", "reused": sid in self.reused,
+             "duration": d.get("duration", 0.0), "file": result_file(sid), "reused": sid in self.reused,
              "message": d["message"][:300]}
             for sid, d in sorted(self.documents.items())
         ]
@@ -167,7 +184,7 @@ def run(
         emit("started", sub, None)
         doc = grade_one(sub) if grade_one is not None else grading.grade(sandbox, assignment, sub, options)
         if doc is not None:
-            write_atomic(out_dir / f"{sub.id}.json", json.dumps(doc, indent=2).encode() + b"\n")
+            write_atomic(out_dir / result_file(sub.id), json.dumps(doc, indent=2).encode() + b"\n")
         emit("done", sub, doc)
         return sub, doc
 
