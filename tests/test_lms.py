@@ -280,6 +280,36 @@ def test_moodle_zip_in_folders_and_flat(tmp_path, course):
     check_moodle(lms.discover_lms(write_zip(tmp_path / "flat.zip", flat), course))
 
 
+def test_moodle_4_folders_have_no_trailing_underscore(tmp_path, course):
+    """Moodle 4.1+ names the folder ``<Full Name>_<id>_assignsubmission_file/``."""
+    files = {name.replace("_/", "/"): data for name, data in MOODLE_FILES.items()}
+    check_moodle(lms.discover_lms(write_zip(tmp_path / "m4.zip", files), course))
+    check_moodle(lms.discover_lms(write_tree(tmp_path / "m4", files), course))
+
+
+def test_moodles_prefix_is_the_first_match_and_the_rest_is_the_students_file_name(tmp_path, course):
+    """Moodle turns every ``_`` of a name into a space, so the name ends at the first ``_``
+    before ``<id>_assignsubmission_``; whatever follows is the uploaded file's name."""
+    batch = lms.discover_lms(write_zip(tmp_path / "m.zip", {
+        "Ann Lee_43_assignsubmission_file_hw_12_assignsubmission_file_work.zip":
+            zip_bytes({"spawn.py": b"# ann\n"}),
+        "Jane Doe_12_assignsubmission_file_/exercises/01_spawn/spawn.py": b"# jane\n",
+    }), course)
+    subs = by_id(batch)
+    assert sorted(subs) == ["moodle-12", "moodle-43"]
+    assert subs["moodle-43"].files == {"spawn.py": b"# ann\n"}
+    assert subs["moodle-12"].files == {"spawn.py": b"# jane\n"} and not subs["moodle-12"].ignored
+
+
+def test_a_folder_named_like_a_flat_moodle_file_is_skipped(tmp_path, course):
+    batch = lms.discover_lms(write_zip(tmp_path / "m.zip", {
+        "Jane Doe_12_assignsubmission_file_/spawn.py": b"# jane\n",
+        "Jane Doe_12_assignsubmission_file_hw/pingpong.py": b"# not how Moodle names it\n",
+    }), course)
+    assert by_id(batch)["moodle-12"].files == {"spawn.py": b"# jane\n"}
+    assert any("file_hw/pingpong.py" in m and "skipped" in m for m in batch.skipped)
+
+
 # --------------------------------------------------------------------------------------------
 # Gradescope
 

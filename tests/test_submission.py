@@ -101,6 +101,20 @@ def test_same_ids_do_not_overwrite_each_other(tmp_path, course):
     assert sorted(s.id for s in subs) == ["frank", "frank-2"]
 
 
+def test_copies_of_a_module_in_different_folders_of_a_zip_are_not_duplicates(tmp_path, course):
+    make_zip(tmp_path / "gina.zip", {"exercises/01_spawn/spawn.py": b"a = 1\n", "old/spawn.py": b"a = 0\n",
+                                     "exercises/01_spawn/": b""})
+    sub = sub_mod.from_zip(tmp_path / "gina.zip", course)
+    assert sub.error is None and sub.files == {"spawn.py": b"a = 1\n"}
+    assert [i["path"] for i in sub.ignored] == ["old/spawn.py"]
+
+
+def test_check_archive_refuses_a_name_twice():
+    infos = [zipfile.ZipInfo("a/b.py"), zipfile.ZipInfo("c.py"), zipfile.ZipInfo("A/./B.py")]
+    assert "twice" in sub_mod.check_archive(infos) and "'A/./B.py'" in sub_mod.check_archive(infos)
+    assert sub_mod.check_archive(infos[:2]) is None
+
+
 def test_hash_depends_on_content_only(tmp_path, course):
     for name in ("a", "b"):
         (tmp_path / name).mkdir()

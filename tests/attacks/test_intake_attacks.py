@@ -1,0 +1,275 @@
+"""Attacks on intake: who a file belongs to, which copy of a file is graded, whose caps a
+student's files count against, and where a submission's result is written.
+
+Each test builds what an instructor would be handed (an LMS download, a folder of zips) with
+one hostile student in it, and checks that the hostile student cannot change another
+student's grade, hide from the exports, or take the class down with them.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import struct
+import warnings
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from grader import batch, export, lms
+from grader.sandbox.local import LocalSandbox
+from grader.submission import MAX_MEMBERS, discover
+
+REPO = Path(__file__).resolve().parents[2]
+SPAWN = (REPO / "solutions" / "01_spawn" / "spawn.py").read_bytes()
+PINGPONG = (REPO / "solutions" / "02_pingpong" / "pingpong.py").read_bytes()
+
+
+def zip_bytes(members: list[tuple[str, bytes]], compression: int = zipfile.ZIP_DEFLATED) -> bytes:
+    """A zip with exactly these members, in this order (the same name twice if asked)."""
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns about a duplicate name, and writes it
+        with zipfile.ZipFile(buf, "w", compression) as zf:
+            for name, data in members:
+                zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def write_tree(root: Path, files: dict[str, bytes]) -> Path:
+    for rel, data in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+    return root
+
+
+def by_id(subs) -> dict:
+    return {s.id: s for s in subs}
+
+
+# --------------------------------------------------------------------------------------------
+# Identities: a student's own file name never files it under another student
+
+
+def moodle_flat_download() -> dict[str, bytes]:
+    """Moodle without "download in folders": Ann (43) names a file after Jane's (42) prefix."""
+    return {
+        "Jane Doe_42_assignsubmission_file_spawn.py": b"# jane's spawn\n",
+        "Ann Lee_43_assignsubmission_file_notes_42_assignsubmission_file_spawn.py": b"# ann's\n",
+        "Ann Lee_43_assignsubmission_file_pingpong.py": b"# ann's pingpong\n",
+    }
+
+
+@pytest.mark.parametrize("form", ["zip", "folder"])
+def test_a_file_named_after_another_students_moodle_prefix_stays_with_its_owner(tmp_path, course, form):
+    files = moodle_flat_download()
+    if form == "zip":
+        path = tmp_path / "moodle.zip"
+        path.write_bytes(zip_bytes(list(files.items())))
+    else:
+        path = write_tree(tmp_path / "moodle", files)
+    subs = by_id(lms.discover_lms(path, course).submissions)
+    assert sorted(subs) == ["moodle-42", "moodle-43"]
+    jane, ann = subs["moodle-42"], subs["moodle-43"]
+    assert jane.student["name"] == "Jane Doe" and ann.student["name"] == "Ann Lee"
+    assert jane.files == {"spawn.py": b"# jane's spawn\n"}  # Jane's module is Jane's
+    assert not jane.ignored, "nothing of Ann's is even considered for Jane"
+    assert ann.files == {"pingpong.py": b"# ann's pingpong\n"}  # her notes file is no module
+    assert "spawn.py" in ann.missing
+
+
+# --------------------------------------------------------------------------------------------
+# What is graded is what a TA sees: a name twice in a zip is refused, never one copy picked
+
+
+@pytest.mark.parametrize("first, second", [
+    ("a/spawn.py", "a/spawn.py"),  # the same name twice: unzip keeps the last
+    ("a\\spawn.py", "a/spawn.py"),  # unzip reads backslashes as folders
+    ("./spawn.py", "spawn.py"),
+    ("Spawn.py", "spawn.py"),  # one file on macOS and Windows
+])
+def test_a_zip_with_a_member_twice_is_an_error_for_that_submission_only(tmp_path, course, first, second):
+    subs_dir = tmp_path / "subs"
+    subs_dir.mkdir()
+    (subs_dir / "mallory.zip").write_bytes(zip_bytes([(first, SPAWN), (second, b"# what a TA sees\n")]))
+    (subs_dir / "bob.zip").write_bytes(zip_bytes([("spawn.py", SPAWN)]))
+    found, _ = discover([subs_dir], course)
+    subs = by_id(found)
+    assert subs["mallory"].error and "twice" in subs["mallory"].error
+    assert "spawn.py" in subs["mallory"].error
+    assert subs["mallory"].files == {}
+    assert subs["bob"].error is None and subs["bob"].files == {"spawn.py": SPAWN}
+
+
+def test_a_students_zip_in_an_lms_download_with_a_member_twice_is_their_error_only(tmp_path, course):
+    hw = zip_bytes([("hw/spawn.py", SPAWN), ("hw/spawn.py", b"# the copy unzip keeps\n")])
+    path = tmp_path / "canvas.zip"
+    path.write_bytes(zip_bytes([("mallory_1001_5001_hw.zip", hw),
+                                ("doebob_1002_6001_spawn.py", SPAWN)]))
+    subs = by_id(lms.discover_lms(path, course).submissions)
+    assert subs["canvas-1001"].error and "twice" in subs["canvas-1001"].error
+    assert subs["canvas-1001"].files == {}
+    assert subs["canvas-1002"].error is None and subs["canvas-1002"].files == {"spawn.py": SPAWN}
+
+
+def test_two_moodle_entries_that_are_the_same_file_are_refused_for_that_student(tmp_path, course):
+    """The folder form and the flat form of one student: both are ``spawn.py``."""
+    path = tmp_path / "moodle.zip"
+    path.write_bytes(zip_bytes([
+        ("Mal Lory_41_assignsubmission_file_/spawn.py", SPAWN),
+        ("Mal Lory_41_assignsubmission_file_spawn.py", b"# the other one\n"),
+        ("Jane Doe_42_assignsubmission_file_/spawn.py", SPAWN),
+    ]))
+    subs = by_id(lms.discover_lms(path, course).submissions)
+    assert subs["moodle-41"].error and "spawn.py" in subs["moodle-41"].error
+    assert subs["moodle-41"].files == {}
+    assert subs["moodle-42"].error is None and subs["moodle-42"].files == {"spawn.py": SPAWN}
+
+
+# --------------------------------------------------------------------------------------------
+# Caps are per student: one student's huge folder is their error, everyone else is graded
+
+
+def gradescope_metadata() -> bytes:
+    return (b"submission_111:\n  :submitters:\n  - :name: Mal Lory\n    :sid: '1'\n"
+            b"submission_222:\n  :submitters:\n  - :name: Jane Doe\n    :sid: '2'\n")
+
+
+HOG = 100_001  # more files than a whole class's download used to be allowed
+
+
+@pytest.mark.parametrize("form", ["zip", "folder"])
+def test_one_students_100000_cache_files_in_a_gradescope_export_are_their_error_only(tmp_path, course, form):
+    hog = [(f"export/submission_111/build/cache/{i}.bin", b"") for i in range(HOG)]
+    honest = [("export/submission_111/spawn.py", SPAWN),
+              ("export/submission_222/spawn.py", SPAWN),
+              ("export/submission_222/pingpong.py", PINGPONG),
+              ("export/submission_metadata.yml", gradescope_metadata())]
+    if form == "zip":
+        path = tmp_path / "gradescope.zip"
+        path.write_bytes(zip_bytes(honest + hog, zipfile.ZIP_STORED))
+    else:
+        path = write_tree(tmp_path / "gradescope", dict(honest))
+        cache = path / "export" / "submission_111" / "build" / "cache"
+        cache.mkdir(parents=True)
+        for i in range(HOG):
+            (cache / f"{i}.bin").touch()
+    found, skipped = discover([path], course)
+    subs = by_id(found)
+    assert sorted(subs) == ["gradescope-111", "gradescope-222"], skipped
+    assert subs["gradescope-111"].error and str(MAX_MEMBERS) in subs["gradescope-111"].error
+    jane = subs["gradescope-222"]
+    assert jane.error is None and jane.student["name"] == "Jane Doe"
+    assert jane.files == {"spawn.py": SPAWN, "pingpong.py": PINGPONG}
+
+
+# --------------------------------------------------------------------------------------------
+# Archive errors: a corrupt LZMA member is an error for its submission, not for the batch
+
+
+def corrupt_lzma_zip() -> bytes:
+    """A zip whose LZMA member has invalid properties: reading it raises lzma.LZMAError."""
+    data = bytearray(zip_bytes([("spawn.py", SPAWN)], zipfile.ZIP_LZMA))
+    with zipfile.ZipFile(io.BytesIO(bytes(data))) as zf:
+        offset = zf.infolist()[0].header_offset
+    name_len, extra_len = struct.unpack_from("<HH", data, offset + 26)
+    start = offset + 30 + name_len + extra_len  # LZMA in zip: 4 header bytes, then properties
+    data[start + 4] = 0xFF  # lc/lp/pb out of range
+    return bytes(data)
+
+
+def test_a_corrupt_lzma_member_in_a_plain_zip_is_an_error_for_that_submission_only(tmp_path, course):
+    subs_dir = tmp_path / "subs"
+    subs_dir.mkdir()
+    (subs_dir / "mallory.zip").write_bytes(corrupt_lzma_zip())
+    (subs_dir / "bob.zip").write_bytes(zip_bytes([("spawn.py", SPAWN)]))
+    found, _ = discover([subs_dir], course)
+    subs = by_id(found)
+    assert "not a readable zip" in subs["mallory"].error
+    assert subs["bob"].error is None and subs["bob"].files == {"spawn.py": SPAWN}
+
+
+# --------------------------------------------------------------------------------------------
+# Ids never collide with the grader's own files, nor with each other
+
+
+def test_submissions_named_summary_and_scores_are_in_the_summary_the_csv_and_every_export(tmp_path, course):
+    subs_dir = tmp_path / "subs"
+    for name in ("summary", "scores", "alice"):
+        write_tree(subs_dir / name, {"pingpong.py": PINGPONG})
+    out = tmp_path / "out"
+
+    def grade() -> batch.Batch:
+        box = LocalSandbox()
+        try:
+            result = batch.run([subs_dir], out, course, box, jobs=3)
+        finally:
+            box.close()
+        batch.write_outputs(result, course)
+        return result
+
+    first = grade()
+    ids = {"summary", "scores", "alice"}
+    assert set(first.documents) == ids
+    assert all(d["status"] == "graded" and d["score"] > 0 for d in first.documents.values())
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert "batch_id" in summary, "summary.json is the batch's summary, not a result"
+    assert {r["id"] for r in summary["submissions"]} == ids
+    with (out / "scores.csv").open(newline="") as fh:
+        assert {row["id"] for row in csv.DictReader(fh)} == ids
+
+    docs = export.load_results(out)  # what every export starts from
+    assert {export.submission_id(d) for d in docs} == ids
+    assert {row["id"] for row in csv.DictReader(io.StringIO(export.scores_csv(docs)))} == ids
+    assert {s["userId"] for s in export.lti_scores(docs)} == ids
+    written = export.write_gradescope(docs, tmp_path / "gradescope")
+    assert {p.parent.name for p in written} == ids
+    written = export.write_prairielearn(docs, tmp_path / "pl")
+    assert {p.parent.name for p in written} == ids
+
+    files = [r["file"] for r in summary["submissions"]]
+    assert len({f.casefold() for f in files}) == len(files), "no two results share a file"
+    assert {f.casefold() for f in files}.isdisjoint({"summary.json", "scores.csv"})
+    for row in summary["submissions"]:
+        assert json.loads((out / row["file"]).read_text())["submission"]["id"] == row["id"]
+
+    second = grade()  # resuming: nothing changed, nothing is graded again
+    assert second.reused == ids and set(second.documents) == ids
+    assert json.loads((out / "summary.json").read_text())["totals"]["reused"] == len(ids)
+
+
+def test_ids_that_differ_only_in_case_do_not_share_a_result_file(tmp_path, course):
+    """``Carol/`` and ``carol/`` are two files on Linux, one on macOS and Windows (and in a
+    results folder copied there): the second gets its own id."""
+    subs_dir = tmp_path / "subs"
+    write_tree(subs_dir / "Carol", {"spawn.py": b"# Carol\n"})
+    write_tree(subs_dir / "carol", {"spawn.py": b"# carol\n"})
+    found, _ = discover([subs_dir], course)
+    files = {s.id.casefold(): s.files["spawn.py"] for s in found}
+    assert sorted(files.values()) == [b"# Carol\n", b"# carol\n"]
+
+
+def test_a_folder_named_like_a_renamed_duplicate_keeps_its_own_id(tmp_path, course):
+    """``alice/`` and ``alice.zip`` make ``alice`` and ``alice-2``: a folder really named
+    ``alice-2`` must not then share that id (and its result file)."""
+    subs_dir = tmp_path / "subs"
+    write_tree(subs_dir / "alice", {"spawn.py": b"# folder\n"})
+    write_tree(subs_dir / "alice-2", {"spawn.py": b"# alice-2\n"})
+    (subs_dir / "alice.zip").write_bytes(zip_bytes([("spawn.py", b"# zip\n")]))
+    found, _ = discover([subs_dir], course)
+    ids = [s.id for s in found]
+    assert len({i.casefold() for i in ids}) == len(ids) == 3
+    assert by_id(found)["alice-2"].files == {"spawn.py": b"# alice-2\n"}
+
+
+def test_result_file_names_never_meet_the_grader_files_even_ignoring_case():
+    """The results folder is copied, zipped and unpacked on case-insensitive systems too
+    (ids of one batch are unique ignoring case, see the test above)."""
+    ids = ("Summary", "SCORES", "scores.v2", "nul", "_summary", "summary-2", "alice")
+    names = [batch.result_file(i).casefold() for i in ids]
+    assert len(set(names)) == len(ids)
+    assert not set(names) & {batch.SUMMARY, batch.SCORES, "scores.json", "nul.json"}
+    assert batch.result_file("alice") == "alice.json"  # ordinary ids keep their file name
