@@ -86,9 +86,9 @@ class Submission:
     def hash(self) -> str:
         h = hashlib.sha256()
         for name in sorted(self.files):
-            h.update(name.encode() + b"\0" + hashlib.sha256(self.files[name]).digest())
+            h.update(name.encode(errors="surrogateescape") + b"\0" + hashlib.sha256(self.files[name]).digest())
         if self.error:
-            h.update(b"error\0" + self.error.encode())
+            h.update(b"error\0" + self.error.encode(errors="surrogateescape"))
         return "sha256:" + h.hexdigest()
 
     def describe(self) -> dict[str, Any]:

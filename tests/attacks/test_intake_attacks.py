@@ -273,3 +273,29 @@ def test_result_file_names_never_meet_the_grader_files_even_ignoring_case():
     assert len(set(names)) == len(ids)
     assert not set(names) & {batch.SUMMARY, batch.SCORES, "scores.json", "nul.json"}
     assert batch.result_file("alice") == "alice.json"  # ordinary ids keep their file name
+
+
+def test_a_zip_whose_name_is_not_utf8_is_graded_next_to_the_others(tmp_path, course):
+    """A file name is bytes on Linux: ``\\xff.zip`` must not stop the batch (its id holds a lone
+    surrogate, which a strict ``encode()`` refuses), nor lose the other students."""
+    subs_dir = tmp_path / "subs"
+    subs_dir.mkdir()
+    (subs_dir / "bob.zip").write_bytes(zip_bytes([("pingpong.py", PINGPONG)]))
+    with open(bytes(subs_dir) + b"/\xff.zip", "wb") as f:
+        f.write(zip_bytes([("pingpong.py", PINGPONG)]))
+    out = tmp_path / "out"
+    box = LocalSandbox()
+    try:
+        result = batch.run([subs_dir], out, course, box, jobs=2)
+    finally:
+        box.close()
+    batch.write_outputs(result, course)
+    assert len(result.documents) == 2
+    assert result.documents["bob"]["status"] == "graded" and result.documents["bob"]["score"] > 0
+    (odd,) = [d for i, d in result.documents.items() if i != "bob"]
+    assert odd["status"] == "graded" and odd["score"] == result.documents["bob"]["score"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert len(summary["submissions"]) == 2
+    docs = export.load_results(out)
+    assert len(docs) == 2
+    assert len(export.write_gradescope(docs, tmp_path / "gradescope")) == 2
