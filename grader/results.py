@@ -9,13 +9,14 @@ worth more than its maximum), because a document that came out of a sandbox is u
 from __future__ import annotations
 
 import json
+import math
 import platform
 from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
 from typing import Any
 
-from grader import __version__
+from grader import __version__, boundedjson
 from grader.assignment import Assignment
 
 SCHEMA_VERSION = "1.0"
@@ -24,6 +25,26 @@ OUTCOMES = (
     "memory_limit", "process_limit", "not_implemented", "skipped",
 )
 MAX_DOCUMENT = 4 * 1024 * 1024
+# Decoding a document from a sandbox: far above what a real one holds (10,000 tests of ~40
+# values), far below what would strain the host (each value costs at most ~130 bytes decoded).
+MAX_DOCUMENT_VALUES = 1_000_000
+MAX_DOCUMENT_DEPTH = 32
+
+# What a document may hold (the maxItems and maxLength of grader/schema/result.schema.json;
+# tests/attacks/test_caps_attacks.py checks they agree). Every list and string that a student
+# can make long is cut to these before a document is built, with a visible marker, so that
+# ``build`` and ``error_document`` give a valid document whatever the submission holds.
+MAX_LIST = 1000  # submission.files, .missing, .ignored; exercises
+MAX_TESTS = 10_000
+MAX_TEXT = 20_000  # messages and outputs
+MAX_TEST_ID = 1000  # a test's id and name
+MAX_HINT = 2000
+MAX_SUBMISSION_ID = 200
+MAX_PATH = 1000  # not in the schema: a path or reason in submission.ignored, the source
+MAX_STUDENT_FIELDS = 50  # and an LMS identity (submission.student) of short plain values
+VISIBILITIES = ("visible", "hidden", "after_due_date")
+TELEMETRY = {"calls": int, "processes": int, "peak_processes": int, "cpu_time": float,
+             "wall_time": float, "peak_rss": int}
 
 
 class InvalidResult(ValueError):
@@ -52,6 +73,94 @@ def grader_info(sandbox: str, start_method: str | None) -> dict[str, Any]:
 
 def _points(x: float) -> float:
     return round(float(x), 4)
+
+
+# --------------------------------------------------------------------------------------------
+# Caps: nothing student-sized reaches a document uncut
+
+
+def cut(text: Any, limit: int) -> str:
+    """``text`` as a string of at most ``limit`` characters; a cut one says so at its end."""
+    text = text if isinstance(text, str) else str(text)
+    if len(text) <= limit:
+        return text
+    tail = f" [... cut: {len(text)} characters in all]"
+    return text[: max(0, limit - len(tail))] + tail
+
+
+def _cut_list(items: Any, limit: int, more: Any) -> list[Any]:
+    """At most ``limit`` items: the first ``limit - 1`` and ``more(n)`` for the ``n`` left out."""
+    items = items if isinstance(items, list) else list(items or [])
+    if len(items) <= limit:
+        return items
+    return [*items[: limit - 1], more(len(items) - limit + 1)]
+
+
+def capped_submission(sub: dict[str, Any]) -> dict[str, Any]:
+    """The ``submission`` object (``Submission.describe()``) cut to what a document may hold.
+
+    ``ignored`` is student-sized (a zip of 9,000 ``conftest.py``, a notebook of a million
+    magics): past the limit it ends with one entry saying how many more there were.
+    """
+    out = {k: v for k, v in sub.items() if k not in ("files", "missing", "ignored", "student")}
+    out["id"] = cut(sub.get("id") or "submission", MAX_SUBMISSION_ID)
+    for key in ("files", "missing"):
+        if key in sub:
+            what = "files" if key == "files" else "missing files"
+            names = _cut_list(sub[key], MAX_LIST, lambda n, w=what: f"... and {n} more {w}")
+            out[key] = [cut(name, MAX_PATH) for name in names]
+    if "ignored" in sub:
+        entries = _cut_list(sub["ignored"], MAX_LIST,
+                            lambda n: {"path": "...", "reason": f"and {n} more ignored files, not listed"})
+        out["ignored"] = [
+            {"path": cut(e.get("path", ""), MAX_PATH), "reason": cut(e.get("reason", ""), MAX_PATH)}
+            if isinstance(e, dict) else {"path": cut(e, MAX_PATH), "reason": ""}
+            for e in entries
+        ]
+    if "source" in sub:
+        out["source"] = cut(sub["source"], MAX_PATH)
+    if "student" in sub:
+        out["student"] = _capped_student(sub["student"])
+    return out
+
+
+def _capped_student(student: Any) -> dict[str, Any] | None:
+    """An LMS identity: a few short plain values (``grader.export.student_of`` reads it)."""
+    if not isinstance(student, dict):
+        return None
+    out: dict[str, Any] = {}
+    for key, value in list(student.items())[:MAX_STUDENT_FIELDS]:
+        if value is None or isinstance(value, bool | int | float):
+            out[cut(key, 100)] = value
+        else:
+            out[cut(key, 100)] = cut(value, MAX_PATH)
+    return out
+
+
+def _capped_telemetry(telemetry: Any) -> dict[str, Any] | None:
+    if not isinstance(telemetry, dict):
+        return None
+    out = {}
+    for key, kind in TELEMETRY.items():
+        value = telemetry.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool) \
+                and 0 <= value < 1e300 and math.isfinite(value):
+            out[key] = int(value) if kind is int else float(value)
+    return out
+
+
+def capped_test(test: dict[str, Any]) -> dict[str, Any]:
+    """One entry of ``tests`` with its strings cut (message, output: the student's words)."""
+    out = dict(test)
+    for key, limit in (("id", MAX_TEST_ID), ("name", MAX_TEST_ID), ("message", MAX_TEXT),
+                       ("output", MAX_TEXT)):
+        out[key] = cut(test.get(key) or "", limit)
+    out["hint"] = None if test.get("hint") is None else cut(test["hint"], MAX_HINT)
+    if out.get("visibility") not in VISIBILITIES:
+        out["visibility"] = "hidden"  # when in doubt, show the student less
+    if "telemetry" in out:
+        out["telemetry"] = _capped_telemetry(out["telemetry"])
+    return out
 
 
 def build(
@@ -89,7 +198,7 @@ def build(
         duration = sum(
             float(entry.get(phase, {}).get("duration", 0.0) or 0.0) for phase in ("setup", "call", "teardown")
         )
-        tests.append({
+        tests.append(capped_test({
             "id": _short_nodeid(entry.get("nodeid", "")),
             "name": meta.get("name") or entry.get("nodeid", ""),
             "exercise": meta.get("exercise"),
@@ -102,7 +211,10 @@ def build(
             "output": meta.get("output") or "",
             "duration": round(duration, 4),
             "telemetry": meta.get("telemetry"),
-        })
+        }))
+    if len(tests) > MAX_TESTS:
+        problems.append(f"{len(tests)} tests ran, more than the {MAX_TESTS} a document holds")
+        tests = tests[:MAX_TESTS]
     for collector in report.get("collectors", []):
         if collector.get("outcome") == "failed":
             nodeid = collector.get("nodeid") or "collection"
@@ -126,7 +238,7 @@ def build(
             "points": _points(ex.points),
             "tests_passed": sum(t["outcome"] == "passed" for t in mine),
             "tests_total": len(mine),
-            "message": _common_message(mine),
+            "message": _common_message(mine),  # the first line of a test's message: cut already
         })
     orphans = [t["id"] for t in tests if t["exercise"] is None]
     if orphans:
@@ -136,10 +248,11 @@ def build(
     status, message = "graded", ""
     if problems:
         status = "error"
-        message = "the grader could not grade this submission fully: " + "; ".join(problems[:10])
+        message = cut("the grader could not grade this submission fully: " + "; ".join(problems[:10]),
+                      MAX_TEXT)
     doc = {
         "schema_version": SCHEMA_VERSION,
-        "submission": submission,
+        "submission": capped_submission(submission),
         "assignment": {
             "name": assignment.name,
             "version": assignment.version,
@@ -190,10 +303,15 @@ def error_document(
     started_at: str,
     tests: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Score 0 with a clear reason: for timeouts, crashes and anything that left no valid report."""
+    """Score 0 with a clear reason: for timeouts, crashes and anything that left no valid report.
+
+    Everything in it is cut to the schema's limits, so it validates whatever the submission
+    (or the message quoting it) holds: it is what a submission gets when all else failed.
+    """
+    message = cut(message, MAX_TEXT)
     return {
         "schema_version": SCHEMA_VERSION,
-        "submission": submission,
+        "submission": capped_submission(submission),
         "assignment": {"name": assignment.name, "version": assignment.version,
                        "fingerprint": assignment.fingerprint()},
         "scope": "all",
@@ -206,7 +324,7 @@ def error_document(
              "points": _points(ex.points), "tests_passed": 0, "tests_total": 0, "message": message}
             for ex in assignment.exercises
         ],
-        "tests": tests or [],
+        "tests": [capped_test(t) for t in (tests or [])[:MAX_TESTS]],
         "grader": grader_info(sandbox, start_method),
         "started_at": started_at,
         "finished_at": now(),
@@ -256,12 +374,22 @@ def validate(doc: Any) -> dict[str, Any]:
     return doc
 
 
-def parse(data: bytes) -> dict[str, Any]:
-    """Bytes from a sandbox -> a validated document. Never anything but ``json.loads``."""
+def decode(data: bytes) -> Any:
+    """Bytes from a sandbox -> JSON data, bounded in bytes, values and depth (``grader.boundedjson``).
+
+    Never anything but ``json.loads``, and only after the text was measured: a document that
+    would decode to millions of objects is refused before any is built.
+    """
     if len(data) > MAX_DOCUMENT:
         raise InvalidResult(f"result is {len(data)} bytes, more than the {MAX_DOCUMENT} allowed")
     try:
-        doc = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        return boundedjson.loads(data, max_values=MAX_DOCUMENT_VALUES, max_depth=MAX_DOCUMENT_DEPTH)
+    except boundedjson.TooComplex as exc:
+        raise InvalidResult(f"result is too {exc.kind} to decode: {exc}") from None
+    except (ValueError, RecursionError) as exc:
         raise InvalidResult(f"result is not JSON: {str(exc)[:200]}") from None
-    return validate(doc)
+
+
+def parse(data: bytes) -> dict[str, Any]:
+    """Bytes from a sandbox -> a validated document (:func:`decode`, then :func:`validate`)."""
+    return validate(decode(data))
