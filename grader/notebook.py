@@ -9,7 +9,11 @@ the classic notebook + ``spawn`` failure: a function defined in a notebook lives
 target; defined in ``spawn.py`` it is ``spawn.worker`` and pickles by reference like any other.
 
 A notebook is hostile input like everything a student hands in: anything that is not a valid
-notebook raises :class:`NotebookError` with a short reason, never another exception.
+notebook raises :class:`NotebookError` with a short reason, never another exception. What it
+costs to read one is bounded too, not only its bytes: the JSON is measured before it is decoded
+(``grader.boundedjson``), outputs are dropped before nbformat sees the rest, the cells and the
+code in them are capped, and the notes about dropped lines stop at :data:`MAX_NOTES` with a
+count of the rest (a 16 MiB notebook of magic lines once cost the host 2.5 GB).
 """
 
 from __future__ import annotations
@@ -26,10 +30,17 @@ from typing import Any
 import nbformat
 from nbformat import v4
 
+from grader import boundedjson
 from grader.assignment import Assignment, Exercise
 from grader.atomic import write_atomic
 
 NOTEBOOK_MAX = 16 * 1024 * 1024  # outputs and images make notebooks far larger than modules
+NOTEBOOK_MAX_VALUES = 500_000  # JSON values: 100,000 printed lines kept as outputs still fit
+NOTEBOOK_MAX_DEPTH = 64  # widget state in the metadata nests ~10 levels
+MAX_CELLS = 10_000
+MAX_CODE = 2 * 1024 * 1024  # characters in all code cells, before the magics are dropped,
+MAX_CODE_LINES = 100_000  # and their lines: tokenizing them costs ~2 us a token
+MAX_NOTES = 20  # notes about dropped lines per notebook; then one note counts the rest
 MAX_MESSAGE = 200  # validation messages can quote the whole offending cell: keep them short
 _SHOWN = 60  # how much of a dropped line a note quotes
 _HEADING = re.compile(r"^## ", re.MULTILINE)
@@ -115,15 +126,37 @@ def load(data: bytes, filename: str) -> nbformat.NotebookNode:
     Everything here runs a third-party parser over hostile bytes, so any exception (including
     a RecursionError from absurdly nested JSON) becomes a NotebookError.
     """
+    return _validated(_parse(data, filename), filename)
+
+
+def _parse(data: bytes, filename: str) -> Any:
+    """The notebook's JSON, decoded within bounds (bytes, values, depth); NotebookError if not."""
     name = PurePosixPath(filename).name
     if len(data) > NOTEBOOK_MAX:
         raise NotebookError(f"{name} is larger than {NOTEBOOK_MAX // (1024 * 1024)} MiB")
     try:
-        raw = json.loads(data)
+        return boundedjson.loads(data, max_values=NOTEBOOK_MAX_VALUES, max_depth=NOTEBOOK_MAX_DEPTH)
     except (ValueError, RecursionError) as exc:
         raise NotebookError(f"{name} is not a notebook: {_json_problem(exc)}") from None
+
+
+def _validated(raw: Any, filename: str) -> nbformat.NotebookNode:
+    name = PurePosixPath(filename).name
     if not isinstance(raw, dict) or "nbformat" not in raw:
         raise NotebookError(f"{name} is not a notebook: no 'nbformat' field")
+    cells = raw.get("cells")
+    if isinstance(cells, list):
+        if len(cells) > MAX_CELLS:
+            raise NotebookError(f"{name} has {len(cells)} cells, more than the {MAX_CELLS} read")
+        # Outputs are never used, and validating them is most of nbformat's cost: gone first.
+        raw = {**raw, "cells": [{**c, "outputs": []} if isinstance(c, dict) and "outputs" in c else c
+                                for c in cells]}
+    sources = [_source(c) for c in cells if isinstance(c, dict) and c.get("cell_type") == "code"] \
+        if isinstance(cells, list) else []
+    if sum(map(len, sources)) > MAX_CODE:
+        raise NotebookError(f"{name} holds more than {MAX_CODE // (1024 * 1024)} MiB of code")
+    if sum(source.count("\n") for source in sources) > MAX_CODE_LINES:
+        raise NotebookError(f"{name} holds more than {MAX_CODE_LINES} lines of code")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -134,7 +167,16 @@ def load(data: bytes, filename: str) -> nbformat.NotebookNode:
     return nb
 
 
+def _source(cell: dict[str, Any]) -> str:
+    source = cell.get("source")
+    if isinstance(source, list):
+        return "".join(line for line in source if isinstance(line, str))
+    return source if isinstance(source, str) else ""
+
+
 def _json_problem(exc: Exception) -> str:
+    if isinstance(exc, boundedjson.TooComplex):
+        return f"too {exc.kind} to read ({exc})"
     if not isinstance(exc, json.JSONDecodeError):
         return f"not valid JSON ({type(exc).__name__})"
     if exc.pos >= len(exc.doc.rstrip()):
@@ -160,11 +202,33 @@ def extract_module(data: bytes, filename: str) -> tuple[bytes, list[str]]:
     (``%%time``, ``%%bash``...) entirely, line magics (``%matplotlib``), shell escapes
     (``!pip``, ``x = !ls``) and ``get_ipython()`` lines one by one. A dropped line inside a
     block becomes ``pass`` so the block stays valid. Raises NotebookError for anything that is
-    not a valid notebook.
+    not a valid notebook. After :data:`MAX_NOTES` notes, one more says how many were left out.
     """
-    nb = load(data, filename)
+    return _extract(load(data, filename), filename)
+
+
+class _Notes:
+    """The first MAX_NOTES notes, and a count of the rest: a million magics are one line."""
+
+    def __init__(self) -> None:
+        self.kept: list[str] = []
+        self.more = 0
+
+    def append(self, note: str) -> None:
+        if len(self.kept) < MAX_NOTES:
+            self.kept.append(note)
+        else:
+            self.more += 1
+
+    def lines(self) -> list[str]:
+        if not self.more:
+            return list(self.kept)
+        return [*self.kept, f"... and {self.more} more lines or cells dropped the same way (not listed)"]
+
+
+def _extract(nb: nbformat.NotebookNode, filename: str) -> tuple[bytes, list[str]]:
     name = PurePosixPath(filename).name
-    notes: list[str] = []
+    notes = _Notes()
     parts: list[str] = []
     number = 0
     for cell in nb.cells:
@@ -182,7 +246,7 @@ def extract_module(data: bytes, filename: str) -> tuple[bytes, list[str]]:
         if cleaned.strip():
             parts.append(cleaned.strip("\n"))
     text = "\n\n\n".join(parts)
-    return (text + "\n" if text else "").encode("utf-8"), notes
+    return (text + "\n" if text else "").encode("utf-8"), notes.lines()
 
 
 @dataclass
@@ -192,7 +256,9 @@ class _Escape:
     last: int
 
 
-def _drop_ipython_lines(source: str, where: str, notes: list[str]) -> str:
+def _drop_ipython_lines(source: str, where: str, notes: _Notes) -> str:
+    if "%" not in source and "!" not in source and "get_ipython" not in source:
+        return source  # nothing the tokenizer could find: spare it the work
     escapes = _escapes(source)
     if not escapes:
         return source
@@ -289,8 +355,11 @@ def module_name_for(data: bytes, filename: str, assignment: Assignment) -> str |
     assignment's module files are ever returned, so metadata cannot smuggle in
     ``conftest.py``.
     """
+    return _module_for(_metadata(data), filename, assignment)
+
+
+def _module_for(meta: Any, filename: str, assignment: Assignment) -> str | None:
     wanted = set(assignment.submitted_files)
-    meta = _metadata(data)
     module = meta.get("module") if isinstance(meta, dict) else None
     if isinstance(module, str) and module in wanted:
         return module
@@ -305,12 +374,13 @@ def module_name_for(data: bytes, filename: str, assignment: Assignment) -> str |
 
 
 def _metadata(data: bytes) -> Any:
-    if len(data) > NOTEBOOK_MAX:
-        return None
     try:
-        raw = json.loads(data)
-    except (ValueError, RecursionError):
+        return _metadata_of(_parse(data, "notebook"))
+    except NotebookError:
         return None
+
+
+def _metadata_of(raw: Any) -> Any:
     if not isinstance(raw, dict) or not isinstance(raw.get("metadata"), dict):
         return None
     return raw["metadata"].get("mpgrade")
@@ -336,14 +406,28 @@ def convert(data: bytes, rel: str, assignment: Assignment, max_module: int) -> C
     dropped magic and, when the notebook is not used at all, why: so a student whose notebook
     was invalid sees that, not just a missing module.
     """
+    try:
+        return _convert(data, rel, assignment, max_module)
+    except Exception as exc:  # noqa: BLE001 - a surprise in a third-party parser: not this batch's
+        return Converted(ignored=[{"path": rel, "reason": f"{PurePosixPath(rel).name} could not be "
+                                                          f"read as a notebook ({type(exc).__name__})"}])
+
+
+def _convert(data: bytes, rel: str, assignment: Assignment, max_module: int) -> Converted:
     out = Converted()
-    module = module_name_for(data, rel, assignment)
+    try:  # parsed once: its metadata names the module, its cells are the module
+        raw, problem = _parse(data, rel), None
+    except NotebookError as exc:
+        raw, problem = None, exc
+    module = _module_for(_metadata_of(raw), rel, assignment)
     if module is None:
         out.ignored.append({"path": rel, "reason": "a notebook that names no module of this "
                                                    "assignment (by metadata, module or exercise)"})
         return out
     try:
-        source, notes = extract_module(data, rel)
+        if problem is not None:
+            raise problem
+        source, notes = _extract(_validated(raw, rel), rel)
     except NotebookError as exc:
         out.ignored.append({"path": rel, "reason": str(exc)})
         return out

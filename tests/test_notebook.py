@@ -117,7 +117,7 @@ def test_a_notebook_saved_without_cell_ids_is_fine():
     (b'{"nbformat": 4, "nbformat_minor": 5, "cells": [{"cell_type": "code"}], "metadata": {}}',
      "is not a valid notebook"),
     (b'{"nbformat": 99, "nbformat_minor": 0, "cells": [], "metadata": {}}', "is not a valid notebook"),
-    (b"[" * 200_000, "not valid JSON"),
+    (b"[" * 200_000, "nested deeper than 64 levels"),
 ])
 def test_invalid_notebooks_raise_a_short_clear_error(data, expected):
     with pytest.raises(notebook.NotebookError) as info:
