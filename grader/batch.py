@@ -7,6 +7,7 @@ files, assignment and grader are unchanged.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -178,23 +179,46 @@ def run(
             todo.append(sub)
     stop = stop or threading.Event()
 
+    sandbox_name = getattr(sandbox, "name", "docker")  # grade_one: Celery workers, in containers
+
+    def failed(sub: Submission, exc: BaseException) -> dict[str, Any] | None:
+        """What a submission whose grading raised gets: an error of its own, never the batch's."""
+        if stop.is_set():
+            return None  # the batch is being stopped (containers killed): grade it next time
+        return grading.failure(assignment, sub, sandbox_name, options, exc)
+
+    def save(sub: Submission, doc: dict[str, Any]) -> None:
+        write_atomic(out_dir / result_file(sub.id), json.dumps(doc, indent=2).encode() + b"\n")
+
     def one(sub: Submission) -> tuple[Submission, dict[str, Any] | None]:
         if stop.is_set():
             return sub, None
-        emit("started", sub, None)
-        doc = grade_one(sub) if grade_one is not None else grading.grade(sandbox, assignment, sub, options)
-        if doc is not None:
-            write_atomic(out_dir / result_file(sub.id), json.dumps(doc, indent=2).encode() + b"\n")
-        emit("done", sub, doc)
+        try:
+            emit("started", sub, None)
+            doc = grade_one(sub) if grade_one is not None else grading.grade(sandbox, assignment, sub, options)
+            if doc is not None:
+                save(sub, doc)
+        except Exception as exc:  # noqa: BLE001 - one submission's problem is its own error
+            doc = failed(sub, exc)
+            if doc is not None:
+                with contextlib.suppress(Exception):  # a full disk: summary.json still says it
+                    save(sub, doc)
+        with contextlib.suppress(Exception):  # a progress display's hiccup changes no result
+            emit("done", sub, doc)
         return sub, doc
 
     with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="mpgrade") as pool:
-        pending: set[Future] = {pool.submit(one, sub) for sub in todo}
+        futures: dict[Future, Submission] = {pool.submit(one, sub): sub for sub in todo}
+        pending: set[Future] = set(futures)
         try:
             while pending:
                 done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
                 for fut in done:
-                    sub, doc = fut.result()
+                    try:
+                        sub, doc = fut.result()
+                    except Exception as exc:  # noqa: BLE001 - one() catches all; kept fail-safe
+                        sub = futures[fut]
+                        doc = failed(sub, exc)
                     if doc is not None:
                         batch.documents[sub.id] = doc
                 if stop.is_set():
