@@ -128,7 +128,7 @@ def test_the_corpus_covers_the_issue():
                 "fake_result_files", "print_fake_result", "read_hidden_tests", "conftest_and_sitecustomize",
                 "symlinks", "fork_bomb", "memory_bomb", "stdout_flood", "fill_tmpfs", "sleep_forever",
                 "orphans_and_daemons", "kill_everything", "network", "reduce_value", "steal_nonce",
-                "escape_between_calls", "forge_report", "threads_as_workers"}
+                "escape_between_calls", "forge_report", "threads_as_workers", "huge_result"}
     assert expected <= set(SPECS)
 
 

@@ -46,3 +46,15 @@ def test_a_result_without_this_runs_nonce_is_refused(course):
     results.validate(doc)
     assert doc["status"] == "error" and doc["score"] == 0
     assert "nonce" in doc["message"]
+
+
+def test_an_error_document_that_cannot_be_built_falls_back_to_a_minimal_valid_one(course, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("no error document today")
+
+    monkeypatch.setattr(results, "error_document", broken)
+    doc = grading.grade(Broken(), course, submission())
+    results.validate(doc)
+    assert doc["status"] == "error" and doc["score"] == 0
+    assert "the daemon went away" in doc["message"] and "no error document today" in doc["message"]
+    assert doc["submission"] == {"id": "sam", "hash": submission().hash}
