@@ -1,0 +1,113 @@
+"""A whole class graded as an instructor grades it, with one student of each attack beside the
+honest ones: ``mpgrade grade`` in Docker, then every export.
+
+The batch must finish, every honest student keeps full marks, and ``summary.json``,
+``scores.csv`` and every export hold every student, whatever the others handed in: processes
+that outlive their call, a forged report, threads claimed as workers, thousands of ignored
+files, a huge result, a member twice in a zip, and ids made to attack the terminal, the
+spreadsheet and the grader's own file names.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from grader.submission import submission_id
+from tests.conftest import REPO
+
+ATTACKS = REPO / "tests" / "attacks"
+MODULES = {ex: REPO / "solutions" / ex / f"{ex[3:]}.py" for ex in
+           ("01_spawn", "02_pingpong", "03_prodcons", "04_locks")}
+HONEST = ("alice", "summary", "=HYPERLINK(\"http:x\",\"y\")", "\x1b]0;pwned\x07eve")
+# Each attack's spawn.py beside the honest modules of the other exercises, and the most it may
+# score: the escape's honest code keeps full marks, and so do the exercises graded after it.
+ATTACKERS = {"escape_between_calls": 100, "forge_report": 75, "threads_as_workers": 81, "fork_bomb": 75}
+
+
+def honest_files() -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in MODULES.values()}
+
+
+def make_class(root: Path) -> set[str]:
+    """The class folder; the ids it holds."""
+    root.mkdir()
+    for name in HONEST:
+        folder = root / name
+        folder.mkdir()
+        for file, data in honest_files().items():
+            (folder / file).write_bytes(data)
+    for name in ATTACKERS:
+        shutil.copytree(ATTACKS / name / "submission", root / name)
+        for file, data in honest_files().items():
+            if not (root / name / file).exists():
+                (root / name / file).write_bytes(data)
+    buf = io.BytesIO()  # 1001 conftest.py beside honest modules: too much to list
+    with zipfile.ZipFile(buf, "w") as zf:
+        for file, data in honest_files().items():
+            zf.writestr(file, data)
+        for i in range(1001):
+            zf.writestr(f"d{i}/conftest.py", "raise SystemExit\n")
+    (root / "ignored_1001.zip").write_bytes(buf.getvalue())
+    buf = io.BytesIO()  # the same member twice: what is graded must be what a TA sees
+    with zipfile.ZipFile(buf, "w") as zf, pytest.warns(UserWarning):
+        zf.writestr("spawn.py", "def worker_pids(n):\n    return []\n")
+        zf.writestr("spawn.py", MODULES["01_spawn"].read_bytes())
+    (root / "twice.zip").write_bytes(buf.getvalue())
+    return {submission_id(n) for n in (*HONEST, *ATTACKERS, "ignored_1001", "twice")}
+
+
+def mpgrade(*args: str, timeout: float = 1200) -> subprocess.CompletedProcess:
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "grader", *args], capture_output=True, timeout=timeout,
+                          env=env, cwd=REPO)
+
+
+@pytest.mark.docker
+def test_a_class_with_one_attacker_of_each_kind_is_graded_whole(grading_image, tmp_path):
+    ids = make_class(tmp_path / "class")
+    out = tmp_path / "results"
+    run = mpgrade("grade", str(tmp_path / "class"), "--out", str(out), "--jobs", "2",
+                  "--image", grading_image)
+    shown = run.stdout + run.stderr
+    assert run.returncode in (0, 1), shown.decode(errors="replace")[-3000:]
+    assert b"\x1b]0;pwned" not in shown and b"\x07" not in shown, "an id drove the terminal"
+
+    summary = json.loads((out / "summary.json").read_text())
+    rows = {r["id"]: r for r in summary["submissions"]}
+    assert set(rows) == ids
+    for name in map(submission_id, HONEST):
+        assert rows[name]["score"] == 100, (name, rows[name])
+    assert rows["twice"]["status"] == "error"
+    for name, most in ATTACKERS.items():
+        doc = json.loads((out / rows[name]["file"]).read_text())
+        assert doc["submission"]["id"] == name
+        assert doc["score"] <= most, (name, doc["score"])
+        others = [e for e in doc["exercises"] if e["name"] != "01_spawn"]
+        assert all(e["score"] == e["max_score"] for e in others), (name, others)
+    assert rows["escape_between_calls"]["score"] == 100
+
+    with (out / "scores.csv").open(newline="") as f:
+        table = list(csv.DictReader(f))
+    assert {r["id"].lstrip("'") for r in table} == ids
+    assert all(not r["id"].startswith(("=", "+", "-", "@")) for r in table), "a formula in scores.csv"
+
+    exported = tmp_path / "exports"
+    for fmt, target in (("gradescope", "gs"), ("prairielearn", "pl"), ("scores", "scores.csv"),
+                        ("lti", "lti.jsonl")):
+        done = mpgrade("export", fmt, str(out), "--out", str(exported / target), timeout=120)
+        assert done.returncode == 0, (fmt, done.stderr.decode(errors="replace")[-2000:])
+    assert len(list((exported / "gs").glob("*/results.json"))) == len(ids)
+    assert len(list((exported / "pl").glob("*/results.json"))) == len(ids)
+    with (exported / "scores.csv").open(newline="") as f:
+        assert len(list(csv.DictReader(f))) == len(ids)
+    assert len((exported / "lti.jsonl").read_text().splitlines()) == len(ids)
