@@ -355,6 +355,10 @@ def discover(paths: list[Path], assignment: Assignment) -> tuple[list[Submission
                 skipped.append(f"{entry}: not a folder, .zip, .py or .ipynb file, skipped")
         except NotASubmission as exc:
             skipped.append(str(exc))
+        except OSError as exc:  # unreadable: that submission's error, never the whole batch's
+            found.append(Submission(id=submission_id(entry.stem if entry.suffix else entry.name),
+                                    source=str(entry),
+                                    error=f"{entry.name} could not be read: {exc.strerror or exc}"))
 
     for path in paths:
         if not path.exists():

@@ -299,3 +299,26 @@ def test_a_zip_whose_name_is_not_utf8_is_graded_next_to_the_others(tmp_path, cou
     docs = export.load_results(out)
     assert len(docs) == 2
     assert len(export.write_gradescope(docs, tmp_path / "gradescope")) == 2
+
+
+def test_a_submission_that_cannot_be_read_is_its_own_error(tmp_path, course, monkeypatch):
+    """An I/O error reading one student's folder (a vanished file, a bad disk block) is an
+    ``error`` result for that student, not a traceback that stops the batch before it starts."""
+    import grader.submission as submission_mod
+
+    subs_dir = tmp_path / "subs"
+    for name in ("alice", "bob"):
+        write_tree(subs_dir / name, {"pingpong.py": PINGPONG})
+    real = submission_mod.from_folder
+
+    def flaky(path, assignment, sub_id=None):
+        if path.name == "alice":
+            raise OSError(5, "Input/output error")
+        return real(path, assignment, sub_id)
+
+    monkeypatch.setattr(submission_mod, "from_folder", flaky)
+    found, _ = discover([subs_dir], course)
+    subs = by_id(found)
+    assert set(subs) == {"alice", "bob"}
+    assert "could not be read: Input/output error" in subs["alice"].error
+    assert subs["bob"].error is None
