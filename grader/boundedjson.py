@@ -70,12 +70,18 @@ def _too_many(max_values: int) -> TooComplex:
     return TooComplex(f"it holds more than {max_values:,} values", "large")
 
 
+def _not_a_number(name: str) -> Any:
+    """``NaN``, ``Infinity``: Python's json reads them, JSON has no such numbers, and a document
+    holding one would make every export that copies it invalid JSON."""
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def loads(data: bytes | str, *, max_values: int = MAX_VALUES, max_depth: int = MAX_DEPTH) -> Any:
     """``json.loads`` of UTF-8 text, after :func:`check`; ValueError (or TooComplex) if not."""
     raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else bytes(data)
     check(raw, max_values=max_values, max_depth=max_depth)
     text = data if isinstance(data, str) else raw.decode("utf-8-sig")
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_not_a_number)
     except RecursionError:  # cannot happen within max_depth; kept so no caller ever sees one
         raise TooComplex(f"it is nested deeper than {max_depth} levels", "deep") from None

@@ -304,3 +304,12 @@ def test_a_document_of_a_million_objects_from_the_sandbox_is_refused_cheaply(cou
         tracemalloc.stop()
     assert results.validate(doc)["status"] == "error" and "too large to decode" in doc["message"]
     assert peak < 32 * 1024 * 1024, f"{peak / 2**20:.0f} MiB to refuse a 4 MB document"
+
+
+@pytest.mark.parametrize("constant", [b"NaN", b"Infinity", b"-Infinity"])
+def test_a_document_with_a_number_json_does_not_have_is_refused(constant):
+    """Python's json reads NaN and Infinity; an export copying one would be invalid JSON."""
+    with pytest.raises(results.InvalidResult, match="not a JSON number"):
+        results.decode(b'{"score": ' + constant + b"}")
+    with pytest.raises(ValueError):
+        boundedjson.loads(b"[1, " + constant + b"]")
