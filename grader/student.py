@@ -15,7 +15,6 @@ import json
 import os
 import re
 import select
-import shutil
 import signal
 import stat
 import subprocess
@@ -283,7 +282,7 @@ def _is_thread(tid: int) -> bool:
 
 def _in_session(pid: int, sid: int) -> bool:
     st = _stat(pid)
-    return st is not None and st[3] == sid and st[0] not in ("Z", "X")
+    return st is not None and st[3] == sid and not _gone(pid, st[0])
 
 
 def _read_capped(path: Path, limit: int) -> str:
@@ -306,12 +305,37 @@ def _is_helper(cmdline: str) -> bool:
     return "resource_tracker" in cmdline or "forkserver" in cmdline
 
 
+def _gone(pid: int, state: str) -> bool:
+    """Dead for good: a zombie (or dying) thread-group leader none of whose threads still runs.
+
+    A process whose main thread ends by itself (``SYS_exit``, not ``exit_group``) shows as a
+    zombie while its other threads go on running student code; it must still count as alive.
+    """
+    if state not in ("Z", "X"):
+        return False
+    if not HAVE_PROC:
+        return True
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return True
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat", "rb") as f:
+                data = f.read()
+            if data[data.rfind(b")") + 2 :].split()[0] not in (b"Z", b"X"):
+                return False
+        except (OSError, IndexError):
+            pass
+    return True
+
+
 def _session_members(sid: int) -> list[int]:
     pids = [int(n) for n in os.listdir("/proc") if n.isdigit()] if HAVE_PROC else psutil.pids()
     members = []
     for pid in pids:
         st = _stat(pid)
-        if st is not None and st[3] == sid and st[0] not in ("Z", "X"):
+        if st is not None and st[3] == sid and not _gone(pid, st[0]):
             members.append(pid)
     return members
 
@@ -335,19 +359,20 @@ def kill_session(sid: int, also: set[int] = frozenset(), rounds: int = 50) -> No
 
 
 def _uids(pid: int) -> tuple[int, ...]:
-    """Real, effective, saved and filesystem uid of a live process; () if gone or a zombie."""
+    """Real, effective, saved and filesystem uid of a live process; () if gone (see ``_gone``)."""
     try:
         with open(f"/proc/{pid}/status") as f:
             text = f.read()
     except OSError:
         return ()
     uids: tuple[int, ...] = ()
+    state = ""
     for line in text.splitlines():
-        if line.startswith("State:") and line.split()[1] in ("Z", "X"):
-            return ()
-        if line.startswith("Uid:"):
+        if line.startswith("State:"):
+            state = line.split()[1]
+        elif line.startswith("Uid:"):
             uids = tuple(int(x) for x in line.split()[1:])
-    return uids
+    return () if _gone(pid, state) else uids
 
 
 def user_processes(uid: int, keep: set[int] = frozenset()) -> list[int]:
@@ -384,8 +409,106 @@ def kill_user(uid: int, keep: set[int] = frozenset(), rounds: int = 200) -> int:
 
 
 # Folders every process may write besides the scratch folder; emptied of the student uid's
-# files between calls (see ``clear_user_files``).
-SHARED_WRITABLE = ("/dev/shm",)
+# files between calls (see ``StudentRunner.clear_user``): POSIX shared memory and semaphores,
+# POSIX message queues.
+SHARED_WRITABLE = ("/dev/shm", "/dev/mqueue")
+
+
+def user_ipc(uid: int) -> list[str]:
+    """System V shared memory segments, semaphore sets and message queues of ``uid`` (owner or
+    creator), as ``kind:id``. They outlive every process (a segment nobody has attached keeps
+    its memory), and are not files: ``remove_entries`` cannot see them."""
+    found = []
+    for kind in ("shm", "sem", "msg"):
+        try:
+            with open(f"/proc/sysvipc/{kind}") as f:
+                header, *rows = f.read().splitlines()
+        except (OSError, ValueError):
+            continue
+        names = header.split()
+        try:
+            at_id, at_uid, at_cuid = 1, names.index("uid"), names.index("cuid")
+        except ValueError:
+            continue
+        for row in rows:
+            cols = row.split()
+            if len(cols) > max(at_uid, at_cuid) and str(uid) in (cols[at_uid], cols[at_cuid]):
+                found.append(f"{kind}:{cols[at_id]}")
+    return found
+
+
+# Removes the System V objects named on its command line; run as their owner, since root
+# without CAP_SYS_ADMIN (the supervisor in a container) may not remove another user's.
+_IPC_REMOVER = """
+import ctypes, sys
+libc = ctypes.CDLL(None, use_errno=True)
+for kind, ident in (a.split(":") for a in sys.argv[1:]):
+    ident = int(ident)
+    if kind == "shm":
+        libc.shmctl(ident, 0, None)
+    elif kind == "sem":
+        libc.semctl(ident, 0, 0)
+    else:
+        libc.msgctl(ident, 0, None)
+"""
+
+
+def clear_user_ipc(user: tuple[int, int], python: str) -> None:
+    """Remove ``user``'s System V IPC objects (see ``user_ipc``), by a short process of that
+    user running only our code: started only when there is something to remove, so an honest
+    call (multiprocessing uses POSIX semaphores and shared memory, files in /dev/shm) pays one
+    read of /proc/sysvipc."""
+    objects = user_ipc(user[0])
+    if not objects:
+        return
+    try:
+        subprocess.run([python, "-I", "-S", "-c", _IPC_REMOVER, *objects[:10_000]], env={},
+                       user=user[0], group=user[1], extra_groups=[], stdin=subprocess.DEVNULL,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        pass
+
+
+def _remove_tree(parent: int, name: str) -> None:
+    """Remove the folder ``name`` of the folder open as ``parent``, however deep it goes.
+
+    ``shutil.rmtree`` recurses (a folder 3000 levels deep raises RecursionError) and holds a
+    descriptor per level (EMFILE at about a thousand). Here each subfolder is first moved up
+    into ``parent`` under a fresh name and removed in its turn: no recursion, two descriptors
+    at most. Never follows a link, never opens anything but a folder (O_DIRECTORY: a FIFO put in
+    a folder's place cannot block it).
+    """
+    todo, moved = [name], 0
+    while todo:
+        current = todo.pop()
+        fd = os.open(current, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=parent)
+        try:
+            for entry in os.listdir(fd):
+                if stat.S_ISDIR(os.stat(entry, dir_fd=fd, follow_symlinks=False).st_mode):
+                    moved += 1
+                    target = f".mpgrade-removing-{os.getpid()}-{moved}-{os.urandom(4).hex()}"
+                    os.rename(entry, target, src_dir_fd=fd, dst_dir_fd=parent)
+                    todo.append(target)
+                else:
+                    os.unlink(entry, dir_fd=fd)
+        finally:
+            os.close(fd)
+        os.rmdir(current, dir_fd=parent)
+
+
+def remove_tree(path: Path) -> bool:
+    """Remove a folder and everything in it (see ``_remove_tree``); False if it could not."""
+    try:
+        parent = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return False
+    try:
+        _remove_tree(parent, path.name)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(parent)
 
 
 def remove_entries(folder: Path, keep: set[str] = frozenset(), owner: int | None = None) -> bool:
@@ -393,8 +516,8 @@ def remove_entries(folder: Path, keep: set[str] = frozenset(), owner: int | None
 
     Used on folders the student user can write, once no process of that user but the waiting
     spares is alive, so nothing swaps an entry meanwhile; still every step works on directory
-    descriptors and never follows a link (``rmtree`` with ``dir_fd`` is the symlink-safe
-    variant). False if ``folder`` is not a folder, or an entry could not be removed.
+    descriptors and never follows a link (see ``_remove_tree``). False if ``folder`` is not a
+    folder, or an entry could not be removed.
     """
     try:
         fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
@@ -402,7 +525,11 @@ def remove_entries(folder: Path, keep: set[str] = frozenset(), owner: int | None
         return False
     ok = True
     try:
-        for name in os.listdir(fd):
+        names = os.listdir(fd)
+    except OSError:
+        names, ok = [], False
+    try:
+        for name in names:
             if name in keep:
                 continue
             try:
@@ -410,7 +537,7 @@ def remove_entries(folder: Path, keep: set[str] = frozenset(), owner: int | None
                 if owner is not None and st.st_uid != owner:
                     continue
                 if stat.S_ISDIR(st.st_mode):
-                    shutil.rmtree(name, dir_fd=fd)
+                    _remove_tree(fd, name)
                 else:
                     os.unlink(name, dir_fd=fd)
             except OSError:
@@ -458,7 +585,7 @@ def sealed_from_exec(python: str, user: tuple[int, int] | None) -> bool:
 
 def _alive(pid: int) -> bool:
     st = _stat(pid)
-    return st is not None and st[0] not in ("Z", "X")
+    return st is not None and not _gone(pid, st[0])
 
 
 # --- stack dumps ------------------------------------------------------------------------------
@@ -562,19 +689,17 @@ class StudentRunner:
         record = CallRecord(module=module, function=function, start_method=method)
         self.records.append(record)
         before = self._limit_events()
-        try:
-            error = _CallExecution(self, record, args, kwargs or {}, timeout or self.call_timeout).run()
-        finally:
-            record.escaped = self.clear_user()
+        error = _CallExecution(self, record, args, kwargs or {}, timeout or self.call_timeout).run()
         if error is not None:
             raise self._explain_limits(error, before)
         return record
 
     def clear_user(self) -> int:
         """Between two calls nothing of the student user is left: no process but the waiting
-        spares (our own code, sealed), no file in the scratch folder or /dev/shm but the spares'
-        folders. Only with a user of the sandbox's own (``user``); returns how many processes had
-        to be killed here, i.e. had escaped the call's session (0 without a user)."""
+        spares (our own code, sealed), no file in the scratch folder, /dev/shm or /dev/mqueue
+        but the spares' folders, no System V IPC object. Only with a user of the sandbox's own
+        (``user``); returns how many processes had to be killed here, i.e. had escaped the
+        call's session (0 without a user)."""
         if self.user is None or self.user[0] == 0:
             return 0
         held = self.spares.held() if self.spares is not None else []
@@ -582,6 +707,7 @@ class StudentRunner:
         scratch = self.scratch or Path(tempfile.gettempdir())
         for folder in (scratch, *map(Path, SHARED_WRITABLE)):
             remove_entries(folder, keep={c.tmp.name for c in held}, owner=self.user[0])
+        clear_user_ipc(self.user, self.python)
         return killed
 
     def _limit_events(self) -> dict[str, int]:
@@ -648,7 +774,7 @@ class ModuleProxy:
 # The signal that tells a claiming worker it was seen (default action: ignore, so one that
 # arrives late does nothing), and how long a worker waits for it (see ``sitecustomize``).
 CLAIM_ACK = signal.SIGURG
-MAX_CLAIMS = 10_000  # claim lines read per child; the rest are drained and dropped
+MAX_CLAIMS = 10_000  # claims looked up per call; the rest are drained and dropped
 
 
 class _Claims:
@@ -669,6 +795,7 @@ class _Claims:
         self.path, self.user, self.session, self.own_tids = path, user, session, own_tids
         self.granted: set[int] = set()
         self.threads: set[int] = set()  # claimed IDs the kernel shows as threads
+        self.checked = 0  # claims looked up in /proc since the last ``forget``: at most MAX_CLAIMS
         os.mkfifo(path, 0o600)
         os.chmod(path, 0o622 if user is not None else 0o600)  # others' processes write, only
         self.fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
@@ -680,7 +807,7 @@ class _Claims:
 
     def _read(self) -> None:
         self.own_tids.add(threading.get_native_id())
-        pending, lines = b"", 0
+        pending = b""
         while True:
             readable, _, _ = select.select([self.fd, self._stop_r], [], [])
             if self._stop_r in readable:
@@ -694,17 +821,16 @@ class _Claims:
             *complete, pending = (pending + chunk).split(b"\n")
             pending = pending[-64:]
             for line in complete:
-                lines += 1
-                if lines <= MAX_CLAIMS:
-                    self._check(line)
+                self._check(line)
 
     def _check(self, line: bytes) -> None:
         parts = line.split()
         if len(parts) != 3 or parts[2] != b"worker" or not parts[0].isdigit() or len(parts[0]) > 9:
             return
         pid = int(parts[0])
-        if pid in self.own_tids or pid in self.granted or pid <= 1:
+        if pid in self.own_tids or pid in self.granted or pid <= 1 or self.checked >= MAX_CLAIMS:
             return
+        self.checked += 1
         if not HAVE_PROC:  # psutil: no thread IDs to mistake for processes there
             if psutil.pid_exists(pid):
                 self._grant(pid)
@@ -732,8 +858,10 @@ class _Claims:
             pass
 
     def forget(self) -> None:
-        """Drop what was granted so far (claims made while this child waited as a spare)."""
+        """Drop what was granted so far, and the count of claims looked up: claims made while
+        this child waited as a spare, maybe a flood by the previous call's code (same user)."""
         self.granted.clear()
+        self.checked = 0
 
     def close(self) -> None:
         os.write(self._stop_w, b"x")
@@ -779,7 +907,7 @@ class _Child:
                 self.stop()
             elif hasattr(self, "claims"):
                 self.claims.close()
-            shutil.rmtree(self.tmp, ignore_errors=True)
+            remove_tree(self.tmp)
             raise
 
     def _start(self, python: str, user: tuple[int, int] | None, max_processes: int | None) -> None:
@@ -935,7 +1063,7 @@ class _Child:
         return remove_entries(self.home) and remove_entries(self.dumps, keep={f"{self.pid}.txt"})
 
     def remove(self) -> None:
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        remove_tree(self.tmp)
 
     def discard(self) -> None:
         self.stop()
@@ -1103,7 +1231,10 @@ class _CallExecution:
             child.stop()  # a failure of ours (or Ctrl-C) before the call was under way
             raise
         finally:
-            child.remove()
+            try:  # first, so that no escaped process can meddle with what is removed next
+                record.escaped = runner.clear_user()
+            finally:
+                child.remove()
 
     def _run(self, child: _Child, request: dict[str, Any]) -> StudentFailure | None:
         record = self.record
@@ -1233,8 +1364,12 @@ class _CallExecution:
         claims = self.child.claims
         self.threads |= claims.threads
         ceiling = _last_pid()
+        spares = self.runner.spares
+        others = {c.pid for c in spares.held()} if spares is not None else set()
         for pid in list(claims.granted):
             if pid == self.record.pid or pid in self.record.helpers or pid in self.child.own_tids:
+                continue
+            if pid in others:  # a spare's PID, should the counter have wrapped since the floor
                 continue
             if pid in self.seen or _allocated_between(pid, self.pid_floor, ceiling):
                 self.record.workers.add(pid)

@@ -1,6 +1,7 @@
 """The attack corpus: each folder in tests/attacks/ is a hostile submission and what it must get.
 
-``attack.toml`` says which exercise it attacks, the honest score it may get (``max_score``,
+``attack.toml`` says which exercise it attacks (or a list: the attack in one, honest modules of
+the others graded after it), the honest score it may get (``max_score``,
 or ``fails_matching`` / ``passes_matching`` for the honest part), the outcomes that must show
 up, files that must be reported as ignored, and whether it is harmless enough to run in the
 local sandbox too (signalling, fork, memory and disk attacks run only in containers).
@@ -77,7 +78,8 @@ def run_attacks(course, sandbox, names: list[str], tmp: Path) -> dict[str, dict]
     def one(name: str) -> tuple[str, dict]:
         spec = SPECS[name]
         sub = submission.from_folder(materialize(name, tmp, listener), course)
-        options = grading.Options(exercises=(spec["exercise"],), timeout=spec.get("timeout"))
+        exercises = spec["exercise"] if isinstance(spec["exercise"], list) else [spec["exercise"]]
+        options = grading.Options(exercises=tuple(exercises), timeout=spec.get("timeout"))
         doc = grading.grade(sandbox, course, sub, options)
         return name, doc
 
@@ -128,7 +130,8 @@ def test_the_corpus_covers_the_issue():
                 "fake_result_files", "print_fake_result", "read_hidden_tests", "conftest_and_sitecustomize",
                 "symlinks", "fork_bomb", "memory_bomb", "stdout_flood", "fill_tmpfs", "sleep_forever",
                 "orphans_and_daemons", "kill_everything", "network", "reduce_value", "steal_nonce",
-                "escape_between_calls", "forge_report", "threads_as_workers", "huge_result"}
+                "escape_between_calls", "forge_report", "threads_as_workers", "zombie_leader",
+                "deep_folder", "sysv_memory", "huge_result"}
     assert expected <= set(SPECS)
 
 

@@ -591,6 +591,51 @@ def alive(pid):
     except OSError:
         return False
 
+def deep_folder(tag, depth):
+    """A folder ``depth`` levels deep in /tmp (rmtree recurses: RecursionError past ~1000)."""
+    fd = os.open("/tmp", os.O_RDONLY)
+    os.mkdir(tag, dir_fd=fd)
+    for _ in range(depth):
+        new = os.open(tag if _ == 0 else "d", os.O_RDONLY, dir_fd=fd)
+        os.close(fd)
+        fd = new
+        os.mkdir("d", dir_fd=fd)
+    os.close(fd)
+    return depth
+
+def sysv_segment(size):
+    """A System V shared memory segment left with no process attached: it outlives them all."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    ident = libc.shmget(0, size, 0o1600)  # IPC_PRIVATE, IPC_CREAT | 0600
+    return ident
+
+def sysv_exists(ident):
+    with open("/proc/sysvipc/shm") as f:
+        return any(line.split()[1] == str(ident) for line in f.read().splitlines()[1:])
+
+def zombie_leader(tag):
+    """A daemon whose main thread ends by itself while another thread goes on: the kernel shows
+    the process as a zombie, but it runs. Its PID."""
+    import ctypes, threading
+    r, w = os.pipe()
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() != 0:
+            os._exit(0)
+        def keep_running():
+            while True:
+                with open(f"/tmp/{tag}", "w") as f:
+                    f.write("still here")
+                time.sleep(0.01)
+        threading.Thread(target=keep_running).start()
+        os.write(w, str(os.getpid()).encode())
+        ctypes.CDLL(None).syscall(60, 0)  # SYS_exit on x86_64: this thread only
+    os.close(w)
+    pid = int(os.read(r, 32))
+    time.sleep(0.1)
+    return pid
+
 def files(tag):
     return [os.path.exists(f"{folder}/{tag}") for folder in ("/tmp", "/dev/shm")]
 
@@ -722,6 +767,40 @@ def test_nothing_of_the_student_user_outlives_a_call(as_nobody):
     assert tamper.alive(daemon) is False
     assert tamper.files(tag) == [False, False]
     assert runner.last.escaped == 0
+
+
+@needs_root
+def test_a_process_whose_main_thread_ended_is_still_killed(as_nobody):
+    """Its leader shows as a zombie, its other thread runs student code: it is alive."""
+    import platform
+
+    if platform.machine() != "x86_64":
+        pytest.skip("the raw exit syscall number used here is x86_64's")
+    runner, _ = as_nobody
+    tamper = runner.module("tamper")
+    tag = f"mpgrade-zombie-{os.getpid()}"
+    daemon = tamper.zombie_leader(tag)
+    assert runner.last.escaped >= 1
+    time.sleep(0.1)
+    assert tamper.files(tag) == [False, False], "the daemon's thread wrote again after the call"
+    assert not Path(f"/proc/{daemon}/task").exists() or all(
+        (Path(f"/proc/{daemon}/task") / t / "stat").read_text().rsplit(")", 1)[1].split()[0] in "ZX"
+        for t in os.listdir(f"/proc/{daemon}/task"))
+
+
+@needs_root
+def test_what_the_student_leaves_is_removed_however_it_is_made(as_nobody):
+    """A folder thousands of levels deep, a System V segment nobody holds: gone before the next
+    call, which runs as usual."""
+    runner, _ = as_nobody
+    tamper = runner.module("tamper")
+    tag = f"mpgrade-deep-{os.getpid()}"
+    assert tamper.deep_folder(tag, 3000) == 3000
+    assert not Path("/tmp", tag).exists()
+    segment = tamper.sysv_segment(1 << 20)
+    assert segment >= 0
+    assert tamper.sysv_exists(segment) is False
+    assert tamper.double(21) == 42
 
 
 @needs_root
