@@ -2,10 +2,10 @@
 honest ones: ``mpgrade grade`` in Docker, then every export.
 
 The batch must finish, every honest student keeps full marks, and ``summary.json``,
-``scores.csv`` and every export hold every student, whatever the others handed in: processes
-that outlive their call, a forged report, threads claimed as workers, thousands of ignored
-files, a huge result, a member twice in a zip, and ids made to attack the terminal, the
-spreadsheet and the grader's own file names.
+``scores.csv`` and every export hold every student, whatever the others handed in: every
+attack of the corpus (each beside honest modules of the exercises it does not attack, which
+keep full marks too), thousands of ignored files, a member twice in a zip, and ids made to
+attack the terminal, the spreadsheet and the grader's own file names.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -29,9 +30,16 @@ ATTACKS = REPO / "tests" / "attacks"
 MODULES = {ex: REPO / "solutions" / ex / f"{ex[3:]}.py" for ex in
            ("01_spawn", "02_pingpong", "03_prodcons", "04_locks")}
 HONEST = ("alice", "summary", "=HYPERLINK(\"http:x\",\"y\")", "\x1b]0;pwned\x07eve")
-# Each attack's spawn.py beside the honest modules of the other exercises, and the most it may
-# score: the escape's honest code keeps full marks, and so do the exercises graded after it.
-ATTACKERS = {"escape_between_calls": 100, "forge_report": 75, "threads_as_workers": 81, "fork_bomb": 75}
+# Every attack of the corpus (tests/attacks/*/attack.toml) but those that need a time limit of
+# their own or links made at run time, with the honest modules of the exercises it does not
+# attack: those must keep full marks, whatever the attack did before them in the container.
+SPECS = {p.parent.name: tomllib.loads(p.read_text()) for p in sorted(ATTACKS.glob("*/attack.toml"))}
+ATTACKERS = {name: spec for name, spec in SPECS.items()
+             if "timeout" not in spec and "symlinks" not in spec and (ATTACKS / name / "submission").is_dir()}
+
+
+def attacked(spec: dict) -> set[str]:
+    return set(spec["exercise"]) if isinstance(spec["exercise"], list) else {spec["exercise"]}
 
 
 def honest_files() -> dict[str, bytes]:
@@ -48,6 +56,8 @@ def make_class(root: Path) -> set[str]:
             (folder / file).write_bytes(data)
     for name in ATTACKERS:
         shutil.copytree(ATTACKS / name / "submission", root / name)
+        for path in (root / name).glob("*.py"):  # the network attack's target: nobody there
+            path.write_text(path.read_text().replace("{listener_port}", "9"))
         for file, data in honest_files().items():
             if not (root / name / file).exists():
                 (root / name / file).write_bytes(data)
@@ -77,7 +87,7 @@ def test_a_class_with_one_attacker_of_each_kind_is_graded_whole(grading_image, t
     ids = make_class(tmp_path / "class")
     out = tmp_path / "results"
     run = mpgrade("grade", str(tmp_path / "class"), "--out", str(out), "--jobs", "2",
-                  "--image", grading_image)
+                  "--image", grading_image, "--timeout", "300")
     shown = run.stdout + run.stderr
     assert run.returncode in (0, 1), shown.decode(errors="replace")[-3000:]
     assert b"\x1b]0;pwned" not in shown and b"\x07" not in shown, "an id drove the terminal"
@@ -88,12 +98,18 @@ def test_a_class_with_one_attacker_of_each_kind_is_graded_whole(grading_image, t
     for name in map(submission_id, HONEST):
         assert rows[name]["score"] == 100, (name, rows[name])
     assert rows["twice"]["status"] == "error"
-    for name, most in ATTACKERS.items():
+    problems = []
+    for name, spec in ATTACKERS.items():
         doc = json.loads((out / rows[name]["file"]).read_text())
         assert doc["submission"]["id"] == name
-        assert doc["score"] <= most, (name, doc["score"])
-        others = [e for e in doc["exercises"] if e["name"] != "01_spawn"]
-        assert all(e["score"] == e["max_score"] for e in others), (name, others)
+        target = [e for e in doc["exercises"] if e["name"] in attacked(spec)]
+        others = [e for e in doc["exercises"] if e["name"] not in attacked(spec)]
+        if doc["status"] != "graded" or any(e["score"] != e["max_score"] for e in others):
+            problems.append(f"{name}: {doc['status']} {doc['message'][:200]}, honest exercises "
+                            f"{[(e['name'], e['score']) for e in others]}")
+        if "max_score" in spec and sum(e["score"] for e in target) > spec["max_score"]:
+            problems.append(f"{name} scored {[(e['name'], e['score']) for e in target]}")
+    assert not problems, "\n".join(problems)
     assert rows["escape_between_calls"]["score"] == 100
 
     with (out / "scores.csv").open(newline="") as f:
