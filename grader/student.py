@@ -703,7 +703,9 @@ class StudentRunner:
         if self.user is None or self.user[0] == 0:
             return 0
         held = self.spares.held() if self.spares is not None else []
-        killed = kill_user(self.user[0], keep={c.pid for c in held})
+        # Only spares not reaped yet: the PID of one that died (killed by the call's code, same
+        # user) is free again and could be taken by a student process.
+        killed = kill_user(self.user[0], keep={c.pid for c in held if c.proc.poll() is None})
         scratch = self.scratch or Path(tempfile.gettempdir())
         for folder in (scratch, *map(Path, SHARED_WRITABLE)):
             remove_entries(folder, keep={c.tmp.name for c in held}, owner=self.user[0])
@@ -837,7 +839,7 @@ class _Claims:
             return
         try:
             with open(f"/proc/{pid}/status") as f:
-                fields = dict(line.split(":", 1) for line in f.read().splitlines() if ":" in line)
+                fields = dict(row.split(":", 1) for row in f.read().splitlines() if ":" in row)
             tgid, state = int(fields["Tgid"]), fields["State"].split()[0]
             uid = int(fields["Uid"].split()[0])
         except (OSError, ValueError, KeyError, IndexError):

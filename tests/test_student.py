@@ -763,7 +763,8 @@ def test_nothing_of_the_student_user_outlives_a_call(as_nobody):
     daemon = tamper.escape(tag)
     first = runner.last
     assert daemon in first.leftover, (daemon, first.leftover)
-    assert first.escaped >= 1
+    # Killed by the sweep of the user (counted in ``escaped``), or already with the call's own
+    # processes when polling saw it before it left the tree: dead either way.
     assert tamper.alive(daemon) is False
     assert tamper.files(tag) == [False, False]
     assert runner.last.escaped == 0
@@ -780,7 +781,7 @@ def test_a_process_whose_main_thread_ended_is_still_killed(as_nobody):
     tamper = runner.module("tamper")
     tag = f"mpgrade-zombie-{os.getpid()}"
     daemon = tamper.zombie_leader(tag)
-    assert runner.last.escaped >= 1
+    assert daemon in runner.last.leftover, (daemon, runner.last.leftover)
     time.sleep(0.1)
     assert tamper.files(tag) == [False, False], "the daemon's thread wrote again after the call"
     assert not Path(f"/proc/{daemon}/task").exists() or all(
