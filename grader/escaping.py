@@ -176,12 +176,15 @@ def spreadsheet_cell(value: T) -> T | str:
     not display; so does every piece of it after a ``;`` or TAB that a spreadsheet splitting on
     those would start a new cell with. A plain number such as ``-2.5`` is left alone, and so is
     anything that is not a str (the grader's own scores): numeric columns stay numeric.
-    Lone surrogates become U+FFFD (:func:`valid_unicode`), so the file can be written.
+    Lone surrogates become U+FFFD (:func:`valid_unicode`), so the file can be written, and
+    control characters other than newline and TAB are shown as escapes (:func:`terminal`).
     Prefixing is idempotent: a neutralised cell begins with ``'`` and is not prefixed again.
     """
     if not isinstance(value, str):
         return value
-    text = valid_unicode(value)
+    # Control characters shown as their escapes, as on a terminal (newlines and tabs kept):
+    # ``cat scores.csv`` must not clear the screen or set the window title either.
+    text = terminal(valid_unicode(value), multiline=True)
     if _NUMBER.fullmatch(text):
         return text
     if text[:1] in FORMULA_START:

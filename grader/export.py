@@ -539,7 +539,10 @@ def canvas_gradebook(gradebook_csv: Path, docs: list[dict[str, Any]], column: st
     except UnicodeDecodeError:
         raise ExportError(f"{gradebook_csv} is not UTF-8 (export the gradebook from Canvas again)") from None
     newline = "\r\n" if "\r\n" in text[:10000] else "\n"
-    rows = list(csv.reader(io.StringIO(text, newline="")))
+    try:
+        rows = list(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error as exc:  # a field over the csv module's limit, a NUL...: not a gradebook
+        raise ExportError(f"{gradebook_csv} is not a gradebook mpgrade can read ({exc})") from None
     if not rows or not rows[0]:
         raise ExportError(f"{gradebook_csv} is empty")
     header = rows[0]

@@ -287,9 +287,26 @@ def test_printable_text_is_unchanged_and_controls_are_shown():
 def test_spreadsheet_cells_follow_owasp_and_numbers_stay_numbers():
     from grader.escaping import spreadsheet_cell
 
-    for cell in (FORMULA, DDE, "-2+3", "@SUM(1)", "\tx", "\rx", "＝1+1"):
+    for cell in (FORMULA, DDE, "-2+3", "@SUM(1)", "\tx", "＝1+1"):
         assert spreadsheet_cell(cell) == "'" + cell
+    assert spreadsheet_cell("\rx") == "\\rx"  # shown as an escape: no longer a formula start
+    # `cat scores.csv` on a terminal: no live sequence in a cell either
+    assert spreadsheet_cell("\x1b[2J\x1b]0;owned\x07Mallory") == "\\x1b[2J\\x1b]0;owned\\x07Mallory"
+    assert spreadsheet_cell("two\nlines") == "two\nlines"
     assert spreadsheet_cell("a;=1+1") == "a;'=1+1"  # a cell of its own where ; separates
     assert spreadsheet_cell("'=already") == "'=already"
     assert spreadsheet_cell("-2.5") == "-2.5" and spreadsheet_cell(-1.0) == -1.0
     assert spreadsheet_cell(SURROGATE + "x") == "\ufffdx"
+
+
+def test_a_gradebook_with_a_huge_field_is_a_one_line_error(tmp_path, hostile_results):
+    """A student's display name of 140,000 characters is over the csv module's field limit:
+    a clear error, exit 2, not a traceback."""
+    results, _ = hostile_results
+    rows = [list(r) for r in GRADEBOOK]
+    rows[3][0] = "x" * 140_000
+    gradebook = write_gradebook(tmp_path / "grades.csv", rows)
+    result = run("canvas", str(results), "--gradebook", str(gradebook), "--out", str(tmp_path / "import.csv"))
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("error: ") and "Traceback" not in result.output
+    assert not (tmp_path / "import.csv").exists()
