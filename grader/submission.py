@@ -321,7 +321,14 @@ def looks_like_submission(folder: Path, assignment: Assignment) -> bool:
 
 
 def discover(paths: list[Path], assignment: Assignment) -> tuple[list[Submission], list[str]]:
-    """Every submission under the given paths, and a message for each thing that is not one."""
+    """Every submission under the given paths, and a message for each thing that is not one.
+
+    An LMS bulk download is recognised only at a path given here, never inside a folder of
+    submissions: there every entry is one student's submission named after itself, whatever
+    it holds. Otherwise a student's zip laid out like a Gradescope export (a
+    ``submission_metadata.yml`` naming other students) would be read as many students and
+    could hand in work under a classmate's identity while its own name vanished.
+    """
     from grader.lms import discover_lms  # grader.lms builds on this module
 
     found: list[Submission] = []
@@ -343,8 +350,6 @@ def discover(paths: list[Path], assignment: Assignment) -> tuple[list[Submission
         try:
             if entry.is_symlink():
                 skipped.append(f"{entry}: symbolic link, skipped")
-            elif (entry.is_dir() or entry.suffix.lower() == ".zip") and lms_download(entry):
-                pass
             elif entry.is_dir():
                 found.append(from_folder(entry, assignment))
             elif entry.suffix.lower() == ".zip":

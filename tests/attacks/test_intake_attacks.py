@@ -322,3 +322,43 @@ def test_a_submission_that_cannot_be_read_is_its_own_error(tmp_path, course, mon
     assert set(subs) == {"alice", "bob"}
     assert "could not be read: Input/output error" in subs["alice"].error
     assert subs["bob"].error is None
+
+
+# --------------------------------------------------------------------------------------------
+# A student's own zip or folder is never read as an LMS download
+
+
+def gradescope_lookalike(impersonated: str) -> dict[str, bytes]:
+    """What Eve hands in: a Gradescope export of two submissions, both "by" a classmate."""
+    meta = (f"submission_1:\n  :submitters:\n  - :name: Bob\n    :sid: {impersonated}\n"
+            f"    :email: bob@example.edu\nsubmission_2:\n  :submitters:\n  - :name: Bob\n"
+            f"    :sid: {impersonated}\n").encode()
+    return {"submission_metadata.yml": meta,
+            "submission_1/spawn.py": b'raise SystemExit("sabotage")\n',
+            "submission_2/spawn.py": SPAWN}
+
+
+@pytest.mark.parametrize("form", ["zip", "folder"])
+def test_a_students_zip_laid_out_like_a_gradescope_export_is_just_their_submission(tmp_path, course, form):
+    subs_dir = tmp_path / "subs"
+    for name in ("alice", "bob"):
+        write_tree(subs_dir / name, {"spawn.py": SPAWN})
+    files = gradescope_lookalike("bob")
+    if form == "zip":
+        (subs_dir / "eve.zip").write_bytes(zip_bytes(list(files.items())))
+    else:
+        write_tree(subs_dir / "eve", files)
+    found, skipped = discover([subs_dir], course)
+    subs = by_id(found)
+    assert sorted(subs) == ["alice", "bob", "eve"], skipped
+    assert all(s.student is None for s in found), "nobody in a folder of submissions has an LMS identity"
+    assert subs["eve"].error is None and "spawn.py" in subs["eve"].files
+    assert not any("gradescope" in m.lower() for m in skipped)
+
+
+def test_an_lms_download_given_on_the_command_line_is_still_read_as_one(tmp_path, course):
+    download = tmp_path / "gradescope-export.zip"
+    download.write_bytes(zip_bytes(list(gradescope_lookalike("2021001").items())))
+    found, _ = discover([download], course)
+    assert sorted(s.id for s in found) == ["gradescope-1", "gradescope-2"]
+    assert all(s.student["user_id"] == "2021001" for s in found)
