@@ -48,13 +48,16 @@ from grader.submission import (
     member_name,
     same_file_key,
     submission_id,
+    unexpected,
 )
 
 METADATA_MAX = 128 * 1024 * 1024  # Gradescope's metadata carries every autograder output
 
-CANVAS = re.compile(r"^(?P<name>[^\W\d_][^\W_]*)(?P<late>_late)?_(?P<uid>\d+)_(?P<sid>\d+)_(?P<orig>.+)$")
+CANVAS = re.compile(r"^(?P<name>[^\W\d_][^\W_]*)(?P<late>_late)?_(?P<uid>\d{1,30})_(?P<sid>\d{1,30})_"
+                    r"(?P<orig>.+)$")
 CANVAS_NO_FILE = re.compile(r"^(?P<name>[^\W\d_][^\W_]*)(?:_late)?_(?P<uid>\d+)_(?P<rest>.*)$")
-RESUBMITTED = re.compile(r"^(?P<stem>.+)-(?P<n>\d+)(?P<ext>\.[^.]+)$")
+# Numbers are bounded: int() refuses more than 4300 digits, and a file name is the student's.
+RESUBMITTED = re.compile(r"^(?P<stem>.+)-(?P<n>\d{1,9})(?P<ext>\.[^.]+)$")
 # Moodle writes ``<Full Name>_<id>_assignsubmission_<plugin>`` and then ``_<file>`` (flat),
 # ``_/<path>`` (folders, Moodle 3.x) or ``/<path>`` (folders, 4.1+). It replaces every ``_`` of
 # the name with a space, so its own prefix is the *first* ``_<id>_assignsubmission_``: the
@@ -327,6 +330,9 @@ def discover_lms(path: Path, assignment: Assignment) -> LmsBatch | None:
                 return _from_entries(path, _zip_entries(zf), assignment, [])
     except OSError:
         return None
+    except Exception as exc:  # noqa: BLE001 - a download is hostile input: never the batch's end
+        return LmsBatch(None, warnings=[f"{path}: could not be read as an LMS download "
+                                        f"({unexpected(exc)}); graded as an ordinary submission"])
     return None
 
 
@@ -408,10 +414,14 @@ def _build(sub_id: str, path: Path, label: str, items: list[_Item], assignment: 
         _no_two_alike(path, label, items)
         for it in items:
             _collect(it, assignment, sub, candidates)
+        _choose(assignment, candidates, sub)
     except _Rejected as exc:
         sub.error = str(exc)
-        return sub
-    _choose(assignment, candidates, sub)
+    except Exception as exc:  # noqa: BLE001 - one student's files, never the class's batch
+        sub.error = f"{path.name}: the files of {label} could not be read ({unexpected(exc)})"
+    if sub.error:
+        sub.files.clear()
+        sub.missing.clear()
     return sub
 
 
@@ -798,6 +808,6 @@ def _is_late(value: str | None) -> bool:
     if value.lower() in ("false", "no"):
         return False
     try:
-        return float(value.split()[0]) > 0
+        return any(float(word) > 0 for word in value.split()[:1])
     except ValueError:
         return any(ch in "123456789" for ch in value)  # "00:12:03" (hours:minutes:seconds)

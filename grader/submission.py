@@ -39,6 +39,13 @@ ARCHIVE_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, RuntimeErro
                   NotImplementedError, EOFError, ValueError, zlib.error, lzma.LZMAError)
 
 
+def unexpected(exc: BaseException) -> str:
+    """A short, printable account of an exception nobody expected (it becomes an ``error``)."""
+    text = f"{type(exc).__name__}: {exc}"
+    text = "".join("?" if unicodedata.category(c).startswith("C") else c for c in text)
+    return text if len(text) <= 300 else text[:300] + "..."
+
+
 def ignore_reason(base: str) -> str | None:
     """Why a file named ``base`` is never used (it could change how tests run), or None."""
     if base in DANGEROUS or base.endswith(".pth"):
@@ -361,24 +368,33 @@ def discover(paths: list[Path], assignment: Assignment) -> tuple[list[Submission
         except NotASubmission as exc:
             skipped.append(str(exc))
         except OSError as exc:  # unreadable: that submission's error, never the whole batch's
-            found.append(Submission(id=submission_id(entry.stem if entry.suffix else entry.name),
-                                    source=str(entry),
-                                    error=f"{entry.name} could not be read: {exc.strerror or exc}"))
+            found.append(error_submission(entry, f"could not be read: {exc.strerror or exc}"))
+        except Exception as exc:  # noqa: BLE001 - whatever a student hands in, never the batch's
+            found.append(error_submission(entry, f"could not be read ({unexpected(exc)})"))
 
     for path in paths:
-        if not path.exists():
-            skipped.append(f"{path}: does not exist")
-        elif not path.is_symlink() and lms_download(path):
-            continue
-        elif path.is_dir() and not looks_like_submission(path, assignment):
-            for entry in sorted(path.iterdir()):
-                if entry.name.startswith(".") or entry.name in SKIP_DIRS:
-                    continue
-                add(entry)
-        else:
-            add(path)
+        try:
+            if not path.exists():
+                skipped.append(f"{path}: does not exist")
+            elif not path.is_symlink() and lms_download(path):
+                continue
+            elif path.is_dir() and not looks_like_submission(path, assignment):
+                for entry in sorted(path.iterdir()):
+                    if entry.name.startswith(".") or entry.name in SKIP_DIRS:
+                        continue
+                    add(entry)
+            else:
+                add(path)
+        except Exception as exc:  # noqa: BLE001 - a folder listing that fails midway, say
+            found.append(error_submission(path, f"could not be read ({unexpected(exc)})"))
     unique_ids(found)
     return found, skipped
+
+
+def error_submission(entry: Path, why: str) -> Submission:
+    """The ``error`` submission standing for an entry that could not be read at all."""
+    return Submission(id=submission_id(entry.stem if entry.suffix else entry.name),
+                      source=str(entry), error=f"{entry.name} {why}")
 
 
 def unique_ids(subs: list[Submission]) -> None:

@@ -362,3 +362,89 @@ def test_an_lms_download_given_on_the_command_line_is_still_read_as_one(tmp_path
     found, _ = discover([download], course)
     assert sorted(s.id for s in found) == ["gradescope-1", "gradescope-2"]
     assert all(s.student["user_id"] == "2021001" for s in found)
+
+
+# --------------------------------------------------------------------------------------------
+# Nothing in one student's files stops the batch before it starts
+
+
+def test_a_canvas_file_name_with_a_huge_number_is_only_that_students_problem(tmp_path, course):
+    """``spawn-<4301 nines>.py``: Python refuses to turn more than 4300 digits into an int."""
+    download = tmp_path / "canvas-download.zip"
+    download.write_bytes(zip_bytes([
+        ("doejane_1001_5001_spawn.py", SPAWN),
+        ("smithbob_1002_6001_spawn.py", SPAWN),
+        ("evel_1003_7001_spawn-" + "9" * 4301 + ".py", SPAWN),
+        ("evem_1004_" + "7" * 4400 + "_spawn.py", SPAWN),
+    ]))
+    found, skipped = discover([download], course)
+    subs = by_id(found)
+    assert {"canvas-1001", "canvas-1002", "canvas-1003"} <= set(subs), skipped
+    assert subs["canvas-1001"].files == {"spawn.py": SPAWN}
+    assert subs["canvas-1002"].files == {"spawn.py": SPAWN}
+    assert "spawn.py" in subs["canvas-1003"].missing  # not a re-upload of spawn.py, just a file
+
+
+@pytest.mark.parametrize("late", ["'  '", "''", "' \t '"])
+def test_a_blank_lateness_in_gradescope_metadata_is_not_late(tmp_path, course, late):
+    download = tmp_path / "gradescope-export.zip"
+    download.write_bytes(zip_bytes([
+        ("submission_metadata.yml", f"submission_1:\n  :late?: {late}\n".encode()),
+        ("submission_1/spawn.py", SPAWN),
+    ]))
+    found, skipped = discover([download], course)
+    assert [(s.id, s.student["late"], s.error) for s in found] == [("gradescope-1", False, None)], skipped
+
+
+def test_a_surprise_while_reading_one_student_of_a_download_is_that_students_error(tmp_path, course, monkeypatch):
+    """Whatever fails while one student's files are read (here a bug nobody foresaw, in the
+    notebook reader) is an ``error`` for that student; the class is graded."""
+    real = lms.notebook.convert
+
+    def buggy(data, rel, assignment, limit):
+        if "evel" in rel:
+            raise KeyError("cells")
+        return real(data, rel, assignment, limit)
+
+    monkeypatch.setattr(lms.notebook, "convert", buggy)
+    download = tmp_path / "canvas-download.zip"
+    download.write_bytes(zip_bytes([("doejane_1001_5001_spawn.py", SPAWN),
+                                    ("evel_1003_7001_spawn.ipynb", b"{}")]))
+    found, skipped = discover([download], course)
+    subs = by_id(found)
+    assert sorted(subs) == ["canvas-1001", "canvas-1003"], skipped
+    assert subs["canvas-1001"].error is None and subs["canvas-1001"].files == {"spawn.py": SPAWN}
+    assert "KeyError" in subs["canvas-1003"].error and subs["canvas-1003"].files == {}
+
+
+def test_a_surprise_while_reading_a_whole_download_falls_back_to_the_ordinary_discovery(tmp_path, course, monkeypatch):
+    def buggy(*args):
+        raise IndexError("list index out of range")
+
+    monkeypatch.setattr(lms, "_canvas", buggy)
+    download = tmp_path / "canvas-download.zip"
+    download.write_bytes(zip_bytes([("doejane_1001_5001_spawn.py", SPAWN)]))
+    found, skipped = discover([download], course)
+    assert [s.id for s in found] == ["canvas-download"]
+    assert any("could not be read as an LMS download" in m and "IndexError" in m for m in skipped)
+
+
+def test_a_surprise_while_reading_one_entry_of_a_folder_is_that_entrys_error(tmp_path, course, monkeypatch):
+    import grader.submission as submission_mod
+
+    subs_dir = tmp_path / "subs"
+    write_tree(subs_dir / "alice", {"spawn.py": SPAWN})
+    (subs_dir / "eve.zip").write_bytes(zip_bytes([("spawn.py", SPAWN)]))
+    real = submission_mod.from_zip
+
+    def buggy(path, assignment, sub_id=None):
+        if path.name == "eve.zip":
+            raise RecursionError("maximum recursion depth exceeded")
+        return real(path, assignment, sub_id)
+
+    monkeypatch.setattr(submission_mod, "from_zip", buggy)
+    found, _ = discover([subs_dir], course)
+    subs = by_id(found)
+    assert sorted(subs) == ["alice", "eve"]
+    assert subs["alice"].error is None
+    assert "RecursionError" in subs["eve"].error
