@@ -42,6 +42,8 @@ from grader.submission import (
     MAX_MEMBERS,
     MAX_TOTAL,
     SKIP_DIRS,
+    Budget,
+    OverBudget,
     Submission,
     check_archive,
     ignore_reason,
@@ -399,6 +401,7 @@ def _build(sub_id: str, path: Path, label: str, items: list[_Item], assignment: 
     """One student's submission; ``label`` names their part of the download in messages."""
     sub = Submission(id=submission_id(sub_id), source=f"{path}:{label}", student=student)
     candidates: list[_Candidate] = []
+    budget = Budget()  # one for everything of this student's: files, zips, notebooks
     try:
         for it in items:
             if it.entry.overflow:
@@ -412,11 +415,16 @@ def _build(sub_id: str, path: Path, label: str, items: list[_Item], assignment: 
                 raise _Rejected(f"{it.entry.rel} is a symbolic link: an LMS download never "
                                 "holds one, so this student's files are not trusted")
         _no_two_alike(path, label, items)
+        budget.members(len(items))
         for it in items:
-            _collect(it, assignment, sub, candidates)
+            _collect(it, assignment, sub, candidates, budget)
         _choose(assignment, candidates, sub)
     except _Rejected as exc:
         sub.error = str(exc)
+    except OverBudget as exc:
+        sub.error = (f"{path.name}: the files of {label} were rejected: {exc} (their zips "
+                     f"included); a student hands in at most {MAX_MEMBERS} files and "
+                     f"{MAX_TOTAL // (1024 * 1024)} MiB of them in all")
     except Exception as exc:  # noqa: BLE001 - one student's files, never the class's batch
         sub.error = f"{path.name}: the files of {label} could not be read ({unexpected(exc)})"
     if sub.error:
@@ -443,7 +451,7 @@ def _no_two_alike(path: Path, label: str, items: list[_Item]) -> None:
 
 
 def _collect(it: _Item, assignment: Assignment, sub: Submission,
-             candidates: list[_Candidate]) -> None:
+             candidates: list[_Candidate], budget: Budget) -> None:
     """Turn one of a student's files into module candidates (a zip into several)."""
     inner = PurePosixPath(it.inner)
     base = inner.name
@@ -455,14 +463,20 @@ def _collect(it: _Item, assignment: Assignment, sub: Submission,
         sub.ignored.append({"path": rel, "reason": reason})
     elif base.lower().endswith(".zip"):
         data = _read(it.entry, MAX_TOTAL + 1)
-        _collect_zip(data, it, assignment, sub, candidates)
+        _collect_zip(data, it, assignment, sub, candidates, budget)
     else:
         _collect_file(rel, it.inner, it.entry.size, lambda n: _read(it.entry, n), it,
-                      assignment, sub, candidates)
+                      assignment, sub, candidates, budget)
 
 
-def _collect_file(rel: str, inner: str, size: int, read: Callable[[int], bytes], it: _Item,
-                  assignment: Assignment, sub: Submission, candidates: list[_Candidate]) -> None:
+def _collect_file(rel: str, inner: str, size: int, read_raw: Callable[[int], bytes],
+                  it: _Item, assignment: Assignment, sub: Submission,
+                  candidates: list[_Candidate], budget: Budget) -> None:
+    def read(n: int) -> bytes:
+        data = read_raw(n)
+        budget.read(len(data))  # every copy is held until one is chosen: it all counts
+        return data
+
     base = PurePosixPath(inner).name
     if base in assignment.submitted_files:
         data = read(MAX_FILE + 1) if size <= MAX_FILE else b""
@@ -489,7 +503,7 @@ def _read(entry: _Entry, n: int) -> bytes:
 
 
 def _collect_zip(data: bytes, it: _Item, assignment: Assignment, sub: Submission,
-                 candidates: list[_Candidate]) -> None:
+                 candidates: list[_Candidate], budget: Budget) -> None:
     """A zip the student uploaded: the same checks and caps as grader.submission.from_zip."""
     rel = it.entry.rel
     if len(data) > MAX_TOTAL:
@@ -500,6 +514,7 @@ def _collect_zip(data: bytes, it: _Item, assignment: Assignment, sub: Submission
             problem = check_archive(infos)
             if problem:
                 raise _Rejected(f"{rel} was rejected: {problem}")
+            budget.members(len(infos))
             for info in infos:
                 if info.is_dir():
                     continue
@@ -523,7 +538,7 @@ def _collect_zip(data: bytes, it: _Item, assignment: Assignment, sub: Submission
                             return member.read(n)
                     try:
                         _collect_file(shown, name, info.file_size, read, it, assignment, sub,
-                                      candidates)
+                                      candidates, budget)
                     except ARCHIVE_ERRORS as exc:
                         raise _Rejected(f"{shown} could not be read ({exc})") from None
     except ARCHIVE_ERRORS as exc:

@@ -115,6 +115,34 @@ class NotASubmission(ValueError):
     """A path that holds nothing gradable; reported and skipped, never fatal."""
 
 
+class OverBudget(Exception):
+    """A submission unpacks to more than one student may hand in; the message says what."""
+
+
+class Budget:
+    """What one student's submission may unpack in all, whatever it is made of.
+
+    Members (files and folders) and the bytes actually read are counted across every folder,
+    zip, zip inside an LMS download and notebook of that one student, so that many small
+    archives or a thousand folders cannot add up to what one large archive may not: every copy
+    of a module is held in memory until one is chosen, and this is what bounds it.
+    """
+
+    def __init__(self, members: int = MAX_MEMBERS, total: int = MAX_TOTAL) -> None:
+        self.members_left = members
+        self.bytes_left = total
+
+    def members(self, n: int = 1) -> None:
+        self.members_left -= n
+        if self.members_left < 0:
+            raise OverBudget(f"it has more than {MAX_MEMBERS} files and folders")
+
+    def read(self, n: int) -> None:
+        self.bytes_left -= n
+        if self.bytes_left < 0:
+            raise OverBudget(f"its files unpack to more than {MAX_TOTAL // (1024 * 1024)} MiB")
+
+
 _SAFE_ID = re.compile(r"[^A-Za-z0-9._@+-]+")
 
 
@@ -170,6 +198,10 @@ def _add_candidate(rel: str, data: bytes, assignment: Assignment,
                    candidates: dict[str, list[tuple[str, bytes]]], sub: Submission) -> None:
     """A module file as it is, a notebook as the module it stands for (magics dropped, noted)."""
     name = PurePosixPath(rel).name
+    limit = notebook.NOTEBOOK_MAX if name.lower().endswith(".ipynb") else MAX_FILE
+    if len(data) > limit:  # it grew after it was listed
+        sub.ignored.append({"path": rel, "reason": f"larger than {limit} bytes"})
+        return
     if name.lower().endswith(".ipynb"):
         conv = notebook.convert(data, rel, assignment, MAX_FILE)
         sub.ignored.extend(conv.ignored)
@@ -184,12 +216,14 @@ def from_folder(path: Path, assignment: Assignment, sub_id: str | None = None) -
     wanted = set(assignment.submitted_files)
     candidates: dict[str, list[tuple[str, bytes]]] = {}
     root = path.resolve()
+    budget = Budget()
 
     def walk(folder: Path, depth: int) -> None:
         try:
             entries = sorted(folder.iterdir())
         except OSError:
             return
+        budget.members(len(entries))
         for entry in entries:
             rel = str(entry.relative_to(root))
             if entry.is_symlink():
@@ -201,11 +235,28 @@ def from_folder(path: Path, assignment: Assignment, sub_id: str | None = None) -
                 st = entry.lstat()
                 if _consider(rel, st.st_size, False, wanted, sub):
                     with entry.open("rb") as fh:
-                        data = fh.read(notebook.NOTEBOOK_MAX + 1)
+                        data = fh.read(_read_limit(rel))
+                    budget.read(len(data))
                     _add_candidate(rel, data, assignment, candidates, sub)
 
-    walk(root, 0)
+    try:
+        walk(root, 0)
+    except OverBudget as exc:
+        return _over_budget(sub, path.name, exc)
     _choose(assignment, candidates, sub)
+    return sub
+
+
+def _read_limit(rel: str) -> int:
+    """How much of a member to read: one byte over its cap, so a file that grew is noticed."""
+    return (notebook.NOTEBOOK_MAX if rel.lower().endswith(".ipynb") else MAX_FILE) + 1
+
+
+def _over_budget(sub: Submission, name: str, exc: OverBudget) -> Submission:
+    sub.files.clear()
+    sub.missing.clear()
+    sub.error = f"{name} was rejected: {exc}; a submission holds at most {MAX_MEMBERS} files " \
+                f"and {MAX_TOTAL // (1024 * 1024)} MiB of them in all"
     return sub
 
 
@@ -220,6 +271,8 @@ def from_zip(path: Path, assignment: Assignment, sub_id: str | None = None) -> S
                 return sub
             wanted = set(assignment.submitted_files)
             candidates: dict[str, list[tuple[str, bytes]]] = {}
+            budget = Budget()
+            budget.members(len(infos))
             for info in infos:
                 if info.is_dir():
                     continue
@@ -230,8 +283,11 @@ def from_zip(path: Path, assignment: Assignment, sub_id: str | None = None) -> S
                 is_link = stat.S_ISLNK(info.external_attr >> 16)
                 if _consider(name, info.file_size, is_link, wanted, sub):
                     with zf.open(info) as member:
-                        data = member.read(notebook.NOTEBOOK_MAX + 1)
+                        data = member.read(_read_limit(name))
+                    budget.read(len(data))
                     _add_candidate(name, data, assignment, candidates, sub)
+    except OverBudget as exc:
+        return _over_budget(sub, path.name, exc)
     except ARCHIVE_ERRORS as exc:
         sub.error = f"{path.name} is not a readable zip archive ({exc})"
         return sub
@@ -268,6 +324,10 @@ def check_archive(infos: list[zipfile.ZipInfo]) -> str | None:
             return f"it unpacks to more than {MAX_TOTAL // (1024 * 1024)} MiB"
         if info.compress_size and info.file_size / info.compress_size > MAX_RATIO and info.file_size > 1024 * 1024:
             return f"member {name!r} has a compression ratio above {MAX_RATIO} (zip bomb?)"
+    # The whole archive too: sixty members of exactly 1 MiB each pass the check above.
+    packed = sum(info.compress_size for info in infos)
+    if total > 1024 * 1024 and packed and total / packed > MAX_RATIO:
+        return f"it has a compression ratio above {MAX_RATIO} (zip bomb?)"
     return None
 
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import random
 import struct
+import tracemalloc
 import warnings
 import zipfile
 from pathlib import Path
@@ -448,3 +450,78 @@ def test_a_surprise_while_reading_one_entry_of_a_folder_is_that_entrys_error(tmp
     assert sorted(subs) == ["alice", "eve"]
     assert subs["alice"].error is None
     assert "RecursionError" in subs["eve"].error
+
+
+# --------------------------------------------------------------------------------------------
+# Memory: one budget per student, whatever their files are packed in
+
+MiB = 1024 * 1024
+ONE_MIB_MODULE = b"#" * MiB  # exactly the largest module taken
+
+
+def peak_mib(fn):
+    """``fn()``, and the most memory Python held while it ran, in MiB."""
+    tracemalloc.start()
+    try:
+        result = fn()
+        return result, tracemalloc.get_traced_memory()[1] / MiB
+    finally:
+        tracemalloc.stop()
+
+
+def test_many_small_zips_of_one_student_share_one_budget(tmp_path, course):
+    """Forty 33 KB zips, each 3 MiB of copies of spawn.py and random padding so that no
+    zip's compression ratio gives it away: 120 MiB in all for one student, each zip well
+    within what one zip may hold."""
+    rng = random.Random(0)
+    members = [("doejane_1001_5001_spawn.py", SPAWN)]
+    for k in range(40):
+        inner = zip_bytes([(f"d{i}/spawn.py", ONE_MIB_MODULE) for i in range(3)]
+                          + [("notes.bin", rng.randbytes(30 * 1024))])
+        members.append((f"evel_1003_{7000 + k}_w{k}.zip", inner))
+    download = tmp_path / "canvas-download.zip"
+    download.write_bytes(zip_bytes(members, zipfile.ZIP_STORED))
+    (found, skipped), peak = peak_mib(lambda: discover([download], course))
+    assert peak < 100, f"intake held {peak:.0f} MiB"
+    subs = by_id(found)
+    assert subs["canvas-1001"].error is None and subs["canvas-1001"].files == {"spawn.py": SPAWN}
+    assert "64 MiB" in subs["canvas-1003"].error and subs["canvas-1003"].files == {}
+
+
+def test_zips_of_exact_size_modules_that_compress_too_well_are_refused(tmp_path, course):
+    """Sixty members of exactly 1 MiB each in a 68 KB zip: no member is over the size the
+    per-member ratio check looks at, the zip as a whole is a bomb."""
+    inner = zip_bytes([(f"d{i:02d}/spawn.py", ONE_MIB_MODULE) for i in range(60)])
+    members = [("doejane_1001_5001_spawn.py", SPAWN)]
+    members += [(f"evel_1003_{7000 + k}_w{k}.zip", inner) for k in range(6)]
+    download = tmp_path / "canvas-download.zip"
+    download.write_bytes(zip_bytes(members))
+    (found, _), peak = peak_mib(lambda: discover([download], course))
+    assert peak < 100, f"intake held {peak:.0f} MiB"
+    subs = by_id(found)
+    assert subs["canvas-1001"].error is None
+    assert "compression ratio" in subs["canvas-1003"].error
+    (tmp_path / "eve.zip").write_bytes(inner)  # the same zip handed in alone
+    (eve,), _ = discover([tmp_path / "eve.zip"], course)
+    assert "compression ratio" in eve.error
+
+
+def test_a_folder_with_over_a_hundred_copies_of_a_module_is_over_budget(tmp_path, course):
+    subs_dir = tmp_path / "subs"
+    write_tree(subs_dir / "alice", {"spawn.py": SPAWN})
+    write_tree(subs_dir / "eve", {f"d{i:03d}/spawn.py": ONE_MIB_MODULE for i in range(120)})
+    (found, _), peak = peak_mib(lambda: discover([subs_dir], course))
+    assert peak < 100, f"intake held {peak:.0f} MiB"
+    subs = by_id(found)
+    assert subs["alice"].error is None and subs["alice"].files == {"spawn.py": SPAWN}
+    assert "64 MiB" in subs["eve"].error and subs["eve"].files == {}
+
+
+def test_a_folder_with_more_files_than_a_zip_may_hold_is_an_error(tmp_path, course):
+    subs_dir = tmp_path / "subs"
+    write_tree(subs_dir / "alice", {"spawn.py": SPAWN})
+    write_tree(subs_dir / "eve", {f"junk/{i}.txt": b"" for i in range(MAX_MEMBERS + 1)}
+               | {"spawn.py": SPAWN})
+    subs = by_id(discover([subs_dir], course)[0])
+    assert subs["alice"].error is None
+    assert str(MAX_MEMBERS) in subs["eve"].error
