@@ -21,6 +21,7 @@ bad entry becomes an ``error`` for that student only and the rest of the class i
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import re
@@ -754,8 +755,20 @@ def parse_gradescope_metadata(text: str) -> dict[str, dict[str, Any]]:
     in_submitters = False
     person: dict[str, Any] | None = None
     person_indent = -1
-    for raw in text.splitlines():
-        line = raw.rstrip()
+    pos = 0
+    while pos < len(text):
+        # Lazily, line by line (up to METADATA_MAX of tiny lines: a list of them is gigabytes),
+        # and past what is never read at C speed: outside a wanted record only a top-level key
+        # matters, inside one past its submitters only a key at the record's indentation.
+        if pos > 0 and (current is None or (key_indent >= 0 and not in_submitters)):
+            jump = _next_key(key_indent if current is not None else -1).search(text, pos - 1)
+            if jump is None:
+                break
+            pos = jump.start() + 1
+        end = text.find("\n", pos)
+        end = len(text) if end < 0 else end
+        line = text[pos:end].rstrip()
+        pos = end + 1
         stripped = line.lstrip(" ")
         if not stripped or stripped.startswith("#"):
             continue
@@ -764,14 +777,17 @@ def parse_gradescope_metadata(text: str) -> dict[str, dict[str, Any]]:
             top = _TOP_KEY.match(line)
             if top is not None:  # a new top-level key; quote closers and --- / ... are not
                 name = top["key"].strip()
-                current = result.setdefault(name, {"submitters": []}) \
-                    if GRADESCOPE_DIR.match(name) else None
+                wanted = GRADESCOPE_DIR.match(name) and (name in result or
+                                                         len(result) < METADATA_RECORDS)
+                current = result.setdefault(name, {"submitters": []}) if wanted else None
                 in_submitters, person, key_indent = False, None, -1
             continue
         if current is None:
             continue
         if key_indent < 0 and not stripped.startswith("- "):
             key_indent = indent
+        if in_submitters and len(current["submitters"]) >= METADATA_SUBMITTERS:
+            in_submitters, person = False, None  # a group is a few students, not thousands
         if in_submitters and stripped.startswith("- ") and indent <= key_indent + 2:
             person = {}
             current["submitters"].append(person)
@@ -797,6 +813,20 @@ def parse_gradescope_metadata(text: str) -> dict[str, dict[str, Any]]:
             elif _LATE_KEY.match(key):
                 current["late"] = _is_late(value)
     return result
+
+
+METADATA_RECORDS = 100_000  # submissions in one export, far above any class
+METADATA_SUBMITTERS = 100  # students in one group submission
+
+
+@functools.lru_cache(maxsize=32)
+def _next_key(indent: int) -> re.Pattern[str]:
+    """The next line that can matter: a top-level key, or a key indented ``indent`` spaces."""
+    top = r"[^\s'\"#-][^:\n]*:(?:[ \t\r\n]|$)"
+    # Searched from the newline before a line: a literal first character is scanned for fast.
+    if indent < 0:
+        return re.compile(rf"\n{top}")
+    return re.compile(rf"\n(?:{top}| {{{indent}}}:?[A-Za-z_][\w?]*:(?:[ \t\r\n]|$))")
 
 
 def _scalar(value: str | None) -> str | None:

@@ -398,6 +398,31 @@ def test_gradescope_metadata_parser_reads_only_what_it_needs():
         lms.parse_gradescope_metadata(junk)  # never raises
 
 
+def test_a_huge_results_block_is_skipped_without_holding_its_lines():
+    """The ``:results:`` block is most of a real export: it is skipped, not split into lines
+    (ten million tiny lines are half a gigabyte as a list)."""
+    import tracemalloc
+
+    results = "    ab\n" * 1_000_000 + "ab\n" * 3_000_000  # indented, and at column 0
+    text = (GRADESCOPE_METADATA + "submission_444:\n  :results:\n" + results
+            + "  :submitters:\n  - :name: After Results\n    :sid: '44'\n")
+    tracemalloc.start()
+    try:
+        meta = lms.parse_gradescope_metadata(text)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20 * 1024 * 1024, f"parsing held {peak / 1024 / 1024:.0f} MiB"
+    assert meta["submission_111"]["submitters"][0]["sid"] == "2021001"
+    assert meta["submission_444"]["submitters"] == [{"name": "After Results", "sid": "44"}]
+
+
+def test_a_group_of_a_million_submitters_is_not_a_million_records():
+    text = "submission_1:\n  :submitters:\n" + "  - :name: X\n    :sid: '1'\n" * 200_000
+    (record,) = lms.parse_gradescope_metadata(text).values()
+    assert len(record["submitters"]) == lms.METADATA_SUBMITTERS
+
+
 def test_gradescope_folders_without_metadata_fall_back_with_a_warning(tmp_path, course):
     root = write_tree(tmp_path / "gs", {"submission_1/spawn.py": b"x\n",
                                         "submission_2/spawn.py": b"y\n"})
