@@ -30,6 +30,11 @@ MAX_RATIO = 200
 MAX_DEPTH = 6
 DANGEROUS = {"conftest.py", "pytest.ini", "sitecustomize.py", "usercustomize.py", "tox.ini",
              "setup.cfg", "pyproject.toml"}
+# Hidden entries of a folder of submissions that are skipped without a word: version control,
+# editors and file managers put them there, no student hands them in. Any other name that
+# starts with a dot (``..x``, ``.alice``) is skipped *and reported*, so nobody vanishes.
+QUIET_HIDDEN = {".git", ".gitignore", ".gitattributes", ".DS_Store", ".venv", ".idea", ".vscode",
+                ".ipynb_checkpoints", ".Trash", ".Trashes", ".Spotlight-V100", ".fseventsd"}
 SKIP_DIRS = {"__pycache__", "__MACOSX", ".git", ".venv", "venv", "node_modules", ".ipynb_checkpoints"}
 # What reading a hostile archive can raise, for every reader of zips (this module and
 # grader.lms): ValueError covers a name flagged UTF-8 that is not, zlib.error and LZMAError
@@ -440,7 +445,12 @@ def discover(paths: list[Path], assignment: Assignment) -> tuple[list[Submission
                 continue
             elif path.is_dir() and not looks_like_submission(path, assignment):
                 for entry in sorted(path.iterdir()):
-                    if entry.name.startswith(".") or entry.name in SKIP_DIRS:
+                    if entry.name in SKIP_DIRS or entry.name in QUIET_HIDDEN \
+                            or entry.name.startswith("._"):
+                        continue  # what tools leave next to submissions: expected, not news
+                    if entry.name.startswith("."):
+                        skipped.append(f"{entry}: its name starts with a dot (hidden), skipped; "
+                                       "rename it to grade it")
                         continue
                     add(entry)
             else:

@@ -143,3 +143,15 @@ def test_in_memory_zip_helper_round_trip(tmp_path, course):
     (tmp_path / "gina.zip").write_bytes(buf.getvalue())
     [sub], _ = sub_mod.discover([tmp_path / "gina.zip"], course)
     assert sub.files == {"locks.py": b"x = 3\n"} and sub.id == "gina"
+
+
+def test_a_hidden_entry_of_a_folder_of_submissions_is_reported_not_dropped(tmp_path, course):
+    for name in ("alice", "..x", ".bob"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "spawn.py").write_text("x = 1\n")
+    (tmp_path / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    (tmp_path / ".git").mkdir()
+    subs, skipped = sub_mod.discover([tmp_path], course)
+    assert [s.id for s in subs] == ["alice"]
+    assert sorted(m.split(":")[0].rsplit("/", 1)[-1] for m in skipped) == ["..x", ".bob"]
+    assert all("starts with a dot" in m for m in skipped)
