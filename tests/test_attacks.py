@@ -1,7 +1,7 @@
 """The attack corpus: each folder in tests/attacks/ is a hostile submission and what it must get.
 
-``attack.toml`` says which exercise it attacks (or a list: the attack in one, honest modules of
-the others graded after it), the honest score it may get (``max_score``,
+``attack.toml`` says which exercise it attacks (or a list: the attack in one, and the reference
+modules of the others, copied in at run time, graded after it), the honest score it may get (``max_score``,
 or ``fails_matching`` / ``passes_matching`` for the honest part), the outcomes that must show
 up, files that must be reported as ignored, and whether it is harmless enough to run in the
 local sandbox too (signalling, fork, memory and disk attacks run only in containers).
@@ -59,6 +59,10 @@ class Listener:
         self.sock.close()
 
 
+def exercises(spec: dict) -> list[str]:
+    return spec["exercise"] if isinstance(spec["exercise"], list) else [spec["exercise"]]
+
+
 def materialize(name: str, dest: Path, listener: Listener | None) -> Path:
     src = REPO / "tests" / "attacks" / name / "submission"
     folder = dest / name
@@ -68,6 +72,12 @@ def materialize(name: str, dest: Path, listener: Listener | None) -> Path:
     for path in folder.glob("*.py"):
         if listener is not None and not path.is_symlink():
             path.write_text(path.read_text().replace("{listener_port}", str(listener.port)))
+    # The other exercises an attack lists get the reference (an attack's own modules and links
+    # stay): the honest work graded after the attack, which must keep its points.
+    for exercise in exercises(SPECS[name])[1:]:
+        for module in (REPO / "solutions" / exercise).glob("*.py"):
+            if not module.name.startswith("test_") and not os.path.lexists(folder / module.name):
+                shutil.copy(module, folder / module.name)
     return folder
 
 
@@ -78,8 +88,7 @@ def run_attacks(course, sandbox, names: list[str], tmp: Path) -> dict[str, dict]
     def one(name: str) -> tuple[str, dict]:
         spec = SPECS[name]
         sub = submission.from_folder(materialize(name, tmp, listener), course)
-        exercises = spec["exercise"] if isinstance(spec["exercise"], list) else [spec["exercise"]]
-        options = grading.Options(exercises=tuple(exercises), timeout=spec.get("timeout"))
+        options = grading.Options(exercises=tuple(exercises(spec)), timeout=spec.get("timeout"))
         doc = grading.grade(sandbox, course, sub, options)
         return name, doc
 
