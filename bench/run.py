@@ -44,7 +44,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from grader import assignment as assignment_mod  # noqa: E402
-from grader import batch, grading, harness, image, validate  # noqa: E402
+from grader import batch, grading, image, validate  # noqa: E402
+from grader.protocol import wire  # noqa: E402
 from grader.sandbox.local import LocalSandbox  # noqa: E402
 
 # Mutants that hang (their calls run into the per-call limit) rather than answer wrongly.
@@ -175,8 +176,8 @@ def lifecycle_ours(course_dir: Path, client, tag: str, runs: int, warm: int) -> 
     container's create, start, input, collect and remove, plus the interpreter's start-up), for
     jobs one after the other. With ``warm=1`` (what `mpgrade grade --jobs 1` does), the next
     container starts while a job runs; an empty suite gives it the least time to get ready."""
+    from grader.intake.submission import Submission
     from grader.sandbox.docker import DockerSandbox
-    from grader.submission import Submission
 
     course = assignment_mod.load(course_dir)
     box = DockerSandbox(tag, client=client, warm=warm)
@@ -195,7 +196,7 @@ def lifecycle_ours(course_dir: Path, client, tag: str, runs: int, warm: int) -> 
 
 def lifecycle_otter(course_dir: Path, tag: str, runs: int) -> list[float]:
     """The same job done the Otter-Grader way: create, cp in, start, wait, logs, cp out, rm."""
-    from grader.submission import Submission
+    from grader.intake.submission import Submission
 
     course = assignment_mod.load(course_dir)
     sub = Submission(id="empty", source="bench", files={course.exercises[0].files[0]: b"x = 1\n"})
@@ -211,7 +212,7 @@ def lifecycle_otter(course_dir: Path, tag: str, runs: int) -> list[float]:
                 (jobdir / rel).write_bytes(data)
             started = time.monotonic()
             cid = subprocess.run(
-                ["docker", "create", "--network", "none", "-w", "/job", "-e", f"{harness.NONCE_ENV}={nonce}",
+                ["docker", "create", "--network", "none", "-w", "/job", "-e", f"{wire.NONCE_ENV}={nonce}",
                  tag, "/opt/mpgrade/bin/python", "-m", "grader.harness"],
                 capture_output=True, text=True, check=True).stdout.strip()
             try:
@@ -224,7 +225,7 @@ def lifecycle_otter(course_dir: Path, tag: str, runs: int) -> list[float]:
             finally:
                 subprocess.run(["docker", "rm", "-f", cid], capture_output=True)
             wall = time.monotonic() - started
-        doc = json.loads(harness.unframe(logs, nonce))
+        doc = json.loads(wire.unframe(logs, nonce))
         overheads.append(wall - doc["duration"])
     return overheads
 

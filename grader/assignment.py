@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 MANIFEST = "assignment.toml"
+# The start methods of ``multiprocessing`` an assignment may pin; the one list every layer uses.
+START_METHODS = ("fork", "spawn", "forkserver")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _MODULE_FILE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}\.py$")
 
@@ -120,7 +122,7 @@ def load(root: Path) -> Assignment:
         if not isinstance(meta.get(key), str) or not meta[key]:
             raise AssignmentError(f"{path}: [assignment] needs a string {key!r}")
     start_method = meta.get("start_method", "fork")
-    if start_method not in ("fork", "spawn", "forkserver"):
+    if start_method not in START_METHODS:
         raise AssignmentError(f"{path}: start_method must be fork, spawn or forkserver")
     raw_limits = data.get("limits", {})
     unknown = set(raw_limits) - set(Limits.__dataclass_fields__)

@@ -20,12 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from grader import __version__, grading, results
+from grader import __version__, grading
 from grader.assignment import Assignment
 from grader.atomic import write_atomic
 from grader.escaping import spreadsheet_row
+from grader.intake.submission import Submission, discover
+from grader.protocol import results
 from grader.sandbox.base import Sandbox
-from grader.submission import Submission, discover
 
 SUMMARY = "summary.json"
 SCORES = "scores.csv"
@@ -39,7 +40,7 @@ def result_file(sub_id: str) -> str:
     """The name of a submission's result file in ``--out``: ``<id>.json``, except that an id
     whose name before the first dot is reserved (``summary``, ``Scores``, ``nul.x``...) or
     that starts with ``_`` or ``.`` gets a ``_`` in front (``_summary.json``). Ids made by
-    ``grader.submission.submission_id`` never start with ``_``, so no two ids share a file,
+    ``grader.intake.submission.submission_id`` never start with ``_``, so no two ids share a file,
     and ``summary.json`` is only ever the summary. The document inside keeps the real id,
     which is what summary.json, scores.csv and every export show."""
     if sub_id.split(".", 1)[0].casefold() in RESERVED or sub_id.startswith(("_", ".")):

@@ -19,8 +19,8 @@ from grader import grading
 from grader.assignment import Assignment
 from grader.atomic import write_atomic
 from grader.escaping import shown
+from grader.intake.submission import Submission
 from grader.sandbox.local import LocalSandbox
-from grader.submission import Submission
 
 DEFAULT_JSON = Path(".mpgrade") / "check.json"
 

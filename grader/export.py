@@ -31,11 +31,11 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from grader import results
 from grader.assignment import MANIFEST, Assignment
 from grader.atomic import write_atomic
 from grader.batch import SUMMARY
 from grader.escaping import file_name, json_safe, json_text, spreadsheet_row
+from grader.protocol import results
 
 TARGETS = Path(__file__).resolve().parent / "schema" / "targets"
 TARGET_SCHEMAS = {

@@ -15,10 +15,11 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from grader import __version__, harness, results
+from grader import __version__
 from grader.assignment import MANIFEST, Assignment
+from grader.intake.submission import Submission
+from grader.protocol import results, wire
 from grader.sandbox.base import PYTHON, Job, Limits, Outcome, Sandbox
-from grader.submission import Submission
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ def make_job(assignment: Assignment, submission: Submission, options: Options, n
             files[str(path.relative_to(root))] = path.read_bytes()
     for name, content in submission.files.items():
         files[f"submission/{name}"] = content
-    files["job.json"] = json.dumps({
+    files[wire.JOB_FILE] = json.dumps({
         "submission": results.capped_submission(submission.describe()),
         "scope": options.scope,
         "exercises": list(options.exercises),
@@ -59,7 +60,7 @@ def make_job(assignment: Assignment, submission: Submission, options: Options, n
         files=files,
         command=(PYTHON, "-m", "grader.harness"),
         limits=limits,
-        secret_env={harness.NONCE_ENV: nonce},
+        secret_env={wire.NONCE_ENV: nonce},
         labels={"mpgrade.submission": submission.id[:60]},
         name=submission.id,
     )
@@ -119,7 +120,7 @@ def interpret(outcome: Outcome, nonce: str, assignment: Assignment, submission: 
                       f"the submission ran past the limit of {limits.wall_timeout:g} s for a whole "
                       "submission and was stopped")
     try:
-        payload = harness.unframe(outcome.stdout, nonce)
+        payload = wire.unframe(outcome.stdout, nonce)
         data = results.decode(payload)  # bounded in bytes, values and depth, decoded once
         if isinstance(data, dict) and "harness_error" in data:
             raise ValueError(f"the grader failed inside the sandbox: {str(data['harness_error'])[:500]}"[:500])

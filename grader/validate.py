@@ -19,12 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from grader import grading, results
-from grader.assignment import Assignment
+from grader import grading
+from grader.assignment import START_METHODS, Assignment
+from grader.intake.submission import Submission
+from grader.protocol import results
 from grader.sandbox.local import LocalSandbox
-from grader.submission import Submission
-
-START_METHODS = ("fork", "spawn", "forkserver")
 
 
 @dataclass

@@ -21,7 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from grader import grading, results, submission
+from grader import grading
+from grader.intake import submission
+from grader.protocol import results
 
 from .conftest import REPO
 

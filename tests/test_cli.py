@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from grader import results
+from grader.protocol import results
 
 from .conftest import REPO
 

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from grader import grading, results, submission
+from grader import grading
+from grader.intake import submission
+from grader.protocol import results
 from grader.sandbox.local import LocalSandbox
 
 

@@ -203,7 +203,7 @@ def test_containers_are_locked_down(course, sandbox, docker_client, tmp_path, mo
 
 def test_reference_scores_full_marks_in_containers_under_spawn_and_forkserver(course, sandbox, tmp_path):
     """Privilege separation changes nothing for honest code, whatever the start method."""
-    from grader import submission
+    from grader.intake import submission
 
     sub = submission.from_folder(reference_folder(tmp_path, course, "ref"), course)
     for method in ("spawn", "forkserver"):
@@ -280,7 +280,7 @@ def grade_one_test(sandbox, folder: Path, name: str, test: str, module: str) -> 
     """Grade ``module`` (saved as NAME.py) against ``test``, the only test of a one-exercise
     assignment made in ``folder``; the test's entry in the result document."""
     from grader import assignment as assignment_mod
-    from grader.submission import Submission
+    from grader.intake.submission import Submission
 
     (folder / "exercises" / f"00_{name}").mkdir(parents=True)
     (folder / "assignment.toml").write_text(
@@ -320,7 +320,7 @@ def interpreter():
 def test_student_code_runs_an_interpreter_it_cannot_read(sandbox, tmp_path):
     """The image's execute-only interpreter, which the kernel seals from exec: pre-started
     processes are never open to the code of the call before them, even while they boot, and the
-    pool does not wait for them (grader.student); the call's own workers are ordinary."""
+    pool does not wait for them (grader.harness.boundary); the call's own workers are ordinary."""
     test = grade_one_test(sandbox, tmp_path, "where", INTERPRETER_TEST, INTERPRETER_MODULE)
     assert test["outcome"] == "passed", test
 

@@ -1,6 +1,6 @@
 """LMS exports: Gradescope, the Gradescope autograder zip, LTI AGS, Canvas, scores.csv, PrairieLearn.
 
-The documents are built here, realistic and validated by ``grader.results.validate``; every
+The documents are built here, realistic and validated by ``grader.protocol.results.validate``; every
 export is also checked against its target schema in ``grader/schema/targets/``.
 """
 
@@ -20,8 +20,9 @@ import jsonschema
 import pytest
 from click.testing import CliRunner
 
-from grader import export, results
-from grader.cli_export import export as export_cli
+from grader import export
+from grader.cli.export import export as export_cli
+from grader.protocol import results
 
 START = "2026-01-20T10:00:00.000Z"
 
@@ -228,7 +229,7 @@ def test_gradescope_autograder_zip_holds_scripts_grader_and_tests_only(tmp_path,
         f"course/exercises/{ex.id}/test_public.py" for ex in course.exercises
     ] + [f"course/solutions/{ex.id}/test_hidden.py" for ex in course.exercises]
     assert {"setup.sh", "run_autograder", "mpgrade/pyproject.toml", "mpgrade/README.md",
-            "mpgrade/grader/__init__.py", "mpgrade/grader/__main__.py", "mpgrade/grader/cli.py",
+            "mpgrade/grader/__init__.py", "mpgrade/grader/__main__.py", "mpgrade/grader/cli/__init__.py",
             "mpgrade/grader/export.py", "mpgrade/grader/schema/result.schema.json",
             "mpgrade/grader/schema/targets/gradescope-results.schema.json"} <= set(names)
     # no reference solutions, no mutants, no caches

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from grader import grading, results
+from grader import grading
+from grader.intake.submission import Submission
+from grader.protocol import results
 from grader.sandbox.base import Outcome
-from grader.submission import Submission
 
 
 class Broken:

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from grader import grading, harness, results, submission
+from grader import grading
+from grader.intake import submission
+from grader.protocol import results, wire
 from grader.sandbox.base import write_files
 
 from .conftest import REPO
@@ -28,11 +30,11 @@ def run_harness(course, folder: Path, tmp_path: Path, exercise: str) -> tuple[di
     scratch.mkdir()
     write_files(jobdir, job.files)
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "TMPDIR": str(scratch), "LANG": "C.UTF-8",
-           "MPGRADE_PRIVATE": str(private), harness.NONCE_ENV: nonce}
+           "MPGRADE_PRIVATE": str(private), wire.NONCE_ENV: nonce}
     proc = subprocess.run([sys.executable, "-m", "grader.harness"], cwd=jobdir, env=env,
                           capture_output=True, timeout=300)
     assert proc.returncode == 0, (private / "harness.log").read_text()[-3000:]
-    return results.parse(harness.unframe(proc.stdout, nonce)), private
+    return results.parse(wire.unframe(proc.stdout, nonce)), private
 
 
 @pytest.fixture

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from grader import assignment as assignment_mod
-from grader import lms
-from grader.submission import MAX_TOTAL
+from grader.intake import lms
+from grader.intake.submission import MAX_TOTAL
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -459,7 +459,7 @@ def test_a_corrupt_zip_is_left_to_the_ordinary_discovery(tmp_path, course):
 
 def test_grade_discovery_takes_an_lms_download_as_it_comes(tmp_path, course):
     """``mpgrade grade canvas.zip`` and ``mpgrade grade canvas-folder/`` find the students."""
-    from grader import submission
+    from grader.intake import submission
 
     download = canvas_download(tmp_path)
     extracted = tmp_path / "extracted"
@@ -475,7 +475,7 @@ def test_a_download_inside_a_folder_of_submissions_is_one_submission(tmp_path, c
     """Only a path given to ``mpgrade grade`` is read as an LMS download: inside a folder of
     submissions, ``canvas-download.zip`` is one student's zip like any other (a student's zip
     must never be able to speak for other students)."""
-    from grader import submission
+    from grader.intake import submission
 
     canvas_download(tmp_path)
     subs, _ = submission.discover([tmp_path], course)

@@ -9,7 +9,7 @@ import nbformat
 import pytest
 
 from grader import assignment as assignment_mod
-from grader import notebook
+from grader.intake import notebook
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from grader import assignment as assignment_mod
-from grader import results
+from grader.protocol import results
 from grader.sandbox.local import LocalSandbox
 from grader.service import auth, jobs
 from grader.service.api import ServiceConfig, build_submission, create_app

@@ -10,7 +10,7 @@ import threading
 import pytest
 
 from grader import assignment as assignment_mod
-from grader import results
+from grader.protocol import results
 from grader.service import jobs
 from grader.service.api import build_submission
 from grader.service.store import (

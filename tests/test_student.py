@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from grader import student as student_mod
+from grader import processes
 from grader._boot import mpgrade_plain as plain
-from grader.student import (
+from grader.harness import boundary as student_mod
+from grader.harness.boundary import (
     BoundaryError,
     CallCrashed,
     CallTimeout,
@@ -28,6 +29,7 @@ from grader.student import (
     StudentRunner,
     summarize_dump,
 )
+from grader.harness.boundary import child as child_mod
 
 WORKERS = '''
 import multiprocessing as mp, os, sys, time
@@ -175,7 +177,7 @@ def forge_pid_log(n):
 def runner(request, make_module, monkeypatch):
     """Each test runs twice: watching through /proc (Linux) and through psutil (macOS, others)."""
     if request.param == "psutil":
-        monkeypatch.setattr(student_mod, "HAVE_PROC", False)
+        monkeypatch.setattr(processes, "HAVE_PROC", False)
     folder = make_module("work", WORKERS)
     return StudentRunner(path=folder, start_method="fork", call_timeout=3, output_limit=1 << 20)
 
@@ -222,7 +224,7 @@ def test_after_a_hang_the_start_methods_helpers_are_not_listed_as_workers(runner
     """Under forkserver, the fork server and resource tracker are the library's, not the student's,
     even when first seen between their fork and their exec (simulated: the first look at each
     process finds the parent's command line)."""
-    real, looked = student_mod._cmdline, set()
+    real, looked = processes.cmdline, set()
 
     def first_look_before_exec(pid: int) -> str:
         if pid not in looked:
@@ -230,7 +232,7 @@ def test_after_a_hang_the_start_methods_helpers_are_not_listed_as_workers(runner
             return "python mpgrade_child.py"
         return real(pid)
 
-    monkeypatch.setattr(student_mod, "_cmdline", first_look_before_exec)
+    monkeypatch.setattr(processes, "cmdline", first_look_before_exec)
     with pytest.raises(CallTimeout) as info:
         runner.module("work", start_method="forkserver", timeout=1.5).deadlock()
     call = runner.last
@@ -440,7 +442,7 @@ def test_closing_the_pool_kills_the_spare_and_removes_its_files(pooled):
 
 def test_a_spare_whose_grader_is_gone_exits_by_itself():
     """A crashed grader closes the spare's stdin; the spare must not wait forever."""
-    child = student_mod._Child(sys.executable, None, None)
+    child = child_mod.Child(sys.executable, None, None)
     try:
         child.proc.stdin.close()
         assert child.proc.wait(timeout=10) == 0
@@ -735,7 +737,7 @@ def test_the_pool_waits_for_a_seal_only_where_the_kernel_does_not_seal(as_nobody
     waits: list[str] = []
     words: list[bytes] = []  # b"2": sealed by the kernel at exec; b"1": by itself, later
     spares: list[int] = []
-    original = student_mod._Child.wait_sealed
+    original = child_mod.Child.wait_sealed
 
     def wait_sealed(self, limit: float = 2.0) -> bool:
         waits.append(inspect.stack()[1].function)
@@ -744,7 +746,7 @@ def test_the_pool_waits_for_a_seal_only_where_the_kernel_does_not_seal(as_nobody
         spares.append(self.pid)
         return sealed
 
-    monkeypatch.setattr(student_mod._Child, "wait_sealed", wait_sealed)
+    monkeypatch.setattr(child_mod.Child, "wait_sealed", wait_sealed)
     tamper = runner.module("tamper")
     assert [tamper.double(i) for i in range(3)] == [0, 2, 4]
     execute_only = runner.python != SYSTEM_PYTHON
@@ -827,14 +829,14 @@ def test_a_spare_the_kernel_did_not_seal_at_exec_is_not_used(as_nobody_execute_o
     """Mode bits can mislead (an ACL, fs.suid_dumpable): a spare that says it was still open when
     its code first ran is thrown away, and the pool waits for the seals of the next ones."""
     runner, pool = as_nobody_execute_only
-    original = student_mod._Child.wait_sealed
+    original = child_mod.Child.wait_sealed
 
     def open_at_boot(self, limit: float = 2.0) -> bool:
         sealed = original(self, limit)
         self.seal_word = b"1"  # what a spare sealed only by itself says
         return sealed
 
-    monkeypatch.setattr(student_mod._Child, "wait_sealed", open_at_boot)
+    monkeypatch.setattr(child_mod.Child, "wait_sealed", open_at_boot)
     tamper = runner.module("tamper")
     tamper.double(1)
     [spare] = pool._spares.values()
@@ -848,7 +850,7 @@ def test_a_spare_the_kernel_did_not_seal_at_exec_is_not_used(as_nobody_execute_o
 @needs_root
 def test_an_execute_only_spare_that_never_seals_stops_the_spares(as_nobody_execute_only, monkeypatch):
     runner, pool = as_nobody_execute_only
-    monkeypatch.setattr(student_mod._Child, "wait_sealed", lambda self, limit=2.0: False)
+    monkeypatch.setattr(child_mod.Child, "wait_sealed", lambda self, limit=2.0: False)
     tamper = runner.module("tamper")
     tamper.double(1)
     [spare] = pool._spares.values()
@@ -864,8 +866,8 @@ def test_an_execute_only_interpreter_seals_only_where_the_host_says_so(
     setting = tmp_path / "suid_dumpable"
     if value:
         setting.write_text(value + "\n")
-    monkeypatch.setattr(student_mod, "SUID_DUMPABLE", str(setting))
-    assert student_mod.sealed_from_exec(execute_only_python, (65534, 65534)) is expect
+    monkeypatch.setattr(child_mod, "SUID_DUMPABLE", str(setting))
+    assert child_mod.sealed_from_exec(execute_only_python, (65534, 65534)) is expect
 
 
 @needs_root
@@ -873,8 +875,8 @@ def test_a_program_its_user_cannot_read_runs_sealed_from_exec(execute_only_pytho
     """The kernel fact the grading image relies on: no other process of the same user can open
     the memory of a process started from an execute-only program (here one that never seals
     itself), while it can with a readable one."""
-    assert student_mod.sealed_from_exec(execute_only_python, (65534, 65534))
-    assert not student_mod.sealed_from_exec(SYSTEM_PYTHON, (65534, 65534))
+    assert child_mod.sealed_from_exec(execute_only_python, (65534, 65534))
+    assert not child_mod.sealed_from_exec(SYSTEM_PYTHON, (65534, 65534))
     opened = {}
     for python in (SYSTEM_PYTHON, execute_only_python):
         sleeper = subprocess.Popen([python, "-S", "-c", "import time; time.sleep(30)"],
@@ -914,8 +916,8 @@ def test_which_interpreters_seal_from_exec(tmp_path, monkeypatch, mode, owner, u
         fields[4], fields[5] = uid, gid
         return os.stat_result(fields)
 
-    monkeypatch.setattr(student_mod.os, "stat", fake_stat)
-    assert student_mod.sealed_from_exec(str(program), user) is expect
+    monkeypatch.setattr(child_mod.os, "stat", fake_stat)
+    assert child_mod.sealed_from_exec(str(program), user) is expect
 
 
 @needs_root
@@ -960,7 +962,7 @@ def test_a_call_dies_with_its_grader(make_module, tmp_path):
     script.write_text(f"""
 import os, signal, threading, time
 from pathlib import Path
-from grader.student import StudentRunner
+from grader.harness.boundary import StudentRunner
 runner = StudentRunner(path=Path({str(folder)!r}), call_timeout=60)
 threading.Thread(target=lambda: runner.call("work", "deadlock"), daemon=True).start()
 while not runner.records or not runner.records[-1].pid:
@@ -983,7 +985,7 @@ def test_a_pool_whose_spares_cannot_seal_stops_making_them(make_module, monkeypa
         asked.append(self.pid)
         return False
 
-    monkeypatch.setattr(student_mod._Child, "wait_sealed", never)
+    monkeypatch.setattr(child_mod.Child, "wait_sealed", never)
     pool = SparePool()
     folder = make_module("work", WORKERS)
     runner = StudentRunner(path=folder, user=(os.getuid(), os.getgid()), spares=pool)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from grader import submission as sub_mod
+from grader.intake import submission as sub_mod
 
 from .test_lms import zip_bytes
 

@@ -166,7 +166,7 @@ def test_a_second_run_on_the_same_engine_keeps_a_running_batchs_containers(
         docker_client, grading_image, course, sleeper, exited):
     """Real containers: make_sandbox (what `mpgrade grade` and `mpgrade serve` start with)
     sweeps only the one whose owner died."""
-    from grader.cli_common import make_sandbox
+    from grader.cli.common import make_sandbox
 
     made = {}
     try:

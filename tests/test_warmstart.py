@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from grader.sandbox.warmstart import GO_FILE, IDLE_ENV, wait_for_go
+from grader.protocol.wire import GO_FILE, IDLE_ENV, wait_for_go
 
 from .conftest import REPO
 
@@ -45,7 +45,7 @@ def launch(tmp_path: Path, idle: float = 30) -> subprocess.Popen:
     (tmp_path / "job").mkdir()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "lib"), str(REPO)]),
            IDLE_ENV: str(idle)}
-    return subprocess.Popen([sys.executable, "-m", "grader.sandbox.warmstart", "probe", "--flag", "x"],
+    return subprocess.Popen([sys.executable, "-m", "grader.harness.warmstart", "probe", "--flag", "x"],
                             cwd=tmp_path / "job", env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 

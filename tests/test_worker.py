@@ -22,7 +22,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from grader import assignment as assignment_mod
-from grader import results
+from grader.protocol import results
 from grader.service import auth
 from grader.service.api import ServiceConfig, create_app
 from grader.service.tasks import Client
@@ -327,9 +327,9 @@ def test_grade_with_a_broker_regrades_a_job_whose_earlier_try_failed(tmp_path, w
     import threading
 
     from grader.grading import Options
+    from grader.intake.submission import from_folder
     from grader.service import jobs
     from grader.service.tasks import batch_salt
-    from grader.submission import from_folder
 
     tiny = assignment_mod.load(tiny_dir)
     folder = tmp_path / "alice"

@@ -1,6 +1,6 @@
 """The process that runs one call of a student function.
 
-Started by ``grader.student`` as ``python mpgrade_child.py`` in a new session with the boot
+Started by ``grader.harness.boundary`` as ``python mpgrade_child.py`` in a new session with the boot
 directory on PYTHONPATH. It boots first (the imports every call needs), then reads one request
 line on stdin: the grader may start it well before the call, while the previous call runs.
 Then it imports the student's module, calls the function, and writes exactly one JSON line to
@@ -16,6 +16,8 @@ import os
 import sys
 import time
 import traceback
+
+from mpgrade_wire import NPROC_ENV  # run as a script: the boot folder is sys.path[0]
 
 MAX_TRACEBACK = 8_000
 
@@ -73,7 +75,7 @@ def _read_request() -> dict | None:
 
 def _confine() -> None:
     """Limits the grader asked for, set at boot, before anything is read (nothing can raise them)."""
-    nproc = os.environ.pop("MPGRADE_NPROC", "")
+    nproc = os.environ.pop(NPROC_ENV, "")
     if nproc.isdigit():
         import resource
 

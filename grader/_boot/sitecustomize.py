@@ -8,11 +8,19 @@ It does two things the grader cannot do from outside:
   grader has seen it alive, so short-lived workers that outside polling might miss still count.
 
 Both are advisory: student code can tamper with them, so the grader checks every claim against
-the kernel (``grader.student._Claims``) and tests never rely on them alone.
+the kernel (``grader.harness.boundary._Claims``) and tests never rely on them alone.
 """
 
 import os
 import sys
+
+# The names of the wire, from this folder (explicitly: nothing else on sys.path is trusted yet).
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, _HERE)
+try:
+    import mpgrade_wire as _wire
+finally:
+    sys.path.remove(_HERE)
 
 
 def _role() -> str:
@@ -27,8 +35,8 @@ def _role() -> str:
 
 
 def _install(role: str) -> None:
-    dump_dir = os.environ.get("MPGRADE_DUMP_DIR")
-    pid_log = os.environ.get("MPGRADE_PID_LOG")
+    dump_dir = os.environ.get(_wire.DUMP_DIR_ENV)
+    pid_log = os.environ.get(_wire.PID_LOG_ENV)
     pid = os.getpid()
     if dump_dir:
         try:
@@ -119,13 +127,13 @@ def seal() -> None:
     sealed_at_exec = not _dumpable()
     sealed = _prctl(PR_SET_DUMPABLE, 0)
     _prctl(PR_SET_PDEATHSIG, 9)
-    grader = os.environ.pop("MPGRADE_GRADER_PID", "")
+    grader = os.environ.pop(_wire.GRADER_PID_ENV, "")
     if grader.isdigit() and os.getppid() != int(grader):
         os._exit(0)  # the grader was gone before the signal was armed
-    ready = os.environ.pop("MPGRADE_READY_FD", "")
+    ready = os.environ.pop(_wire.READY_FD_ENV, "")
     if ready.isdigit():  # tell the grader, which waits for this before any student code runs
         try:
-            os.write(int(ready), b"0" if not sealed else b"2" if sealed_at_exec else b"1")
+            os.write(int(ready), _wire.SEAL_NONE if not sealed else _wire.SEAL_AT_EXEC if sealed_at_exec else _wire.SEAL_SELF)
             os.close(int(ready))
         except OSError:
             pass
@@ -149,10 +157,10 @@ def unseal() -> None:
 
 if "mpgrade_child" in " ".join(getattr(sys, "orig_argv", sys.argv)):
     seal()
-elif os.environ.get("MPGRADE_PID_LOG") and _sealed_cheaply_seen():
+elif os.environ.get(_wire.PID_LOG_ENV) and _sealed_cheaply_seen():
     # A worker or helper the call started by exec, sealed by an execute-only interpreter: it is
     # the call's own, so ordinary again, as it would be with any other interpreter.
     unseal()
-if os.environ.get("MPGRADE_DUMP_DIR") or os.environ.get("MPGRADE_PID_LOG"):
+if os.environ.get(_wire.DUMP_DIR_ENV) or os.environ.get(_wire.PID_LOG_ENV):
     _install(_role())
     os.register_at_fork(after_in_child=_after_fork)

@@ -7,7 +7,7 @@ anything. Every container is labelled with the process that made it, removed in 
 ``finally``, and swept at start-up if that process crashed and left it behind.
 
 With ``warm=N`` the sandbox keeps N containers started ahead of their jobs (see
-``grader.sandbox.warmstart``): each still serves one job and is removed after it, but creating
+``grader.harness.warmstart``): each still serves one job and is removed after it, but creating
 and starting it, and the interpreter importing pytest, happen while earlier jobs run. A warm
 container is made for the shape of the last job (command, environment, limits), so a batch,
 where every job has the same shape, takes one almost every time; a job of another shape, or
@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from grader.protocol.wire import GO_FILE, IDLE_ENV
 from grader.sandbox import owner
 from grader.sandbox.base import PYTHON, Job, Outcome, SandboxUnavailable, warm_shape, write_files
-from grader.sandbox.warmstart import GO_FILE, IDLE_ENV
 
 LABEL = "mpgrade.grader"
 BATCH_LABEL = "mpgrade.batch"
@@ -40,9 +40,9 @@ OWNER_LABEL = "mpgrade.owner"
 FOREIGN_STALE = 24 * 3600.0
 IMAGE_PYTHON = "/opt/mpgrade/bin/python"
 # The same interpreter, execute-only for the student user: the kernel makes every student
-# process non-dumpable from exec on (see grader.student.sealed_from_exec).
+# process non-dumpable from exec on (see grader.harness.boundary.sealed_from_exec).
 IMAGE_STUDENT_PYTHON = "/opt/mpgrade/bin/python-student"
-WARMSTART = "grader.sandbox.warmstart"
+WARMSTART = "grader.harness.warmstart"
 # A warm container nobody sends a job to exits after this long (the host may have died).
 WARM_IDLE = 900.0
 # Student code runs as a uid of its own per container: process limits (RLIMIT_NPROC) are counted

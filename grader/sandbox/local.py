@@ -6,7 +6,7 @@ runs with its own session, a wall-clock limit, capped output and file-size / ope
 limits; at the end the whole session is killed. Never grade untrusted code with it.
 
 With ``warm=N`` it keeps N processes started ahead of their jobs, as the Docker sandbox keeps
-warm containers: each runs ``python -m grader.sandbox.warmstart MODULE`` (pytest and the
+warm containers: each runs ``python -m grader.harness.warmstart MODULE`` (pytest and the
 plugins imported while earlier jobs run), then serves exactly one job and is killed with it.
 """
 
@@ -23,11 +23,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from grader.processes import kill_session
+from grader.protocol.wire import GO_FILE, IDLE_ENV
 from grader.sandbox.base import PYTHON, Job, Outcome, warm_shape, write_files
-from grader.sandbox.warmstart import GO_FILE, IDLE_ENV
-from grader.student import kill_session
 
-WARMSTART = "grader.sandbox.warmstart"
+WARMSTART = "grader.harness.warmstart"
 WARM_IDLE = 900.0  # a warm process nobody sends a job to exits after this long
 
 

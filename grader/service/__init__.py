@@ -1,7 +1,7 @@
 """Grading as a service: an HTTP API for LMSs, an embedded worker, Celery workers.
 
 The service sits beside ``grader.batch`` in the layers (CLI -> batch / check / service ->
-grading -> sandbox -> ...): it turns an upload into a :class:`grader.submission.Submission`
+grading -> sandbox -> ...): it turns an upload into a :class:`grader.intake.submission.Submission`
 with the same hostile-archive checks as ``mpgrade grade``, grades it with
 ``grader.grading.grade`` (in-process threads, or Celery workers on other hosts) and keeps every
 job and result in a store (:mod:`grader.service.store`), never only in Redis.

@@ -40,11 +40,11 @@ from starlette.exceptions import HTTPException
 
 from grader import __version__
 from grader.assignment import Assignment
+from grader.intake.submission import Submission, from_folder, from_zip, submission_id
 from grader.service import callbacks, jobs
 from grader.service.auth import Course, Tokens
 from grader.service.runner import Dispatched, Dispatcher, Embedded
 from grader.service.store import DONE, FAILED, FINAL, JobRow, NewJob, Store, open_store
-from grader.submission import Submission, from_folder, from_zip, submission_id
 
 log = logging.getLogger("mpgrade.service")
 PROBLEM = "application/problem+json"
@@ -449,7 +449,7 @@ def _options(config: ServiceConfig) -> Any:
 
 def build_submission(assignment: Assignment, uploads: list[tuple[str, bytes]], student: str,
                      course: str) -> Submission:
-    """Uploaded files -> a whitelisted submission, with ``grader.submission``'s checks.
+    """Uploaded files -> a whitelisted submission, with ``grader.intake.submission``'s checks.
 
     One ``.zip`` goes through ``from_zip`` (traversal, symlinks, bombs, member caps); loose
     files are written under their base names into a private temp folder and read with

@@ -3,7 +3,7 @@
 A job's payload is plain JSON: the submission's whitelisted module files (base64), the
 metadata of ``Submission.describe()``, the assignment's name and fingerprint and the grading
 options. It never holds the client's archive (the API unpacks and checks that, with
-``grader.submission``'s hostile-zip rules, before anything is queued) and never a pickle, so a
+``grader.intake.submission``'s hostile-zip rules, before anything is queued) and never a pickle, so a
 Celery message or a stored job can be read by a worker on another host with ``json.loads``.
 """
 
@@ -15,10 +15,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from grader import grading, results
-from grader.assignment import Assignment
+from grader import grading
+from grader.assignment import START_METHODS, Assignment
+from grader.intake.submission import Submission
+from grader.protocol import results
 from grader.sandbox.base import Sandbox
-from grader.submission import Submission
 
 PAYLOAD_VERSION = 1
 
@@ -72,7 +73,6 @@ class BadPayload(ValueError):
     """
 
 
-START_METHODS = ("fork", "spawn", "forkserver")
 
 
 def checked_options(assignment: Assignment, payload: Mapping[str, Any]) -> grading.Options:

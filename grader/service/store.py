@@ -5,7 +5,7 @@ submission hash, see ``jobs.job_key``), with a UNIQUE key on those columns too, 
 upload twice is one job. A result is a row of its own keyed by the job id and inserted with
 ``INSERT OR IGNORE``: a job graded twice (a redelivered Celery message, a restart) still has
 exactly one result, the first. Documents are stored as the JSON text that passed
-``grader.results.validate``; nothing here is ever unpickled.
+``grader.protocol.results.validate``; nothing here is ever unpickled.
 
 The :class:`Store` protocol is what the API, the embedded worker and the collector use;
 :class:`PostgresStore` implements the same methods for several API processes sharing one
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from grader import results
+from grader.protocol import results
 
 QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
 FINAL = (DONE, FAILED)

@@ -24,10 +24,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from grader import grading, results
+from grader import grading
 from grader.assignment import Assignment
+from grader.intake.submission import Submission
+from grader.protocol import results
 from grader.service import jobs
-from grader.submission import Submission
 
 TASK = "mpgrade.grade"
 QUEUE = "mpgrade"

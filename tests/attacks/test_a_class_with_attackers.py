@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from grader.submission import submission_id
+from grader.intake.submission import submission_id
 from tests.conftest import REPO
 
 ATTACKS = REPO / "tests" / "attacks"

@@ -19,18 +19,20 @@ from pathlib import Path
 
 import pytest
 
-from grader import batch, boundedjson, grading, harness, notebook, results
+from grader import batch, grading
 from grader._boot import mpgrade_plain as plain
-from grader.sandbox.base import Outcome
-from grader.sandbox.local import LocalSandbox
-from grader.student import (
+from grader.harness.boundary import (
     MAX_RESULT,
     MAX_RESULT_DEPTH,
     MAX_RESULT_VALUES,
     BoundaryError,
     StudentRunner,
 )
-from grader.submission import Submission
+from grader.intake import notebook
+from grader.intake.submission import Submission
+from grader.protocol import boundedjson, results, wire
+from grader.sandbox.base import Outcome
+from grader.sandbox.local import LocalSandbox
 
 REPO = Path(__file__).resolve().parents[2]
 SPAWN = (REPO / "solutions" / "01_spawn" / "spawn.py").read_text()
@@ -286,9 +288,9 @@ class Flooder:
     name = "local"
 
     def run(self, job):
-        nonce = job.secret_env[harness.NONCE_ENV]
+        nonce = job.secret_env[wire.NONCE_ENV]
         doc = '{"tests":[' + "{}," * 1_300_000 + "{}]}"
-        return Outcome(exit_status=0, stdout=harness.frame(nonce, doc))
+        return Outcome(exit_status=0, stdout=wire.frame(nonce, doc))
 
     def close(self):
         pass

@@ -20,9 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from grader import batch, export, lms
+from grader import batch, export
+from grader.intake import lms
+from grader.intake.submission import MAX_MEMBERS, discover
 from grader.sandbox.local import LocalSandbox
-from grader.submission import MAX_MEMBERS, discover
 
 REPO = Path(__file__).resolve().parents[2]
 SPAWN = (REPO / "solutions" / "01_spawn" / "spawn.py").read_bytes()
@@ -306,7 +307,7 @@ def test_a_zip_whose_name_is_not_utf8_is_graded_next_to_the_others(tmp_path, cou
 def test_a_submission_that_cannot_be_read_is_its_own_error(tmp_path, course, monkeypatch):
     """An I/O error reading one student's folder (a vanished file, a bad disk block) is an
     ``error`` result for that student, not a traceback that stops the batch before it starts."""
-    import grader.submission as submission_mod
+    import grader.intake.submission as submission_mod
 
     subs_dir = tmp_path / "subs"
     for name in ("alice", "bob"):
@@ -432,7 +433,7 @@ def test_a_surprise_while_reading_a_whole_download_falls_back_to_the_ordinary_di
 
 
 def test_a_surprise_while_reading_one_entry_of_a_folder_is_that_entrys_error(tmp_path, course, monkeypatch):
-    import grader.submission as submission_mod
+    import grader.intake.submission as submission_mod
 
     subs_dir = tmp_path / "subs"
     write_tree(subs_dir / "alice", {"spawn.py": SPAWN})

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from grader.cli_export import export as export_cli
+from grader.cli.export import export as export_cli
 from tests.conftest import REPO
 from tests.test_export import GRADEBOOK, canvas_student, error_doc, graded_doc, write_gradebook
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from grader.cli_common import err, fail, load_assignment, make_sandbox
+from grader.cli.common import err, fail, load_assignment, make_sandbox
 from grader.escaping import joined
 
 DEFAULT_DATA = Path(".mpgrade") / "service"

@@ -11,7 +11,7 @@ target; defined in ``spawn.py`` it is ``spawn.worker`` and pickles by reference 
 A notebook is hostile input like everything a student hands in: anything that is not a valid
 notebook raises :class:`NotebookError` with a short reason, never another exception. What it
 costs to read one is bounded too, not only its bytes: the JSON is measured before it is decoded
-(``grader.boundedjson``), outputs are dropped before nbformat sees the rest, the cells and the
+(``grader.protocol.boundedjson``), outputs are dropped before nbformat sees the rest, the cells and the
 code in them are capped, and the notes about dropped lines stop at :data:`MAX_NOTES` with a
 count of the rest (a 16 MiB notebook of magic lines once cost the host 2.5 GB).
 """
@@ -30,9 +30,9 @@ from typing import Any
 import nbformat
 from nbformat import v4
 
-from grader import boundedjson
 from grader.assignment import Assignment, Exercise
 from grader.atomic import write_atomic
+from grader.protocol import boundedjson
 
 NOTEBOOK_MAX = 16 * 1024 * 1024  # outputs and images make notebooks far larger than modules
 NOTEBOOK_MAX_VALUES = 500_000  # JSON values: 100,000 printed lines kept as outputs still fit

@@ -3,7 +3,7 @@
 Gives tests the ``student`` fixture, the ``points`` / ``visibility`` / ``hint`` markers, and
 records for every test what the result document needs (points, visibility, exercise, outcome,
 message, hint, telemetry) in ``user_properties``, where pytest-json-report picks it up. The
-plugin never decides a score; ``grader.results`` does, from the report.
+plugin never decides a score; ``grader.protocol.results`` does, from the report.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from grader import assignment as assignment_mod
-from grader.student import START_METHODS, SparePool, StudentFailure, StudentRunner
+from grader.harness.boundary import START_METHODS, SparePool, StudentFailure, StudentRunner
 
 VISIBILITIES = ("visible", "hidden", "after_due_date")
 MAX_MESSAGE = 4000

@@ -1,6 +1,6 @@
 """Runs inside a warm container: start early, then run one job's command when its files arrive.
 
-``python -m grader.sandbox.warmstart MODULE [ARG...]`` stands in for ``python -m MODULE
+``python -m grader.harness.warmstart MODULE [ARG...]`` stands in for ``python -m MODULE
 [ARG...]`` in a container the Docker sandbox starts *before* it has a job for it. It imports
 MODULE (and calls its ``prewarm()`` if it has one, so the harness can import pytest and its
 plugins now), then waits for the host to lay the job's files into the read-only ``/job`` mount
@@ -19,43 +19,18 @@ Standard library only besides MODULE: this runs in the image, before anything is
 from __future__ import annotations
 
 import importlib
-import json
 import os
 import runpy
 import sys
-import time
 
-GO_FILE = ".mpgrade-go"
-IDLE_ENV = "MPGRADE_WARM_IDLE"
+from grader.protocol.wire import IDLE_ENV, wait_for_go
+
 EXIT_IDLE = 0  # nothing to report: the host removes idle containers without reading them
-
-
-def wait_for_go(folder: str, idle: float) -> dict[str, str] | None:
-    """The secret environment from the go file, or None when no job came in ``idle`` seconds."""
-    path = os.path.join(folder, GO_FILE)
-    deadline = time.monotonic() + idle
-    interval = 0.001
-    while True:
-        try:
-            with open(path, encoding="utf-8") as f:
-                data = json.load(f)  # complete: the host renames it into place
-        except ValueError:
-            raise SystemExit("grader.sandbox.warmstart: malformed go file") from None
-        except FileNotFoundError:
-            if time.monotonic() > deadline:
-                return None
-            time.sleep(interval)
-            interval = min(interval * 1.5, 0.01)
-            continue
-        if not isinstance(data, dict) or not all(
-                isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
-            raise SystemExit("grader.sandbox.warmstart: malformed go file")
-        return data
 
 
 def main(argv: list[str]) -> int:
     if not argv:
-        print("usage: python -m grader.sandbox.warmstart MODULE [ARG...]", file=sys.stderr)
+        print("usage: python -m grader.harness.warmstart MODULE [ARG...]", file=sys.stderr)
         return 2
     module_name, args = argv[0], argv[1:]
     try:

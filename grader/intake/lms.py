@@ -3,7 +3,7 @@
 Instructors grade what the LMS hands them: one zip (or its extracted folder) with every
 student's files, named after the student. Unpacking and renaming that by hand loses who is
 who, which upload is the latest and which was late, so :func:`discover_lms` reads the layouts
-directly and returns :class:`grader.submission.Submission` objects with ``student`` set
+directly and returns :class:`grader.intake.submission.Submission` objects with ``student`` set
 (``lms``, ``user_id``, ``name``, ``submission_id``, ``late``, ``email``), keyed by the LMS's
 user id so results can be imported back. Layouts (worked examples in docs/lms-ingestion.md):
 
@@ -15,7 +15,7 @@ user id so results can be imported back. Layouts (worked examples in docs/lms-in
   ``gradescope-<submission id>`` (a group hands in one submission).
 
 The download itself is hostile input like any submission: member names, symbolic links and
-sizes are checked per student with :func:`grader.submission.check_archive` and its caps, so a
+sizes are checked per student with :func:`grader.intake.submission.check_archive` and its caps, so a
 bad entry becomes an ``error`` for that student only and the rest of the class is graded.
 """
 
@@ -34,9 +34,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from grader import notebook
 from grader.assignment import Assignment
-from grader.submission import (
+from grader.intake import notebook
+from grader.intake.submission import (
     ARCHIVE_ERRORS,
     MAX_DEPTH,
     MAX_FILE,
@@ -505,7 +505,7 @@ def _read(entry: _Entry, n: int) -> bytes:
 
 def _collect_zip(data: bytes, it: _Item, assignment: Assignment, sub: Submission,
                  candidates: list[_Candidate], budget: Budget) -> None:
-    """A zip the student uploaded: the same checks and caps as grader.submission.from_zip."""
+    """A zip the student uploaded: the same checks and caps as grader.intake.submission.from_zip."""
     rel = it.entry.rel
     if len(data) > MAX_TOTAL:
         raise _Rejected(f"{rel} was rejected: it is larger than {MAX_TOTAL // (1024 * 1024)} MiB")

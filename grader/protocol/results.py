@@ -16,8 +16,9 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from grader import __version__, boundedjson
+from grader import __version__
 from grader.assignment import Assignment
+from grader.protocol import boundedjson
 
 SCHEMA_VERSION = "1.0"
 OUTCOMES = (
@@ -375,7 +376,7 @@ def validate(doc: Any) -> dict[str, Any]:
 
 
 def decode(data: bytes) -> Any:
-    """Bytes from a sandbox -> JSON data, bounded in bytes, values and depth (``grader.boundedjson``).
+    """Bytes from a sandbox -> JSON data, bounded in bytes, values and depth (``grader.protocol.boundedjson``).
 
     Never anything but ``json.loads``, and only after the text was measured: a document that
     would decode to millions of objects is refused before any is built.

@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from grader import export as export_mod
-from grader.cli_common import err, fail, note, warn
+from grader.cli.common import err, fail, note, warn
 from grader.escaping import joined, terminal, valid_unicode
 
 results_dir_arg = click.argument("results_dir", type=click.Path(path_type=Path), metavar="RESULTS_DIR")

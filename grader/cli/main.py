@@ -28,7 +28,8 @@ from rich.table import Table
 
 from grader import __version__
 from grader import assignment as assignment_mod
-from grader.cli_common import (
+from grader.assignment import START_METHODS
+from grader.cli.common import (
     assignment_option,
     err,
     fail,
@@ -36,8 +37,8 @@ from grader.cli_common import (
     make_sandbox,
     note,
 )
-from grader.cli_export import export
-from grader.cli_service import serve, token, worker
+from grader.cli.export import export
+from grader.cli.service import serve, token, worker
 from grader.escaping import joined, shown, terminal
 
 REMOTE_JOBS = 32  # with --broker: submissions waited for at once (the workers set the real pace)
@@ -64,7 +65,7 @@ def main() -> None:
 @assignment_option
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Where to write the JSON result (default: .mpgrade/check.json in the assignment folder).")
-@click.option("--start-method", type=click.Choice(["fork", "spawn", "forkserver"]), default=None,
+@click.option("--start-method", type=click.Choice(START_METHODS), default=None,
               help="Run your code under this multiprocessing start method (default: the assignment's).")
 def check(exercises: tuple[str, ...], assignment_dir: str | None, json_path: Path | None,
           start_method: str | None) -> None:
@@ -109,7 +110,7 @@ def check(exercises: tuple[str, ...], assignment_dir: str | None, json_path: Pat
               help="Seconds one whole submission may take (default: the assignment's submission_timeout).")
 @click.option("--force", is_flag=True, help="Grade again even where an up-to-date result exists.")
 @click.option("--image", default=None, help="Grading image (default: the one `mpgrade image build` makes).")
-@click.option("--start-method", type=click.Choice(["fork", "spawn", "forkserver"]), default=None,
+@click.option("--start-method", type=click.Choice(START_METHODS), default=None,
               help="Start method for student code (default: the assignment's).")
 @click.option("--broker", metavar="URL", default=None,
               help="Send the submissions to Celery workers (`mpgrade worker --broker URL`) instead of "
@@ -153,7 +154,7 @@ def grade(paths: tuple[Path, ...], out_dir: Path, jobs: int | None, sandbox: str
     box: Any = None
     grade_one = None
     if broker:
-        from grader.cli_service import remote_grader
+        from grader.cli.service import remote_grader
 
         jobs = jobs or REMOTE_JOBS
         grade_one = remote_grader(broker, assignment, options, force=force, sandbox=sandbox, stop=stop)
@@ -372,7 +373,7 @@ def release(notebooks_dir: Path, assignment_dir: str | None) -> None:
     Example:
       mpgrade release --notebooks release/notebooks/
     """
-    from grader import notebook
+    from grader.intake import notebook
 
     assignment = load_assignment(assignment_dir)
     try:

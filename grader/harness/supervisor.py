@@ -21,25 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-BEGIN = "MPGRADE-RESULT-BEGIN"
-END = "MPGRADE-RESULT-END"
-NONCE_ENV = "MPGRADE_NONCE"
-
-
-def frame(nonce: str, document: str) -> bytes:
-    return f"\n{BEGIN} {nonce}\n{document}\n{END} {nonce}\n".encode()
-
-
-def unframe(stdout: bytes, nonce: str) -> bytes:
-    """The one document between the nonce lines; ValueError when there is not exactly one."""
-    begin, end = f"{BEGIN} {nonce}\n".encode(), f"\n{END} {nonce}\n".encode()
-    if stdout.count(begin) != 1 or stdout.count(end) != 1:
-        raise ValueError("the sandbox did not produce exactly one result framed with this run's nonce")
-    start = stdout.index(begin) + len(begin)
-    stop = stdout.index(end)
-    if stop < start:
-        raise ValueError("the result frame is malformed")
-    return stdout[start:stop]
+from grader.protocol import wire
 
 
 def _prepare_workdir(job_dir: Path, base: Path) -> Path:
@@ -60,18 +42,18 @@ def _prepare_workdir(job_dir: Path, base: Path) -> Path:
 def run(job_dir: Path, private: Path) -> dict[str, Any]:
     """Grade the job; always returns a document (an ``error`` one when something broke)."""
     from grader import assignment as assignment_mod
-    from grader import results
+    from grader.protocol import results
 
     started_at = results.now()
     t0 = time.monotonic()
-    job = json.loads((job_dir / "job.json").read_text())
+    job = json.loads((job_dir / wire.JOB_FILE).read_text())
     assignment = assignment_mod.load(job_dir)
     start_method = job.get("start_method") or assignment.start_method
     # What the sandbox provides (who student code runs as, where cgroup counters are) comes from
     # the sandbox's environment, so the job itself is the same whatever runs it.
-    sandbox = os.environ.get("MPGRADE_SANDBOX", "local")
+    sandbox = os.environ.get(wire.SANDBOX_ENV, "local")
     submission = job["submission"]
-    user_spec = os.environ.get("MPGRADE_STUDENT_USER")
+    user_spec = os.environ.get(wire.STUDENT_USER_ENV)
     scratch = Path(os.environ.get("TMPDIR") or tempfile.gettempdir())
     work = _prepare_workdir(job_dir, scratch)
     ini = private / "pytest.ini"
@@ -87,15 +69,15 @@ def run(job_dir: Path, private: Path) -> dict[str, Any]:
     ]
     if user_spec:
         args.append(f"--mpgrade-student-user={user_spec}")
-    student_python = os.environ.get("MPGRADE_STUDENT_PYTHON")
+    student_python = os.environ.get(wire.STUDENT_PYTHON_ENV)
     if user_spec and student_python and os.access(student_python, os.X_OK):
         # Without it student code runs this interpreter, and each spare is waited for until it
-        # has sealed itself (grader.student.SparePool).
+        # has sealed itself (grader.harness.boundary.SparePool).
         args.append(f"--mpgrade-student-python={student_python}")
-    if os.environ.get("MPGRADE_STUDENT_NPROC"):
-        args.append(f"--mpgrade-student-nproc={os.environ['MPGRADE_STUDENT_NPROC']}")
-    if os.environ.get("MPGRADE_CGROUP"):
-        args.append(f"--mpgrade-cgroup={os.environ['MPGRADE_CGROUP']}")
+    if os.environ.get(wire.STUDENT_NPROC_ENV):
+        args.append(f"--mpgrade-student-nproc={os.environ[wire.STUDENT_NPROC_ENV]}")
+    if os.environ.get(wire.CGROUP_ENV):
+        args.append(f"--mpgrade-cgroup={os.environ[wire.CGROUP_ENV]}")
     import pytest
     from pytest_jsonreport.plugin import JSONReport
 
@@ -125,7 +107,7 @@ def run(job_dir: Path, private: Path) -> dict[str, Any]:
 def prewarm() -> None:
     """Import what every job needs, before there is a job.
 
-    Called by ``grader.sandbox.warmstart`` in a container started ahead of its job, so pytest,
+    Called by ``grader.harness.warmstart`` in a container started ahead of its job, so pytest,
     its plugins and the schema validator are loaded while the previous submission is graded.
     """
     import jsonschema  # noqa: F401 - imported for its side effect: it is in sys.modules now
@@ -133,7 +115,9 @@ def prewarm() -> None:
     import pytest_jsonreport.plugin  # noqa: F401
     import pytest_timeout  # noqa: F401
 
-    from grader import assignment, plugin, results, student  # noqa: F401
+    from grader import assignment  # noqa: F401
+    from grader.harness import boundary, plugin  # noqa: F401
+    from grader.protocol import results
 
     results.validator()
 
@@ -161,14 +145,14 @@ def apply_rlimits(spec: str) -> None:
 
 
 def main() -> int:
-    apply_rlimits(os.environ.pop("MPGRADE_RLIMITS", ""))
-    nonce = os.environ.pop(NONCE_ENV, "")
+    apply_rlimits(os.environ.pop(wire.RLIMITS_ENV, ""))
+    nonce = os.environ.pop(wire.NONCE_ENV, "")
     if not nonce:
         print("grader.harness: no nonce given; this command is run by a sandbox, not by hand", file=sys.stderr)
         return 2
     out = os.dup(1)
     os.set_inheritable(out, False)
-    private = Path(os.environ.get("MPGRADE_PRIVATE") or tempfile.mkdtemp(prefix="mpgrade-private-"))
+    private = Path(os.environ.get(wire.PRIVATE_ENV) or tempfile.mkdtemp(prefix="mpgrade-private-"))
     private.mkdir(parents=True, exist_ok=True)
     os.chmod(private, 0o700)
     log = os.open(private / "harness.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -184,17 +168,8 @@ def main() -> int:
         traceback.print_exc()
         text = json.dumps({"harness_error": f"{type(exc).__name__}: {exc}"[:2000]})
         code = 3
-    data = frame(nonce, text)
+    data = wire.frame(nonce, text)
     view = memoryview(data)
     while view:
         view = view[os.write(out, view):]
     return code
-
-
-if __name__ == "__main__":
-    # The document is written and every student process is gone: skip the interpreter's
-    # teardown of pytest and its plugins, which the host would wait for (tens of milliseconds).
-    status = main()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(status)

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from grader import notebook
 from grader.assignment import Assignment
+from grader.intake import notebook
 
 MAX_FILE = 1024 * 1024  # a module larger than this is not a homework answer
 MAX_MEMBERS = 2000
@@ -37,7 +37,7 @@ QUIET_HIDDEN = {".git", ".gitignore", ".gitattributes", ".DS_Store", ".venv", ".
                 ".ipynb_checkpoints", ".Trash", ".Trashes", ".Spotlight-V100", ".fseventsd"}
 SKIP_DIRS = {"__pycache__", "__MACOSX", ".git", ".venv", "venv", "node_modules", ".ipynb_checkpoints"}
 # What reading a hostile archive can raise, for every reader of zips (this module and
-# grader.lms): ValueError covers a name flagged UTF-8 that is not, zlib.error and LZMAError
+# grader.intake.lms): ValueError covers a name flagged UTF-8 that is not, zlib.error and LZMAError
 # corrupt compressed data, RuntimeError an encrypted member. Any of them is an ``error`` for
 # the submission whose archive it is, never an exception out of discovery.
 ARCHIVE_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, RuntimeError,
@@ -401,7 +401,7 @@ def discover(paths: list[Path], assignment: Assignment) -> tuple[list[Submission
     ``submission_metadata.yml`` naming other students) would be read as many students and
     could hand in work under a classmate's identity while its own name vanished.
     """
-    from grader.lms import discover_lms  # grader.lms builds on this module
+    from grader.intake.lms import discover_lms  # grader.intake.lms builds on this module
 
     found: list[Submission] = []
     skipped: list[str] = []

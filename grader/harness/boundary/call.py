@@ -1,0 +1,302 @@
+"""One call, from start to the last reaped process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from grader import processes
+from grader._boot import mpgrade_plain as plain
+from grader.harness.boundary.child import MAX_RESULT, MAX_RESULT_DEPTH, MAX_RESULT_VALUES, Child
+from grader.harness.boundary.failures import (
+    BoundaryError,
+    CallCrashed,
+    CallTimeout,
+    NotImplementedByStudent,
+    OutputLimit,
+    ProcessLimit,
+    StudentFailure,
+    StudentImportError,
+    error_class,
+)
+from grader.harness.boundary.hangs import summarize_dump, wait_for_dumps
+from grader.harness.boundary.record import CallRecord
+
+if TYPE_CHECKING:
+    from grader.harness.boundary.runner import StudentRunner
+from grader.protocol import boundedjson
+
+
+class _GoneBeforeRequest(Exception):
+    """A pre-started child died between being taken and being sent its request."""
+
+
+class CallExecution:
+    """One call, from start to the last reaped process. Kept apart so the steps read in order."""
+
+    def __init__(self, runner: StudentRunner, record: CallRecord, args: tuple, kwargs: dict, timeout: float):
+        self.runner, self.record, self.timeout = runner, record, timeout
+        self.args, self.kwargs = args, kwargs
+        self.root = str(Path(runner.path).resolve())
+        self.seen: dict[int, tuple[float, int]] = {}
+        self.live_workers = 0
+        self.pid_floor: int | None = None
+        self.child: Child  # set when the call starts
+        self.threads: set[int] = set()  # thread IDs seen in the tree: never workers
+
+    def run(self) -> StudentFailure | None:
+        record = self.record
+        try:
+            request = {
+                "module": record.module, "function": record.function,
+                "args": plain.encode(tuple(self.args))["v"], "kwargs": plain.encode(dict(self.kwargs)),
+                "start_method": record.start_method, "path": self.root,
+            }
+        except plain.NotPlainData as exc:
+            raise TypeError(f"test bug: arguments must be plain data ({exc})") from None
+        runner = self.runner
+        key = (runner.python, runner.user, runner.scratch, runner.max_processes if runner.user else None,
+               self.root)
+        spares = runner.spares
+        child = spares.take(key) if spares is not None else None
+        if child is not None and not child.waiting():
+            child.discard()
+            child = None
+        if child is not None:
+            child.spare = True
+        if child is None:
+            child = Child(*key)
+        try:
+            if spares is not None:
+                spares.prepare(key)  # the next call's child, before this call's PID window opens
+            try:
+                return self._run(child, request)
+            except _GoneBeforeRequest:
+                child.remove()
+                child = Child(*key)
+                return self._run(child, request)
+        except BaseException:
+            child.stop()  # a failure of ours (or Ctrl-C) before the call was under way
+            raise
+        finally:
+            try:  # first, so that no escaped process can meddle with what is removed next
+                record.escaped = runner.clear_user()
+            finally:
+                child.remove()
+
+    def _run(self, child: Child, request: dict[str, Any]) -> StudentFailure | None:
+        record = self.record
+        self.child = child
+        record.pid = child.pid
+        self.pid_floor = processes.last_pid()
+        started = time.monotonic()
+        failure: StudentFailure | None = None
+        try:
+            if not child.send({**request, "cwd": str(child.home)}) and child.spare:
+                raise _GoneBeforeRequest  # a spare that died after all: start a fresh child
+            outcome = self._watch(child.proc, started)
+            record.duration = time.monotonic() - started
+            if outcome in ("result", "exited"):
+                # Only a call that ended by itself has a process tree worth describing; after a
+                # fork bomb or a flood, every millisecond spent looking lets it do more harm.
+                self._take_claims()
+                self._snapshot(child.pid)
+            if outcome == "timeout":
+                failure = CallTimeout(self._timeout_message(child.pid, child.dumps), record)
+        finally:
+            child.stop(also=set(self.seen))
+            record.exit_status = child.proc.returncode
+        self._take_claims()  # again: workers that started while the call was torn down
+        record.stdout = child.out.decode(errors="replace")
+        record.stderr = child.err.decode(errors="replace")
+        record.output_bytes = child.output_total
+        record.cpu_time = sum(cpu for cpu, _ in self.seen.values())
+        if failure is not None:
+            return failure
+        if outcome == "processes":
+            return ProcessLimit(f"{self._what()} started more than {self.runner.max_processes - 8} "
+                                "processes at once and was stopped (a fork bomb?)", record)
+        if outcome == "output":
+            return OutputLimit(
+                f"{self._what()} printed more than {self.runner.output_limit // (1024 * 1024)} MiB "
+                "and was stopped", record)
+        return self._interpret(outcome)
+
+    # -- watching ----------------------------------------------------------------------------
+
+    def _watch(self, proc: subprocess.Popen, started: float) -> str:
+        """Poll the tree until the result arrives, the caller dies, time runs out or output floods."""
+        deadline = started + self.timeout
+        interval = 0.002
+        while True:
+            if self.child.result_done.wait(interval):
+                return "result"
+            self._observe(proc.pid)
+            if proc.poll() is not None:
+                self.child.result_done.wait(0.2)  # the last bytes may still be in the pipe
+                return "result" if self.child.result_done.is_set() else "exited"
+            if self.child.output_total > self.runner.output_limit:
+                return "output"
+            cap = self.runner.max_processes if self.runner.user else None
+            if cap and self.live_workers >= cap - 8:
+                return "processes"  # a fork bomb: no need to wait for the timeout
+            if time.monotonic() > deadline:
+                return "timeout"
+            interval = min(interval * 1.25, 0.02)
+
+    def _observe(self, caller: int) -> None:
+        stack, workers, rss = [caller], 0, 0
+        while stack:
+            pid = stack.pop()
+            st = processes.proc_stat(pid)
+            if st is None:
+                continue
+            self.seen[pid] = (st[1], st[2])
+            if pid != caller:
+                if pid in self.record.helpers or pid in self.record.workers:
+                    pass
+                elif processes.is_helper(processes.cmdline(pid)) and self._parent_is(pid, caller):
+                    self.record.helpers.add(pid)
+                else:
+                    self.record.workers.add(pid)
+                if pid in self.record.workers and st[0] not in ("Z", "X"):
+                    workers += 1
+            rss += st[2]
+            stack.extend(processes.children(pid, self.threads))
+        self.live_workers = workers
+        self.record.peak_processes = max(self.record.peak_processes, workers)
+        self.record.peak_rss = max(self.record.peak_rss, rss)
+
+    @staticmethod
+    def _parent_is(pid: int, parent: int) -> bool:
+        return processes.parent_of(pid) == parent
+
+    def _recheck_helpers(self, caller: int) -> None:
+        """A helper seen between its fork and its exec looked like a worker; look again."""
+        for pid in list(self.record.workers):
+            if self._parent_is(pid, caller) and processes.is_helper(processes.cmdline(pid)):
+                self.record.workers.discard(pid)
+                self.record.helpers.add(pid)
+
+    def _snapshot(self, caller: int) -> None:
+        """After the function returned: which workers are still running, which were never reaped."""
+        self._observe(caller)
+        self._recheck_helpers(caller)
+        stack, leftover, zombies = [caller], [], []
+        while stack:
+            pid = stack.pop()
+            st = processes.proc_stat(pid)
+            if st is None:
+                continue
+            if pid in self.record.workers:
+                (zombies if st[0] == "Z" else leftover).append(pid)
+            stack.extend(processes.children(pid))
+        # Workers that escaped the tree (orphans re-parented to init) but stayed in the session.
+        for pid in processes.session_members(caller):
+            if pid not in leftover and pid != caller and pid in self.record.workers and processes.alive(pid):
+                leftover.append(pid)
+        # And those that left the session too (setsid): the student user's own processes.
+        user, spares = self.runner.user, self.runner.spares
+        if user is not None and user[0] != 0:
+            keep = {caller, *self.record.helpers, *(c.pid for c in spares.held())} if spares else {caller}
+            leftover.extend(pid for pid in processes.user_processes(user[0], keep) if pid not in leftover)
+        self.record.leftover = sorted(leftover)
+        self.record.zombies = sorted(zombies)
+
+    def _take_claims(self) -> None:
+        """Workers that polling may have missed: claims the kernel backed (see ``Claims``) for
+        processes that were seen in the tree or got their PID during this call (PIDs are handed
+        out in order; in a container's PID namespace nothing else takes them then), so a process
+        left by an earlier call or our own threads never count. It never removes a worker:
+        helpers are told apart by their command line, from outside."""
+        claims = self.child.claims
+        self.threads |= claims.threads
+        ceiling = processes.last_pid()
+        spares = self.runner.spares
+        others = {c.pid for c in spares.held()} if spares is not None else set()
+        for pid in list(claims.granted):
+            if pid == self.record.pid or pid in self.record.helpers or pid in self.child.own_tids:
+                continue
+            if pid in others:  # a spare's PID, should the counter have wrapped since the floor
+                continue
+            if pid in self.seen or processes.allocated_between(pid, self.pid_floor, ceiling):
+                self.record.workers.add(pid)
+
+    # -- turning what happened into a value or an exception --------------------------------------
+
+    def _what(self) -> str:
+        return f"{self.record.module}.{self.record.function}()"
+
+    def _interpret(self, outcome: str) -> StudentFailure | None:
+        record = self.record
+        line = bytes(self.child.result).split(b"\n", 1)[0]
+        if not line:
+            status = record.exit_status
+            how = f"was killed by signal {-status}" if status and status < 0 else f"exited with status {status}"
+            return CallCrashed(f"the process running {self._what()} {how} before returning a value "
+                               "(os._exit(), a crash, or a signal)", record)
+        if len(line) > MAX_RESULT:
+            return BoundaryError(f"{self._what()} returned a value larger than {MAX_RESULT} bytes", record)
+        try:
+            msg = boundedjson.loads(line, max_values=MAX_RESULT_VALUES, max_depth=MAX_RESULT_DEPTH)
+        except boundedjson.TooComplex as exc:  # refused before anything was built: this call only
+            return BoundaryError(f"the result of {self._what()} was too {exc.kind} to decode: {exc} "
+                                 "(return less data, or a summary of it)", record)
+        except (ValueError, RecursionError) as exc:
+            return BoundaryError(f"the result of {self._what()} was malformed ({exc})", record)
+        try:
+            if not isinstance(msg, dict):
+                raise ValueError("not an object")
+            if msg.get("ok") is True:
+                record.value = plain.decode(msg.get("value"))
+                record.ok = True
+                return None
+        except (ValueError, TypeError, RecursionError) as exc:
+            return BoundaryError(f"the result of {self._what()} was malformed ({exc})", record)
+        phase = str(msg.get("phase"))
+        type_name = str(msg.get("type", "Exception"))[:100]
+        message = str(msg.get("message", ""))[:2000]
+        tb = str(msg.get("traceback", ""))[:8000]
+        if phase == "import":
+            return StudentImportError(
+                f"could not import {record.module}.py: {type_name}: {message}\n{tb}".rstrip(), record)
+        if phase == "return":
+            return BoundaryError(f"{self._what()} returned something that is not plain data: {message}", record)
+        if phase == "lookup":
+            return StudentImportError(message, record)
+        cls = error_class(type_name, bool(msg.get("builtin")))
+        if cls is NotImplementedByStudent:
+            text = f"{self._what()} is not implemented yet (it raises NotImplementedError)"
+        else:
+            text = f"{self._what()} raised {type_name}: {message}\n{tb}".rstrip()
+        try:
+            err = cls(text, record)
+        except TypeError:  # builtins with other signatures (UnicodeDecodeError, ExceptionGroup)
+            err = error_class("Exception", False)(text, record)
+        err.traceback = tb
+        return err
+
+    def _timeout_message(self, caller: int, dumps: Path) -> str:
+        """Ask every process where it is (SIGUSR1 -> faulthandler), then say it in one block."""
+        self._recheck_helpers(caller)
+        pids = [p for p in [caller, *sorted(self.record.workers)] if processes.in_session(p, caller)]
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGUSR1)
+            except OSError:
+                pass
+        wait_for_dumps([dumps / f"{pid}.txt" for pid in pids[:12]], limit=0.3)
+        lines = [f"{self._what()} did not return within {self.timeout:g} s "
+                 f"(start method {self.record.start_method}). Where each process was, as its own "
+                 "stack dump says:"]
+        for pid in pids[:12]:
+            text = processes.read_capped(dumps / f"{pid}.txt", 20_000)
+            who = "caller" if pid == caller else "worker"
+            lines.append(f"  {who} {pid}: {summarize_dump(text, self.root)}")
+        if len(pids) > 12:
+            lines.append(f"  ... and {len(pids) - 12} more processes")
+        return "\n".join(lines)
