@@ -35,8 +35,9 @@ check: $(STAMP) ## students: public tests of exercises/ (one exercise: make chec
 test: $(STAMP) ## maintainers: the grader's whole test suite (Docker tests run when CI=true or an engine answers)
 	$(PY) -m pytest tests --durations=10
 
-lint: $(STAMP) ## ruff over the package, tests and course
+lint: $(STAMP) ## ruff over the package, tests and course; the import contract (.importlinter)
 	$(VENV)/bin/ruff check grader tests exercises solutions examples $(wildcard bench)
+	$(VENV)/bin/lint-imports --no-cache .importlinter
 
 image: $(STAMP) ## build the grading image without a registry (debootstrap + local wheels)
 	$(PY) -m grader image build --offline
