@@ -6,6 +6,19 @@ arguments as plain-data JSON, and reads back one JSON line. While the call runs,
 tree is watched from outside, so tests can check that real worker processes ran, how many at
 once, and that none was left behind. Whatever happens, every process of the session is killed
 and reaped before the call returns: a hang costs one call, never the grader.
+
+One module per concept, in the order a call meets them:
+
+* ``runner``: the ``student`` fixture's object; ``student.module(name).function(*args)``;
+* ``pool``: spare children, booted while the previous call runs;
+* ``child``: one started ``mpgrade_child`` (session, uid, pipes, seal word);
+* ``claims``: workers' "I belong to this call" lines, checked against the kernel;
+* ``call``: one call from request to the last reaped process, and what its outcome means;
+* ``hangs``: stack dumps of a call that did not return, one line per process;
+* ``residue``: what the student uid left between calls (files, IPC), removed without trust;
+* ``record`` and ``failures``: what a test sees: the call's record, the failure taxonomy.
+
+Process inspection (``/proc``) is ``grader.processes``, shared with the local sandbox.
 """
 
 from grader.assignment import START_METHODS
