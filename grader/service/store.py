@@ -9,7 +9,9 @@ exactly one result, the first. Documents are stored as the JSON text that passed
 
 The :class:`Store` protocol is what the API, the embedded worker and the collector use;
 :class:`PostgresStore` implements the same methods for several API processes sharing one
-database (``mpgrade serve --database postgresql://...``), see :func:`open_store`.
+database (``mpgrade serve --database postgresql://...``), see :func:`open_store`. Both are a
+:class:`SQLStore`, which holds every statement once; each backend adds only its connection,
+placeholders, write transaction, upsert and the locking of ``claim_next``.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -30,7 +33,7 @@ QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
 FINAL = (DONE, FAILED)
 MAX_ATTEMPTS = 3  # a job that was running when the server died this often is failed, not retried
 
-SCHEMA = """
+_TABLES = """
 CREATE TABLE IF NOT EXISTS jobs (
     id              TEXT PRIMARY KEY,
     course          TEXT NOT NULL,
@@ -57,14 +60,19 @@ CREATE TABLE IF NOT EXISTS results (
     course      TEXT NOT NULL,
     assignment  TEXT NOT NULL,
     student     TEXT NOT NULL,
-    score       REAL NOT NULL,
-    max_score   REAL NOT NULL,
+    score       {real} NOT NULL,
+    max_score   {real} NOT NULL,
     status      TEXT NOT NULL,
     document    TEXT NOT NULL,
     created_at  TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS results_assignment ON results (course, assignment, created_at);
 """
+# one set of tables for both databases: only the name of a double-precision column differs
+SCHEMA = _TABLES.format(real="REAL")
+PG_SCHEMA = _TABLES.format(real="DOUBLE PRECISION")
+INTERRUPTED = (f"grading was interrupted {MAX_ATTEMPTS} times (the server stopped or crashed while"
+               " grading it); not retried again")
 
 
 @dataclass(frozen=True)
@@ -133,8 +141,224 @@ class Store(Protocol):
     def set_callback_status(self, job_id: str, status: str) -> None: ...
 
 
-class SQLiteStore:
-    """One SQLite file (WAL mode), a connection per operation so threads never share one."""
+class SQLStore(ABC):
+    """The store's SQL, once, for both databases; a backend supplies only what truly differs.
+
+    Statements are written with ``?`` placeholders (:meth:`_sql` turns them into the backend's),
+    read rows by column name and run in :meth:`_transaction` where several must happen
+    together. What each backend provides: a connection (:meth:`_connect`), a write transaction
+    (:meth:`_transaction`), how an insert that would break a unique key is skipped
+    (:meth:`_insert_ignoring`), the row lock a read-then-update takes (``LOCK_ROWS``), what
+    text a column can hold (:meth:`_text`) and how the next job is claimed
+    (:meth:`claim_next`, where their locking differs the most).
+    """
+
+    LOCK_ROWS = ""  # appended to a SELECT whose rows the same transaction then changes
+
+    @abstractmethod
+    def _connect(self) -> AbstractContextManager[Any]:
+        """A connection (in autocommit) for one operation."""
+
+    @abstractmethod
+    def _transaction(self) -> AbstractContextManager[Any]:
+        """A connection inside a write transaction: committed at the end, rolled back on an error."""
+
+    @abstractmethod
+    def _insert_ignoring(self, insert: str, key: str = "") -> str:
+        """``insert`` (an ``INSERT INTO ... VALUES ...``) doing nothing where it would break the
+        unique ``key`` (any unique key when empty), so the cursor's rowcount says if it inserted."""
+
+    @abstractmethod
+    def claim_next(self) -> JobRow | None:
+        """The oldest queued job, now marked running, claimed by this caller only."""
+
+    def _sql(self, sql: str) -> str:
+        """``sql`` with this backend's placeholders (SQLite takes the ``?`` as written)."""
+        return sql
+
+    def _text(self, value: str) -> str:
+        """``value`` as a TEXT column can hold it."""
+        return value
+
+    def _execute(self, db: Any, sql: str, params: Sequence[Any] = ()) -> Any:
+        return db.execute(self._sql(sql), params)
+
+    @staticmethod
+    def _row(row: Any) -> JobRow | None:
+        if row is None:
+            return None
+        data = dict(row)
+        data.pop("fingerprint", None)
+        data["payload"] = json.loads(data["payload"])
+        return JobRow(**data)
+
+    def _job(self, db: Any, job_id: str) -> JobRow | None:
+        return self._row(self._execute(db, "SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone())
+
+    def _jobs(self, where: str, params: Sequence[Any]) -> list[JobRow]:
+        with self._connect() as db:
+            rows = self._execute(db, f"SELECT * FROM jobs WHERE {where} ORDER BY created_at", params).fetchall()
+        return [self._row(r) for r in rows]  # type: ignore[misc]
+
+    def add_job(self, job: NewJob) -> tuple[JobRow, bool]:
+        """Insert a queued job; the existing one (and False) if these files are already a job."""
+        insert = self._insert_ignoring(
+            "INSERT INTO jobs (id, course, assignment, fingerprint, student, submission_hash,"
+            " status, payload, callback_url, callback_format, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+        with self._connect() as db:
+            cur = self._execute(db, insert, (
+                job.id, job.course, job.assignment, job.fingerprint, job.student, job.submission_hash,
+                QUEUED, json.dumps(job.payload), job.callback_url, job.callback_format, results.now()))
+            created = cur.rowcount == 1
+            row = self._execute(db, "SELECT * FROM jobs WHERE id = ? OR (course = ? AND assignment = ? AND"
+                                " fingerprint = ? AND student = ? AND submission_hash = ?) LIMIT 1",
+                                (job.id, job.course, job.assignment, job.fingerprint, job.student,
+                                 job.submission_hash)).fetchone()
+        return self._row(row), created  # type: ignore[return-value]
+
+    def job(self, job_id: str) -> JobRow | None:
+        with self._connect() as db:
+            return self._job(db, job_id)
+
+    def mark_running(self, job_id: str) -> None:
+        with self._connect() as db:
+            self._execute(db, "UPDATE jobs SET status = ?, started_at = COALESCE(started_at, ?)"
+                          " WHERE id = ? AND status = ?", (RUNNING, results.now(), job_id, QUEUED))
+
+    def requeue_running(self) -> tuple[int, list[str]]:
+        """After a restart of the embedded worker: jobs it was grading go back to the queue,
+        except those already started ``MAX_ATTEMPTS`` times (they may be what kills the server):
+        those fail. Returns (how many were queued again, the ids of the failed ones).
+
+        Every running job in the database: with several API processes on one PostgreSQL
+        database grading (embedded workers), one restarting queues the others' jobs again
+        (graded twice, still one result); use --broker workers for several API processes."""
+        with self._transaction() as db:
+            doomed = [r["id"] for r in self._execute(
+                db, f"SELECT id FROM jobs WHERE status = ? AND attempts >= ? ORDER BY id{self.LOCK_ROWS}",
+                (RUNNING, MAX_ATTEMPTS)).fetchall()]
+            for job_id in doomed:
+                self._execute(db, "UPDATE jobs SET status = ?, finished_at = ?, message = ? WHERE id = ?",
+                              (FAILED, results.now(), INTERRUPTED, job_id))
+            requeued = self._execute(db, "UPDATE jobs SET status = ? WHERE status = ?", (QUEUED, RUNNING)).rowcount
+        return requeued, doomed
+
+    def unfinished(self) -> list[JobRow]:
+        return self._jobs("status NOT IN (?, ?)", FINAL)
+
+    def unfinished_states(self) -> list[JobState]:
+        with self._connect() as db:
+            rows = self._execute(db, "SELECT id, status, sent_at FROM jobs WHERE status NOT IN (?, ?)"
+                                 " ORDER BY created_at", FINAL).fetchall()
+        return [JobState(r["id"], r["status"], r["sent_at"]) for r in rows]
+
+    def retry(self, job_id: str, callback_url: str | None, callback_format: str | None) -> JobRow | None:
+        """A finished job queued again as a new attempt (its result, if any, is dropped); the
+        new callback, when given, replaces the old one. None if the job is not finished."""
+        with self._transaction() as db:
+            cur = self._execute(
+                db, "UPDATE jobs SET status = ?, message = NULL, started_at = NULL, finished_at = NULL,"
+                " sent_at = NULL, attempts = 0, callback_status = NULL,"
+                " callback_url = COALESCE(?, callback_url), callback_format = COALESCE(?, callback_format)"
+                " WHERE id = ? AND status IN (?, ?)",
+                (QUEUED, callback_url, callback_format if callback_url else None, job_id, *FINAL))
+            if cur.rowcount != 1:
+                return None
+            self._execute(db, "DELETE FROM results WHERE job_id = ?", (job_id,))
+            return self._job(db, job_id)
+
+    def set_callback(self, job_id: str, url: str, fmt: str) -> JobRow | None:
+        """A repeated submission's callback replaces the job's (and is owed a delivery)."""
+        with self._connect() as db:
+            self._execute(db, "UPDATE jobs SET callback_url = ?, callback_format = ?, callback_status = NULL"
+                          " WHERE id = ?", (url, fmt, job_id))
+            return self._job(db, job_id)
+
+    def undelivered(self) -> list[str]:
+        """Finished jobs whose callback was never attempted (the server stopped in between)."""
+        with self._connect() as db:
+            rows = self._execute(db, "SELECT id FROM jobs WHERE status IN (?, ?) AND callback_url IS NOT NULL"
+                                 " AND callback_status IS NULL ORDER BY finished_at", FINAL).fetchall()
+        return [r["id"] for r in rows]
+
+    def mark_sent(self, job_id: str) -> None:
+        """The broker has the job (broker mode): a restart must not send it again."""
+        with self._connect() as db:
+            self._execute(db, "UPDATE jobs SET sent_at = ? WHERE id = ?", (results.now(), job_id))
+
+    def unsent(self) -> list[JobRow]:
+        """Queued jobs the broker never got (the API stopped between storing and sending)."""
+        return self._jobs("status = ? AND sent_at IS NULL", (QUEUED,))
+
+    def finish(self, job_id: str, document: dict[str, Any]) -> bool:
+        """Store the job's result; False (and nothing written) if it already has one.
+
+        No row lock on the job: two finishers holding one would deadlock on the UPDATE (in
+        PostgreSQL); the result's primary key makes the second INSERT wait for the first, then
+        do nothing."""
+        doc = results.validate(document)
+        text = json.dumps(doc, sort_keys=True)
+        insert = self._insert_ignoring(
+            "INSERT INTO results (job_id, course, assignment, student, score, max_score,"
+            " status, document, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", key="(job_id)")
+        with self._transaction() as db:
+            job = self._execute(db, "SELECT course, assignment, student FROM jobs WHERE id = ?",
+                                (job_id,)).fetchone()
+            if job is None:
+                raise KeyError(job_id)
+            cur = self._execute(db, insert, (job_id, job["course"], job["assignment"], job["student"],
+                                             doc["score"], doc["max_score"], doc["status"], text, results.now()))
+            stored = cur.rowcount == 1
+            if stored:
+                self._execute(db, "UPDATE jobs SET status = ?, finished_at = ?, message = ? WHERE id = ?",
+                              (DONE, results.now(), self._text(doc["message"] or "") or None, job_id))
+        return stored
+
+    def fail(self, job_id: str, message: str) -> None:
+        with self._connect() as db:
+            self._execute(db, "UPDATE jobs SET status = ?, finished_at = ?, message = ? WHERE id = ?"
+                          " AND status != ?", (FAILED, results.now(), self._text(message[:1000]), job_id, DONE))
+
+    def delete_job(self, job_id: str) -> None:
+        with self._connect() as db:
+            self._execute(db, "DELETE FROM jobs WHERE id = ? AND status = ?", (job_id, QUEUED))
+
+    def result(self, job_id: str) -> dict[str, Any] | None:
+        with self._connect() as db:
+            row = self._execute(db, "SELECT document FROM results WHERE job_id = ?", (job_id,)).fetchone()
+        return None if row is None else json.loads(row["document"])
+
+    def results(self, course: str, assignment: str, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+        """Summaries (not whole documents) of one course's results for an assignment, oldest first."""
+        with self._connect() as db:
+            rows = self._execute(
+                db, "SELECT job_id, student, score, max_score, status, created_at FROM results"
+                " WHERE course = ? AND assignment = ? ORDER BY created_at, job_id LIMIT ? OFFSET ?",
+                (course, assignment, limit, offset)).fetchall()
+        return [dict(r) for r in rows]
+
+    def count_results(self, job_id: str | None = None) -> int:
+        with self._connect() as db:
+            if job_id is None:
+                return self._execute(db, "SELECT COUNT(*) AS n FROM results").fetchone()["n"]
+            return self._execute(db, "SELECT COUNT(*) AS n FROM results WHERE job_id = ?",
+                                 (job_id,)).fetchone()["n"]
+
+    def set_callback_status(self, job_id: str, status: str) -> None:
+        with self._connect() as db:
+            self._execute(db, "UPDATE jobs SET callback_status = ? WHERE id = ?", (self._text(status[:300]), job_id))
+
+
+# what claiming a job does to it, in both backends' claim_next
+_CLAIM = "UPDATE jobs SET status = ?, started_at = ?, attempts = attempts + 1"
+
+
+class SQLiteStore(SQLStore):
+    """One SQLite file (WAL mode), a connection per operation so threads never share one.
+
+    SQLite has one writer at a time: a write transaction is ``BEGIN IMMEDIATE`` (it takes the
+    write lock before it reads), and skipping a duplicate is ``INSERT OR IGNORE``."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -156,219 +380,34 @@ class SQLiteStore:
         finally:
             db.close()
 
-    @staticmethod
-    def _row(row: sqlite3.Row | None) -> JobRow | None:
-        if row is None:
-            return None
-        data = dict(row)
-        data.pop("fingerprint", None)
-        data["payload"] = json.loads(data["payload"])
-        return JobRow(**data)
-
-    def add_job(self, job: NewJob) -> tuple[JobRow, bool]:
-        """Insert a queued job; the existing one (and False) if these files are already a job."""
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
         with self._connect() as db:
-            cur = db.execute(
-                "INSERT OR IGNORE INTO jobs (id, course, assignment, fingerprint, student, submission_hash,"
-                " status, payload, callback_url, callback_format, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (job.id, job.course, job.assignment, job.fingerprint, job.student, job.submission_hash,
-                 QUEUED, json.dumps(job.payload), job.callback_url, job.callback_format, results.now()))
-            created = cur.rowcount == 1
-            row = db.execute("SELECT * FROM jobs WHERE id = ? OR (course = ? AND assignment = ? AND"
-                             " fingerprint = ? AND student = ? AND submission_hash = ?)",
-                             (job.id, job.course, job.assignment, job.fingerprint, job.student,
-                              job.submission_hash)).fetchone()
-        return self._row(row), created  # type: ignore[return-value]
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
 
-    def job(self, job_id: str) -> JobRow | None:
-        with self._connect() as db:
-            return self._row(db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone())
+    def _insert_ignoring(self, insert: str, key: str = "") -> str:
+        return insert.replace("INSERT INTO", "INSERT OR IGNORE INTO", 1)
 
     def claim_next(self) -> JobRow | None:
-        """The oldest queued job, now marked running (one claimer at a time in this process)."""
-        with self._claim, self._connect() as db:
-            db.execute("BEGIN IMMEDIATE")
-            row = db.execute("SELECT id FROM jobs WHERE status = ? ORDER BY created_at, id LIMIT 1",
-                             (QUEUED,)).fetchone()
+        """The oldest queued job, now marked running (one claimer at a time in this process,
+        and the write lock held from the SELECT to the UPDATE against other processes)."""
+        with self._claim, self._transaction() as db:
+            row = self._execute(db, "SELECT id FROM jobs WHERE status = ? ORDER BY created_at, id LIMIT 1",
+                                (QUEUED,)).fetchone()
             if row is None:
-                db.execute("COMMIT")
                 return None
-            db.execute("UPDATE jobs SET status = ?, started_at = ?, attempts = attempts + 1 WHERE id = ?",
-                       (RUNNING, results.now(), row["id"]))
-            db.execute("COMMIT")
-            return self._row(db.execute("SELECT * FROM jobs WHERE id = ?", (row["id"],)).fetchone())
-
-    def mark_running(self, job_id: str) -> None:
-        with self._connect() as db:
-            db.execute("UPDATE jobs SET status = ?, started_at = COALESCE(started_at, ?) WHERE id = ? AND status = ?",
-                       (RUNNING, results.now(), job_id, QUEUED))
-
-    def requeue_running(self) -> tuple[int, list[str]]:
-        """After a restart of the embedded worker: jobs it was grading go back to the queue,
-        except those already started ``MAX_ATTEMPTS`` times (they may be what kills the server):
-        those fail. Returns (how many were queued again, the ids of the failed ones)."""
-        with self._connect() as db:
-            db.execute("BEGIN IMMEDIATE")
-            doomed = [r["id"] for r in db.execute("SELECT id FROM jobs WHERE status = ? AND attempts >= ?",
-                                                  (RUNNING, MAX_ATTEMPTS)).fetchall()]
-            db.executemany("UPDATE jobs SET status = ?, finished_at = ?, message = ? WHERE id = ?",
-                           [(FAILED, results.now(), f"grading was interrupted {MAX_ATTEMPTS} times (the "
-                             "server stopped or crashed while grading it); not retried again", i)
-                            for i in doomed])
-            requeued = db.execute("UPDATE jobs SET status = ? WHERE status = ?", (QUEUED, RUNNING)).rowcount
-            db.execute("COMMIT")
-        return requeued, doomed
-
-    def unfinished(self) -> list[JobRow]:
-        with self._connect() as db:
-            rows = db.execute("SELECT * FROM jobs WHERE status NOT IN (?, ?) ORDER BY created_at",
-                              FINAL).fetchall()
-        return [self._row(r) for r in rows]  # type: ignore[misc]
-
-    def unfinished_states(self) -> list[JobState]:
-        with self._connect() as db:
-            rows = db.execute("SELECT id, status, sent_at FROM jobs WHERE status NOT IN (?, ?)"
-                              " ORDER BY created_at", FINAL).fetchall()
-        return [JobState(r["id"], r["status"], r["sent_at"]) for r in rows]
-
-    def retry(self, job_id: str, callback_url: str | None, callback_format: str | None) -> JobRow | None:
-        """A finished job queued again as a new attempt (its result, if any, is dropped); the
-        new callback, when given, replaces the old one. None if the job is not finished."""
-        with self._connect() as db:
-            db.execute("BEGIN IMMEDIATE")
-            cur = db.execute(
-                "UPDATE jobs SET status = ?, message = NULL, started_at = NULL, finished_at = NULL,"
-                " sent_at = NULL, attempts = 0, callback_status = NULL,"
-                " callback_url = COALESCE(?, callback_url), callback_format = COALESCE(?, callback_format)"
-                " WHERE id = ? AND status IN (?, ?)",
-                (QUEUED, callback_url, callback_format if callback_url else None, job_id, *FINAL))
-            if cur.rowcount != 1:
-                db.execute("ROLLBACK")
-                return None
-            db.execute("DELETE FROM results WHERE job_id = ?", (job_id,))
-            db.execute("COMMIT")
-            return self._row(db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone())
-
-    def set_callback(self, job_id: str, url: str, fmt: str) -> JobRow | None:
-        """A repeated submission's callback replaces the job's (and is owed a delivery)."""
-        with self._connect() as db:
-            db.execute("UPDATE jobs SET callback_url = ?, callback_format = ?, callback_status = NULL"
-                       " WHERE id = ?", (url, fmt, job_id))
-            return self._row(db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone())
-
-    def undelivered(self) -> list[str]:
-        """Finished jobs whose callback was never attempted (the server stopped in between)."""
-        with self._connect() as db:
-            rows = db.execute("SELECT id FROM jobs WHERE status IN (?, ?) AND callback_url IS NOT NULL"
-                              " AND callback_status IS NULL ORDER BY finished_at", FINAL).fetchall()
-        return [r["id"] for r in rows]
-
-    def mark_sent(self, job_id: str) -> None:
-        """The broker has the job (broker mode): a restart must not send it again."""
-        with self._connect() as db:
-            db.execute("UPDATE jobs SET sent_at = ? WHERE id = ?", (results.now(), job_id))
-
-    def unsent(self) -> list[JobRow]:
-        """Queued jobs the broker never got (the API stopped between storing and sending)."""
-        with self._connect() as db:
-            rows = db.execute("SELECT * FROM jobs WHERE status = ? AND sent_at IS NULL ORDER BY created_at",
-                              (QUEUED,)).fetchall()
-        return [self._row(r) for r in rows]  # type: ignore[misc]
-
-    def finish(self, job_id: str, document: dict[str, Any]) -> bool:
-        """Store the job's result; False (and nothing written) if it already has one."""
-        doc = results.validate(document)
-        text = json.dumps(doc, sort_keys=True)
-        with self._connect() as db:
-            db.execute("BEGIN IMMEDIATE")
-            job = db.execute("SELECT course, assignment, student FROM jobs WHERE id = ?", (job_id,)).fetchone()
-            if job is None:
-                db.execute("ROLLBACK")
-                raise KeyError(job_id)
-            cur = db.execute(
-                "INSERT OR IGNORE INTO results (job_id, course, assignment, student, score, max_score,"
-                " status, document, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (job_id, job["course"], job["assignment"], job["student"], doc["score"], doc["max_score"],
-                 doc["status"], text, results.now()))
-            stored = cur.rowcount == 1
-            if stored:
-                db.execute("UPDATE jobs SET status = ?, finished_at = ?, message = ? WHERE id = ?",
-                           (DONE, results.now(), doc["message"] or None, job_id))
-            db.execute("COMMIT")
-        return stored
-
-    def fail(self, job_id: str, message: str) -> None:
-        with self._connect() as db:
-            db.execute("UPDATE jobs SET status = ?, finished_at = ?, message = ? WHERE id = ? AND status != ?",
-                       (FAILED, results.now(), message[:1000], job_id, DONE))
-
-    def delete_job(self, job_id: str) -> None:
-        with self._connect() as db:
-            db.execute("DELETE FROM jobs WHERE id = ? AND status = ?", (job_id, QUEUED))
-
-    def result(self, job_id: str) -> dict[str, Any] | None:
-        with self._connect() as db:
-            row = db.execute("SELECT document FROM results WHERE job_id = ?", (job_id,)).fetchone()
-        return None if row is None else json.loads(row["document"])
-
-    def results(self, course: str, assignment: str, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
-        """Summaries (not whole documents) of one course's results for an assignment, oldest first."""
-        with self._connect() as db:
-            rows = db.execute(
-                "SELECT job_id, student, score, max_score, status, created_at FROM results"
-                " WHERE course = ? AND assignment = ? ORDER BY created_at, job_id LIMIT ? OFFSET ?",
-                (course, assignment, limit, offset)).fetchall()
-        return [dict(r) for r in rows]
-
-    def count_results(self, job_id: str | None = None) -> int:
-        with self._connect() as db:
-            if job_id is None:
-                return db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
-            return db.execute("SELECT COUNT(*) FROM results WHERE job_id = ?", (job_id,)).fetchone()[0]
-
-    def set_callback_status(self, job_id: str, status: str) -> None:
-        with self._connect() as db:
-            db.execute("UPDATE jobs SET callback_status = ? WHERE id = ?", (status[:300], job_id))
+            self._execute(db, f"{_CLAIM} WHERE id = ?", (RUNNING, results.now(), row["id"]))
+            return self._job(db, row["id"])
 
 
 # --------------------------------------------------------------------------- PostgreSQL
 
-PG_SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-    id              TEXT PRIMARY KEY,
-    course          TEXT NOT NULL,
-    assignment      TEXT NOT NULL,
-    fingerprint     TEXT NOT NULL,
-    student         TEXT NOT NULL,
-    submission_hash TEXT NOT NULL,
-    status          TEXT NOT NULL,
-    payload         TEXT NOT NULL,
-    message         TEXT,
-    callback_url    TEXT,
-    callback_format TEXT,
-    callback_status TEXT,
-    attempts        INTEGER NOT NULL DEFAULT 0,
-    sent_at         TEXT,
-    created_at      TEXT NOT NULL,
-    started_at      TEXT,
-    finished_at     TEXT,
-    UNIQUE (course, assignment, fingerprint, student, submission_hash)
-);
-CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, created_at);
-CREATE TABLE IF NOT EXISTS results (
-    job_id      TEXT PRIMARY KEY REFERENCES jobs (id),
-    course      TEXT NOT NULL,
-    assignment  TEXT NOT NULL,
-    student     TEXT NOT NULL,
-    score       DOUBLE PRECISION NOT NULL,
-    max_score   DOUBLE PRECISION NOT NULL,
-    status      TEXT NOT NULL,
-    document    TEXT NOT NULL,
-    created_at  TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS results_assignment ON results (course, assignment, created_at);
-"""
 _SCHEMA_LOCK = 0x6D7067726164  # "mpgrad": an advisory lock so two API processes never race on CREATE
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
@@ -431,7 +470,7 @@ def open_store(database: str | os.PathLike[str]) -> Store:
     return SQLiteStore(Path(database))
 
 
-class PostgresStore:
+class PostgresStore(SQLStore):
     """The same store in PostgreSQL, for several API processes (on one host or several).
 
     Same tables and semantics as :class:`SQLiteStore`: documents are the validated JSON as
@@ -444,6 +483,7 @@ class PostgresStore:
     """
 
     IDLE = 8  # connections kept open between operations
+    LOCK_ROWS = " FOR UPDATE"
 
     def __init__(self, url: str, connect_timeout: float = 10) -> None:
         try:
@@ -455,7 +495,7 @@ class PostgresStore:
         self.connect_timeout = connect_timeout
         self._idle: list[Any] = []
         self._lock = threading.Lock()
-        with self._connect() as db, db.transaction():
+        with self._transaction() as db:
             db.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
             for statement in filter(str.strip, PG_SCHEMA.split(";")):
                 db.execute(statement)
@@ -492,172 +532,26 @@ class PostgresStore:
                 return
         db.close()
 
-    @staticmethod
-    def _row(row: dict[str, Any] | None) -> JobRow | None:
-        if row is None:
-            return None
-        data = dict(row)
-        data.pop("fingerprint", None)
-        data["payload"] = json.loads(data["payload"])
-        return JobRow(**data)
+    @contextmanager
+    def _transaction(self) -> Iterator[Any]:
+        with self._connect() as db, db.transaction():
+            yield db
 
-    def add_job(self, job: NewJob) -> tuple[JobRow, bool]:
-        """Insert a queued job; the existing one (and False) if these files are already a job."""
-        with self._connect() as db:
-            cur = db.execute(
-                "INSERT INTO jobs (id, course, assignment, fingerprint, student, submission_hash,"
-                " status, payload, callback_url, callback_format, created_at)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                (job.id, job.course, job.assignment, job.fingerprint, job.student, job.submission_hash,
-                 QUEUED, json.dumps(job.payload), job.callback_url, job.callback_format, results.now()))
-            created = cur.rowcount == 1
-            row = db.execute("SELECT * FROM jobs WHERE id = %s OR (course = %s AND assignment = %s AND"
-                             " fingerprint = %s AND student = %s AND submission_hash = %s) LIMIT 1",
-                             (job.id, job.course, job.assignment, job.fingerprint, job.student,
-                              job.submission_hash)).fetchone()
-        return self._row(row), created  # type: ignore[return-value]
+    def _sql(self, sql: str) -> str:
+        return sql.replace("?", "%s")
 
-    def job(self, job_id: str) -> JobRow | None:
-        with self._connect() as db:
-            return self._row(db.execute("SELECT * FROM jobs WHERE id = %s", (job_id,)).fetchone())
+    def _text(self, value: str) -> str:
+        return _text(value)
+
+    def _insert_ignoring(self, insert: str, key: str = "") -> str:
+        return f"{insert} ON CONFLICT {key + ' ' if key else ''}DO NOTHING"
 
     def claim_next(self) -> JobRow | None:
         """The oldest queued job nobody else is claiming, now marked running (one statement:
         the row is locked from the SELECT to the UPDATE; rows another process holds are skipped)."""
         with self._connect() as db:
-            row = db.execute(
-                "UPDATE jobs SET status = %s, started_at = %s, attempts = attempts + 1"
-                " WHERE id = (SELECT id FROM jobs WHERE status = %s ORDER BY created_at, id LIMIT 1"
-                "             FOR UPDATE SKIP LOCKED)"
-                " AND status = %s RETURNING *",
+            row = self._execute(
+                db, f"{_CLAIM} WHERE id = (SELECT id FROM jobs WHERE status = ? ORDER BY created_at, id"
+                " LIMIT 1 FOR UPDATE SKIP LOCKED) AND status = ? RETURNING *",
                 (RUNNING, results.now(), QUEUED, QUEUED)).fetchone()
         return self._row(row)
-
-    def mark_running(self, job_id: str) -> None:
-        with self._connect() as db:
-            db.execute("UPDATE jobs SET status = %s, started_at = COALESCE(started_at, %s)"
-                       " WHERE id = %s AND status = %s", (RUNNING, results.now(), job_id, QUEUED))
-
-    def requeue_running(self) -> tuple[int, list[str]]:
-        """Like :meth:`SQLiteStore.requeue_running`: running jobs go back to the queue, those
-        started ``MAX_ATTEMPTS`` times fail. Every running job in the database: with several
-        API processes grading (embedded workers), one restarting queues the others' jobs again
-        (graded twice, still one result); use --broker workers for several API processes."""
-        with self._connect() as db, db.transaction():
-            doomed = [r["id"] for r in db.execute(
-                "SELECT id FROM jobs WHERE status = %s AND attempts >= %s ORDER BY id FOR UPDATE",
-                (RUNNING, MAX_ATTEMPTS)).fetchall()]
-            for i in doomed:
-                db.execute("UPDATE jobs SET status = %s, finished_at = %s, message = %s WHERE id = %s",
-                           (FAILED, results.now(), f"grading was interrupted {MAX_ATTEMPTS} times (the "
-                            "server stopped or crashed while grading it); not retried again", i))
-            requeued = db.execute("UPDATE jobs SET status = %s WHERE status = %s", (QUEUED, RUNNING)).rowcount
-        return requeued, doomed
-
-    def unfinished(self) -> list[JobRow]:
-        with self._connect() as db:
-            rows = db.execute("SELECT * FROM jobs WHERE status NOT IN (%s, %s) ORDER BY created_at",
-                              FINAL).fetchall()
-        return [self._row(r) for r in rows]  # type: ignore[misc]
-
-    def unfinished_states(self) -> list[JobState]:
-        with self._connect() as db:
-            rows = db.execute("SELECT id, status, sent_at FROM jobs WHERE status NOT IN (%s, %s)"
-                              " ORDER BY created_at", FINAL).fetchall()
-        return [JobState(r["id"], r["status"], r["sent_at"]) for r in rows]
-
-    def retry(self, job_id: str, callback_url: str | None, callback_format: str | None) -> JobRow | None:
-        """A finished job queued again as a new attempt (its result, if any, is dropped); the
-        new callback, when given, replaces the old one. None if the job is not finished."""
-        with self._connect() as db, db.transaction():
-            row = db.execute(
-                "UPDATE jobs SET status = %s, message = NULL, started_at = NULL, finished_at = NULL,"
-                " sent_at = NULL, attempts = 0, callback_status = NULL,"
-                " callback_url = COALESCE(%s, callback_url), callback_format = COALESCE(%s, callback_format)"
-                " WHERE id = %s AND status IN (%s, %s) RETURNING *",
-                (QUEUED, callback_url, callback_format if callback_url else None, job_id, *FINAL)).fetchone()
-            if row is not None:
-                db.execute("DELETE FROM results WHERE job_id = %s", (job_id,))
-        return self._row(row)
-
-    def set_callback(self, job_id: str, url: str, fmt: str) -> JobRow | None:
-        """A repeated submission's callback replaces the job's (and is owed a delivery)."""
-        with self._connect() as db:
-            return self._row(db.execute(
-                "UPDATE jobs SET callback_url = %s, callback_format = %s, callback_status = NULL"
-                " WHERE id = %s RETURNING *", (url, fmt, job_id)).fetchone())
-
-    def undelivered(self) -> list[str]:
-        """Finished jobs whose callback was never attempted (the server stopped in between)."""
-        with self._connect() as db:
-            rows = db.execute("SELECT id FROM jobs WHERE status IN (%s, %s) AND callback_url IS NOT NULL"
-                              " AND callback_status IS NULL ORDER BY finished_at", FINAL).fetchall()
-        return [r["id"] for r in rows]
-
-    def mark_sent(self, job_id: str) -> None:
-        """The broker has the job (broker mode): a restart must not send it again."""
-        with self._connect() as db:
-            db.execute("UPDATE jobs SET sent_at = %s WHERE id = %s", (results.now(), job_id))
-
-    def unsent(self) -> list[JobRow]:
-        """Queued jobs the broker never got (the API stopped between storing and sending)."""
-        with self._connect() as db:
-            rows = db.execute("SELECT * FROM jobs WHERE status = %s AND sent_at IS NULL ORDER BY created_at",
-                              (QUEUED,)).fetchall()
-        return [self._row(r) for r in rows]  # type: ignore[misc]
-
-    def finish(self, job_id: str, document: dict[str, Any]) -> bool:
-        """Store the job's result; False (and nothing written) if it already has one."""
-        doc = results.validate(document)
-        text = json.dumps(doc, sort_keys=True)
-        with self._connect() as db, db.transaction():
-            # no row lock here: two finishers holding one would deadlock on the UPDATE below;
-            # the result's primary key makes the second INSERT wait for the first, then do nothing
-            job = db.execute("SELECT course, assignment, student FROM jobs WHERE id = %s",
-                             (job_id,)).fetchone()
-            if job is None:
-                raise KeyError(job_id)
-            cur = db.execute(
-                "INSERT INTO results (job_id, course, assignment, student, score, max_score,"
-                " status, document, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
-                " ON CONFLICT (job_id) DO NOTHING",
-                (job_id, job["course"], job["assignment"], job["student"], doc["score"], doc["max_score"],
-                 doc["status"], text, results.now()))
-            stored = cur.rowcount == 1
-            if stored:
-                db.execute("UPDATE jobs SET status = %s, finished_at = %s, message = %s WHERE id = %s",
-                           (DONE, results.now(), _text(doc["message"] or "") or None, job_id))
-        return stored
-
-    def fail(self, job_id: str, message: str) -> None:
-        with self._connect() as db:
-            db.execute("UPDATE jobs SET status = %s, finished_at = %s, message = %s WHERE id = %s"
-                       " AND status != %s", (FAILED, results.now(), _text(message[:1000]), job_id, DONE))
-
-    def delete_job(self, job_id: str) -> None:
-        with self._connect() as db:
-            db.execute("DELETE FROM jobs WHERE id = %s AND status = %s", (job_id, QUEUED))
-
-    def result(self, job_id: str) -> dict[str, Any] | None:
-        with self._connect() as db:
-            row = db.execute("SELECT document FROM results WHERE job_id = %s", (job_id,)).fetchone()
-        return None if row is None else json.loads(row["document"])
-
-    def results(self, course: str, assignment: str, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
-        """Summaries (not whole documents) of one course's results for an assignment, oldest first."""
-        with self._connect() as db:
-            rows = db.execute(
-                "SELECT job_id, student, score, max_score, status, created_at FROM results"
-                " WHERE course = %s AND assignment = %s ORDER BY created_at, job_id LIMIT %s OFFSET %s",
-                (course, assignment, limit, offset)).fetchall()
-        return [dict(r) for r in rows]
-
-    def count_results(self, job_id: str | None = None) -> int:
-        with self._connect() as db:
-            if job_id is None:
-                return db.execute("SELECT COUNT(*) AS n FROM results").fetchone()["n"]
-            return db.execute("SELECT COUNT(*) AS n FROM results WHERE job_id = %s", (job_id,)).fetchone()["n"]
-
-    def set_callback_status(self, job_id: str, status: str) -> None:
-        with self._connect() as db:
-            db.execute("UPDATE jobs SET callback_status = %s WHERE id = %s", (_text(status[:300]), job_id))
