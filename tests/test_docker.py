@@ -378,7 +378,7 @@ def test_a_dead_warm_container_is_not_used(course, warm_sandbox, docker_client, 
     used = spy_on_containers(monkeypatch, warm_sandbox)
     first = reference_folder(tmp_path, course, "first")
     batch.run([first], tmp_path / "out1", course, warm_sandbox, options=SPAWN_ONLY)
-    waiting = [future.result(timeout=60) for _, future in warm_sandbox._pool]
+    waiting = warm_sandbox._pool.waiting()
     assert len(waiting) == 2
     for warm in waiting:
         warm.container.kill()

@@ -39,7 +39,7 @@ def said(outcome) -> dict:
 
 
 def waiting_pids(box: LocalSandbox) -> list[int]:
-    return [b.proc.pid for _, b in box._pool]
+    return [b.proc.pid for b in box._pool.waiting()]
 
 
 def gone(pid: int) -> bool:
@@ -61,7 +61,7 @@ def test_without_warm_every_job_starts_its_own_process():
     box = LocalSandbox()
     first, second = box.run(job("one")), box.run(job("two"))
     assert said(first)["data"] == "one" and said(second)["secret"] == "s-two"
-    assert box._pool == [] and "warm" not in second.stats
+    assert box._pool.waiting() == [] and "warm" not in second.stats
 
 
 def test_a_warm_process_started_during_one_job_runs_the_next_with_its_own_files_and_secrets(warm_box):
@@ -119,7 +119,7 @@ def test_a_job_cannot_write_the_go_file_itself(warm_box):
 
 def test_close_kills_the_warm_processes_and_removes_their_folders(warm_box):
     warm_box.run(job("one"))
-    [box] = [b for _, b in warm_box._pool]
+    [box] = warm_box._pool.waiting()
     warm_box.close()
     assert gone(box.proc.pid) and not box.tmp.exists()
     assert warm_box.run(job("two")).cancelled
@@ -127,7 +127,7 @@ def test_close_kills_the_warm_processes_and_removes_their_folders(warm_box):
 
 def test_a_job_that_fails_to_be_handed_over_leaves_nothing_behind(warm_box):
     warm_box.run(job("one"))
-    [box] = [b for _, b in warm_box._pool]
+    [box] = warm_box._pool.waiting()
     bad = job("two")
     with pytest.raises(ValueError, match="outside the job folder"):
         warm_box.run(Job(files={"../escape.py": b""}, command=bad.command, env=bad.env, limits=bad.limits))

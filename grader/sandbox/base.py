@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 # The command's argv[0] may be this word: each sandbox replaces it with its own Python, the
 # one that has the grader installed (the image's venv, or the host's interpreter).
@@ -83,6 +83,10 @@ class SandboxUnavailable(RuntimeError):
 
 
 class Sandbox(Protocol):
+    """Where jobs run. Used as ``with DockerSandbox(...) as box:``, it is closed on the way out,
+    so neither a finished nor an interrupted caller leaves its containers or processes behind.
+    Implementations subclass it for the context manager below."""
+
     name: str
 
     def run(self, job: Job) -> Outcome:
@@ -92,6 +96,12 @@ class Sandbox(Protocol):
     def close(self) -> None:
         """Stop every job still running (Ctrl-C) and release what the sandbox holds."""
         ...
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 def write_files(root: Path, files: Mapping[str, bytes]) -> None:

@@ -6,31 +6,30 @@ by this module. The host never copies files out of the container and never unpic
 anything. Every container is labelled with the process that made it, removed in a
 ``finally``, and swept at start-up if that process crashed and left it behind.
 
-With ``warm=N`` the sandbox keeps N containers started ahead of their jobs (see
-``grader.harness.warmstart``): each still serves one job and is removed after it, but creating
-and starting it, and the interpreter importing pytest, happen while earlier jobs run. A warm
-container is made for the shape of the last job (command, environment, limits), so a batch,
-where every job has the same shape, takes one almost every time; a job of another shape, or
-one that finds no live warm container, gets a cold one as before.
+With ``warm=N`` the sandbox keeps N containers started ahead of their jobs (the pool of
+``grader.sandbox.warm``; inside, ``grader.harness.warmstart``): each still serves one job and is
+removed after it, but creating and starting it, and the interpreter importing pytest, happen
+while earlier jobs run. A warm container is made for the shape of the last job (command,
+environment, limits), so a batch, where every job has the same shape, takes one almost every
+time; a job of another shape, or one that finds no live warm container, gets a cold one as
+before. This module says only how to start, check and remove one warm container.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import shutil
 import tempfile
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from grader.protocol.wire import GO_FILE, IDLE_ENV
 from grader.sandbox import owner
-from grader.sandbox.base import PYTHON, Job, Outcome, SandboxUnavailable, warm_shape, write_files
+from grader.sandbox.base import PYTHON, Job, Outcome, Sandbox, SandboxUnavailable, write_files
+from grader.sandbox.warm import WarmPool, hand_over, idle_env, stub_command
 
 LABEL = "mpgrade.grader"
 BATCH_LABEL = "mpgrade.batch"
@@ -42,9 +41,6 @@ IMAGE_PYTHON = "/opt/mpgrade/bin/python"
 # The same interpreter, execute-only for the student user: the kernel makes every student
 # process non-dumpable from exec on (see grader.harness.boundary.sealed_from_exec).
 IMAGE_STUDENT_PYTHON = "/opt/mpgrade/bin/python-student"
-WARMSTART = "grader.harness.warmstart"
-# A warm container nobody sends a job to exits after this long (the host may have died).
-WARM_IDLE = 900.0
 # Student code runs as a uid of its own per container: process limits (RLIMIT_NPROC) are counted
 # per uid across the whole kernel, so a shared uid would let one fork bomb starve every other
 # submission graded at the same time.
@@ -110,10 +106,11 @@ class _Warm:
     container: Any
     tmp: Path
     jobdir: Path
-    started: float = 0.0  # time.monotonic() when it was started
 
 
-class DockerSandbox:
+class DockerSandbox(Sandbox):
+    """One fresh container per job (see the module); ``with DockerSandbox(...) as box:``."""
+
     name = "docker"
 
     def __init__(self, image: str, client: Any = None, batch_id: str | None = None,
@@ -126,8 +123,8 @@ class DockerSandbox:
         self._running: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._closed = False
-        self._pool: list[tuple[tuple, Future[_Warm | None]]] = []
-        self._starter = ThreadPoolExecutor(self.warm, "mpgrade-warm") if self.warm else None
+        self._pool: WarmPool[_Warm] = WarmPool(
+            self.warm, self._start_warm, self._warm_running, self._discard, name="mpgrade-warm")
         from docker.errors import ImageNotFound
 
         try:
@@ -196,19 +193,12 @@ class DockerSandbox:
         )
 
     def run(self, job: Job) -> Outcome:
+        """Run the job in a warm container of its shape if one waits, else in a fresh one."""
         stats: dict[str, float] = {}
         t0 = time.monotonic()
-        shape = warm_shape(job) if self.warm else None
-        warm = self._take(shape, stats) if shape is not None else None
-        if shape is not None:
-            try:
-                self._refill(shape, job)
-            except BaseException:
-                if warm is not None:  # taken from the pool but not handed a job yet: ours to remove
-                    self._discard(warm)
-                raise
-        if warm is not None:
-            return self._run_warm(job, warm, stats, t0)
+        waiting = self._pool.for_job(job, stats)
+        if waiting is not None:
+            return self._run_warm(job, waiting, stats, t0)
         return self._run_cold(job, stats, t0)
 
     def _run_cold(self, job: Job, stats: dict[str, float], t0: float) -> Outcome:
@@ -236,26 +226,18 @@ class DockerSandbox:
         finally:
             self._cleanup(container, tmp, stats, t0)
 
-    def _run_warm(self, job: Job, warm: _Warm, stats: dict[str, float], t0: float) -> Outcome:
+    def _run_warm(self, job: Job, ready: _Warm, stats: dict[str, float], t0: float) -> Outcome:
         """Hand the job to a container that is already running: its files, then the go file."""
         try:
-            reserved = {GO_FILE, GO_FILE + ".tmp"}
-            if any(os.path.normpath(rel) in reserved for rel in job.files):
-                raise ValueError(f"job file {GO_FILE!r} is reserved for the sandbox")
-            if not self._register(warm.container):
+            if not self._register(ready.container):
                 return Outcome(exit_status=None, stdout=b"", cancelled=True)
             t1 = time.monotonic()
-            write_files(warm.jobdir, job.files)
-            go = warm.jobdir / (GO_FILE + ".tmp")
-            fd = os.open(go, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-            with os.fdopen(fd, "w") as f:
-                json.dump(dict(job.secret_env), f)
-            os.rename(go, warm.jobdir / GO_FILE)  # last, and atomically: the files are all there
+            hand_over(ready.jobdir, job)
             stats["warm"] = 1.0
             stats["dispatch"] = time.monotonic() - t1
-            return self._finish(warm.container, job, stats)
+            return self._finish(ready.container, job, stats)
         finally:
-            self._cleanup(warm.container, warm.tmp, stats, t0)
+            self._cleanup(ready.container, ready.tmp, stats, t0)
 
     def _register(self, container: Any) -> bool:
         with self._lock:
@@ -313,88 +295,34 @@ class DockerSandbox:
 
     # -- warm containers ---------------------------------------------------------------------
 
-    def _take(self, shape: tuple, stats: dict[str, float]) -> _Warm | None:
-        """The oldest warm container of this shape that is still running, if there is one."""
-        while True:
-            with self._lock:
-                index = next((i for i, (s, _) in enumerate(self._pool) if s == shape), None)
-                if index is None or self._closed:
-                    return None
-                _, future = self._pool.pop(index)
-            t = time.monotonic()
-            try:
-                warm = future.result(timeout=60)
-            except TimeoutError:  # the daemon is slow: go on without it, and remove it when it is up
-                future.add_done_callback(self._discard_future)
-                continue
-            except Exception:  # it could not be started: try the next one, or go cold
-                continue
-            stats["warm_wait"] = stats.get("warm_wait", 0.0) + time.monotonic() - t
-            if warm is None:
-                continue
-            try:
-                # Not one about to give up waiting (WARM_IDLE): the job would find it gone.
-                warm.container.reload()
-                alive = (warm.container.status == "running"
-                         and time.monotonic() - warm.started < WARM_IDLE - 60)
-            except Exception:
-                alive = False
-            if alive:
-                return warm
-            self._discard(warm)
-
-    def _refill(self, shape: tuple, job: Job) -> None:
-        """Start containers for this shape until ``warm`` of them wait; drop other shapes'."""
-        stale: list[Future[_Warm | None]] = []
-        with self._lock:
-            if self._closed or self._starter is None:
-                return
-            stale = [f for s, f in self._pool if s != shape]
-            self._pool = [(s, f) for s, f in self._pool if s == shape]
-            for _ in range(self.warm - len(self._pool)):
-                self._pool.append((shape, self._starter.submit(self._start_warm, job)))
-        for future in stale:
-            future.add_done_callback(self._discard_future)
-
     def _start_warm(self, job: Job) -> _Warm | None:
-        with self._lock:
-            if self._closed:
-                return None
+        """Create and start one container for jobs of this one's shape, waiting for its go file
+        (None when the sandbox closed meanwhile: nothing is left of it)."""
         tmp = Path(tempfile.mkdtemp(prefix="mpgrade-warm-", dir=self.workdir))
         jobdir = tmp / "job"
         jobdir.mkdir(mode=0o700)
-        warm = _Warm(None, tmp, jobdir)
+        made = _Warm(None, tmp, jobdir)
         try:
-            command = [IMAGE_PYTHON, "-m", WARMSTART, *job.command[2:]]
-            warm.container = self._create(job, jobdir, command=command, env={IDLE_ENV: str(WARM_IDLE)},
-                                          labels={WARM_LABEL: "1"})
-            with self._lock:
-                closed = self._closed
-            if not closed:
-                warm.container.start()
-                warm.started = time.monotonic()
-                with self._lock:
-                    closed = self._closed
-            if closed:
-                self._discard(warm)
-                return None
-            return warm
+            made.container = self._create(job, jobdir, command=stub_command(IMAGE_PYTHON, job),
+                                          env=idle_env(), labels={WARM_LABEL: "1"})
+            if not self._closed:  # else Ctrl-C came while it was created: never start it
+                made.container.start()
+                return made
         except BaseException:
-            self._discard(warm)
+            self._discard(made)
             raise
+        self._discard(made)
+        return None
 
-    def _discard(self, warm: _Warm) -> None:
-        if warm.container is not None:
-            self._remove(warm.container)
-        shutil.rmtree(warm.tmp, ignore_errors=True)
+    @staticmethod
+    def _warm_running(waiting: _Warm) -> bool:
+        waiting.container.reload()
+        return bool(waiting.container.status == "running")
 
-    def _discard_future(self, future: Future[_Warm | None]) -> None:
-        try:
-            warm = future.result()
-        except Exception:
-            return
-        if warm is not None:
-            self._discard(warm)
+    def _discard(self, waiting: _Warm) -> None:
+        if waiting.container is not None:
+            self._remove(waiting.container)
+        shutil.rmtree(waiting.tmp, ignore_errors=True)
 
     @staticmethod
     def _kill(container: Any) -> None:
@@ -412,20 +340,4 @@ class DockerSandbox:
             self._running.clear()
         for container in running:
             self._kill(container)
-        while True:  # one at a time, so a second Ctrl-C in here leaves the rest to the next close()
-            with self._lock:
-                if not self._pool:
-                    break
-                _, future = self._pool.pop()
-            if future.cancel():  # still queued: it never made a container
-                continue
-            try:
-                future.result(timeout=120)
-            except TimeoutError:
-                future.add_done_callback(self._discard_future)
-                continue
-            except Exception:
-                continue
-            self._discard_future(future)
-        if self._starter is not None:
-            self._starter.shutdown(wait=True, cancel_futures=True)
+        self._pool.close()

@@ -5,14 +5,14 @@ Docker see the grader work, and it keeps the same code path as the container: th
 runs with its own session, a wall-clock limit, capped output and file-size / open-file / core
 limits; at the end the whole session is killed. Never grade untrusted code with it.
 
-With ``warm=N`` it keeps N processes started ahead of their jobs, as the Docker sandbox keeps
-warm containers: each runs ``python -m grader.harness.warmstart MODULE`` (pytest and the
-plugins imported while earlier jobs run), then serves exactly one job and is killed with it.
+With ``warm=N`` it keeps N processes started ahead of their jobs in the same pool as the
+Docker sandbox's warm containers (``grader.sandbox.warm``): each runs ``python -m
+grader.harness.warmstart MODULE`` (pytest and the plugins imported while earlier jobs run),
+then serves exactly one job and is killed with it.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -24,11 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from grader.processes import kill_session
-from grader.protocol.wire import GO_FILE, IDLE_ENV
-from grader.sandbox.base import PYTHON, Job, Outcome, warm_shape, write_files
-
-WARMSTART = "grader.harness.warmstart"
-WARM_IDLE = 900.0  # a warm process nobody sends a job to exits after this long
+from grader.sandbox.base import PYTHON, Job, Outcome, Sandbox, write_files
+from grader.sandbox.warm import WarmPool, hand_over, idle_env, stub_command
 
 
 @dataclass
@@ -41,33 +38,30 @@ class _Started:
     out: bytearray = field(default_factory=bytearray)
     err: bytearray = field(default_factory=bytearray)
     readers: list[threading.Thread] = field(default_factory=list)
-    started: float = field(default_factory=time.monotonic)
 
 
-class LocalSandbox:
+class LocalSandbox(Sandbox):
+    """Child process trees on this host, trusted code only (see the module)."""
+
     name = "local"
 
     def __init__(self, python: str = sys.executable, warm: int = 0) -> None:
         self.python = python
         self.warm = max(0, warm)
         self._running: dict[int, subprocess.Popen] = {}
-        self._pool: list[tuple[tuple, _Started]] = []
         self._lock = threading.Lock()
         self._closed = False
+        self._pool: WarmPool[_Started] = WarmPool(
+            self.warm, self._start_warm, lambda box: box.proc.poll() is None, self._discard,
+            name="mpgrade-warm-local")
 
     def run(self, job: Job) -> Outcome:
+        """Run the job in a warm process of its shape if one waits, else in a new one."""
         started = time.monotonic()
-        shape = warm_shape(job) if self.warm else None
-        warm = self._take(shape) if shape is not None else None
-        if shape is not None:
-            try:
-                self._refill(shape, job)
-            except BaseException:
-                if warm is not None:  # taken from the pool, not yet running a job: ours to kill
-                    self._discard(warm)
-                raise
-        if warm is not None:
-            return self._run_warm(job, warm, started)
+        stats: dict[str, float] = {}
+        waiting = self._pool.for_job(job, stats)
+        if waiting is not None:
+            return self._run_warm(job, waiting, started)
         return self._run_cold(job, started)
 
     def _run_cold(self, job: Job, started: float) -> Outcome:
@@ -80,26 +74,18 @@ class LocalSandbox:
     def _run_warm(self, job: Job, box: _Started, started: float) -> Outcome:
         """Hand the job to a started process: its files, then the go file, last and atomically."""
         try:
-            reserved = {GO_FILE, GO_FILE + ".tmp"}
-            if any(os.path.normpath(rel) in reserved for rel in job.files):
-                raise ValueError(f"job file {GO_FILE!r} is reserved for the sandbox")
             with self._lock:
                 if self._closed:
                     self._discard(box)
                     return Outcome(exit_status=None, stdout=b"", cancelled=True)
                 self._running[box.proc.pid] = box.proc
-            write_files(box.jobdir, job.files)
-            go = box.jobdir / (GO_FILE + ".tmp")
-            fd = os.open(go, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-            with os.fdopen(fd, "w") as f:
-                json.dump(dict(job.secret_env), f)
-            os.rename(go, box.jobdir / GO_FILE)
+            hand_over(box.jobdir, job)
         except BaseException:
             with self._lock:
                 self._running.pop(box.proc.pid, None)
             self._discard(box)
             raise
-        return self._finish(box, job, started, time.monotonic(), warm=True)
+        return self._finish(box, job, started, time.monotonic(), warm_start=True)
 
     def _start(self, job: Job, command: list[str], env_extra: dict[str, str], *,
                write: bool) -> _Started | None:
@@ -154,7 +140,7 @@ class LocalSandbox:
         return box
 
     def _finish(self, box: _Started, job: Job, started: float, handed_over: float,
-                warm: bool = False) -> Outcome:
+                warm_start: bool = False) -> Outcome:
         """Wait within this job's wall time (counted from the hand-over; a warm process may have
         been started for a job with another limit), then kill the session."""
         proc = box.proc
@@ -174,7 +160,7 @@ class LocalSandbox:
                 t.join(timeout=5)
             shutil.rmtree(box.tmp, ignore_errors=True)
         stats = {"wall": time.monotonic() - started}
-        if warm:
+        if warm_start:
             stats["warm"] = 1.0
         return Outcome(
             exit_status=None if timed_out or cancelled else proc.returncode,
@@ -187,39 +173,10 @@ class LocalSandbox:
 
     # -- warm processes ------------------------------------------------------------------------
 
-    def _take(self, shape: tuple) -> _Started | None:
-        """The oldest warm process of this shape that is still waiting, if there is one."""
-        while True:
-            with self._lock:
-                index = next((i for i, (s, _) in enumerate(self._pool) if s == shape), None)
-                if index is None or self._closed:
-                    return None
-                _, box = self._pool.pop(index)
-            if box.proc.poll() is None and time.monotonic() - box.started < WARM_IDLE - 60:
-                return box
-            self._discard(box)
-
-    def _refill(self, shape: tuple, job: Job) -> None:
-        """Start processes for this shape until ``warm`` of them wait; drop other shapes'."""
-        with self._lock:
-            stale = [b for s, b in self._pool if s != shape]
-            self._pool = [(s, b) for s, b in self._pool if s == shape]
-            missing = 0 if self._closed else self.warm - len(self._pool)
-        for box in stale:
-            self._discard(box)
-        command = [self.python, "-m", WARMSTART, *job.command[2:]]
-        for _ in range(missing):
-            try:
-                box = self._start(job, command, {**job.env, IDLE_ENV: str(WARM_IDLE)}, write=False)
-            except OSError:
-                return  # only an optimisation: the next job starts cold
-            if box is None:
-                return
-            with self._lock:
-                if not self._closed:
-                    self._pool.append((shape, box))
-                    continue
-            self._discard(box)
+    def _start_warm(self, job: Job) -> _Started | None:
+        """One process for jobs of this one's shape, waiting for its go file (None if closed)."""
+        env = {**job.env, **idle_env()}
+        return self._start(job, stub_command(self.python, job), env, write=False)
 
     def _discard(self, box: _Started) -> None:
         kill_session(box.proc.pid)
@@ -234,11 +191,9 @@ class LocalSandbox:
         with self._lock:
             self._closed = True
             running = list(self._running)
-            pool, self._pool = [b for _, b in self._pool], []
         for pid in running:
             kill_session(pid)
-        for box in pool:
-            self._discard(box)
+        self._pool.close()
 
 
 def _drain(stream, keep: bytearray, cap: int, tail: bool = False) -> None:
