@@ -46,7 +46,8 @@ def run_check(assignment: Assignment, exercises: tuple[str, ...] = (),
         assignment.exercise(ex_id)  # unknown ids fail early with the list of known ones
     sub = working_copy(assignment, exercises)
     options = grading.Options(scope="public", exercises=exercises, start_method=start_method)
-    doc = grading.grade(LocalSandbox(), assignment, sub, options)
+    with LocalSandbox() as sandbox:
+        doc = grading.grade(sandbox, assignment, sub, options)
     assert doc is not None  # only a cancelled run gives None, and check never cancels
     return doc
 

@@ -176,7 +176,7 @@ def run(
             say(f"mutant {arg.id}: {doc['score']:g}/{doc['max_score']:g}")
         return kind, arg, doc
 
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+    with sandbox, ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         outcomes = list(pool.map(one, work))
 
     failures: dict[tuple[str, str], list[str]] = {}

@@ -17,6 +17,7 @@ from rich.console import Console
 
 from grader import assignment as assignment_mod
 from grader.escaping import joined
+from grader.sandbox.base import Sandbox
 
 EXIT_USAGE = 2
 _BLANKS = re.compile(r"[ \t\n\r\f\v]+")
@@ -65,7 +66,7 @@ def load_assignment(path: str | None) -> assignment_mod.Assignment:
 
 
 def make_sandbox(kind: str, assignment: assignment_mod.Assignment, image: str | None, *,
-                 warm: int = 0) -> Any:
+                 warm: int = 0) -> Sandbox:
     """A LocalSandbox, or a DockerSandbox on the current image (stale containers swept first),
     keeping ``warm`` processes or containers started ahead of their jobs.
 

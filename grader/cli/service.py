@@ -17,6 +17,7 @@ import click
 
 from grader.cli.common import err, fail, load_assignment, make_sandbox
 from grader.escaping import joined
+from grader.sandbox.base import Sandbox
 
 DEFAULT_DATA = Path(".mpgrade") / "service"
 
@@ -52,7 +53,7 @@ def load_assignments(dirs: tuple[str, ...]) -> dict[str, Any]:
     return by_name
 
 
-def sandbox_for(kind: str, assignments: dict[str, Any], image: str | None) -> Any:
+def sandbox_for(kind: str, assignments: dict[str, Any], image: str | None) -> Sandbox:
     from grader.sandbox.base import SandboxUnavailable
 
     try:

@@ -41,6 +41,7 @@ from starlette.exceptions import HTTPException
 from grader import __version__
 from grader.assignment import Assignment
 from grader.intake.submission import Submission, from_folder, from_zip, submission_id
+from grader.sandbox.base import Sandbox
 from grader.service import callbacks, jobs
 from grader.service.auth import Course, Tokens
 from grader.service.runner import Dispatched, Dispatcher, Embedded
@@ -65,7 +66,7 @@ class ServiceConfig:
     assignments: dict[str, Assignment]
     tokens_file: Path
     database: Path | str = field(repr=False)  # a SQLite file or a postgresql:// URL (a password)
-    sandbox: Any = None
+    sandbox: Sandbox | None = None
     broker: str | None = None
     workers: int = 1
     max_body: int = DEFAULT_MAX_BODY
