@@ -15,7 +15,7 @@ submit to that course's assignments and see only that course's jobs (another cou
 404, another course's assignment a 403).
 
 No ``from __future__ import annotations`` here: FastAPI reads the route signatures at runtime,
-and the dependencies they name are closures inside ``create_app``.
+and the dependencies they name are closures made while ``create_app`` adds the routes.
 """
 
 import logging
@@ -23,7 +23,7 @@ import re
 import tempfile
 import threading
 import unicodedata
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -217,68 +217,179 @@ class AuthFirst:
 
 
 def create_app(config: ServiceConfig) -> FastAPI:
-    """The API for ``config``; its lifespan starts and stops the embedded worker or collector."""
+    """The API for ``config``; its lifespan starts and stops the embedded worker or collector.
+
+    Reads in the order a request meets it: the middleware (size, then token), the problem
+    handlers, then the route groups; what the routes do is in :class:`Service`."""
     tokens = TokenSource(config.tokens_file)
     store: Store = config.store or open_store(config.database)
     config.store = store
-    delivery = ThreadPoolExecutor(max_workers=4, thread_name_prefix="mpgrade-callback")
-
-    def deliver(job_id: str) -> None:
-        job = store.job(job_id)
-        if job is None or not job.callback_url:
-            return
-        doc = store.result(job_id)
-        if doc is None:
-            assignment = config.assignments.get(job.assignment)
-            if assignment is None:
-                return
-            doc = jobs.failure_document(assignment, job.payload, job.message or "the job failed",
-                                        sandbox=getattr(config.sandbox, "name", "docker"))
-        status = callbacks.post(job.callback_url, doc, job.callback_format or "result",
-                                attempts=config.callback_attempts, backoff=config.callback_backoff,
-                                timeout=config.callback_timeout)
-        store.set_callback_status(job_id, status)
-
-    def on_done(job_id: str) -> None:
-        delivery.submit(deliver, job_id)
-
-    dispatcher: Dispatcher
-    if config.broker:
-        from grader.service.tasks import Client
-
-        dispatcher = Dispatched(store, Client(config.broker, visibility_timeout=config.visibility_timeout),
-                                on_done, interval=config.poll_interval)
-    else:
-        if config.sandbox is None:
-            raise ValueError("an embedded worker needs a sandbox (or pass a broker URL)")
-        dispatcher = Embedded(store, jobs.Grader(config.assignments, config.sandbox), on_done,
-                              threads=config.workers)
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI):
-        for job_id in await run_in_threadpool(store.undelivered):  # finished, then the server stopped
-            log.warning("job %s finished before the last stop but its callback was never sent", job_id)
-            on_done(job_id)
-        dispatcher.start()
-        try:
-            yield
-        finally:
-            await run_in_threadpool(dispatcher.stop)
-            delivery.shutdown(wait=False, cancel_futures=False)
-
+    service = Service(config, store)
     app = FastAPI(
         title="mpgrade",
         version=__version__,
         summary="Grade Python multiprocessing submissions: push files, get a JSON result.",
         description=("Per-course bearer tokens (`mpgrade token add`). Results follow the schema "
                      "of `mpgrade schema`. Errors are RFC 7807 problem+json."),
-        lifespan=lifespan,
+        lifespan=service.lifespan,
     )
     app.add_middleware(BodyLimit, limit=config.max_body)
     app.add_middleware(AuthFirst, tokens=tokens)  # outermost: no token, no body read
     app.state.config = config
     app.state.store = store
-    app.state.dispatcher = dispatcher
+    app.state.dispatcher = service.dispatcher
+    _add_problem_handlers(app)
+    course = _course_dependency(tokens)
+    _add_submission_route(app, service, course)
+    _add_reading_routes(app, service, course)
+    return app
+
+
+def _dispatcher(config: ServiceConfig, store: Store, on_done: Callable[[str], None]) -> Dispatcher:
+    """Celery workers when there is a broker URL, else embedded worker threads (they need a sandbox)."""
+    if config.broker:
+        from grader.service.tasks import Client
+
+        return Dispatched(store, Client(config.broker, visibility_timeout=config.visibility_timeout),
+                          on_done, interval=config.poll_interval)
+    if config.sandbox is None:
+        raise ValueError("an embedded worker needs a sandbox (or pass a broker URL)")
+    return Embedded(store, jobs.Grader(config.assignments, config.sandbox), on_done, threads=config.workers)
+
+
+class Service:
+    """What the routes share: the store, who grades (the dispatcher) and the callback senders.
+
+    One per app, built by :func:`create_app`; the routes only parse requests and call these
+    methods, so each step of accepting a submission can be read (and tested) on its own."""
+
+    def __init__(self, config: ServiceConfig, store: Store) -> None:
+        self.config, self.store = config, store
+        self.delivery = ThreadPoolExecutor(max_workers=4, thread_name_prefix="mpgrade-callback")
+        self.dispatcher = _dispatcher(config, store, self.on_done)
+
+    def deliver(self, job_id: str) -> None:
+        """POST a finished job's result (or a failure document) to its callback URL, if it has one."""
+        job = self.store.job(job_id)
+        if job is None or not job.callback_url:
+            return
+        doc = self.store.result(job_id)
+        if doc is None:
+            assignment = self.config.assignments.get(job.assignment)
+            if assignment is None:
+                return
+            doc = jobs.failure_document(assignment, job.payload, job.message or "the job failed",
+                                        sandbox=getattr(self.config.sandbox, "name", "docker"))
+        status = callbacks.post(job.callback_url, doc, job.callback_format or "result",
+                                attempts=self.config.callback_attempts, backoff=self.config.callback_backoff,
+                                timeout=self.config.callback_timeout)
+        self.store.set_callback_status(job_id, status)
+
+    def on_done(self, job_id: str) -> None:
+        """A job has its outcome: its callback is sent on a delivery thread, never the caller's."""
+        self.delivery.submit(self.deliver, job_id)
+
+    @asynccontextmanager
+    async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
+        """Callbacks owed since the last stop are sent, then the dispatcher runs until shutdown."""
+        for job_id in await run_in_threadpool(self.store.undelivered):  # finished, then the server stopped
+            log.warning("job %s finished before the last stop but its callback was never sent", job_id)
+            self.on_done(job_id)
+        self.dispatcher.start()
+        try:
+            yield
+        finally:
+            await run_in_threadpool(self.dispatcher.stop)
+            self.delivery.shutdown(wait=False, cancel_futures=False)
+
+    def assignment_for(self, name: str, who: Course) -> Assignment:
+        """The assignment ``name`` if this server has it (404) and the course may use it (403)."""
+        assignment = self.config.assignments.get(name)
+        if assignment is None:
+            raise HTTPException(404, f"no assignment {name!r} on this server")
+        if not who.may_use(name):
+            raise HTTPException(403, f"course {who.name!r} may not use assignment {name!r}")
+        return assignment
+
+    def regradable(self, job: JobRow) -> bool:
+        """A finished job whose outcome says nothing about the student's files: it failed (no
+        worker could grade it) or its result is status "error" (the sandbox or grader failed)."""
+        if job.status == FAILED:
+            return True
+        if job.status != DONE:
+            return False
+        doc = self.store.result(job.id)
+        return doc is not None and doc.get("status") == "error"
+
+    def view(self, job: JobRow, with_result: bool = True) -> dict[str, Any]:
+        """A job as the API shows it (and, by default, its result document)."""
+        out: dict[str, Any] = {
+            "job_id": job.id, "status": job.status, "course": job.course,
+            "assignment": job.assignment, "student": job.student,
+            "submission_hash": job.submission_hash, "created_at": job.created_at,
+            "started_at": job.started_at, "finished_at": job.finished_at, "message": job.message,
+            "callback": ({"url": job.callback_url, "format": job.callback_format,
+                          "status": job.callback_status} if job.callback_url else None),
+            "links": {"self": f"/v1/jobs/{job.id}",
+                      "results": f"/v1/assignments/{job.assignment}/results"},
+        }
+        if with_result:
+            out["result"] = self.store.result(job.id)
+        return out
+
+    async def new_job(self, assignment: Assignment, who: Course, student: str, file: list[UploadFile],
+                      callback_url: str | None, callback_format: str) -> NewJob:
+        """The checked upload as a job to store (422 when nothing gradable is in it)."""
+        uploads = [(u.filename or "", await u.read()) for u in file]
+        sub = await run_in_threadpool(build_submission, assignment, uploads, student, who.name)
+        if sub.error:
+            raise HTTPException(422, sub.error)
+        if not sub.files:
+            raise HTTPException(422, "no files of this assignment were found in the upload (looked for "
+                                     f"{', '.join(assignment.submitted_files)})")
+        options_payload = jobs.to_payload(assignment, sub, _options(self.config))
+        return NewJob(id=jobs.job_key(assignment, student, sub.hash, salt=who.name), course=who.name,
+                      assignment=assignment.name, fingerprint=assignment.fingerprint(), student=student,
+                      submission_hash=sub.hash, payload=options_payload, callback_url=callback_url or None,
+                      callback_format=callback_format if callback_url else None)
+
+    async def queue(self, new: NewJob, callback_url: str | None, callback_format: str) -> tuple[JobRow, bool]:
+        """Store the job and have it graded; (the job, whether it is new or a new attempt).
+
+        The same files again are the existing job, graded again only when its earlier outcome
+        was the grader's fault; a callback sent with them replaces the job's. 503 when the
+        dispatcher cannot take the job (then nothing is left queued that no one will grade)."""
+        job, created = await run_in_threadpool(self.store.add_job, new)
+        if created:
+            try:
+                await run_in_threadpool(self.dispatcher.submit, job)
+            except Exception as exc:
+                await run_in_threadpool(self.store.delete_job, job.id)
+                raise HTTPException(503, f"the job could not be queued ({type(exc).__name__}); try again") from None
+        elif await run_in_threadpool(self.regradable, job):
+            # the earlier try failed for reasons of the grader (a sandbox hiccup, no worker with
+            # this assignment): the same files again are a new attempt, not the old error
+            await run_in_threadpool(self.dispatcher.forget, job.id)
+            again = await run_in_threadpool(self.store.retry, job.id, callback_url or None, callback_format)
+            if again is not None:
+                job, created = again, True
+                try:
+                    await run_in_threadpool(self.dispatcher.submit, job)
+                except Exception as exc:
+                    await run_in_threadpool(self.store.fail, job.id, "the job could not be queued again")
+                    raise HTTPException(503, f"the job could not be queued ({type(exc).__name__}); "
+                                             "try again") from None
+        elif callback_url:
+            # the same files again with a callback (e.g. the LMS re-sent A after B): that callback
+            # gets this job's result, so the LMS ends with the score of what was submitted last
+            job = await run_in_threadpool(self.store.set_callback, job.id, callback_url, callback_format) or job
+            if job.status in FINAL:
+                self.on_done(job.id)
+        return job, created
+
+
+def _add_problem_handlers(app: FastAPI) -> None:
+    """Every error as ``application/problem+json``: HTTP errors, invalid requests, crashes."""
 
     @app.exception_handler(HTTPException)
     async def http_problem(request: Request, exc: HTTPException) -> JSONResponse:
@@ -298,6 +409,9 @@ def create_app(config: ServiceConfig) -> FastAPI:
         log.exception("unhandled error on %s", request.url.path)
         return problem(500, TITLES[500], f"the server failed ({type(exc).__name__})")
 
+
+def _course_dependency(tokens: TokenSource) -> Callable[..., Course]:
+    """The dependency that turns a request's bearer token into its course (401 without one)."""
     bearer = HTTPBearer(auto_error=False, description="A course token from `mpgrade token add`.")
 
     def course(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Course:
@@ -309,38 +423,22 @@ def create_app(config: ServiceConfig) -> FastAPI:
             raise HTTPException(401, "the token is not valid", headers=challenge)
         return found
 
-    def assignment_for(name: str, who: Course) -> Assignment:
-        assignment = config.assignments.get(name)
-        if assignment is None:
-            raise HTTPException(404, f"no assignment {name!r} on this server")
-        if not who.may_use(name):
-            raise HTTPException(403, f"course {who.name!r} may not use assignment {name!r}")
-        return assignment
+    return course
 
-    def regradable(job: JobRow) -> bool:
-        """A finished job whose outcome says nothing about the student's files: it failed (no
-        worker could grade it) or its result is status "error" (the sandbox or grader failed)."""
-        if job.status == FAILED:
-            return True
-        if job.status != DONE:
-            return False
-        doc = store.result(job.id)
-        return doc is not None and doc.get("status") == "error"
 
-    def view(job: JobRow, with_result: bool = True) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "job_id": job.id, "status": job.status, "course": job.course,
-            "assignment": job.assignment, "student": job.student,
-            "submission_hash": job.submission_hash, "created_at": job.created_at,
-            "started_at": job.started_at, "finished_at": job.finished_at, "message": job.message,
-            "callback": ({"url": job.callback_url, "format": job.callback_format,
-                          "status": job.callback_status} if job.callback_url else None),
-            "links": {"self": f"/v1/jobs/{job.id}",
-                      "results": f"/v1/assignments/{job.assignment}/results"},
-        }
-        if with_result:
-            out["result"] = store.result(job.id)
-        return out
+def _check_form(student: str, callback_url: str | None) -> None:
+    """422 for a student id with control characters or a callback URL that is refused."""
+    if not plain_text(student):
+        raise RequestValidationError([{"loc": ("body", "student"), "msg": "no control characters, "
+                                       "format characters or line separators"}])
+    if callback_url:
+        why = callbacks.check_url(callback_url)
+        if why:
+            raise RequestValidationError([{"loc": ("body", "callback_url"), "msg": why}])
+
+
+def _add_submission_route(app: FastAPI, service: Service, course: Callable[..., Course]) -> None:
+    """``POST /v1/assignments/{name}/submissions``: 202 with a new job, 200 with the existing one."""
 
     @app.post(
         "/v1/assignments/{name}/submissions", status_code=202, tags=["submissions"],
@@ -360,65 +458,27 @@ def create_app(config: ServiceConfig) -> FastAPI:
         callback_format: Annotated[Literal["result", "lti"], Form(
             description="result: the result document; lti: an LTI AGS Score object.")] = "result",
     ) -> JSONResponse:
-        assignment = assignment_for(name, who)
-        if not plain_text(student):
-            raise RequestValidationError([{"loc": ("body", "student"), "msg": "no control characters, "
-                                           "format characters or line separators"}])
-        if callback_url:
-            why = callbacks.check_url(callback_url)
-            if why:
-                raise RequestValidationError([{"loc": ("body", "callback_url"), "msg": why}])
-        uploads = [(u.filename or "", await u.read()) for u in file]
-        sub = await run_in_threadpool(build_submission, assignment, uploads, student, who.name)
-        if sub.error:
-            raise HTTPException(422, sub.error)
-        if not sub.files:
-            raise HTTPException(422, "no files of this assignment were found in the upload (looked for "
-                                     f"{', '.join(assignment.submitted_files)})")
-        options_payload = jobs.to_payload(assignment, sub, _options(config))
-        new = NewJob(id=jobs.job_key(assignment, student, sub.hash, salt=who.name), course=who.name,
-                     assignment=assignment.name, fingerprint=assignment.fingerprint(), student=student,
-                     submission_hash=sub.hash, payload=options_payload,
-                     callback_url=callback_url or None, callback_format=callback_format if callback_url else None)
-        job, created = await run_in_threadpool(store.add_job, new)
-        if created:
-            try:
-                await run_in_threadpool(dispatcher.submit, job)
-            except Exception as exc:
-                await run_in_threadpool(store.delete_job, job.id)
-                raise HTTPException(503, f"the job could not be queued ({type(exc).__name__}); try again") from None
-        elif await run_in_threadpool(regradable, job):
-            # the earlier try failed for reasons of the grader (a sandbox hiccup, no worker with
-            # this assignment): the same files again are a new attempt, not the old error
-            await run_in_threadpool(dispatcher.forget, job.id)
-            again = await run_in_threadpool(store.retry, job.id, callback_url or None, callback_format)
-            if again is not None:
-                job, created = again, True
-                try:
-                    await run_in_threadpool(dispatcher.submit, job)
-                except Exception as exc:
-                    await run_in_threadpool(store.fail, job.id, "the job could not be queued again")
-                    raise HTTPException(503, f"the job could not be queued ({type(exc).__name__}); "
-                                             "try again") from None
-        elif callback_url:
-            # the same files again with a callback (e.g. the LMS re-sent A after B): that callback
-            # gets this job's result, so the LMS ends with the score of what was submitted last
-            job = await run_in_threadpool(store.set_callback, job.id, callback_url, callback_format) or job
-            if job.status in FINAL:
-                on_done(job.id)
-        body = {**view(job, with_result=not created), "duplicate": not created}
+        assignment = service.assignment_for(name, who)
+        _check_form(student, callback_url)
+        new = await service.new_job(assignment, who, student, file, callback_url, callback_format)
+        job, created = await service.queue(new, callback_url, callback_format)
+        body = {**service.view(job, with_result=not created), "duplicate": not created}
         return JSONResponse(body, status_code=202 if created else 200,
                             headers={"Location": f"/v1/jobs/{job.id}"})
+
+
+def _add_reading_routes(app: FastAPI, service: Service, course: Callable[..., Course]) -> None:
+    """The routes that only read: a job, an assignment's results, and the health check."""
 
     @app.get("/v1/jobs/{job_id}", tags=["jobs"], summary="A job's status and, when done, its result",
              responses=_problem_responses(401, 404, 422))
     async def get_job(job_id: Annotated[str, PathParam(pattern=_JOB_ID)],
                       who: Annotated[Course, Depends(course)]) -> dict[str, Any]:
-        job = await run_in_threadpool(store.job, job_id)
+        job = await run_in_threadpool(service.store.job, job_id)
         # another course's job, or one of an assignment this token may no longer use, does not exist for you
         if job is None or job.course != who.name or not who.may_use(job.assignment):
             raise HTTPException(404, f"no job {job_id}")
-        return await run_in_threadpool(view, job)
+        return await run_in_threadpool(service.view, job)
 
     @app.get("/v1/assignments/{name}/results", tags=["results"],
              summary="This course's results for an assignment (score, status, job link)",
@@ -427,8 +487,8 @@ def create_app(config: ServiceConfig) -> FastAPI:
                            who: Annotated[Course, Depends(course)],
                            limit: Annotated[int, Query(ge=1, le=1000)] = 100,
                            offset: Annotated[int, Query(ge=0)] = 0) -> dict[str, Any]:
-        assignment = assignment_for(name, who)
-        rows = await run_in_threadpool(store.results, who.name, assignment.name, limit, offset)
+        assignment = service.assignment_for(name, who)
+        rows = await run_in_threadpool(service.store.results, who.name, assignment.name, limit, offset)
         for r in rows:
             r["links"] = {"job": f"/v1/jobs/{r['job_id']}"}
         return {"assignment": assignment.name, "course": who.name, "limit": limit, "offset": offset,
@@ -436,10 +496,8 @@ def create_app(config: ServiceConfig) -> FastAPI:
 
     @app.get("/v1/health", tags=["health"], summary="Liveness (no token needed)")
     async def health() -> dict[str, Any]:
-        return {"status": "ok", "mode": dispatcher.mode, "version": __version__,
-                "assignments": sorted(config.assignments)}
-
-    return app
+        return {"status": "ok", "mode": service.dispatcher.mode, "version": __version__,
+                "assignments": sorted(service.config.assignments)}
 
 
 def _options(config: ServiceConfig) -> Any:
