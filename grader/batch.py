@@ -24,7 +24,8 @@ from grader import __version__, grading
 from grader.assignment import Assignment
 from grader.atomic import write_atomic
 from grader.escaping import spreadsheet_row
-from grader.intake.submission import Submission, discover
+from grader.intake.discovery import discover
+from grader.intake.submission import Submission
 from grader.protocol import results
 from grader.sandbox.base import Sandbox
 

@@ -15,7 +15,8 @@ import pytest
 
 from grader import assignment as assignment_mod
 from grader.intake import lms
-from grader.intake.submission import MAX_TOTAL
+from grader.intake.discovery import discover
+from grader.intake.entries import MAX_TOTAL
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -459,14 +460,12 @@ def test_a_corrupt_zip_is_left_to_the_ordinary_discovery(tmp_path, course):
 
 def test_grade_discovery_takes_an_lms_download_as_it_comes(tmp_path, course):
     """``mpgrade grade canvas.zip`` and ``mpgrade grade canvas-folder/`` find the students."""
-    from grader.intake import submission
-
     download = canvas_download(tmp_path)
     extracted = tmp_path / "extracted"
     with zipfile.ZipFile(download) as zf:
         zf.extractall(extracted)
     for given in (download, extracted):
-        subs, skipped = submission.discover([given], course)
+        subs, skipped = discover([given], course)
         assert sorted(s.id for s in subs) == ["canvas-1001", "canvas-1002"], skipped
         assert {s.id: s.student["late"] for s in subs} == {"canvas-1001": False, "canvas-1002": True}
 
@@ -475,8 +474,6 @@ def test_a_download_inside_a_folder_of_submissions_is_one_submission(tmp_path, c
     """Only a path given to ``mpgrade grade`` is read as an LMS download: inside a folder of
     submissions, ``canvas-download.zip`` is one student's zip like any other (a student's zip
     must never be able to speak for other students)."""
-    from grader.intake import submission
-
     canvas_download(tmp_path)
-    subs, _ = submission.discover([tmp_path], course)
+    subs, _ = discover([tmp_path], course)
     assert [(s.id, s.student) for s in subs] == [("canvas-download", None)]

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from grader.intake import entries
 from grader.intake import submission as sub_mod
+from grader.intake.discovery import discover
 
 from .test_lms import zip_bytes
 
@@ -24,7 +26,7 @@ def test_a_flat_folder_is_one_submission(tmp_path, course):
     alice.mkdir()
     (alice / "spawn.py").write_text("x = 1\n")
     (alice / "notes.txt").write_text("hi")
-    subs, skipped = sub_mod.discover([alice], course)
+    subs, skipped = discover([alice], course)
     assert [s.id for s in subs] == ["alice"] and skipped == []
     assert subs[0].files == {"spawn.py": b"x = 1\n"}
     assert set(subs[0].missing) == {"pingpong.py", "prodcons.py", "locks.py"}
@@ -36,7 +38,7 @@ def test_the_course_layout_is_found_and_preferred_over_stray_copies(tmp_path, co
     (bob / "exercises" / "01_spawn" / "spawn.py").write_text("real = True\n")
     (bob / "old").mkdir()
     (bob / "old" / "spawn.py").write_text("real = False\n")
-    [sub], _ = sub_mod.discover([bob], course)
+    [sub], _ = discover([bob], course)
     assert sub.files["spawn.py"] == b"real = True\n"
     assert any(i["path"] == "old/spawn.py" for i in sub.ignored)
 
@@ -48,7 +50,7 @@ def test_a_folder_of_submissions_and_junk(tmp_path, course):
     make_zip(root / "dave.zip", {"dave/prodcons.py": b"pass\n"})
     (root / "erin_pingpong.txt").write_text("not python")
     (tmp_path / "pingpong.py").write_text("pass\n")  # a lone module file, given by name
-    subs, skipped = sub_mod.discover([root, tmp_path / "pingpong.py"], course)
+    subs, skipped = discover([root, tmp_path / "pingpong.py"], course)
     assert sorted(s.id for s in subs) == ["carol", "dave", "pingpong"]
     assert any("erin_pingpong.txt" in m for m in skipped)
     assert {s.id: sorted(s.files) for s in subs}["dave"] == ["prodcons.py"]
@@ -61,7 +63,7 @@ def test_dangerous_files_and_symlinks_are_ignored_and_reported(tmp_path, course)
     for name in ("conftest.py", "sitecustomize.py", "pytest.ini", "evil.pth"):
         (eve / name).write_text("import os\n")
     os.symlink("/etc/passwd", eve / "locks.py")
-    [sub], _ = sub_mod.discover([eve], course)
+    [sub], _ = discover([eve], course)
     assert sorted(sub.files) == ["spawn.py"]
     reasons = {i["path"]: i["reason"] for i in sub.ignored}
     assert set(reasons) == {"conftest.py", "sitecustomize.py", "pytest.ini", "evil.pth", "locks.py"}
@@ -70,26 +72,26 @@ def test_dangerous_files_and_symlinks_are_ignored_and_reported(tmp_path, course)
 
 def test_zip_with_path_traversal_is_rejected(tmp_path, course):
     path = make_zip(tmp_path / "mallory.zip", {"../../etc/spawn.py": b"pass\n"})
-    [sub], _ = sub_mod.discover([path], course)
+    [sub], _ = discover([path], course)
     assert sub.error and "outside the archive" in sub.error and not sub.files
 
 
 def test_zip_bomb_is_rejected(tmp_path, course):
     path = make_zip(tmp_path / "bomb.zip", {"spawn.py": b"0" * (80 * 1024 * 1024)})
-    [sub], _ = sub_mod.discover([path], course)
+    [sub], _ = discover([path], course)
     assert sub.error and ("MiB" in sub.error or "ratio" in sub.error)
 
 
 def test_zip_symlink_members_are_not_followed(tmp_path, course):
     path = make_zip(tmp_path / "link.zip", {"locks.py": b"pass\n"}, links={"spawn.py": "/etc/passwd"})
-    [sub], _ = sub_mod.discover([path], course)
+    [sub], _ = discover([path], course)
     assert sorted(sub.files) == ["locks.py"]
     assert any("symbolic link" in i["reason"] for i in sub.ignored)
 
 
 def test_a_corrupt_zip_is_an_error_for_that_submission(tmp_path, course):
     (tmp_path / "broken.zip").write_bytes(b"PK\x03\x04 nope")
-    [sub], _ = sub_mod.discover([tmp_path / "broken.zip"], course)
+    [sub], _ = discover([tmp_path / "broken.zip"], course)
     assert "not a readable zip" in sub.error
 
 
@@ -97,7 +99,7 @@ def test_same_ids_do_not_overwrite_each_other(tmp_path, course):
     (tmp_path / "frank").mkdir()
     (tmp_path / "frank" / "spawn.py").write_text("a = 1\n")
     make_zip(tmp_path / "frank.zip", {"spawn.py": b"a = 2\n"})
-    subs, _ = sub_mod.discover([tmp_path], course)
+    subs, _ = discover([tmp_path], course)
     assert sorted(s.id for s in subs) == ["frank", "frank-2"]
 
 
@@ -111,8 +113,8 @@ def test_copies_of_a_module_in_different_folders_of_a_zip_are_not_duplicates(tmp
 
 def test_check_archive_refuses_a_name_twice():
     infos = [zipfile.ZipInfo("a/b.py"), zipfile.ZipInfo("c.py"), zipfile.ZipInfo("A/./B.py")]
-    assert "twice" in sub_mod.check_archive(infos) and "'A/./B.py'" in sub_mod.check_archive(infos)
-    assert sub_mod.check_archive(infos[:2]) is None
+    assert "twice" in entries.check_archive(infos) and "'A/./B.py'" in entries.check_archive(infos)
+    assert entries.check_archive(infos[:2]) is None
 
 
 def test_hash_depends_on_content_only(tmp_path, course):
@@ -126,14 +128,14 @@ def test_hash_depends_on_content_only(tmp_path, course):
 
 
 def test_missing_paths_are_reported(tmp_path, course):
-    subs, skipped = sub_mod.discover([tmp_path / "nope"], course)
+    subs, skipped = discover([tmp_path / "nope"], course)
     assert subs == [] and "does not exist" in skipped[0]
 
 
 @pytest.mark.parametrize("name", ["../x", "/abs/spawn.py", "C:/win/spawn.py"])
 def test_check_archive_names(name):
     info = zipfile.ZipInfo(name)
-    assert "outside" in sub_mod.check_archive([info])
+    assert "outside" in entries.check_archive([info])
 
 
 def test_in_memory_zip_helper_round_trip(tmp_path, course):
@@ -141,7 +143,7 @@ def test_in_memory_zip_helper_round_trip(tmp_path, course):
     with zipfile.ZipFile(buf, "w") as zf:
         zf.writestr("exercises/04_locks/locks.py", "x = 3\n")
     (tmp_path / "gina.zip").write_bytes(buf.getvalue())
-    [sub], _ = sub_mod.discover([tmp_path / "gina.zip"], course)
+    [sub], _ = discover([tmp_path / "gina.zip"], course)
     assert sub.files == {"locks.py": b"x = 3\n"} and sub.id == "gina"
 
 
@@ -151,7 +153,7 @@ def test_a_hidden_entry_of_a_folder_of_submissions_is_reported_not_dropped(tmp_p
         (tmp_path / name / "spawn.py").write_text("x = 1\n")
     (tmp_path / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
     (tmp_path / ".git").mkdir()
-    subs, skipped = sub_mod.discover([tmp_path], course)
+    subs, skipped = discover([tmp_path], course)
     assert [s.id for s in subs] == ["alice"]
     assert sorted(m.split(":")[0].rsplit("/", 1)[-1] for m in skipped) == ["..x", ".bob"]
     assert all("starts with a dot" in m for m in skipped)

@@ -15,8 +15,10 @@ user id so results can be imported back. Layouts (worked examples in docs/lms-in
   ``gradescope-<submission id>`` (a group hands in one submission).
 
 The download itself is hostile input like any submission: member names, symbolic links and
-sizes are checked per student with :func:`grader.intake.submission.check_archive` and its caps, so a
-bad entry becomes an ``error`` for that student only and the rest of the class is graded.
+sizes are checked per student with :func:`grader.intake.entries.check_archive` and its caps, and
+their files are taken and chosen from as :class:`grader.intake.submission.Collection` does for
+any submission, so a bad entry becomes an ``error`` for that student only and the rest of the
+class is graded.
 """
 
 from __future__ import annotations
@@ -25,34 +27,34 @@ import functools
 import io
 import os
 import re
-import stat
-import unicodedata
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from grader.assignment import Assignment
-from grader.intake import notebook
-from grader.intake.submission import (
+from grader.intake.entries import (
     ARCHIVE_ERRORS,
     MAX_DEPTH,
-    MAX_FILE,
     MAX_MEMBERS,
     MAX_TOTAL,
-    SKIP_DIRS,
-    Budget,
+    Entry,
     OverBudget,
-    Submission,
+    Refused,
+    archive_entries,
     check_archive,
-    ignore_reason,
-    member_name,
+    folder_entry,
+    is_junk,
+    overflow_entry,
+    printable,
+    refusal,
     same_file_key,
-    submission_id,
     unexpected,
+    zip_entries,
 )
+from grader.intake.submission import Collection, Submission, submission_id
 
 METADATA_MAX = 128 * 1024 * 1024  # Gradescope's metadata carries every autograder output
 
@@ -96,43 +98,6 @@ class LmsBatch:
 # A download as a list of entries, the same for a zip and for a folder
 
 
-@dataclass
-class _Entry:
-    parts: tuple[str, ...]  # path below the layout root (a wrapper folder removed)
-    rel: str  # path in the download, for messages
-    size: int
-    is_link: bool
-    info: zipfile.ZipInfo  # the real member, or a stand-in so check_archive applies to folders
-    read: Callable[[int], bytes]  # at most n bytes
-    overflow: bool = False  # stands for a folder with more files than one student may have
-
-
-def _display(name: str) -> str:
-    """A name safe to print: control characters (newlines, escapes) become '?'."""
-    return "".join("?" if unicodedata.category(c).startswith("C") else c for c in name)
-
-
-def _zip_entries(zf: zipfile.ZipFile) -> list[_Entry]:
-    entries = []
-    for info in zf.infolist():
-        if info.is_dir():
-            continue
-        name = member_name(info)
-        # ``..`` and ``/`` are left out of the parts only to attribute the member to a
-        # student; check_archive, which sees the real name, then rejects that student's files.
-        parts = tuple(p for p in PurePosixPath(name).parts if p not in ("", "/", ".", ".."))
-        if not parts:
-            continue
-
-        def read(n: int, info: zipfile.ZipInfo = info) -> bytes:
-            with zf.open(info) as member:
-                return member.read(n)
-
-        entries.append(_Entry(parts, _display(name), info.file_size,
-                              stat.S_ISLNK(info.external_attr >> 16), info, read))
-    return entries
-
-
 def _listing(folder: Path) -> list[os.DirEntry]:
     try:
         with os.scandir(folder) as listing:
@@ -164,7 +129,7 @@ def _wrapper_folders(root: Path) -> tuple[str, ...]:
     for _ in range(MAX_DEPTH):
         useful = []
         for c in _listing(folder):
-            if not _junk((c.name,)) and not (_is_folder(c) and _empty(Path(c.path))):
+            if not is_junk((c.name,)) and not (_is_folder(c) and _empty(Path(c.path))):
                 useful.append(c)
                 if len(useful) > 1:
                     break
@@ -177,7 +142,7 @@ def _wrapper_folders(root: Path) -> tuple[str, ...]:
     return prefix
 
 
-def _folder_entries(root: Path, max_parts: int = MAX_DEPTH + 2) -> list[_Entry]:
+def _folder_entries(root: Path, max_parts: int = MAX_DEPTH + 2) -> list[Entry]:
     """Every file below ``root``: symlinks listed but never followed, depth capped.
 
     Caps apply per student, not to the class: below the layout root (wrappers removed) each
@@ -188,25 +153,20 @@ def _folder_entries(root: Path, max_parts: int = MAX_DEPTH + 2) -> list[_Entry]:
     student when the student's files are checked.
     """
     wrapper = _wrapper_folders(root)
-    entries: list[_Entry] = []
+    entries: list[Entry] = []
 
     def add_file(child: os.DirEntry, parts: tuple[str, ...]) -> None:
-        rel = "/".join((*wrapper, *parts))
-        info = zipfile.ZipInfo(rel)
-        info.flag_bits |= 0x800  # a real name, not cp437 bytes to repair
-        if child.is_symlink():
-            entries.append(_Entry(parts, _display(rel), 0, True, info, _nothing))
-        elif child.is_file(follow_symlinks=False):
-            info.file_size = child.stat(follow_symlinks=False).st_size
-            entries.append(_Entry(parts, _display(rel), info.file_size, False, info,
-                                  _file_reader(Path(child.path))))
+        is_link = child.is_symlink()
+        if is_link or child.is_file(follow_symlinks=False):
+            entries.append(folder_entry(Path(child.path), "/".join((*wrapper, *parts)), parts,
+                                        is_link))
 
     def walk(folder: Path, prefix: tuple[str, ...], budget: int) -> int:
         """Files of ``folder`` into ``entries``; returns the budget left, -1 when exceeded."""
         for child in _listing(folder):
             parts = (*prefix, child.name)
             if _is_folder(child):
-                if len(parts) < max_parts and not _junk((child.name,)):
+                if len(parts) < max_parts and not is_junk((child.name,)):
                     budget = walk(Path(child.path), parts, budget)
             else:
                 budget -= 1
@@ -220,64 +180,44 @@ def _folder_entries(root: Path, max_parts: int = MAX_DEPTH + 2) -> list[_Entry]:
     start = root.joinpath(*wrapper)
     for child in _listing(start):
         if _is_folder(child):
-            if _junk((child.name,)) or max_parts < 2:
+            if is_junk((child.name,)) or max_parts < 2:
                 continue
             first = len(entries)
             if walk(Path(child.path), (child.name,), MAX_MEMBERS) < 0:
                 del entries[first:]  # one marker, not thousands of entries nobody will read
-                rel = "/".join((*wrapper, child.name))
-                entries.append(_Entry((child.name, "*"), _display(rel), 0, False,
-                                      zipfile.ZipInfo(rel + "/*"), _nothing, overflow=True))
+                entries.append(overflow_entry("/".join((*wrapper, child.name)), (child.name, "*")))
         else:
             add_file(child, (child.name,))
     return entries
 
 
-def _nothing(n: int) -> bytes:
-    return b""
-
-
-def _file_reader(path: Path) -> Callable[[int], bytes]:
-    def read(n: int) -> bytes:
-        # O_NOFOLLOW: a file swapped for a symlink after the listing is still not followed.
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-        with os.fdopen(fd, "rb") as fh:
-            return fh.read(n)
-    return read
-
-
-def _junk(parts: tuple[str, ...]) -> bool:
-    return any(p in SKIP_DIRS or p.startswith(".") for p in parts)
-
-
-def _strip_wrapper(entries: list[_Entry]) -> list[_Entry]:
+def _strip_wrapper(entries: list[Entry]) -> list[Entry]:
     """Zips often hold one folder with everything in it (``assignment_123_export/``)."""
     while True:
-        useful = [e for e in entries if not _junk(e.parts)]
+        useful = [e for e in entries if not is_junk(e.parts)]
         tops = {e.parts[0] for e in useful}
         if len(tops) != 1 or any(len(e.parts) == 1 for e in useful):
             return entries
         (top,) = tops
         if CANVAS.match(top) or MOODLE.match(top) or GRADESCOPE_DIR.match(top):
             return entries  # a download with a single student, not a wrapper
-        entries = [_Entry(e.parts[1:], e.rel, e.size, e.is_link, e.info, e.read)
-                   for e in useful]
+        entries = [e.below(1) for e in useful]
 
 
 # --------------------------------------------------------------------------------------------
 # Recognising a layout
 
 
-def _top_items(entries: list[_Entry]) -> dict[str, bool]:
+def _top_items(entries: list[Entry]) -> dict[str, bool]:
     """First path components (not junk) -> whether it is a folder."""
     items: dict[str, bool] = {}
     for e in entries:
-        if not _junk(e.parts[:1]):
+        if not is_junk(e.parts[:1]):
             items[e.parts[0]] = items.get(e.parts[0], False) or len(e.parts) > 1
     return items
 
 
-def detect(entries: list[_Entry]) -> tuple[str | None, list[str]]:
+def detect(entries: list[Entry]) -> tuple[str | None, list[str]]:
     """Which LMS made this download, and warnings for a layout that only partly matches.
 
     A layout is recognised when at least half of the top-level items are named the LMS's
@@ -330,7 +270,7 @@ def discover_lms(path: Path, assignment: Assignment) -> LmsBatch | None:
             with _open_zip(path) as zf:
                 if zf is None:
                     return None
-                return _from_entries(path, _zip_entries(zf), assignment, [])
+                return _from_entries(path, zip_entries(zf), assignment, [])
     except OSError:
         return None
     except Exception as exc:  # noqa: BLE001 - a download is hostile input: never the batch's end
@@ -356,7 +296,7 @@ def _open_zip(path: Path) -> Iterator[zipfile.ZipFile | None]:
         yield zf
 
 
-def _from_entries(path: Path, entries: list[_Entry], assignment: Assignment,
+def _from_entries(path: Path, entries: list[Entry], assignment: Assignment,
                   warnings: list[str]) -> LmsBatch | None:
     entries = _strip_wrapper(entries)
     lms, partial = detect(entries)
@@ -376,21 +316,10 @@ def _from_entries(path: Path, entries: list[_Entry], assignment: Assignment,
 
 @dataclass
 class _Item:
-    entry: _Entry
+    entry: Entry
     inner: str  # the path as the student named it (LMS prefix and -N suffix removed)
     family: str  # the uploaded file it came from, as originally named: re-uploads share it
     version: tuple[int, int] = (0, 0)  # (re-upload number, LMS id): higher is later
-
-
-@dataclass
-class _Candidate:
-    module: str
-    rel: str
-    inner: str
-    data: bytes
-    family: str
-    version: tuple[int, int]
-    notebook: bool
 
 
 class _Rejected(Exception):
@@ -401,25 +330,25 @@ def _build(sub_id: str, path: Path, label: str, items: list[_Item], assignment: 
            student: dict[str, Any] | None) -> Submission:
     """One student's submission; ``label`` names their part of the download in messages."""
     sub = Submission(id=submission_id(sub_id), source=f"{path}:{label}", student=student)
-    candidates: list[_Candidate] = []
-    budget = Budget()  # one for everything of this student's: files, zips, notebooks
+    found = Collection(assignment, sub)  # one budget for all of theirs: files, zips, notebooks
     try:
         for it in items:
             if it.entry.overflow:
                 raise _Rejected(f"{path.name}: the files of {label} were rejected: "
-                                f"{it.entry.rel} holds more than {MAX_MEMBERS} files")
+                                f"{it.entry.shown} holds more than {MAX_MEMBERS} files")
         problem = check_archive([it.entry.info for it in items])
         if problem:
             raise _Rejected(f"{path.name}: the files of {label} were rejected: {problem}")
         for it in items:
             if it.entry.is_link:
-                raise _Rejected(f"{it.entry.rel} is a symbolic link: an LMS download never "
+                raise _Rejected(f"{it.entry.shown} is a symbolic link: an LMS download never "
                                 "holds one, so this student's files are not trusted")
         _no_two_alike(path, label, items)
-        budget.members(len(items))
+        found.budget.members(len(items))
         for it in items:
-            _collect(it, assignment, sub, candidates, budget)
-        _choose(assignment, candidates, sub)
+            _collect(it, found)
+        found.candidates.sort(key=lambda c: c.rel)  # among equals, the first by name
+        found.choose()
     except _Rejected as exc:
         sub.error = str(exc)
     except OverBudget as exc:
@@ -447,148 +376,69 @@ def _no_two_alike(path: Path, label: str, items: list[_Item]) -> None:
         key = (same_file_key(it.inner), it.version)
         if key in seen:
             raise _Rejected(f"{path.name}: the files of {label} were rejected: {seen[key]} and "
-                            f"{it.entry.rel} are both {_display(it.inner)!r}; remove one")
-        seen[key] = it.entry.rel
+                            f"{it.entry.shown} are both {printable(it.inner)!r}; remove one")
+        seen[key] = it.entry.shown
 
 
-def _collect(it: _Item, assignment: Assignment, sub: Submission,
-             candidates: list[_Candidate], budget: Budget) -> None:
+def _collect(it: _Item, found: Collection) -> None:
     """Turn one of a student's files into module candidates (a zip into several)."""
     inner = PurePosixPath(it.inner)
-    base = inner.name
-    if _junk(inner.parts[:-1]) or base.startswith("."):
+    if is_junk(inner.parts[:-1]) or inner.name.startswith("."):
         return
-    rel = it.entry.rel
-    reason = ignore_reason(base)
-    if reason:
-        sub.ignored.append({"path": rel, "reason": reason})
-    elif base.lower().endswith(".zip"):
-        data = _read(it.entry, MAX_TOTAL + 1)
-        _collect_zip(data, it, assignment, sub, candidates, budget)
+    rel = it.entry.shown
+    if inner.name.lower().endswith(".zip") and refusal(inner.name) is None:
+        _collect_zip(_read(it.entry, MAX_TOTAL + 1), it, found)
     else:
-        _collect_file(rel, it.inner, it.entry.size, lambda n: _read(it.entry, n), it,
-                      assignment, sub, candidates, budget)
+        _take(found, it.entry, rel, it.inner, it)
 
 
-def _collect_file(rel: str, inner: str, size: int, read_raw: Callable[[int], bytes],
-                  it: _Item, assignment: Assignment, sub: Submission,
-                  candidates: list[_Candidate], budget: Budget) -> None:
-    def read(n: int) -> bytes:
-        data = read_raw(n)
-        budget.read(len(data))  # every copy is held until one is chosen: it all counts
-        return data
-
-    base = PurePosixPath(inner).name
-    if base in assignment.submitted_files:
-        data = read(MAX_FILE + 1) if size <= MAX_FILE else b""
-        if size > MAX_FILE or len(data) > MAX_FILE:
-            sub.ignored.append({"path": rel, "reason": f"larger than {MAX_FILE} bytes"})
-            return
-        candidates.append(_Candidate(base, rel, inner, data, it.family, it.version, False))
-    elif base.lower().endswith(".ipynb"):
-        if size > notebook.NOTEBOOK_MAX:
-            sub.ignored.append({"path": rel, "reason": f"larger than {notebook.NOTEBOOK_MAX} bytes"})
-            return
-        conv = notebook.convert(read(notebook.NOTEBOOK_MAX + 1), rel, assignment, MAX_FILE)
-        sub.ignored.extend(conv.ignored)
-        if conv.module and conv.source is not None:
-            candidates.append(_Candidate(conv.module, rel, inner, conv.source, it.family,
-                                         it.version, True))
+def _take(found: Collection, entry: Entry, rel: str, inner: str, it: _Item) -> None:
+    """:meth:`Collection.take`, a file that cannot be read rejecting this student's files."""
+    try:
+        found.take(entry, rel, inner, it.family, it.version)
+    except ARCHIVE_ERRORS as exc:
+        raise _Rejected(f"{rel} could not be read ({exc})") from None
 
 
-def _read(entry: _Entry, n: int) -> bytes:
+def _read(entry: Entry, n: int) -> bytes:
     try:
         return entry.read(n)
     except ARCHIVE_ERRORS as exc:
-        raise _Rejected(f"{entry.rel} could not be read ({exc})") from None
+        raise _Rejected(f"{entry.shown} could not be read ({exc})") from None
 
 
-def _collect_zip(data: bytes, it: _Item, assignment: Assignment, sub: Submission,
-                 candidates: list[_Candidate], budget: Budget) -> None:
-    """A zip the student uploaded: the same checks and caps as grader.intake.submission.from_zip."""
-    rel = it.entry.rel
+def _collect_zip(data: bytes, it: _Item, found: Collection) -> None:
+    """A zip the student uploaded: the same checks and caps as any zip a student hands in.
+
+    Only one level: a zip inside it is reported and not opened.
+    """
+    rel = it.entry.shown
     if len(data) > MAX_TOTAL:
         raise _Rejected(f"{rel} was rejected: it is larger than {MAX_TOTAL // (1024 * 1024)} MiB")
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
-            infos = zf.infolist()
-            problem = check_archive(infos)
-            if problem:
-                raise _Rejected(f"{rel} was rejected: {problem}")
-            budget.members(len(infos))
-            for info in infos:
-                if info.is_dir():
-                    continue
-                name = member_name(info)
-                parts = PurePosixPath(name).parts
-                if not parts or _junk(parts[:-1]):
-                    continue
-                shown = f"{rel}/{_display(name)}"
-                base = parts[-1]
-                reason = ignore_reason(base)
-                if stat.S_ISLNK(info.external_attr >> 16):
-                    sub.ignored.append({"path": shown, "reason": "symbolic links are never followed"})
-                elif reason:
-                    sub.ignored.append({"path": shown, "reason": reason})
-                elif base.lower().endswith(".zip"):
-                    sub.ignored.append({"path": shown, "reason": "a zip inside an uploaded zip is "
-                                                                 "not opened"})
+            for entry in archive_entries(zf, found.budget):
+                shown = f"{rel}/{entry.shown}"
+                if entry.parts[-1].lower().endswith(".zip") and not entry.is_link:
+                    found.sub.ignored.append({"path": shown, "reason": "a zip inside an uploaded "
+                                                                       "zip is not opened"})
                 else:
-                    def read(n: int, info: zipfile.ZipInfo = info) -> bytes:
-                        with zf.open(info) as member:
-                            return member.read(n)
-                    try:
-                        _collect_file(shown, name, info.file_size, read, it, assignment, sub,
-                                      candidates, budget)
-                    except ARCHIVE_ERRORS as exc:
-                        raise _Rejected(f"{shown} could not be read ({exc})") from None
+                    _take(found, entry, shown, entry.name, it)
+    except Refused as exc:
+        raise _Rejected(f"{rel} was rejected: {exc}") from None
     except ARCHIVE_ERRORS as exc:
         raise _Rejected(f"{rel} is not a readable zip archive ({exc})") from None
-
-
-def _choose(assignment: Assignment, candidates: list[_Candidate], sub: Submission) -> None:
-    """One file per module: the latest upload, then the ``exercises/<id>/`` layout, shallowest.
-
-    "Latest" is decided in two steps so that Canvas's re-upload numbers are only compared
-    where they mean something: within one uploaded file name (``spawn.py``, ``spawn-1.py``,
-    ``spawn-2.py``) the highest number wins; between different uploads (``spawn-1.py`` and a
-    later ``work.zip``) the larger LMS id, which the LMS hands out in upload order.
-    """
-    for module in assignment.submitted_files:
-        found = [c for c in candidates if c.module == module]
-        if not found:
-            sub.missing.append(module)
-            continue
-        latest_of_family: dict[str, tuple[int, int]] = {}
-        for c in found:
-            latest_of_family[c.family] = max(latest_of_family.get(c.family, c.version), c.version)
-        ex = assignment.exercise_of_file(module)
-        layout_dir = ex.id if ex is not None else None
-
-        def rank(c: _Candidate, d: str | None = layout_dir,
-                 latest: dict[str, tuple[int, int]] = latest_of_family) -> tuple[Any, ...]:
-            parts = PurePosixPath(c.inner).parts
-            in_layout = d is not None and len(parts) >= 2 and parts[-2] == d
-            stale = c.version != latest[c.family]
-            return (stale, -c.version[1], -c.version[0], not in_layout, len(parts), c.notebook,
-                    c.rel)
-
-        found.sort(key=rank)
-        winner = found[0]
-        sub.files[module] = winner.data
-        for c in found[1:]:
-            sub.ignored.append({"path": c.rel, "reason": f"another {module} was used ({winner.rel})"})
 
 
 # --------------------------------------------------------------------------------------------
 # Canvas
 
 
-def _canvas(path: Path, entries: list[_Entry], assignment: Assignment, batch: LmsBatch) -> None:
+def _canvas(path: Path, entries: list[Entry], assignment: Assignment, batch: LmsBatch) -> None:
     groups: dict[str, list[_Item]] = {}
     people: dict[str, dict[str, Any]] = {}
     for e in entries:
-        if _junk(e.parts):
+        if is_junk(e.parts):
             continue
         top = e.parts[0]
         m = CANVAS.match(top) if len(e.parts) == 1 else None
@@ -596,7 +446,7 @@ def _canvas(path: Path, entries: list[_Entry], assignment: Assignment, batch: Lm
             loose = CANVAS_NO_FILE.match(top)
             what = ("a Canvas entry without an uploaded file (text entry or URL?)" if loose
                     else "not named like a Canvas download file (<name>_<user id>_<id>_<file>)")
-            batch.skipped.append(f"{path}: {e.rel}: {what}, skipped")
+            batch.skipped.append(f"{path}: {e.shown}: {what}, skipped")
             continue
         uid, sid = m["uid"], int(m["sid"])
         orig, number = _canvas_original(m["orig"])
@@ -623,25 +473,25 @@ def _canvas_original(name: str) -> tuple[str, int]:
 # Moodle
 
 
-def _moodle(path: Path, entries: list[_Entry], assignment: Assignment, batch: LmsBatch) -> None:
+def _moodle(path: Path, entries: list[Entry], assignment: Assignment, batch: LmsBatch) -> None:
     groups: dict[str, list[_Item]] = {}
     people: dict[str, dict[str, Any]] = {}
     text_only: dict[str, str] = {}
     for e in entries:
-        if _junk(e.parts):
+        if is_junk(e.parts):
             continue
         m = MOODLE.match(e.parts[0])
         if m is None:
-            batch.skipped.append(f"{path}: {e.rel}: not named like a Moodle download "
+            batch.skipped.append(f"{path}: {e.shown}: not named like a Moodle download "
                                  "(<Full Name>_<id>_assignsubmission_file_), skipped")
             continue
-        pid, name = m["pid"], _display(m["name"])
+        pid, name = m["pid"], printable(m["name"])
         if m["plugin"] != "file":
             text_only.setdefault(pid, name)  # online text is HTML, not code
             continue
         folder = len(e.parts) > 1
         if folder and m["rest"]:
-            batch.skipped.append(f"{path}: {e.rel}: in a folder named like a Moodle file, not "
+            batch.skipped.append(f"{path}: {e.shown}: in a folder named like a Moodle file, not "
                                  "a Moodle folder (<Full Name>_<id>_assignsubmission_file), skipped")
             continue
         inner = "/".join(e.parts[1:]) if folder else m["rest"]
@@ -664,7 +514,7 @@ def _moodle(path: Path, entries: list[_Entry], assignment: Assignment, batch: Lm
 # Gradescope
 
 
-def _gradescope(path: Path, entries: list[_Entry], assignment: Assignment,
+def _gradescope(path: Path, entries: list[Entry], assignment: Assignment,
                 batch: LmsBatch) -> None:
     meta: dict[str, dict[str, Any]] = {}
     meta_entry = next(e for e in entries if e.parts == (GRADESCOPE_METADATA,))
@@ -679,11 +529,11 @@ def _gradescope(path: Path, entries: list[_Entry], assignment: Assignment,
             batch.warnings.append(f"{path}: {GRADESCOPE_METADATA} could not be read ({exc})")
     groups: dict[str, list[_Item]] = {}
     for e in entries:
-        if _junk(e.parts) or e.parts == (GRADESCOPE_METADATA,):
+        if is_junk(e.parts) or e.parts == (GRADESCOPE_METADATA,):
             continue
         m = GRADESCOPE_DIR.match(e.parts[0])
         if m is None or len(e.parts) < 2:
-            batch.skipped.append(f"{path}: {e.rel}: not in a submission_<id>/ folder, skipped")
+            batch.skipped.append(f"{path}: {e.shown}: not in a submission_<id>/ folder, skipped")
             continue
         inner = "/".join(e.parts[1:])
         groups.setdefault(e.parts[0], []).append(_Item(e, inner, inner))

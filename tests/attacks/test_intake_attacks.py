@@ -21,8 +21,9 @@ from pathlib import Path
 import pytest
 
 from grader import batch, export
-from grader.intake import lms
-from grader.intake.submission import MAX_MEMBERS, discover
+from grader.intake import lms, notebook
+from grader.intake.discovery import discover
+from grader.intake.entries import MAX_MEMBERS
 from grader.sandbox.local import LocalSandbox
 
 REPO = Path(__file__).resolve().parents[2]
@@ -402,14 +403,14 @@ def test_a_blank_lateness_in_gradescope_metadata_is_not_late(tmp_path, course, l
 def test_a_surprise_while_reading_one_student_of_a_download_is_that_students_error(tmp_path, course, monkeypatch):
     """Whatever fails while one student's files are read (here a bug nobody foresaw, in the
     notebook reader) is an ``error`` for that student; the class is graded."""
-    real = lms.notebook.convert
+    real = notebook.convert
 
     def buggy(data, rel, assignment, limit):
         if "evel" in rel:
             raise KeyError("cells")
         return real(data, rel, assignment, limit)
 
-    monkeypatch.setattr(lms.notebook, "convert", buggy)
+    monkeypatch.setattr(notebook, "convert", buggy)
     download = tmp_path / "canvas-download.zip"
     download.write_bytes(zip_bytes([("doejane_1001_5001_spawn.py", SPAWN),
                                     ("evel_1003_7001_spawn.ipynb", b"{}")]))
