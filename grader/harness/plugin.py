@@ -1,17 +1,23 @@
-"""The mpgrade pytest plugin (entry point ``pytest11: mpgrade``).
+"""The mpgrade pytest plugin: :class:`MpgradePlugin`, and the ``pytest11: mpgrade`` entry point.
 
-Gives tests the ``student`` fixture, the ``points`` / ``visibility`` / ``hint`` markers, and
-records for every test what the result document needs (points, visibility, exercise, outcome,
-message, hint, telemetry) in ``user_properties``, where pytest-json-report picks it up. The
-plugin never decides a score; ``grader.protocol.results`` does, from the report.
+:class:`MpgradePlugin` gives tests the ``student`` fixture, the ``points`` / ``visibility`` /
+``hint`` markers, and records for every test what the result document needs (points,
+visibility, exercise, outcome, message, hint, telemetry) in ``user_properties``, where
+pytest-json-report picks it up. The plugin never decides a score; ``grader.protocol.results``
+does, from the report.
+
+The entry point is loaded into every pytest session of the environment, including test suites
+that have nothing to do with mpgrade, so this module by itself only adds the ``--mpgrade-*``
+options. An :class:`MpgradePlugin` exists only in an mpgrade run: the supervisor passes one
+built from its :class:`~grader.harness.config.HarnessConfig`
+(``pytest.main(args, plugins=[MpgradePlugin(config)])``), and someone running pytest by hand
+gets one from the options (``--mpgrade`` alone: the defaults). Without either, no marker is
+registered, no test is looked at or changed and there is no ``student`` fixture.
 """
 
 from __future__ import annotations
 
-import os
-import pwd
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,16 +25,25 @@ import pytest
 
 from grader import assignment as assignment_mod
 from grader.harness.boundary import START_METHODS, SparePool, StudentFailure, StudentRunner
+from grader.harness.config import HarnessConfig, parse_user
 
 VISIBILITIES = ("visible", "hidden", "after_due_date")
 MAX_MESSAGE = 4000
 MAX_OUTPUT = 4000
 _runner_key = pytest.StashKey[StudentRunner]()
 _outcome_key = pytest.StashKey[dict]()
+# The options' dests: any of them given on the command line makes the run an mpgrade run.
+_OPTIONS = ("mpgrade", "mpgrade_submission", "mpgrade_start_method", "mpgrade_student_user",
+            "mpgrade_student_python", "mpgrade_cgroup", "mpgrade_student_nproc", "mpgrade_scratch",
+            "mpgrade_no_prestart")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("mpgrade", "mpgrade: grading student code")
+    """The options of a run by hand; a supervisor passes a :class:`HarnessConfig` instead."""
+    group = parser.getgroup("mpgrade", "mpgrade: grading student code (any of these turns it on)")
+    group.addoption("--mpgrade", action="store_true", default=False,
+                    help="grade with mpgrade (the student fixture, markers, per-test records) "
+                         "with the defaults; implied by every --mpgrade-* option")
     group.addoption("--mpgrade-submission", metavar="DIR", default=None,
                     help="folder holding the student's modules (default: each test file's folder)")
     group.addoption("--mpgrade-start-method", choices=START_METHODS, default=None,
@@ -49,23 +64,43 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "call's process boots while the current call runs, hiding 40-60 ms a call)")
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "points(n): points this test is worth (default 1)")
-    config.addinivalue_line("markers", "visibility(v): visible, hidden or after_due_date")
-    config.addinivalue_line("markers", "hint(text): what a student should check when this test fails")
-
-
-def _student_user(spec: str | None) -> tuple[int, int] | None:
-    if not spec:
+def config_from_options(config: pytest.Config) -> HarnessConfig | None:
+    """The run's :class:`HarnessConfig` from the ``--mpgrade-*`` options; None when none was
+    given (the session is not an mpgrade run)."""
+    if not any(config.getoption(name, None) not in (None, False) for name in _OPTIONS):
         return None
-    name, _, group = spec.partition(":")
-    if name.isdigit():
-        uid = int(name)
-        gid = int(group) if group.isdigit() else uid
-    else:
-        entry = pwd.getpwnam(name)
-        uid, gid = entry.pw_uid, entry.pw_gid
-    return uid, gid
+    option = config.getoption
+    try:
+        user = parse_user(option("mpgrade_student_user"))
+    except KeyError:
+        raise pytest.UsageError(
+            f"--mpgrade-student-user: no user {option('mpgrade_student_user')!r}") from None
+
+    def path(name: str) -> Path | None:
+        value = option(name)
+        return Path(value) if value else None
+
+    submission = path("mpgrade_submission")
+    return HarnessConfig(
+        submission=submission.resolve() if submission else None,
+        start_method=option("mpgrade_start_method"),
+        student_user=user,
+        student_python=path("mpgrade_student_python"),
+        max_processes=option("mpgrade_student_nproc"),
+        cgroup=path("mpgrade_cgroup"),
+        scratch=path("mpgrade_scratch"),
+        prestart=not option("mpgrade_no_prestart"),
+    )
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """Turn mpgrade on for a run by hand; a run that was handed a plugin object keeps it."""
+    if any(isinstance(p, MpgradePlugin) for p in config.pluginmanager.get_plugins()):
+        return
+    harness = config_from_options(config)
+    if harness is not None:
+        config.pluginmanager.register(MpgradePlugin(harness), "mpgrade-run")
 
 
 def _assignment_for(path: Path) -> assignment_mod.Assignment | None:
@@ -90,43 +125,68 @@ def _cached_assignment(config: pytest.Config, path: Path) -> assignment_mod.Assi
     return cache[folder]
 
 
-@pytest.fixture(scope="session")
-def _mpgrade_spares(request: pytest.FixtureRequest) -> Iterator[SparePool | None]:
-    """One pool of pre-started student processes per pytest run, which grades one submission."""
-    if request.config.getoption("--mpgrade-no-prestart"):
-        yield None
-        return
-    pool = SparePool()
-    try:
-        yield pool
-    finally:
-        pool.close()
+class MpgradePlugin:
+    """The plugin of one mpgrade run, configured by one :class:`HarnessConfig`."""
 
+    def __init__(self, config: HarnessConfig) -> None:
+        self.config = config
+        self._pool: SparePool | None = None
 
-@pytest.fixture
-def student(request: pytest.FixtureRequest, _mpgrade_spares: SparePool | None) -> StudentRunner:
-    """Calls the student's functions in separate, watched, time-limited process trees."""
-    config = request.config
-    test_file = Path(str(request.node.path))
-    assignment = _cached_assignment(config, test_file)
-    limits = assignment.limits if assignment else assignment_mod.Limits()
-    folder = config.getoption("--mpgrade-submission") or os.environ.get("MPGRADE_SUBMISSION")
-    runner = StudentRunner(
-        path=Path(folder).resolve() if folder else test_file.parent,
-        start_method=config.getoption("--mpgrade-start-method")
-        or os.environ.get("MPGRADE_START_METHOD")
-        or (assignment.start_method if assignment else None),
-        call_timeout=limits.call_timeout,
-        output_limit=limits.output_limit,
-        user=_student_user(config.getoption("--mpgrade-student-user")),
-        python=config.getoption("--mpgrade-student-python") or sys.executable,
-        scratch=Path(config.getoption("--mpgrade-scratch")) if config.getoption("--mpgrade-scratch") else None,
-        cgroup=Path(config.getoption("--mpgrade-cgroup")) if config.getoption("--mpgrade-cgroup") else None,
-        max_processes=config.getoption("--mpgrade-student-nproc"),
-        spares=_mpgrade_spares,
-    )
-    request.node.stash[_runner_key] = runner
-    return runner
+    def pytest_configure(self, config: pytest.Config) -> None:
+        """The markers exist only in an mpgrade run: another suite may use the names itself."""
+        config.addinivalue_line("markers", "points(n): points this test is worth (default 1)")
+        config.addinivalue_line("markers", "visibility(v): visible, hidden or after_due_date")
+        config.addinivalue_line("markers", "hint(text): what a student should check when this test fails")
+
+    def _spares(self) -> SparePool | None:
+        """The run's one pool of pre-started student processes (a run grades one submission),
+        made for the first test that calls student code, closed when the session ends."""
+        if self.config.prestart and self._pool is None:
+            self._pool = SparePool()
+        return self._pool
+
+    def pytest_sessionfinish(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+    @pytest.fixture
+    def student(self, request: pytest.FixtureRequest) -> StudentRunner:
+        """Calls the student's functions in separate, watched, time-limited process trees."""
+        harness = self.config
+        test_file = Path(str(request.node.path))
+        assignment = _cached_assignment(request.config, test_file)
+        limits = assignment.limits if assignment else assignment_mod.Limits()
+        runner = StudentRunner(
+            path=harness.submission or test_file.parent,
+            start_method=harness.start_method or (assignment.start_method if assignment else None),
+            call_timeout=limits.call_timeout if harness.call_timeout is None else harness.call_timeout,
+            output_limit=limits.output_limit if harness.output_limit is None else harness.output_limit,
+            user=harness.student_user,
+            python=str(harness.student_python or sys.executable),
+            scratch=harness.scratch,
+            cgroup=harness.cgroup,
+            max_processes=harness.max_processes,
+            spares=self._spares(),
+        )
+        request.node.stash[_runner_key] = runner
+        return runner
+
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        """Each test's metadata, read once: a bad marker is a usage error before anything runs."""
+        for item in items:
+            item.stash[_outcome_key] = {"meta": test_metadata(item)}
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+        """The test's record, in ``user_properties`` before its last report is made."""
+        data = item.stash.get(_outcome_key, None)
+        if data is None:
+            data = item.stash[_outcome_key] = {"meta": test_metadata(item)}
+        if call.when == "teardown":
+            item.user_properties.append(("mpgrade", _finish(item, data)))
+        outcome = yield
+        _record_outcome(data, call, outcome.get_result())
 
 
 # --- per-test metadata ---------------------------------------------------------------------------
@@ -168,11 +228,6 @@ def test_metadata(item: pytest.Item) -> dict[str, Any]:
     }
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        item.stash[_outcome_key] = {"meta": test_metadata(item)}
-
-
 def _clean_message(exc: BaseException) -> str:
     """The part of a failure a student may see: the message, never the test's source."""
     text = str(exc)
@@ -202,15 +257,8 @@ def _classify(excinfo: pytest.ExceptionInfo[BaseException]) -> tuple[str, str, s
     return "error", f"{excinfo.typename}: {_clean_message(exc)}", hint
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
-    data = item.stash.get(_outcome_key, None)
-    if data is None:
-        data = item.stash[_outcome_key] = {"meta": test_metadata(item)}
-    if call.when == "teardown":
-        item.user_properties.append(("mpgrade", _finish(item, data)))
-    outcome = yield
-    report = outcome.get_result()
+def _record_outcome(data: dict[str, Any], call: pytest.CallInfo[None], report: pytest.TestReport) -> None:
+    """The first failure of a test decides its outcome; a pass counts only for the call phase."""
     if call.when in ("setup", "call") and report.failed and "outcome" not in data and call.excinfo:
         data["outcome"], data["message"], data["hint_now"] = _classify(call.excinfo)
         if call.when == "setup" and data["outcome"] == "failed":

@@ -18,9 +18,11 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from grader.harness.config import HarnessConfig, parse_user
 from grader.protocol import wire
 
 
@@ -39,6 +41,31 @@ def _prepare_workdir(job_dir: Path, base: Path) -> Path:
     return work
 
 
+def harness_config(env: Mapping[str, str], work: Path, scratch: Path, start_method: str,
+                   limits: Any) -> HarnessConfig:
+    """The plugin's configuration: the job's start method and the assignment's limits, and what
+    the sandbox provides, from the sandbox's environment (:mod:`grader.protocol.wire`)."""
+    user = parse_user(env.get(wire.STUDENT_USER_ENV))
+    student_python = env.get(wire.STUDENT_PYTHON_ENV)
+    if not (user and student_python and os.access(student_python, os.X_OK)):
+        # Without it student code runs this interpreter, and each spare is waited for until it
+        # has sealed itself (grader.harness.boundary.SparePool).
+        student_python = None
+    nproc = env.get(wire.STUDENT_NPROC_ENV)
+    cgroup = env.get(wire.CGROUP_ENV)
+    return HarnessConfig(
+        submission=work,
+        start_method=start_method,
+        call_timeout=limits.call_timeout,
+        output_limit=limits.output_limit,
+        student_user=user,
+        student_python=Path(student_python) if student_python else None,
+        max_processes=int(nproc) if nproc else None,
+        cgroup=Path(cgroup) if cgroup else None,
+        scratch=scratch,
+    )
+
+
 def run(job_dir: Path, private: Path) -> dict[str, Any]:
     """Grade the job; always returns a document (an ``error`` one when something broke)."""
     from grader import assignment as assignment_mod
@@ -53,9 +80,9 @@ def run(job_dir: Path, private: Path) -> dict[str, Any]:
     # the sandbox's environment, so the job itself is the same whatever runs it.
     sandbox = os.environ.get(wire.SANDBOX_ENV, "local")
     submission = job["submission"]
-    user_spec = os.environ.get(wire.STUDENT_USER_ENV)
     scratch = Path(os.environ.get("TMPDIR") or tempfile.gettempdir())
-    work = _prepare_workdir(job_dir, scratch)
+    harness = harness_config(os.environ, _prepare_workdir(job_dir, scratch), scratch,
+                             start_method, assignment.limits)
     ini = private / "pytest.ini"
     ini.write_text("[pytest]\n")
     tests = [str(p.relative_to(job_dir)) for p in _test_files(assignment, job.get("scope", "all"))]
@@ -63,23 +90,12 @@ def run(job_dir: Path, private: Path) -> dict[str, Any]:
         *tests, "-c", str(ini), "--rootdir", str(job_dir), "-q", "-p", "no:cacheprovider",
         "--import-mode=importlib", "--json-report-file=none",
         "--json-report-omit", "log", "streams", "traceback", "warnings",
-        f"--mpgrade-submission={work}", f"--mpgrade-start-method={start_method}",
         f"--timeout={assignment.limits.test_timeout}", "--timeout-method=signal",
-        f"--mpgrade-scratch={scratch}",
     ]
-    if user_spec:
-        args.append(f"--mpgrade-student-user={user_spec}")
-    student_python = os.environ.get(wire.STUDENT_PYTHON_ENV)
-    if user_spec and student_python and os.access(student_python, os.X_OK):
-        # Without it student code runs this interpreter, and each spare is waited for until it
-        # has sealed itself (grader.harness.boundary.SparePool).
-        args.append(f"--mpgrade-student-python={student_python}")
-    if os.environ.get(wire.STUDENT_NPROC_ENV):
-        args.append(f"--mpgrade-student-nproc={os.environ[wire.STUDENT_NPROC_ENV]}")
-    if os.environ.get(wire.CGROUP_ENV):
-        args.append(f"--mpgrade-cgroup={os.environ[wire.CGROUP_ENV]}")
     import pytest
     from pytest_jsonreport.plugin import JSONReport
+
+    from grader.harness.plugin import MpgradePlugin
 
     if not tests:
         report: dict[str, Any] = {"tests": [], "collectors": []}
@@ -88,11 +104,12 @@ def run(job_dir: Path, private: Path) -> dict[str, Any]:
         # student process to (swapped for a link or a FIFO serving a doctored report, that the
         # nonce would then frame as ours). No student code runs in this process.
         reporter = JSONReport()
-        pytest.main(args, plugins=[reporter])
+        pytest.main(args, plugins=[reporter, MpgradePlugin(harness)])
         if not isinstance(reporter.report, dict):
             return results.error_document(
                 assignment, submission, status="error", sandbox=sandbox, start_method=start_method,
                 started_at=started_at, message="pytest produced no report",
+                scope=job.get("scope", "all"), only=tuple(job.get("exercises") or ()),
             )
         report = reporter.report
     doc = results.build(
