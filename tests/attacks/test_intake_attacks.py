@@ -173,11 +173,11 @@ def test_one_students_100000_cache_files_in_a_gradescope_export_are_their_error_
 # Archive errors: a corrupt LZMA member is an error for its submission, not for the batch
 
 
-def corrupt_lzma_zip() -> bytes:
-    """A zip whose LZMA member has invalid properties: reading it raises lzma.LZMAError."""
-    data = bytearray(zip_bytes([("spawn.py", SPAWN)], zipfile.ZIP_LZMA))
+def corrupt_lzma_zip(members: list[tuple[str, bytes]] | None = None, bad: str = "spawn.py") -> bytes:
+    """A zip of LZMA members, ``bad``'s with invalid properties: reading it raises lzma.LZMAError."""
+    data = bytearray(zip_bytes(members or [("spawn.py", SPAWN)], zipfile.ZIP_LZMA))
     with zipfile.ZipFile(io.BytesIO(bytes(data))) as zf:
-        offset = zf.infolist()[0].header_offset
+        offset = zf.getinfo(bad).header_offset
     name_len, extra_len = struct.unpack_from("<HH", data, offset + 26)
     start = offset + 30 + name_len + extra_len  # LZMA in zip: 4 header bytes, then properties
     data[start + 4] = 0xFF  # lc/lp/pb out of range
@@ -193,6 +193,23 @@ def test_a_corrupt_lzma_member_in_a_plain_zip_is_an_error_for_that_submission_on
     subs = by_id(found)
     assert "not a readable zip" in subs["mallory"].error
     assert subs["bob"].error is None and subs["bob"].files == {"spawn.py": SPAWN}
+
+
+def test_a_corrupt_lzma_member_of_an_lms_download_is_an_error_for_that_student_only(tmp_path, course):
+    """The same list of archive errors serves every reader: the download's own members and
+    the zips students uploaded into it, not only a plain zip."""
+    download = tmp_path / "canvas-download.zip"
+    download.write_bytes(corrupt_lzma_zip([("doejane_1001_5001_spawn.py", SPAWN),
+                                           ("mallory_1002_6001_spawn.py", SPAWN),
+                                           ("eve_1003_7001_work.zip", corrupt_lzma_zip())],
+                                          bad="mallory_1002_6001_spawn.py"))
+    found, skipped = discover([download], course)
+    subs = by_id(found)
+    assert sorted(subs) == ["canvas-1001", "canvas-1002", "canvas-1003"], skipped
+    assert subs["canvas-1001"].error is None and subs["canvas-1001"].files == {"spawn.py": SPAWN}
+    assert "mallory_1002_6001_spawn.py could not be read" in subs["canvas-1002"].error
+    assert "eve_1003_7001_work.zip/spawn.py could not be read" in subs["canvas-1003"].error
+    assert subs["canvas-1002"].files == subs["canvas-1003"].files == {}
 
 
 # --------------------------------------------------------------------------------------------
