@@ -157,3 +157,32 @@ def test_a_hidden_entry_of_a_folder_of_submissions_is_reported_not_dropped(tmp_p
     assert [s.id for s in subs] == ["alice"]
     assert sorted(m.split(":")[0].rsplit("/", 1)[-1] for m in skipped) == ["..x", ".bob"]
     assert all("starts with a dot" in m for m in skipped)
+
+
+def test_read_nofollow_refuses_a_symlink_and_a_fifo_and_reads_at_most_n_bytes(tmp_path):
+    """A student's file swapped after the listing for a link (to the grader's files) or a FIFO
+    (whose open would wait forever) is an OSError, which is that submission's error."""
+    real = tmp_path / "spawn.py"
+    real.write_bytes(b"x = 1\n" * 10)
+    assert entries.read_nofollow(real, 6) == b"x = 1\n"
+    os.symlink(real, tmp_path / "link.py")
+    os.mkfifo(tmp_path / "fifo.py")
+    for name in ("link.py", "fifo.py"):
+        with pytest.raises(OSError):
+            entries.read_nofollow(tmp_path / name, 100)
+
+
+def test_a_module_swapped_for_a_fifo_after_the_listing_is_that_submissions_error(tmp_path, course, monkeypatch):
+    alice = tmp_path / "alice"
+    alice.mkdir()
+    (alice / "spawn.py").write_text("x = 1\n")
+    real = entries.read_nofollow
+
+    def swapped(path, n):
+        path.unlink()
+        os.mkfifo(path)
+        return real(path, n)
+
+    monkeypatch.setattr(entries, "read_nofollow", swapped)
+    [sub], _ = discover([alice], course)
+    assert sub.id == "alice" and "could not be read" in sub.error and sub.files == {}
