@@ -15,7 +15,7 @@ help: ## this list
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "mpgrade needs Python 3.11 or newer (found %s); set PYTHON=python3.11" % sys.version.split()[0])'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,service]'
+	@$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,service,report]'
 	@rm -f $(VENV)/.installed-*; touch $@
 
 venv: $(STAMP) ## create .venv and install mpgrade into it
