@@ -7,6 +7,7 @@ about multiprocessing is hard-coded anywhere in the grader.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import re
 import tomllib
@@ -55,6 +56,15 @@ class Exercise:
     def hidden_tests(self) -> list[Path]:
         return sorted(self.hidden_dir.glob("test_*.py")) if self.hidden_dir.is_dir() else []
 
+    def public_points(self) -> float:
+        """What the public tests are worth: the maximum of a ``make check`` of this exercise.
+
+        Read from the test files' ``points`` markers, never by importing them, because the
+        host needs it exactly when no report came back (a check that timed out or broke) and
+        must then still claim only what a check can score. See :func:`declared_points`.
+        """
+        return sum(declared_points(path) for path in self.public_tests())
+
 
 @dataclass(frozen=True)
 class Assignment:
@@ -99,12 +109,104 @@ class Assignment:
 
 
 def find_root(start: Path) -> Path | None:
-    """The nearest folder at or above ``start`` that holds an ``assignment.toml``."""
+    """The nearest folder at or above ``start`` that holds an ``assignment.toml``.
+
+    Discovery only (the current folder of a command, a test file's folder): a folder someone
+    named goes through :func:`locate`, which never looks above it.
+    """
     start = start.resolve()
     for folder in [start, *start.parents]:
         if (folder / MANIFEST).is_file():
             return folder
     return None
+
+
+def locate(named: Path | str | None, *, cwd: Path | None = None) -> Path:
+    """The assignment folder a command means: ``named`` itself, else the one found from ``cwd``.
+
+    A named folder (``--assignment DIR``) must hold the manifest: a typo or a subfolder never
+    falls through to a parent's assignment, which would grade with other tests. Only without a
+    name is the current folder's nearest assignment at or above it taken (:func:`find_root`).
+    Raises AssignmentError naming the missing file.
+    """
+    if named is not None:
+        folder = Path(named)
+        if not (folder / MANIFEST).is_file():
+            raise AssignmentError(f"no {MANIFEST} in {folder}")
+        return folder
+    start = cwd or Path.cwd()
+    found = find_root(start)
+    if found is None:
+        raise AssignmentError(f"no {MANIFEST} in {start} or above; pass --assignment DIR")
+    return found
+
+
+def declared_points(test_file: Path) -> float:
+    """The points the tests of one file declare, read statically as the plugin counts them.
+
+    Each ``test*`` function (or method of a ``Test*`` class) is worth its closest ``points``
+    marker (function, then class, then the module's ``pytestmark``; 1 without one), once per
+    case of its ``parametrize`` markers. Only literal marker arguments are understood (computed
+    points count as the default 1, computed cases as one case): the file is never imported,
+    since this runs on the host exactly when the report is missing.
+    """
+    try:
+        tree = ast.parse(test_file.read_bytes(), filename=str(test_file))
+    except (OSError, SyntaxError, ValueError):
+        return 0.0
+    module_marks = _assigned_marks(tree.body)
+    total = 0.0
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name.startswith("test"):
+            total += _test_points(node.decorator_list, [module_marks])
+        elif isinstance(node, ast.ClassDef) and node.name.startswith("Test"):
+            class_marks = [*node.decorator_list, *_assigned_marks(node.body)]
+            for item in node.body:
+                if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef) and item.name.startswith("test"):
+                    total += _test_points(item.decorator_list, [class_marks, module_marks])
+    return total
+
+
+def _assigned_marks(body: list[ast.stmt]) -> list[ast.expr]:
+    """The markers of a ``pytestmark = mark`` or ``pytestmark = [mark, ...]`` in ``body``."""
+    marks: list[ast.expr] = []
+    for node in body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "pytestmark"
+                                                for t in node.targets):
+            value = node.value
+            marks += list(value.elts) if isinstance(value, ast.List | ast.Tuple) else [value]
+    return marks
+
+
+def _mark(node: ast.expr, name: str) -> ast.Call | None:
+    """``node`` as a call of the marker ``name`` (``pytest.mark.name(...)``, ``mark.name(...)``)."""
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == name):
+        return None
+    owner = node.func.value
+    is_mark = (isinstance(owner, ast.Attribute) and owner.attr == "mark") or (
+        isinstance(owner, ast.Name) and owner.id == "mark")
+    return node if is_mark else None
+
+
+def _test_points(decorators: list[ast.expr], outer: list[list[ast.expr]]) -> float:
+    """One test's points: its closest ``points`` marker times its ``parametrize`` cases;
+    ``outer`` are the markers of its class and module, nearest first."""
+    points = 1.0
+    for level in [decorators, *outer]:
+        found = [call for call in (_mark(d, "points") for d in level) if call is not None]
+        if found:
+            arg = found[0].args[0] if found[0].args else None
+            if isinstance(arg, ast.Constant) and isinstance(arg.value, int | float) \
+                    and not isinstance(arg.value, bool):
+                points = float(arg.value)
+            break
+    cases = 1
+    for level in [decorators, *outer]:
+        for call in filter(None, (_mark(d, "parametrize") for d in level)):
+            values = call.args[1] if len(call.args) > 1 else None
+            if isinstance(values, ast.List | ast.Tuple):
+                cases *= len(values.elts)
+    return points * cases
 
 
 def load(root: Path) -> Assignment:

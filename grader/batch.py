@@ -16,7 +16,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,30 +27,16 @@ from grader.escaping import spreadsheet_row
 from grader.intake.discovery import discover
 from grader.intake.submission import Submission
 from grader.protocol import results
+from grader.protocol.outputs import SCORES, SUMMARY, result_file
 from grader.sandbox.base import Sandbox
 
-SUMMARY = "summary.json"
-SCORES = "scores.csv"
-# Names a result file must never take, ignoring case: the grader's own files, and the names
-# Windows reserves for devices (a results folder is copied and unzipped everywhere).
-RESERVED = {Path(SUMMARY).stem, Path(SCORES).stem, "con", "prn", "aux", "nul",
-            *(f"{dev}{n}" for dev in ("com", "lpt") for n in "0123456789")}
+__all__ = ["SCORES", "SUMMARY", "Batch", "previous_result", "result_file", "run", "scores_csv", "write_outputs"]
 
 
-def result_file(sub_id: str) -> str:
-    """The name of a submission's result file in ``--out``: ``<id>.json``, except that an id
-    whose name before the first dot is reserved (``summary``, ``Scores``, ``nul.x``...) or
-    that starts with ``_`` or ``.`` gets a ``_`` in front (``_summary.json``). Ids made by
-    ``grader.intake.submission.submission_id`` never start with ``_``, so no two ids share a file,
-    and ``summary.json`` is only ever the summary. The document inside keeps the real id,
-    which is what summary.json, scores.csv and every export show."""
-    if sub_id.split(".", 1)[0].casefold() in RESERVED or sub_id.startswith(("_", ".")):
-        return f"_{sub_id}.json"
-    return f"{sub_id}.json"
-
-
-def previous_result(out_dir: Path, sub: Submission, assignment: Assignment) -> dict[str, Any] | None:
-    """An earlier result that still holds: same files, same assignment and tests, same grader."""
+def previous_result(out_dir: Path, sub: Submission, assignment: Assignment,
+                    fingerprint: str) -> dict[str, Any] | None:
+    """An earlier result that still holds: same files, same assignment, same grader, and the
+    same tests: ``fingerprint`` is the batch's, hashed once for all its submissions."""
     path = out_dir / result_file(sub.id)
     try:
         doc = results.validate(json.loads(path.read_text()))
@@ -60,7 +46,7 @@ def previous_result(out_dir: Path, sub: Submission, assignment: Assignment) -> d
         doc["submission"].get("id") == sub.id
         and doc["submission"].get("hash") == sub.hash
         and doc["assignment"].get("version") == assignment.version
-        and doc["assignment"].get("fingerprint") == assignment.fingerprint()
+        and doc["assignment"].get("fingerprint") == fingerprint
         and doc["grader"].get("version") == __version__
         and doc.get("scope") == "all"
     )
@@ -78,6 +64,7 @@ class Batch:
     skipped: list[str] = field(default_factory=list)
     interrupted: bool = False
     started_at: str = field(default_factory=results.now)
+    written: dict[str, Any] | None = None  # the summary.json :func:`run` wrote when it ended
 
     def summary(self, assignment: Assignment) -> dict[str, Any]:
         rows = [
@@ -132,6 +119,11 @@ def scores_csv(documents: dict[str, dict[str, Any]]) -> bytes:
 
 
 def write_outputs(batch: Batch, assignment: Assignment) -> dict[str, Any]:
+    """Write ``summary.json`` and ``scores.csv`` of the batch and return the summary.
+
+    :func:`run` calls it once, when the batch ends however it ends; what a caller shows is
+    ``batch.written``, the summary as it is in the file.
+    """
     summary = batch.summary(assignment)
     write_atomic(batch.out_dir / SUMMARY, json.dumps(summary, indent=2).encode() + b"\n")
     write_atomic(batch.out_dir / SCORES, scores_csv(batch.documents))
@@ -161,10 +153,16 @@ def run(
     which should then call ``sandbox.close()``) ends the batch early; finished results are kept.
     ``grade_one(submission)`` replaces grading in ``sandbox`` (which may then be None): how
     ``mpgrade grade --broker`` lets Celery workers grade while this loop keeps the outputs.
+
+    The tests are fingerprinted once, here: every document of the batch and the resume check
+    use that one snapshot (``Options.fingerprint``). ``summary.json`` and ``scores.csv`` are
+    written once, when the batch ends, interrupted or not; the summary is ``batch.written``.
     """
     if sandbox is None and grade_one is None:
         raise ValueError("batch.run needs a sandbox or a grade_one function")
     options = options or grading.Options()
+    fingerprint = options.fingerprint or assignment.fingerprint()
+    options = replace(options, fingerprint=fingerprint)
     out_dir.mkdir(parents=True, exist_ok=True)
     batch = Batch(id=uuid.uuid4().hex[:12], out_dir=out_dir)
     submissions, batch.skipped = discover(paths, assignment)
@@ -172,7 +170,7 @@ def run(
     todo: list[Submission] = []
     for sub in submissions:
         emit("found", sub, None)
-        prev = None if force else previous_result(out_dir, sub, assignment)
+        prev = None if force else previous_result(out_dir, sub, assignment, fingerprint)
         if prev is not None:
             batch.documents[sub.id] = prev
             batch.reused.add(sub.id)
@@ -234,6 +232,5 @@ def run(
                 fut.cancel()
             raise
         finally:
-            write_outputs(batch, assignment)
-    write_outputs(batch, assignment)
+            batch.written = write_outputs(batch, assignment)
     return batch

@@ -33,9 +33,9 @@ from typing import Any
 
 from grader.assignment import MANIFEST, Assignment
 from grader.atomic import write_atomic
-from grader.batch import SUMMARY
 from grader.escaping import file_name, json_safe, json_text, spreadsheet_row
 from grader.protocol import results
+from grader.protocol.outputs import SUMMARY
 
 TARGETS = Path(__file__).resolve().parent / "schema" / "targets"
 TARGET_SCHEMAS = {

@@ -28,6 +28,9 @@ class Options:
     start_method: str | None = None  # None: the assignment's
     exercises: tuple[str, ...] = ()  # only these (make check EX=...); empty: all
     timeout: float | None = None  # whole-submission wall clock; None: the assignment's
+    # The tests' fingerprint this run grades against: a batch hashes its tests once and every
+    # document it makes says the same; None: hashed when a document needs it.
+    fingerprint: str | None = None
 
 
 def sandbox_limits(assignment: Assignment, options: Options) -> Limits:
@@ -84,39 +87,37 @@ def failure(assignment: Assignment, submission: Submission, sandbox: str, option
             exc: BaseException, started_at: str | None = None) -> dict[str, Any]:
     """The ``error`` document of a submission whose grading raised ``exc``; never raises."""
     message = f"the grader failed on this submission ({type(exc).__name__}: {str(exc)[:300]}); grade it again"
-    start_method = options.start_method or assignment.start_method
-    return _error(assignment, submission, sandbox, start_method, started_at or results.now(), "error", message)
+    return _error(assignment, submission, sandbox, options, started_at or results.now(), "error", message)
 
 
 def _grade(sandbox: Sandbox, assignment: Assignment, submission: Submission, options: Options,
            started_at: str) -> dict[str, Any] | None:
-    start_method = options.start_method or assignment.start_method
     if submission.error:
-        return _error(assignment, submission, sandbox.name, start_method, started_at, "error", submission.error)
+        return _error(assignment, submission, sandbox.name, options, started_at, "error", submission.error)
     if not submission.files and options.scope == "all":
-        return _error(assignment, submission, sandbox.name, start_method, started_at, "error",
+        return _error(assignment, submission, sandbox.name, options, started_at, "error",
                       "no files of this assignment were found in the submission "
                       f"(looked for {', '.join(assignment.submitted_files)})")
     nonce = secrets.token_hex(16)
     try:
         outcome = sandbox.run(make_job(assignment, submission, options, nonce))
     except Exception as exc:  # a daemon hiccup, a full disk: this submission's problem only
-        return _error(assignment, submission, sandbox.name, start_method, started_at, "error",
+        return _error(assignment, submission, sandbox.name, options, started_at, "error",
                       f"the sandbox failed ({type(exc).__name__}: {str(exc)[:300]}); grade it again")
     if outcome.cancelled:
         return None
-    doc = interpret(outcome, nonce, assignment, submission, sandbox, start_method, started_at, options)
+    doc = interpret(outcome, nonce, assignment, submission, sandbox, started_at, options)
     doc.setdefault("duration", round(float(outcome.stats.get("wall", 0.0)), 3))
     return doc
 
 
 def interpret(outcome: Outcome, nonce: str, assignment: Assignment, submission: Submission,
-              sandbox: Sandbox, start_method: str, started_at: str, options: Options) -> dict[str, Any]:
+              sandbox: Sandbox, started_at: str, options: Options) -> dict[str, Any]:
     """An Outcome -> a document, trusting nothing in it that was not framed, parsed and checked."""
     limits = sandbox_limits(assignment, options)
     name = sandbox.name
     if outcome.timed_out:
-        return _error(assignment, submission, name, start_method, started_at, "timeout",
+        return _error(assignment, submission, name, options, started_at, "timeout",
                       f"the submission ran past the limit of {limits.wall_timeout:g} s for a whole "
                       "submission and was stopped")
     try:
@@ -131,33 +132,35 @@ def interpret(outcome: Outcome, nonce: str, assignment: Assignment, submission: 
             raise ValueError("the result is for another assignment")
     except (ValueError, results.InvalidResult) as exc:
         if outcome.oom_killed:  # a student process hitting the limit is normal; losing the report is not
-            return _error(assignment, submission, name, start_method, started_at, "error",
+            return _error(assignment, submission, name, options, started_at, "error",
                           f"the sandbox ran out of memory ({limits.memory // (1024 * 1024)} MiB) "
                           "and the grader could not finish")
         detail = f" (exit status {outcome.exit_status})" if outcome.exit_status else ""
-        return _error(assignment, submission, name, start_method, started_at, "error",
+        return _error(assignment, submission, name, options, started_at, "error",
                       f"no valid result came out of the sandbox{detail}: {exc}")
     return doc
 
 
-def _error(assignment: Assignment, submission: Submission, sandbox: str, start_method: str | None,
+def _error(assignment: Assignment, submission: Submission, sandbox: str, options: Options,
            started_at: str, status: str, message: str) -> dict[str, Any]:
-    """The error document, validated; should even that fail, :func:`last_resort`'s."""
+    """The error document of this run (its scope, exercises and tests' fingerprint), validated;
+    should even that fail, :func:`last_resort`'s."""
     try:
         return results.validate(results.error_document(
             assignment, submission.describe(), status=status, message=message, sandbox=sandbox,
-            start_method=start_method, started_at=started_at,
+            start_method=options.start_method or assignment.start_method, started_at=started_at,
+            scope=options.scope, only=options.exercises, fingerprint=options.fingerprint,
         ))
     except Exception as exc:  # noqa: BLE001 - the one document that must always come out
         return last_resort(assignment, submission, sandbox, started_at, status,
                            f"{message} (and the full error document failed: {type(exc).__name__}: "
-                           f"{str(exc)[:200]})")
+                           f"{str(exc)[:200]})", scope=options.scope)
 
 
 def last_resort(assignment: Assignment, submission: Submission, sandbox: str, started_at: str,
-                status: str, message: str) -> dict[str, Any]:
-    """The least a document can say: who, which files (by hash), score 0 and why. Valid by
-    construction, from nothing but the submission's id and hash and plain strings."""
+                status: str, message: str, *, scope: str = "all") -> dict[str, Any]:
+    """The least a document can say: who, which files (by hash), its scope, score 0 and why.
+    Valid by construction, from nothing but the submission's id and hash and plain strings."""
     try:
         digest = submission.hash
     except Exception:  # noqa: BLE001 - not even the files can be hashed: hash nothing
@@ -171,7 +174,7 @@ def last_resort(assignment: Assignment, submission: Submission, sandbox: str, st
         "submission": {"id": results.cut(str(submission.id or "submission"), results.MAX_SUBMISSION_ID),
                        "hash": digest},
         "assignment": {"name": name, "version": version},
-        "scope": "all",
+        "scope": scope if scope in ("all", "public") else "all",
         "score": 0.0,
         "max_score": 0.0,
         "status": status if status in ("error", "timeout") else "error",

@@ -54,8 +54,8 @@ __all__ = [
     "WHEELHOUSE_ENV",
     "ImageBuildError",
     "build_image",
+    "checkout_root",
     "ensure_offline_base",
-    "find_root",
     "image_exists",
     "image_tag",
     "wheel_cache_dir",
@@ -99,7 +99,7 @@ Log = Callable[[str], None]
 # --------------------------------------------------------------------------- tags
 
 
-def find_root(start: Path | None = None) -> Path:
+def checkout_root(start: Path | None = None) -> Path:
     """Return the mpgrade checkout containing ``start`` (default: this file).
 
     The image is built from a source checkout (it needs ``docker/``), so the

@@ -64,7 +64,7 @@ def grading_image(docker_client) -> str:
     """The grading image for the current sources, built offline if it is missing."""
     from grader import image
 
-    root = image.find_root(REPO)
+    root = image.checkout_root(REPO)
     tag = image.image_tag(root)
     if not image.image_exists(docker_client, tag):
         if not IN_CI and not os.environ.get("MPGRADE_BUILD_IMAGE"):

@@ -21,9 +21,9 @@ from grader.image import (
     DEFAULT_IMAGE_REPO,
     ImageBuildError,
     build_image,
+    checkout_root,
     collect_wheels,
     ensure_offline_base,
-    find_root,
     image_exists,
     image_tag,
     wheel_cache_dir,
@@ -148,8 +148,8 @@ def test_tag_of_incomplete_checkout_is_an_error(checkout: Path) -> None:
         image_tag(checkout)
 
 
-def test_find_root_from_inside_the_package() -> None:
-    assert find_root(REPO / "grader" / "image.py") == REPO
+def test_checkout_root_from_inside_the_package() -> None:
+    assert checkout_root(REPO / "grader" / "image.py") == REPO
 
 
 # ------------------------------------------------------- build inputs (pure)

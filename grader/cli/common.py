@@ -1,66 +1,33 @@
-"""What every ``mpgrade`` command module shares: one-line errors, finding the assignment, and
-making a sandbox from ``--sandbox``/``--image``.
+"""What the ``mpgrade`` command modules share besides rendering: which assignment a command
+means, making a sandbox from ``--sandbox``/``--image``, and SIGTERM as Ctrl-C.
 
-It sits below ``cli``, ``cli_export`` and ``cli_service`` so that they import it and never each
+It sits below every command module (with ``render``) so that they import it and never each
 other (no import circle between the command modules).
 """
 
 from __future__ import annotations
 
-import re
-import sys
-from pathlib import Path
-from typing import Any, NoReturn
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import click
-from rich.console import Console
 
 from grader import assignment as assignment_mod
-from grader.escaping import joined
+from grader.cli.render import fail
 from grader.sandbox.base import Sandbox
-
-EXIT_USAGE = 2
-_BLANKS = re.compile(r"[ \t\n\r\f\v]+")
-err = Console(stderr=True)
 
 assignment_option = click.option(
     "--assignment", "assignment_dir", metavar="DIR", default=None,
     help="Folder with assignment.toml (default: the current folder or the nearest one above).")
 
 
-def one_line(message: str) -> str:
-    """Line breaks and runs of blanks as one space; every other control stays, to be escaped."""
-    return " ".join(_BLANKS.split(message)).strip()
-
-
-def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
-    """Print one line on stderr and exit: a user-facing problem is never a traceback.
-
-    The message often quotes a student's file name, id or error, so it is printed escaped and
-    never read as markup (``grader.escaping``).
-    """
-    err.print(joined(("error:", "bold red"), " ", one_line(message)), highlight=False, soft_wrap=True)
-    sys.exit(code)
-
-
-def warn(message: str) -> None:
-    """One ``warning:`` line on stderr, escaped like :func:`fail`."""
-    err.print(joined(("warning:", "yellow"), " ", message), highlight=False, soft_wrap=True)
-
-
-def note(label: str, style: str, message: str) -> None:
-    """One ``label message`` line on stderr (``skipped:``, ``not imported:``), escaped like :func:`fail`."""
-    err.print(joined((label, style), " ", message), highlight=False, soft_wrap=True)
-
-
 def load_assignment(path: str | None) -> assignment_mod.Assignment:
-    """The assignment at ``path``, or found from the current folder upwards; else a clear exit."""
-    start = Path(path) if path else Path.cwd()
-    root = assignment_mod.find_root(start) if not (start / assignment_mod.MANIFEST).is_file() else start
-    if root is None:
-        fail(f"no {assignment_mod.MANIFEST} in {start} or above; pass --assignment DIR")
+    """The assignment a command means (``grader.assignment.locate``: a named folder as it is,
+    else found from the current folder upwards), loaded; every problem is one clear exit."""
     try:
-        return assignment_mod.load(root)
+        return assignment_mod.load(assignment_mod.locate(path))
     except assignment_mod.AssignmentError as exc:
         fail(str(exc))
 
@@ -89,6 +56,21 @@ def _default_image(image_mod: Any) -> str:
     from grader.sandbox.base import SandboxUnavailable
 
     try:
-        return image_mod.image_tag(image_mod.find_root())
+        return image_mod.image_tag(image_mod.checkout_root())
     except image_mod.ImageBuildError as exc:
         raise SandboxUnavailable(f"{exc}; or pass --image NAME") from None
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt while the block runs, so ``kill`` stops a batch the way
+    Ctrl-C does (containers removed, finished results kept); the old handler comes back after."""
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

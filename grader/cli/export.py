@@ -12,13 +12,14 @@ from pathlib import Path
 import click
 
 from grader import export as export_mod
-from grader.cli.common import err, fail, note, warn
-from grader.escaping import joined, terminal, valid_unicode
+from grader.cli.render import done, fail, note, warn
+from grader.escaping import terminal, valid_unicode
 
 results_dir_arg = click.argument("results_dir", type=click.Path(path_type=Path), metavar="RESULTS_DIR")
 
 
 def load(results_dir: Path) -> list[dict]:
+    """The validated documents of a results folder, or one line and exit code 2."""
     try:
         return export_mod.load_results(results_dir)
     except export_mod.ExportError as exc:
@@ -37,11 +38,6 @@ def write_text(text: str, out: Path | None) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(out, text.encode())
     done("wrote ", out)
-
-
-def done(*parts: object) -> None:
-    """The closing ``wrote ...`` line on stderr; paths and names in it are escaped."""
-    err.print(joined(*parts), highlight=False, soft_wrap=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -114,15 +110,10 @@ def gradescope_autograder(out_zip: Path, assignment_dir: str | None) -> None:
     """
     from grader import assignment as assignment_mod
 
-    if assignment_dir is not None:  # named explicitly: that folder, never one above a typo
-        root = Path(assignment_dir)
-        if not (root / assignment_mod.MANIFEST).is_file():
-            fail(f"no {assignment_mod.MANIFEST} in {root}")
-    else:
-        found = assignment_mod.find_root(Path.cwd())
-        if found is None:
-            fail(f"no {assignment_mod.MANIFEST} in {Path.cwd()} or above; pass --assignment DIR")
-        root = found
+    try:
+        root = assignment_mod.locate(assignment_dir)
+    except assignment_mod.AssignmentError as exc:
+        fail(str(exc))
     try:
         members = export_mod.gradescope_autograder(root, out_zip)
     except (export_mod.ExportError, OSError) as exc:

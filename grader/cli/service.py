@@ -15,8 +15,8 @@ from typing import Any
 
 import click
 
-from grader.cli.common import err, fail, load_assignment, make_sandbox
-from grader.escaping import joined
+from grader.cli.common import load_assignment, make_sandbox
+from grader.cli.render import done, fail, local_sandbox_warning
 from grader.sandbox.base import Sandbox
 
 DEFAULT_DATA = Path(".mpgrade") / "service"
@@ -61,8 +61,7 @@ def sandbox_for(kind: str, assignments: dict[str, Any], image: str | None) -> Sa
     except SandboxUnavailable as exc:
         fail(str(exc))
     if kind == "local":
-        err.print("[bold yellow]warning:[/] --sandbox local grades with child processes on this machine. "
-                  "It is NOT a security boundary: never use it for untrusted code.")
+        local_sandbox_warning()
     return box
 
 
@@ -191,8 +190,8 @@ def serve(assignment_dirs: tuple[str, ...], data_dir: Path, database: str | None
     if broker:
         ping_or_fail(broker, app.state.dispatcher.client.app)
     mode = f"jobs go to the workers of {shown(broker)}" if broker else f"{workers} embedded worker(s), {sandbox} sandbox"
-    err.print(joined(f"mpgrade serve: {', '.join(sorted(assignments))} on http://{host}:{port} ({mode}); "
-                     f"database {redacted(config.database)}"), highlight=False, soft_wrap=True)
+    done(f"mpgrade serve: {', '.join(sorted(assignments))} on http://{host}:{port} ({mode}); "
+         f"database {redacted(config.database)}")
     try:
         uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)
     except OSError as exc:
@@ -234,8 +233,8 @@ def worker(broker: str, assignment_dirs: tuple[str, ...], sandbox: str, image: s
     app = make_celery(broker, visibility_timeout=visibility_timeout, grader=jobs.Grader(assignments, box))
     ping_or_fail(broker, app)
     n = concurrency or max(1, (os.cpu_count() or 2) // 2)
-    err.print(joined(f"mpgrade worker: {', '.join(sorted(assignments))}, {n} at once, {sandbox} sandbox, "
-                     f"broker {shown(broker)}"), highlight=False, soft_wrap=True)
+    done(f"mpgrade worker: {', '.join(sorted(assignments))}, {n} at once, {sandbox} sandbox, "
+         f"broker {shown(broker)}")
     try:
         app.worker_main(["worker", "--pool=threads", f"--concurrency={n}", "--loglevel=INFO",
                          "--without-gossip", "--without-mingle", "--without-heartbeat",
@@ -277,6 +276,5 @@ def token_add(course: str, assignments: tuple[str, ...], tokens_file: Path) -> N
         secret = add_token(tokens_file, course, list(assignments))
     except (TokensError, OSError) as exc:
         fail(str(exc))
-    err.print(joined(f"token for course {course} added to {tokens_file}; it is shown only once:"),
-              highlight=False)
+    done(f"token for course {course} added to {tokens_file}; it is shown only once:")
     click.echo(secret)

@@ -302,29 +302,45 @@ def error_document(
     sandbox: str,
     start_method: str | None,
     started_at: str,
+    scope: str = "all",
+    only: tuple[str, ...] = (),
+    fingerprint: str | None = None,
     tests: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Score 0 with a clear reason: for timeouts, crashes and anything that left no valid report.
+
+    It claims what the run it stands for would have: its ``scope`` and exercises (``only``) and
+    their maximum, like :func:`build`; every caller that knows the run passes them. A ``make check`` that timed out is still a public run,
+    worth the public tests' points (``Exercise.public_points``), never the whole assignment's.
+    ``fingerprint`` is the caller's snapshot of the tests (a batch computes it once); without
+    it the tests on disk are hashed now.
 
     Everything in it is cut to the schema's limits, so it validates whatever the submission
     (or the message quoting it) holds: it is what a submission gets when all else failed.
     """
     message = cut(message, MAX_TEXT)
+    exercises = []
+    for ex in assignment.exercises:
+        if only and ex.id not in only:
+            continue
+        if scope == "public" and not ex.public_tests():
+            continue
+        ex_max = _points(ex.points if scope == "all" else ex.public_points())
+        exercises.append({"name": ex.id, "title": ex.title, "score": 0.0, "max_score": ex_max,
+                          "points": _points(ex.points), "tests_passed": 0, "tests_total": 0,
+                          "message": message})
+    whole = scope == "all" and not only
     return {
         "schema_version": SCHEMA_VERSION,
         "submission": capped_submission(submission),
         "assignment": {"name": assignment.name, "version": assignment.version,
-                       "fingerprint": assignment.fingerprint()},
-        "scope": "all",
+                       "fingerprint": fingerprint or assignment.fingerprint()},
+        "scope": scope,
         "score": 0.0,
-        "max_score": _points(assignment.max_score),
+        "max_score": _points(assignment.max_score) if whole else _points(sum(e["max_score"] for e in exercises)),
         "status": status,
         "message": message,
-        "exercises": [
-            {"name": ex.id, "title": ex.title, "score": 0.0, "max_score": _points(ex.points),
-             "points": _points(ex.points), "tests_passed": 0, "tests_total": 0, "message": message}
-            for ex in assignment.exercises
-        ],
+        "exercises": exercises,
         "tests": [capped_test(t) for t in (tests or [])[:MAX_TESTS]],
         "grader": grader_info(sandbox, start_method),
         "started_at": started_at,

@@ -1,0 +1,243 @@
+"""Everything ``mpgrade`` shows, in one place: messages, progress bars, tables, histograms.
+
+The command modules call these and hold no rich code of their own, so every command body is
+a few lines over the library, and every text that came from a student (file and folder
+names, ids, exception messages, output) goes through ``grader.escaping`` here and is never
+read as markup.
+
+Messages (errors, warnings, notes, ``wrote ...``) go to stderr, one line each; tables and
+results go to stdout, so a script reads the files and a person reads the terminal.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, NoReturn
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+from grader.escaping import joined, shown, terminal
+
+EXIT_USAGE = 2
+_BLANKS = re.compile(r"[ \t\n\r\f\v]+")
+err = Console(stderr=True)
+
+# --------------------------------------------------------------------------- messages (stderr)
+
+
+def one_line(message: str) -> str:
+    """Line breaks and runs of blanks as one space; every other control stays, to be escaped."""
+    return " ".join(_BLANKS.split(message)).strip()
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    """Print one line on stderr and exit: a user-facing problem is never a traceback.
+
+    The message often quotes a student's file name, id or error, so it is printed escaped and
+    never read as markup (``grader.escaping``).
+    """
+    err.print(joined(("error:", "bold red"), " ", one_line(message)), highlight=False, soft_wrap=True)
+    sys.exit(code)
+
+
+def warn(message: str) -> None:
+    """One ``warning:`` line on stderr, escaped like :func:`fail`."""
+    err.print(joined(("warning:", "yellow"), " ", message), highlight=False, soft_wrap=True)
+
+
+def note(label: str, style: str, message: str) -> None:
+    """One ``label message`` line on stderr (``skipped:``, ``not imported:``), escaped like :func:`fail`."""
+    err.print(joined((label, style), " ", message), highlight=False, soft_wrap=True)
+
+
+def done(*parts: object) -> None:
+    """A closing line on stderr (``wrote ...``, ``mpgrade serve: ...``); paths and names in it
+    are escaped (``grader.escaping.joined``)."""
+    err.print(joined(*parts), highlight=False, soft_wrap=True)
+
+
+def log(message: str) -> None:
+    """A line of a long job's log (the image build) on stderr, escaped, line breaks kept."""
+    err.print(shown(message, multiline=True), highlight=False)
+
+
+def local_sandbox_warning() -> None:
+    """Said loudly whenever ``--sandbox local`` grades: it is no security boundary."""
+    err.print("[bold yellow]warning:[/] --sandbox local runs submissions as child processes on this "
+              "machine. It is NOT a security boundary: never use it for untrusted code.")
+
+
+def interrupted(out_dir: Path) -> None:
+    """What Ctrl-C (or SIGTERM) during ``mpgrade grade`` leaves, and how to go on."""
+    err.print(joined(("interrupted:", "bold yellow"), " running submissions were stopped; finished "
+                     "results are in ", out_dir, " (run the same command to go on)."))
+
+
+# --------------------------------------------------------------------------- progress
+
+
+@contextmanager
+def grading_progress(console: Console) -> Iterator[Callable[[str, Any, dict[str, Any] | None], None]]:
+    """A progress bar for ``grader.batch.run``: yields its ``on_event``, which counts found
+    submissions into the total and done / errors / timeouts / up to date as they end."""
+    counts = {"done": 0, "error": 0, "timeout": 0, "reused": 0}
+    with Progress(TextColumn("[bold]grading"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[counts]}"), TimeElapsedColumn(), TextColumn("eta"),
+                  TimeRemainingColumn(), console=console, transient=False) as progress:
+        task = progress.add_task("grade", total=0, counts="")
+
+        def on_event(kind: str, sub: Any, doc: dict[str, Any] | None) -> None:
+            if kind == "found":
+                progress.update(task, total=(progress.tasks[0].total or 0) + 1)
+            elif kind in ("done", "reused") and doc is not None:
+                counts["done"] += 1
+                counts["reused"] += kind == "reused"
+                counts["error"] += doc["status"] == "error"
+                counts["timeout"] += doc["status"] == "timeout"
+                text = (f"done {counts['done']} · errors {counts['error']} · timeouts {counts['timeout']}"
+                        + (f" · up to date {counts['reused']}" if counts["reused"] else ""))
+                progress.update(task, advance=1, counts=text)
+
+        yield on_event
+
+
+@contextmanager
+def counting_progress(label: str, total: int, console: Console) -> Iterator[Callable[[Any], None]]:
+    """A plain ``label [bar] n/total elapsed`` bar; yields the callback that advances it by one."""
+    with Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console) as progress:
+        task = progress.add_task(label, total=total)
+        yield lambda _message: progress.update(task, advance=1)
+
+
+# --------------------------------------------------------------------------- mpgrade check
+
+
+def check_result(doc: dict[str, Any], assignment: Any, console: Console, json_path: Path) -> None:
+    """The student's table and failures, and where the JSON is. Messages, hints and output come
+    from the student's code (an exception can say anything): every text is escaped."""
+    from grader.check import all_public_passed
+
+    table = Table(title=shown(f"{assignment.title} — public tests"), title_justify="left")
+    table.add_column("Exercise")
+    table.add_column("Public points", justify="right")
+    table.add_column("Tests", justify="right")
+    table.add_column("Still to be graded", justify="right")
+    table.add_column("Status")
+    hidden_total = 0.0
+    for ex in doc["exercises"]:
+        hidden = max(ex.get("points", 0) - ex["max_score"], 0)
+        hidden_total += hidden
+        ok = ex["tests_total"] and ex["tests_passed"] == ex["tests_total"]
+        status = shown("ok", "green") if ok else shown(ex.get("message") or "failing tests", "red")
+        table.add_row(shown(f"{ex['name']} {ex.get('title', '')}"), f"{ex['score']:g} / {ex['max_score']:g}",
+                      f"{ex['tests_passed']}/{ex['tests_total']}", f"{hidden:g} pts (hidden)", status)
+    console.print(table)
+    failing = [t for t in doc["tests"] if t["outcome"] != "passed"]
+    for t in failing:
+        console.print(shown(f"✗ {t['exercise']}: {t['name']}  [{t['outcome']}]", "bold red"))
+        for line in t["message"].splitlines()[:12]:
+            console.print(shown(f"    {line}", multiline=True))
+        if t.get("hint"):
+            console.print(shown(f"    hint: {t['hint']}", "yellow"))
+    if doc["status"] != "graded":
+        console.print(shown(f"The check could not run: {doc['message']}", "bold red"))
+    passed = sum(t["outcome"] == "passed" for t in doc["tests"])
+    summary = (f"Public tests: {passed}/{len(doc['tests'])} passed, {doc['score']:g}/{doc['max_score']:g} points. "
+               f"Hidden tests worth {hidden_total:g} more points run only when your work is graded.")
+    style = "green" if all_public_passed(doc) else "red"
+    console.print(Text(summary, style=style))
+    console.print(joined(("JSON result: ", ""), json_path), highlight=False)
+
+
+# --------------------------------------------------------------------------- mpgrade grade
+
+
+def grade_summary(summary: dict[str, Any], console: Console, out_dir: Path) -> None:
+    """The final tables of ``mpgrade grade``: every submission, the score distribution, the
+    totals and where the files are. Ids and messages are the students' (folder and member
+    names, exception texts): every cell is a Text, escaped and never read as markup."""
+    table = Table(title="Submissions", title_justify="left")
+    for col in ("id", "score", "status", "seconds", "message"):
+        table.add_column(col, justify="right" if col in ("score", "seconds") else "left")
+    for row in summary["submissions"]:
+        style = {"graded": "", "error": "red", "timeout": "yellow"}[row["status"]]
+        table.add_row(shown(row["id"]), f"{row['score']:g}/{row['max_score']:g}", shown(row["status"]),
+                      f"{row['duration']:.1f}" + (" (cached)" if row["reused"] else ""),
+                      shown(row["message"][:70]), style=style)
+    console.print(table)
+    console.print(histogram([row["score"] for row in summary["submissions"]], summary["totals"]["max_score"]))
+    t = summary["totals"]
+    console.print(f"{t['submissions']} submissions: {t['graded']} graded, {t['error']} errors, "
+                  f"{t['timeout']} timeouts; mean {t['mean']}, median {t['median']} of {t['max_score']:g}",
+                  highlight=False)
+    where = terminal(out_dir)
+    console.print(joined(("Results: ", ""), f"{where}/<id>.json, {where}/summary.json, {where}/scores.csv"),
+                  highlight=False)
+
+
+def histogram(scores: list[float], top: float, buckets: int = 5) -> Table:
+    """The score distribution: ``buckets`` equal ranges of 0..``top``, a count and a bar each."""
+    counts = [0] * buckets
+    top = top or 1
+    for score in scores:
+        counts[min(int(score / top * buckets), buckets - 1)] += 1
+    dist = Table(title="Score distribution", title_justify="left")
+    dist.add_column("range")
+    dist.add_column("n", justify="right")
+    dist.add_column("")
+    for i, n in enumerate(counts):
+        lo, hi = i * top / buckets, (i + 1) * top / buckets
+        dist.add_row(f"{lo:g}–{hi:g}", str(n), "█" * n)
+    return dist
+
+
+# --------------------------------------------------------------------------- mpgrade validate
+
+
+def validation_report(report: Any, console: Console, json_path: Path) -> None:
+    """References per start method, flaky tests, stubs, mutants, the verdict and the report's
+    file. Mutant descriptions and problems quote test output: escaped."""
+    table = Table(title="References", title_justify="left")
+    for col in ("start method", "runs", "full marks", "status"):
+        table.add_column(col)
+    methods: dict[str, list[dict[str, Any]]] = {}
+    for r in report.references:
+        methods.setdefault(r["start_method"], []).append(r)
+    for method, rows in methods.items():
+        good = sum(r["ok"] for r in rows)
+        table.add_row(shown(method), str(len(rows)), f"{good}/{len(rows)}",
+                      "[green]ok[/]" if good == len(rows) else "[red]FAILS[/]")
+    console.print(table)
+    for f in report.flaky:
+        console.print(joined(("flaky:", "red"), f" {f['test']} under {f['start_method']}: failed "
+                             f"{f['failures']}/{f['runs']} runs ({f['example']})"), highlight=False)
+    stubs = report.stubs
+    console.print(joined((f"Stubs: {stubs['score']:g}/{stubs['max_score']:g} ", ""),
+                         ("ok", "green") if stubs["ok"] else ("should be 0 ", "red"),
+                         "" if stubs["ok"] else str(stubs["passing_tests"][:5])))
+    mt = Table(title="Mutants", title_justify="left")
+    for col in ("mutant", "exercise", "score", "caught", "description / problem"):
+        mt.add_column(col)
+    for m in report.mutants:
+        mt.add_row(shown(m["id"]), shown(m["exercise"]),
+                   f"{m['score']:g}/{m['max_score']:g}" if m["score"] is not None else "-",
+                   "[green]yes[/]" if m["ok"] else "[red]NO[/]",
+                   shown(m["description"] if m["ok"] else "; ".join(m["problems"])))
+    console.print(mt)
+    console.print("[bold green]All claims hold.[/]" if report.ok else "[bold red]Validation failed.[/]")
+    console.print(joined(("Report: ", ""), json_path), highlight=False)
