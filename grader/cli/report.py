@@ -97,7 +97,7 @@ def collect_code(klass: Any, assignment: Any, paths: list[Path]) -> tuple[dict[s
               "default: each result's own source path, when it still exists.")
 @click.option("--no-similarity", is_flag=True, help="Do not read or compare code.")
 @click.option("--threshold", type=click.FloatRange(0.0, 1.0), default=None, metavar="X",
-              help="Similarity at or above which a pair is flagged (default 0.6).")
+              help="Similarity at or above which a pair is flagged (default 0.75).")
 @click.option("--assignment", "assignment_dir", metavar="DIR", default=None,
               help="Folder with assignment.toml (default: the current folder or the nearest one above).")
 def report_command(results_dir: Path, out_dir: Path, submissions: tuple[Path, ...], no_similarity: bool,

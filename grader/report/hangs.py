@@ -25,7 +25,7 @@ _CALLED = re.compile(r"^(?P<func>[A-Za-z_][\w.]{0,200})\(\) did not return withi
 _PROCESS = re.compile(r"^\s+(?P<role>caller|worker) \d{1,10}: (?P<place>.{1,400})$")
 _FRAME = r"(?P<{0}file>[^:,\n]{{1,80}}):\d{{1,7}} in (?P<{0}func>[^\n,]{{1,80}}?)\(\)"
 _PLACE = re.compile(
-    "^(?:" + _FRAME.format("own") + ")?(?:, )?(?:waiting in " + _FRAME.format("wait") + ")?$")
+    "^(?:(?!waiting in )" + _FRAME.format("own") + ")?(?:, )?(?:waiting in " + _FRAME.format("wait") + ")?$")
 
 
 @dataclass(frozen=True)

@@ -31,8 +31,8 @@ def message_shape(message: str) -> str:
     as ``N``, addresses as ``0x…`` and a run of numbers as ``N, N, …``; so messages that differ
     only in the values of one run are one group."""
     line = message.strip().split("\n", 1)[0] if message.strip() else "(no message)"
-    line = _HEX.sub("0x…", line)
-    line = _NUMBER.sub("N", line)
+    line = _HEX.sub("\ue000", line)  # kept from the number rule by a private-use mark
+    line = _NUMBER.sub("N", line).replace("\ue000", "0x…")
     line = _RUN.sub("N, N, …", line)
     return _SPACES.sub(" ", line).strip()[:MAX_SHAPE]
 

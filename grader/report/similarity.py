@@ -28,7 +28,7 @@ from grader.assignment import Assignment
 NOISE = 25  # copydetect's default k: shorter matches are never reported
 GUARANTEE = 30  # copydetect's default: matches this long are always found
 WINDOW = GUARANTEE - NOISE + 1
-THRESHOLD = 0.6  # flagged at or above: both sides share this much of their own code
+THRESHOLD = 0.75  # flagged at or above: on average, each side shares this much of its own code
 MIN_TOKENS = 60  # less of one's own code (stub removed) than this is too little to judge
 CANDIDATES = 25  # pairs per exercise compared in full
 PREFILTER = 0.15  # a pair sharing fewer of the smaller side's hashes is not a candidate
