@@ -103,6 +103,24 @@ def remote_grader(broker: str, assignment: Any, options: Any, *, force: bool, sa
     return client.grade_function(assignment, options, force=force, sandbox_name=sandbox, stop=stop)
 
 
+def database_for(data_dir: Path, database: str | None) -> Path | str:
+    """``--database`` as the store takes it: a PostgreSQL URL (psycopg must be there), a SQLite
+    file, or DATA/service.db; a folder or a missing driver is one line and exit code 2."""
+    from grader.service.store import is_postgres_url
+
+    if database and is_postgres_url(database):
+        try:
+            import psycopg  # noqa: F401
+        except ImportError:
+            fail("a postgresql:// database needs psycopg: pip install 'mpgrade[service]'")
+        return database
+    if database:
+        if Path(database).is_dir():
+            fail(f"--database {database!r} is a folder: give a SQLite file or a postgresql:// URL")
+        return Path(database)
+    return data_dir / "service.db"
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @assignments_option
 @click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_DATA,
@@ -160,17 +178,7 @@ def serve(assignment_dirs: tuple[str, ...], data_dir: Path, database: str | None
         Tokens.load(tokens_path)
     except TokensError as exc:
         fail(str(exc))
-    where: Path | str = data_dir / "service.db"
-    if database and is_postgres_url(database):
-        try:
-            import psycopg  # noqa: F401
-        except ImportError:
-            fail("a postgresql:// database needs psycopg: pip install 'mpgrade[service]'")
-        where = database
-    elif database:
-        if Path(database).is_dir():
-            fail(f"--database {database!r} is a folder: give a SQLite file or a postgresql:// URL")
-        where = Path(database)
+    where = database_for(data_dir, database)
     box = None
     if broker:
         check_broker(broker)
