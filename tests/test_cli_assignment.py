@@ -43,3 +43,11 @@ def test_locate_takes_a_named_folder_as_it_is(course_copy: Path):
     assert assignment_mod.locate(None, cwd=course_copy / "exercises" / "01_spawn") == course_copy.resolve()
     with pytest.raises(assignment_mod.AssignmentError, match="or above"):
         assignment_mod.locate(None, cwd=Path("/"))
+
+
+def test_the_report_command_takes_a_named_folder_as_it_is_too(course_copy, capsys):
+    from grader.cli import report
+
+    with pytest.raises(SystemExit) as stopped:
+        report._assignment(str(course_copy / "exercises"))
+    assert stopped.value.code == 2 and "no assignment.toml in" in capsys.readouterr().err

@@ -34,12 +34,8 @@ def _note(message: str) -> None:
 def _assignment(path: str | None) -> Any:
     from grader import assignment as assignment_mod
 
-    start = Path(path) if path else Path.cwd()
-    root = start if (start / assignment_mod.MANIFEST).is_file() else assignment_mod.find_root(start)
-    if root is None:
-        _fail(f"no {assignment_mod.MANIFEST} in {start} or above; pass --assignment DIR")
-    try:
-        return assignment_mod.load(root)
+    try:  # a named folder is that folder, never a parent's assignment (grader.assignment.locate)
+        return assignment_mod.load(assignment_mod.locate(path))
     except assignment_mod.AssignmentError as exc:
         _fail(str(exc))
 
