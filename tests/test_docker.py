@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import threading
 import time
 from pathlib import Path
@@ -27,10 +28,19 @@ pytestmark = pytest.mark.docker
 EXAMPLES = REPO / "examples" / "submissions"
 
 
-def ours(client) -> list[str]:
-    """Ids of our containers. One listing call: containers.list() inspects each container it
-    lists, and fails when one is removed in between (as warm ones are, while a batch stops)."""
-    return [c["Id"] for c in client.api.containers(all=True, filters={"label": LABEL})]
+def ours(client, *pids: int) -> list[str]:
+    """Ids of our containers: made by this test process (or by ``pids``, commands it ran), not
+    by another run sharing the engine, whose containers are its own business. One listing
+    call: containers.list() inspects each container it lists, and fails when one is removed in
+    between (as warm ones are, while a batch stops)."""
+    makers = {os.getpid(), *pids}
+
+    def made_here(labels: dict) -> bool:
+        host, _, pid, _ = (labels.get(OWNER_LABEL) or "?/?/0/?").rsplit("/", 3)
+        return host == socket.gethostname() and int(pid) in makers
+
+    return [c["Id"] for c in client.api.containers(all=True, filters={"label": LABEL})
+            if made_here(c.get("Labels") or {})]
 
 
 @pytest.fixture
@@ -230,20 +240,20 @@ def test_ctrl_c_on_the_command_line_removes_running_containers(docker_client, gr
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 60
-        while not ours(docker_client) and time.monotonic() < deadline and proc.poll() is None:
+        while not ours(docker_client, proc.pid) and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.2)
-        assert ours(docker_client), "grading started"
+        assert ours(docker_client, proc.pid), "grading started"
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=90)
     finally:
         if proc.poll() is None:  # failed: do not leave it grading (and its containers) for the next tests
             proc.kill()
             proc.wait()
-            for cid in ours(docker_client):
+            for cid in ours(docker_client, proc.pid):
                 docker_client.api.remove_container(cid, force=True)
     assert proc.returncode == 130, stderr
     assert "interrupted" in stderr and "Traceback" not in stderr
-    assert ours(docker_client) == []
+    assert ours(docker_client, proc.pid) == []
     assert json.loads((out / "summary.json").read_text())["interrupted"] is True
 
 

@@ -316,10 +316,12 @@ class DockerSandbox(Sandbox):
 
     @staticmethod
     def _warm_running(waiting: _Warm) -> bool:
+        """Still waiting for its go file: a container that exited (idle, killed) cannot take a job."""
         waiting.container.reload()
         return bool(waiting.container.status == "running")
 
     def _discard(self, waiting: _Warm) -> None:
+        """Remove a warm container and its job folder; it never ran a job, or its job is done."""
         if waiting.container is not None:
             self._remove(waiting.container)
         shutil.rmtree(waiting.tmp, ignore_errors=True)

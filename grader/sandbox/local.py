@@ -179,6 +179,7 @@ class LocalSandbox(Sandbox):
         return self._start(job, stub_command(self.python, job), env, write=False)
 
     def _discard(self, box: _Started) -> None:
+        """Kill a process's whole session and remove its folders (warm and unused, or done)."""
         kill_session(box.proc.pid)
         box.proc.wait()
         for t in box.readers:

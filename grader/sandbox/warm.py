@@ -249,11 +249,13 @@ class WarmPool(Generic[W]):
             return slot.worker
 
     def _drop(self, slot: _Slot[W]) -> None:
+        """Nobody will use this slot's worker (another shape, close): end it, now or when up."""
         worker = self._claim(slot)
         if worker is not None:
             self.discard(worker)
 
     def _still_running(self, worker: W) -> bool:
+        """The sandbox's check, where an error (the engine hiccuped) counts as dead."""
         try:
             return self._running(worker)
         except Exception:  # cannot tell: a job must not be handed to it
