@@ -10,7 +10,7 @@ import zipfile
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 TINY_MANIFEST = """\
 [assignment]
@@ -94,18 +94,26 @@ def wait_for(check: Callable[[], Any], timeout: float, interval: float = 0.2, wh
         time.sleep(interval)
 
 
+class Received(NamedTuple):
+    """One POST the stand-in LMS got."""
+
+    path: str
+    content_type: str
+    body: Any
+
+
 class Receiver:
     """An LMS stand-in on 127.0.0.1: records every POST body it gets."""
 
     def __init__(self) -> None:
-        self.received: list[tuple[str, str, Any]] = []
+        self.received: list[Received] = []
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
                 length = int(self.headers.get("Content-Length", 0))
                 body = json.loads(self.rfile.read(length))
-                outer.received.append((self.path, self.headers.get("Content-Type", ""), body))
+                outer.received.append(Received(self.path, self.headers.get("Content-Type", ""), body))
                 self.send_response(200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()

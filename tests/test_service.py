@@ -388,7 +388,7 @@ def test_resubmitting_earlier_files_with_a_callback_sends_their_result_again(ser
         send(RIGHT, 1)  # A
         send(WRONG, 2)  # B
         send(RIGHT, 3)  # A again: a duplicate, but the LMS must end with A's score
-        scores = [doc["score"] for _, _, doc in lms.received]
+        scores = [r.body["score"] for r in lms.received]
     assert scores == [10, 0, 10]
 
 

@@ -23,12 +23,12 @@ import re
 import tempfile
 import threading
 import unicodedata
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile
 from fastapi import Path as PathParam
@@ -340,7 +340,7 @@ class Service:
     async def new_job(self, assignment: Assignment, who: Course, student: str, file: list[UploadFile],
                       callback_url: str | None, callback_format: str) -> NewJob:
         """The checked upload as a job to store (422 when nothing gradable is in it)."""
-        uploads = [(u.filename or "", await u.read()) for u in file]
+        uploads = [Upload(u.filename or "", await u.read()) for u in file]
         sub = await run_in_threadpool(build_submission, assignment, uploads, student, who.name)
         if sub.error:
             raise HTTPException(422, sub.error)
@@ -506,7 +506,14 @@ def _options(config: ServiceConfig) -> Any:
     return grading.Options(scope="all", start_method=config.start_method, timeout=config.timeout)
 
 
-def build_submission(assignment: Assignment, uploads: list[tuple[str, bytes]], student: str,
+class Upload(NamedTuple):
+    """One file of a submission POST: the name the client gave it, and its bytes."""
+
+    filename: str
+    data: bytes
+
+
+def build_submission(assignment: Assignment, uploads: Sequence[tuple[str, bytes]], student: str,
                      course: str) -> Submission:
     """Uploaded files -> a whitelisted submission, with ``grader.intake.submission``'s checks.
 
@@ -514,21 +521,22 @@ def build_submission(assignment: Assignment, uploads: list[tuple[str, bytes]], s
     files are written under their base names into a private temp folder and read with
     ``from_folder`` (dangerous names ignored and reported). Nothing else parses the upload.
     """
+    files = [Upload(*u) for u in uploads]  # plain (filename, data) pairs are welcome too
     sid = submission_id(student)
     info = {"lms": "api", "user_id": student, "course": course}
     with tempfile.TemporaryDirectory(prefix="mpgrade-upload-") as tmp:
         root = Path(tmp)
-        if len(uploads) == 1 and uploads[0][0].lower().endswith(".zip"):
+        if len(files) == 1 and files[0].filename.lower().endswith(".zip"):
             path = root / "upload.zip"
-            path.write_bytes(uploads[0][1])
+            path.write_bytes(files[0].data)
             sub = from_zip(path, assignment, sub_id=sid)
             if sub.error:
-                sub.error = sub.error.replace("upload.zip", PurePosixPath(uploads[0][0]).name or "the zip")
+                sub.error = sub.error.replace("upload.zip", PurePosixPath(files[0].filename).name or "the zip")
         else:
             folder = root / "files"
             folder.mkdir()
             bad = []
-            for filename, data in uploads:
+            for filename, data in files:
                 base = PurePosixPath(filename.replace("\\", "/")).name
                 if (not base or base.startswith(".") or base.lower().endswith(".zip") or "\0" in base
                         or len(base.encode("utf-8", "surrogatepass")) > 255):
@@ -539,7 +547,7 @@ def build_submission(assignment: Assignment, uploads: list[tuple[str, bytes]], s
             for filename in bad:
                 sub.ignored.append({"path": filename[:200], "reason": "not a module or notebook file "
                                     "(send one .zip alone, or loose files)"})
-        sub.source = "api:" + ",".join(PurePosixPath(f.replace("\\", "/")).name for f, _ in uploads)[:300]
+        sub.source = "api:" + ",".join(PurePosixPath(u.filename.replace("\\", "/")).name for u in files)[:300]
         sub.student = info
     return sub
 

@@ -15,6 +15,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from grader.atomic import write_atomic
 
@@ -40,16 +41,23 @@ def digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+class TokenEntry(NamedTuple):
+    """One line of the tokens file: the hash a presented token must match, and its course."""
+
+    sha256: str  # hex digest of the token; the token itself is never stored
+    course: Course
+
+
 @dataclass(frozen=True)
 class Tokens:
-    entries: tuple[tuple[str, Course], ...]  # (sha256 hex of the token, course)
+    entries: tuple[TokenEntry, ...]
 
     @classmethod
     def load(cls, path: Path) -> Tokens:
         try:
             data = json.loads(Path(path).read_text())
             entries = tuple(
-                (str(t["sha256"]), Course(str(t["course"]), frozenset(map(str, t["assignments"]))))
+                TokenEntry(str(t["sha256"]), Course(str(t["course"]), frozenset(map(str, t["assignments"]))))
                 for t in data["tokens"])
         except FileNotFoundError:
             raise TokensError(f"no tokens file {path}; create one with `mpgrade token add COURSE "
@@ -62,9 +70,9 @@ class Tokens:
         """The course of a presented token, comparing every entry in constant time."""
         presented = digest(token)
         found = None
-        for stored, course in self.entries:
-            if hmac.compare_digest(stored, presented):
-                found = course
+        for entry in self.entries:
+            if hmac.compare_digest(entry.sha256, presented):
+                found = entry.course
         return found
 
 
