@@ -136,6 +136,18 @@ class Report:
 Progress = Callable[[str], None]
 
 
+@dataclass(frozen=True)
+class Trial:
+    """One grading ``run`` does: a reference under a start method (its ``run``-th time), the
+    stubs, or a mutant; named fields instead of a (kind, argument) pair whose argument changed
+    shape with the kind."""
+
+    kind: str  # "reference", "stubs" or "mutant"
+    start_method: str | None = None  # reference only
+    run: int = 0  # reference only: which repetition, from 0
+    mutant: Mutant | None = field(default=None, hash=False)  # mutant only
+
+
 def run(
     assignment: Assignment,
     *,
@@ -156,49 +168,50 @@ def run(
         assert doc is not None  # never cancelled here
         return doc
 
-    work: list[tuple[str, Any]] = [("reference", (m, i)) for m in start_methods for i in range(repeat)]
-    work.append(("stubs", None))
-    work += [("mutant", m) for m in mutants]
+    work = [Trial("reference", start_method=m, run=i) for m in start_methods for i in range(repeat)]
+    work.append(Trial("stubs"))
+    work += [Trial("mutant", mutant=m) for m in mutants]
 
-    def one(item: tuple[str, Any]) -> tuple[str, Any, dict[str, Any]]:
-        kind, arg = item
-        if kind == "reference":
-            method, i = arg
+    def one(item: Trial) -> tuple[Trial, dict[str, Any]]:
+        if item.kind == "reference":
+            method, i = item.start_method, item.run
             doc = grade(reference(assignment, f"reference-{method}-{i}"), start_method=method)
             say(f"reference {method} #{i + 1}: {doc['score']:g}/{doc['max_score']:g}")
-        elif kind == "stubs":
+        elif item.kind == "stubs":
             doc = grade(stubs(assignment))
             say(f"stubs: {doc['score']:g}/{doc['max_score']:g}")
         else:
-            sub = reference(assignment, arg.id)
-            sub.files[arg.module] = arg.source
-            doc = grade(sub, exercises=_exercises_using(assignment, arg.module) or (arg.exercise,))
-            say(f"mutant {arg.id}: {doc['score']:g}/{doc['max_score']:g}")
-        return kind, arg, doc
+            mutant = item.mutant
+            assert mutant is not None
+            sub = reference(assignment, mutant.id)
+            sub.files[mutant.module] = mutant.source
+            doc = grade(sub, exercises=_exercises_using(assignment, mutant.module) or (mutant.exercise,))
+            say(f"mutant {mutant.id}: {doc['score']:g}/{doc['max_score']:g}")
+        return item, doc
 
     with sandbox, ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         outcomes = list(pool.map(one, work))
 
     failures: dict[tuple[str, str], list[str]] = {}
     runs: dict[str, int] = {}
-    for kind, arg, doc in outcomes:
-        if kind == "reference":
-            method = arg[0]
+    for item, doc in outcomes:
+        if item.kind == "reference":
+            method = str(item.start_method)
             runs[method] = runs.get(method, 0) + 1
             bad = [t for t in doc["tests"] if t["outcome"] != "passed"]
             for t in bad:
                 failures.setdefault((method, t["id"]), []).append(f"{t['outcome']}: {t['message'][:200]}")
             report.references.append({
-                "start_method": method, "run": arg[1] + 1, "score": doc["score"],
+                "start_method": method, "run": item.run + 1, "score": doc["score"],
                 "max_score": doc["max_score"], "status": doc["status"], "message": doc["message"],
                 "ok": doc["status"] == "graded" and doc["score"] == doc["max_score"],
             })
-        elif kind == "stubs":
+        elif item.kind == "stubs":
             report.stubs = {"score": doc["score"], "max_score": doc["max_score"], "status": doc["status"],
                             "ok": doc["status"] == "graded" and doc["score"] == 0,
                             "passing_tests": [t["id"] for t in doc["tests"] if t["outcome"] == "passed"]}
-        else:
-            report.mutants.append(_judge_mutant(assignment, arg, doc))
+        elif item.mutant is not None:
+            report.mutants.append(_judge_mutant(assignment, item.mutant, doc))
     for (method, test_id), messages in sorted(failures.items()):
         report.flaky.append({"test": test_id, "start_method": method, "failures": len(messages),
                              "runs": runs[method], "rate": round(len(messages) / runs[method], 3),
