@@ -12,6 +12,7 @@ import signal
 import stat
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import psutil
 
@@ -48,8 +49,17 @@ def children(pid: int, threads: set[int] | None = None) -> list[int]:
     return out
 
 
-def proc_stat(pid: int) -> tuple[str, float, int, int] | None:
-    """(state, cpu seconds, rss bytes, session id) of a process, or None if it is gone."""
+class ProcStat(NamedTuple):
+    """What the watchers read of a process, by name (it is still a tuple for older callers)."""
+
+    state: str  # one letter of /proc/PID/stat: R, S, D, Z (zombie), X (dead), ...
+    cpu: float  # user + system seconds
+    rss: int  # resident bytes (0 for a zombie)
+    session: int  # session id
+
+
+def proc_stat(pid: int) -> ProcStat | None:
+    """The state, CPU seconds, resident bytes and session of a process, or None if it is gone."""
     if not HAVE_PROC:
         try:
             proc = psutil.Process(pid)
@@ -57,7 +67,7 @@ def proc_stat(pid: int) -> tuple[str, float, int, int] | None:
                 zombie = proc.status() == psutil.STATUS_ZOMBIE
                 cpu = proc.cpu_times()
                 rss = 0 if zombie else proc.memory_info().rss
-            return ("Z" if zombie else "R", cpu.user + cpu.system, rss, os.getsid(pid))
+            return ProcStat("Z" if zombie else "R", cpu.user + cpu.system, rss, os.getsid(pid))
         except (psutil.Error, OSError):
             return None
     try:
@@ -67,11 +77,11 @@ def proc_stat(pid: int) -> tuple[str, float, int, int] | None:
         return None
     fields = data[data.rfind(")") + 2 :].split()
     tick = os.sysconf("SC_CLK_TCK")
-    return (
-        fields[0],
-        (int(fields[11]) + int(fields[12])) / tick,
-        int(fields[21]) * os.sysconf("SC_PAGE_SIZE"),
-        int(fields[3]),
+    return ProcStat(
+        state=fields[0],
+        cpu=(int(fields[11]) + int(fields[12])) / tick,
+        rss=int(fields[21]) * os.sysconf("SC_PAGE_SIZE"),
+        session=int(fields[3]),
     )
 
 
@@ -133,7 +143,7 @@ def is_thread(tid: int) -> bool:
 
 def in_session(pid: int, sid: int) -> bool:
     st = proc_stat(pid)
-    return st is not None and st[3] == sid and not gone(pid, st[0])
+    return st is not None and st.session == sid and not gone(pid, st.state)
 
 
 def read_capped(path: Path, limit: int) -> str:
@@ -186,7 +196,7 @@ def session_members(sid: int) -> list[int]:
     members = []
     for pid in pids:
         st = proc_stat(pid)
-        if st is not None and st[3] == sid and not gone(pid, st[0]):
+        if st is not None and st.session == sid and not gone(pid, st.state):
             members.append(pid)
     return members
 
@@ -261,4 +271,4 @@ def kill_user(uid: int, keep: set[int] = frozenset(), rounds: int = 200) -> int:
 
 def alive(pid: int) -> bool:
     st = proc_stat(pid)
-    return st is not None and not gone(pid, st[0])
+    return st is not None and not gone(pid, st.state)
