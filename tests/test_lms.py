@@ -188,7 +188,8 @@ def test_unreadable_nested_zip_and_stray_files(tmp_path, course):
     subs = by_id(batch)
     assert "not a readable zip" in subs["canvas-1"].error
     assert subs["canvas-2"].files == {"spawn.py": b"ok\n"}
-    assert any("grades.csv" in m and "skipped" in m for m in batch.skipped)
+    assert any("grades.csv" in m and "matches no student" in m for m in batch.skipped)
+    assert batch.unmatched == ["grades.csv"]
     assert any("bob_2_text.html" in m and "text entry" in m for m in batch.skipped)
 
 
@@ -369,7 +370,7 @@ def test_gradescope_export_with_metadata(tmp_path, course):
     batch = lms.discover_lms(write_zip(tmp_path / "gs.zip", gradescope_files()), course)
     assert batch is not None and batch.lms == "gradescope"
     subs = by_id(batch)
-    assert sorted(subs) == ["gradescope-111", "gradescope-222", "gradescope-444"]
+    assert sorted(subs) == ["gradescope-111", "gradescope-222", "gradescope-444", "gs-unmatched"]
     jane = subs["gradescope-111"]
     assert jane.student == {"lms": "gradescope", "user_id": "2021001", "name": "Jane Doe",
                             "submission_id": "111", "late": False, "email": "jane@example.edu",
@@ -477,3 +478,160 @@ def test_a_download_inside_a_folder_of_submissions_is_one_submission(tmp_path, c
     canvas_download(tmp_path)
     subs, _ = discover([tmp_path], course)
     assert [(s.id, s.student) for s in subs] == [("canvas-download", None)]
+
+
+# --------------------------------------------------------------------------------------------
+# Current naming (issue #19): what canvas-lms lib/content_zipper.rb and moodle
+# mod/assign/classes/downloader.php write today, rules cited in docs/lms-ingestion.md
+
+
+def test_current_canvas_naming_upper_case_late_mixed_case_and_underscores_in_names(tmp_path, course):
+    """Canvas no longer lower-cases and writes ``_LATE_``; a sortable name keeps its ``_``
+    (only ``_<digits>_`` is rewritten to ``-<digits>-``, content_zipper's sanitize_user_name)."""
+    batch = lms.discover_lms(write_zip(tmp_path / "c.zip", {
+        "DoeJane_LATE_1001_5001_spawn.py": b"# jane late\n",
+        "van_dykeanna_1005_7001_spawn.py": b"# anna\n",
+        "van_dykeanna_1005_7002_locks-1.py": b"# anna locks, re-uploaded\n",
+        "o-brien_pat_LATE_1006_8001_prodcons.py": b"# pat\n",
+        "lee-12-kim_1007_9001_spawn.py": b"# kim\n",
+        "smithbob_late_1002_6001_spawn.py": b"# bob, older lower-case download\n",
+    }), course)
+    assert batch is not None and batch.lms == "canvas", batch
+    subs = by_id(batch)
+    assert sorted(subs) == ["canvas-1001", "canvas-1002", "canvas-1005", "canvas-1006", "canvas-1007"]
+    assert subs["canvas-1001"].student == {"lms": "canvas", "user_id": "1001", "name": "DoeJane",
+                                           "submission_id": "5001", "late": True, "email": None}
+    assert subs["canvas-1005"].student["name"] == "van_dykeanna"
+    assert subs["canvas-1005"].student["late"] is False
+    assert subs["canvas-1005"].files == {"spawn.py": b"# anna\n", "locks.py": b"# anna locks, re-uploaded\n"}
+    assert subs["canvas-1006"].student["name"] == "o-brien_pat" and subs["canvas-1006"].student["late"]
+    assert subs["canvas-1007"].student["name"] == "lee-12-kim"
+    assert subs["canvas-1002"].student["late"] is True
+    assert batch.skipped == [] and batch.unmatched == []
+
+
+def test_canvas_anonymous_grading_downloads_are_one_submission_per_anonymous_id(tmp_path, course):
+    """With anonymous grading Canvas writes ``anon_<anonymous id>`` where the name and user id
+    were; the anonymous id is the identity, never a user id nobody can match."""
+    batch = lms.discover_lms(write_zip(tmp_path / "anon.zip", {
+        "anon_xr4Gt_5001_spawn.py": b"# first\n",
+        "anon_xr4Gt_5003_spawn-1.py": b"# first, again\n",
+        "anon_Qm7pZ_LATE_5002_locks.py": b"# second\n",
+        "anon_LATE_k9Ab2_5004_prodcons.py": b"# third\n",
+    }), course)
+    assert batch is not None and batch.lms == "canvas", batch
+    subs = by_id(batch)
+    assert sorted(subs) == ["canvas-anon-Qm7pZ", "canvas-anon-k9Ab2", "canvas-anon-xr4Gt"]
+    first = subs["canvas-anon-xr4Gt"]
+    assert first.student == {"lms": "canvas", "user_id": None, "anonymous_id": "xr4Gt",
+                             "name": "anon_xr4Gt", "submission_id": "5003", "late": False,
+                             "email": None}
+    assert first.files == {"spawn.py": b"# first, again\n"}
+    assert subs["canvas-anon-Qm7pZ"].student["late"] is True
+    assert subs["canvas-anon-k9Ab2"].student["late"] is True
+    assert subs["canvas-anon-k9Ab2"].files == {"prodcons.py": b"# third\n"}
+
+
+def test_a_canvas_re_upload_alone_is_the_module_it_re_uploads(tmp_path, course):
+    """A student's latest attempt may hold only ``spawn-1.py`` (Canvas renamed it because an
+    earlier attempt's ``spawn.py`` was in their files): it is spawn.py."""
+    subs = by_id(lms.discover_lms(write_zip(tmp_path / "c.zip", {
+        "DoeJane_1001_5002_spawn-1.py": b"# v2\n",
+        "van_dykeanna_LATE_1005_7003_spawn-2.py": b"# anna v3\n",
+    }), course))
+    assert subs["canvas-1001"].files == {"spawn.py": b"# v2\n"}
+    assert subs["canvas-1005"].files == {"spawn.py": b"# anna v3\n"}
+
+
+def test_moodle_blind_marking_gives_one_result_per_participant(tmp_path, course):
+    """Blind marking names every folder ``Participant_<participant id>``: the id tells them apart."""
+    files = {"Participant_12345_assignsubmission_file/spawn.py": b"# a\n",
+             "Participant_12346_assignsubmission_file/spawn.py": b"# b\n",
+             "Participant_12347_assignsubmission_file_/locks.py": b"# c, 3.x form\n",
+             "Participant_12348_assignsubmission_file_prodcons.py": b"# d, files form\n"}
+    batch = lms.discover_lms(write_zip(tmp_path / "blind.zip", files), course)
+    subs = by_id(batch)
+    assert sorted(subs) == ["moodle-12345", "moodle-12346", "moodle-12347", "moodle-12348"]
+    assert {s.student["name"] for s in subs.values()} == {"Participant"}
+    assert subs["moodle-12346"].files == {"spawn.py": b"# b\n"}
+    assert subs["moodle-12348"].files == {"prodcons.py": b"# d, files form\n"}
+    assert batch.unmatched == []
+
+
+def test_moodle_team_downloads_are_one_result_per_group_and_the_default_group_is_loud(tmp_path, course):
+    """A team assignment has one folder per group, ``<group name>_<group id>``; students in no
+    group share ``Default group`` (no id), which names nobody and must not vanish."""
+    batch = lms.discover_lms(write_zip(tmp_path / "teams.zip", {
+        "Team A_42_assignsubmission_file/spawn.py": b"# team a\n",
+        "Team B_43_assignsubmission_file/spawn.py": b"# team b\n",
+        "Default group_assignsubmission_file/spawn.py": b"# nobody knows whose\n",
+    }), course)
+    subs = by_id(batch)
+    assert subs["moodle-42"].student["name"] == "Team A"
+    assert subs["moodle-43"].files == {"spawn.py": b"# team b\n"}
+    assert batch.unmatched == ["Default group_assignsubmission_file/spawn.py"]
+    [record] = [s for s in batch.submissions if s.id == "teams-unmatched"]
+    assert record.student is None and record.files == {}
+    assert "1 entry of teams.zip matches no student" in record.error
+    assert "Default group_assignsubmission_file/spawn.py" in record.error
+
+
+# --------------------------------------------------------------------------------------------
+# A silent loss is the worst outcome: entries that match no student are listed, loudly
+
+
+def test_entries_of_a_canvas_download_that_match_no_student_are_an_error_record(tmp_path, course):
+    batch = lms.discover_lms(write_zip(tmp_path / "canvas.zip", {
+        "DoeJane_1001_5001_spawn.py": b"# jane\n",
+        "van_dykeanna_1005_7001_spawn.py": b"# anna\n",
+        "notes.txt": b"instructor's notes",
+        "extra/spawn.py": b"# whose?\n",
+    }), course)
+    assert batch.lms == "canvas"
+    assert batch.unmatched == ["extra/spawn.py", "notes.txt"]
+    subs = by_id(batch)
+    assert sorted(subs) == ["canvas-1001", "canvas-1005", "canvas-unmatched"]
+    record = subs["canvas-unmatched"]
+    assert record.error.startswith("2 entries of canvas.zip match no student")
+    assert "extra/spawn.py" in record.error and "notes.txt" in record.error
+    assert any("match no student" in w for w in batch.warnings)
+
+
+def test_gradescope_folders_missing_from_the_metadata_are_unmatched(tmp_path, course):
+    batch = lms.discover_lms(write_zip(tmp_path / "gs.zip", gradescope_files()), course)
+    assert batch.unmatched == ["submission_444"]
+    assert "submission_444" in by_id(batch)["gs-unmatched"].error
+
+
+def test_a_zip_that_only_partly_looks_like_an_lms_download_is_not_graded_quietly(tmp_path, course):
+    """Three of four entries not named the Canvas way: perhaps a naming mpgrade does not know.
+    Graded as one submission without a word, a class would become one student."""
+    path = write_zip(tmp_path / "class.zip", {
+        "doejane_1_2_spawn.py": b"x\n", "Jane Doe (1)/spawn.py": b"x\n",
+        "Bob Lee (2)/spawn.py": b"y\n", "Ann Kim (3)/spawn.py": b"z\n"})
+    found, skipped = discover([path], course)
+    subs = {s.id: s for s in found}
+    assert "class-unmatched" in subs, skipped
+    assert "not read as an LMS download" in subs["class-unmatched"].error
+    assert "Jane Doe (1)/spawn.py" in subs["class-unmatched"].error
+
+
+def test_mpgrade_grade_exits_non_zero_and_lists_what_matched_no_student(tmp_path, course, capsys):
+    from click.testing import CliRunner
+
+    from grader.cli import main
+
+    spawn = (REPO / "solutions" / "01_spawn" / "spawn.py").read_bytes()
+    download = write_zip(tmp_path / "canvas.zip", {"DoeJane_1001_5001_spawn.py": spawn,
+                                                   "Jane Roe (1002)/spawn.py": spawn,
+                                                   "van_dykeanna_1005_7001_notes.txt": b"n\n"})
+    out = CliRunner().invoke(main, ["grade", str(download), "--out", str(tmp_path / "out"),
+                                    "--sandbox", "local", "--warm", "0", "--jobs", "1",
+                                    "--assignment", str(course.root)])
+    assert out.exit_code == 1, out.output
+    printed = out.output + capsys.readouterr().err
+    assert "matches no student" in printed and "Jane Roe (1002)/spawn.py" in printed
+    record = json.loads((tmp_path / "out" / "canvas-unmatched.json").read_text())
+    assert record["status"] == "error" and "Jane Roe (1002)/spawn.py" in record["message"]
+    jane = json.loads((tmp_path / "out" / "canvas-1001.json").read_text())
+    assert jane["status"] == "graded"

@@ -54,6 +54,7 @@ def discover(paths: list[Path], assignment: Assignment) -> tuple[list[Submission
             return False
         skipped.extend(batch.warnings)
         if not batch.recognized:
+            found.extend(batch.submissions)  # an error record when a zip is a class, perhaps
             return False
         found.extend(batch.submissions)
         skipped.extend(batch.skipped)

@@ -7,8 +7,10 @@ directly and returns :class:`grader.intake.submission.Submission` objects with `
 (``lms``, ``user_id``, ``name``, ``submission_id``, ``late``, ``email``), keyed by the LMS's
 user id so results can be imported back. Layouts (worked examples in docs/lms-ingestion.md):
 
-- Canvas: flat files ``<name>[_late]_<user id>_<submission id>_<file>``; ``spawn-1.py`` is a
-  re-upload of ``spawn.py``. Id ``canvas-<user id>``.
+- Canvas: flat files ``<name>[_LATE]_<user id>_<attachment id>_<file>`` (older Canvas:
+  ``_late``, lower case), ``anon_<anonymous id>_<attachment id>_<file>`` under anonymous
+  grading; ``spawn-1.py`` is a re-upload of ``spawn.py``. Id ``canvas-<user id>`` or
+  ``canvas-anon-<anonymous id>``.
 - Moodle: ``<Full Name>_<participant id>_assignsubmission_file_/`` folders (or the same as a
   file-name prefix when not downloaded in folders). Id ``moodle-<participant id>``.
 - Gradescope: ``submission_<id>/`` folders and ``submission_metadata.yml``. Id
@@ -18,7 +20,8 @@ The download itself is hostile input like any submission: member names, symbolic
 sizes are checked per student with :func:`grader.intake.entries.check_archive` and its caps, and
 their files are taken and chosen from as :class:`grader.intake.submission.Collection` does for
 any submission, so a bad entry becomes an ``error`` for that student only and the rest of the
-class is graded.
+class is graded. An entry that belongs to no student is never dropped quietly: it is listed
+in ``LmsBatch.unmatched`` and in an ``error`` record of its own (:func:`unmatched_record`).
 """
 
 from __future__ import annotations
@@ -58,9 +61,22 @@ from grader.intake.submission import Collection, Submission, submission_id
 
 METADATA_MAX = 128 * 1024 * 1024  # Gradescope's metadata carries every autograder output
 
-CANVAS = re.compile(r"^(?P<name>[^\W\d_][^\W_]*)(?P<late>_late)?_(?P<uid>\d{1,30})_(?P<sid>\d{1,30})_"
-                    r"(?P<orig>.+)$")
-CANVAS_NO_FILE = re.compile(r"^(?P<name>[^\W\d_][^\W_]*)(?:_late)?_(?P<uid>\d+)_(?P<rest>.*)$")
+# canvas-lms lib/content_zipper.rb names a file ``<user name>[_LATE]_<user id>_<attachment id>_
+# <display name>`` (see canvas_file): the sortable name as it is, ``_`` allowed in it (older
+# Canvas lower-cased it and wrote ``_late``; current Canvas keeps the case and writes ``_LATE``).
+# Its sanitize_user_name rewrites every ``_<digits>_`` of the name to ``-<digits>-`` (Canvas
+# reads the ids back with ``/_\d+_/`` when graded files are uploaded again), so the *first*
+# ``_<digits>_`` is the user id. Found by search, not by one regex: a lazy name in front of
+# bounded numbers would slide into a run of 5000 digits and read its tail as the id.
+_CANVAS_FIRST_ID = re.compile(r"_(\d+)_")
+_CANVAS_ATTACHMENT = re.compile(r"(\d{1,30})_(.+)$", re.DOTALL)
+_CANVAS_LATE = re.compile(r"_late$", re.IGNORECASE)
+# Anonymous grading: ``anon_<anonymous id>`` stands where the name and the user id were.
+CANVAS_ANON = re.compile(r"^anon(?P<late1>_(?i:late))?_(?P<anon>[A-Za-z0-9]{1,30})"
+                         r"(?P<late2>_(?i:late))?_(?P<sid>\d{1,30})_(?P<orig>.+)$", re.DOTALL)
+# A text entry or URL, saved as HTML (``<user name>_<user id>_text.html``, ``..._link.html``):
+# the student's, but no code. Only that shape: anything else of the form is not Canvas's.
+_CANVAS_NO_FILE = re.compile(r"_(\d+)(?:_[A-Za-z]{1,20})?\.html?$", re.IGNORECASE)
 # Numbers are bounded: int() refuses more than 4300 digits, and a file name is the student's.
 RESUBMITTED = re.compile(r"^(?P<stem>.+)-(?P<n>\d{1,9})(?P<ext>\.[^.]+)$")
 # Moodle writes ``<Full Name>_<id>_assignsubmission_<plugin>`` and then ``_<file>`` (flat),
@@ -82,12 +98,19 @@ class LmsBatch:
     ``lms`` is ``canvas``, ``moodle`` or ``gradescope``; None means the path looked partly
     like a download but was not recognised, so the ordinary discovery must handle it (the
     warnings say why).
+
+    ``unmatched`` names the entries that belong to no student (sorted): a stray file, a folder
+    named in a way the LMS does not write, a Gradescope folder missing from the metadata.
+    When there are any, ``submissions`` also holds an ``error`` record listing them (see
+    :func:`unmatched_record`), so ``mpgrade grade`` exits non-zero and the results folder
+    says so: part of a class must never be graded without a word about the rest.
     """
 
     lms: str | None
     submissions: list[Submission] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    unmatched: list[str] = field(default_factory=list)
 
     @property
     def recognized(self) -> bool:
@@ -136,7 +159,7 @@ def _wrapper_folders(root: Path) -> tuple[str, ...]:
         if len(useful) != 1 or not _is_folder(useful[0]):
             break
         name = useful[0].name
-        if CANVAS.match(name) or MOODLE.match(name) or GRADESCOPE_DIR.match(name):
+        if canvas_file(name) or MOODLE.match(name) or GRADESCOPE_DIR.match(name):
             break
         prefix, folder = (*prefix, name), Path(useful[0].path)
     return prefix
@@ -199,7 +222,7 @@ def _strip_wrapper(entries: list[Entry]) -> list[Entry]:
         if len(tops) != 1 or any(len(e.parts) == 1 for e in useful):
             return entries
         (top,) = tops
-        if CANVAS.match(top) or MOODLE.match(top) or GRADESCOPE_DIR.match(top):
+        if canvas_file(top) or MOODLE.match(top) or GRADESCOPE_DIR.match(top):
             return entries  # a download with a single student, not a wrapper
         entries = [e.below(1) for e in useful]
 
@@ -217,6 +240,24 @@ def _top_items(entries: list[Entry]) -> dict[str, bool]:
     return items
 
 
+def _named_like(lms: str, name: str, is_dir: bool) -> bool:
+    """Is a top-level item named the way ``lms`` names a student's entry?"""
+    if lms == "canvas":
+        return not is_dir and (canvas_file(name) or canvas_anonymous_file(name)) is not None
+    if lms == "moodle":
+        return MOODLE.match(name) is not None
+    return is_dir and GRADESCOPE_DIR.match(name) is not None
+
+
+def _likeliest(entries: list[Entry]) -> tuple[str | None, int, int]:
+    """The LMS that names most top-level items its way, how many, and how many items there are."""
+    items = _top_items(entries)
+    counts = {lms: sum(1 for name, is_dir in items.items() if _named_like(lms, name, is_dir))
+              for lms in ("canvas", "moodle", "gradescope")}
+    lms, best = max(counts.items(), key=lambda kv: kv[1])
+    return (lms if best else None), best, len(items)
+
+
 def detect(entries: list[Entry]) -> tuple[str | None, list[str]]:
     """Which LMS made this download, and warnings for a layout that only partly matches.
 
@@ -229,21 +270,15 @@ def detect(entries: list[Entry]) -> tuple[str | None, list[str]]:
         return None, []
     if GRADESCOPE_METADATA in items and not items[GRADESCOPE_METADATA]:
         return "gradescope", []
-    counts = {
-        "canvas": sum(1 for name, is_dir in items.items() if not is_dir and CANVAS.match(name)),
-        "moodle": sum(1 for name in items if MOODLE.match(name)),
-        "gradescope": sum(1 for name, is_dir in items.items()
-                          if is_dir and GRADESCOPE_DIR.match(name)),
-    }
-    lms, best = max(counts.items(), key=lambda kv: kv[1])
-    if best == 0:
+    lms, best, total = _likeliest(entries)
+    if lms is None:
         return None, []
     if lms == "gradescope":  # without its metadata nobody knows whose folder is whose
         return None, [f"{best} submission_<id>/ folders but no {GRADESCOPE_METADATA}: not read "
                       "as a Gradescope export (extract a zip and grade the folder instead)"]
-    if 2 * best >= len(items):
+    if 2 * best >= total:
         return lms, []
-    return None, [f"{best} of {len(items)} entries are named like a {lms.capitalize()} "
+    return None, [f"{best} of {total} entries are named like a {lms.capitalize()} "
                   "download, the others are not: not read as an LMS download"]
 
 
@@ -302,12 +337,60 @@ def _from_entries(path: Path, entries: list[Entry], assignment: Assignment,
     lms, partial = detect(entries)
     warnings = [f"{path}: {w}" for w in warnings + partial]
     if lms is None:
-        return LmsBatch(None, warnings=warnings) if warnings else None
+        if not warnings:
+            return None
+        batch = LmsBatch(None, warnings=warnings)
+        guess = _likeliest(entries)[0]
+        if guess is not None and path.suffix.lower() == ".zip" and not path.is_dir():
+            # The ordinary discovery grades a zip as ONE submission: a class in a naming
+            # mpgrade does not know would become one student, quietly.
+            batch.unmatched = sorted(
+                e.shown for e in entries
+                if not is_junk(e.parts) and (guess == "gradescope" or not _named_like(
+                    guess, e.parts[0], len(e.parts) > 1)))
+            why = partial[0] if partial else "not read as an LMS download"
+            batch.submissions.append(unmatched_record(path, batch.unmatched, why))
+        return batch
     batch = LmsBatch(lms, warnings=warnings)
     reader = {"canvas": _canvas, "moodle": _moodle, "gradescope": _gradescope}[lms]
     reader(path, entries, assignment, batch)
+    batch.unmatched.sort()
+    if batch.unmatched:
+        record = unmatched_record(path, batch.unmatched)
+        batch.submissions.append(record)
+        batch.warnings.append(f"{path}: {record.error} (the {record.id} result is an error, so "
+                              "mpgrade grade exits with status 1)")
     batch.submissions.sort(key=lambda s: s.id)
     return batch
+
+
+UNMATCHED_LISTED = 50  # entries named in the message; the rest are counted
+
+
+def unmatched_record(path: Path, unmatched: list[str], why: str | None = None) -> Submission:
+    """The ``error`` submission that lists a download's entries that match no student.
+
+    It is a result like a student's (``<download>-unmatched.json``, status ``error``), so it
+    is in ``summary.json``, in the final table and in the exit status, where a printed
+    "skipped" line alone scrolls away. No LMS id looks like it (they are numbers or
+    ``anon-...``), so it never takes a student's place.
+    """
+    n = len(unmatched)
+    listed = ", ".join(printable(u) for u in unmatched[:UNMATCHED_LISTED])
+    if n > UNMATCHED_LISTED:
+        listed += f" and {n - UNMATCHED_LISTED} more"
+    if why is None:
+        error = (f"{n} {'entry' if n == 1 else 'entries'} of {path.name} "
+                 f"{'matches' if n == 1 else 'match'} no student and "
+                 f"{'was' if n == 1 else 'were'} not graded as anyone's: {listed}. Look at the "
+                 "download: a file an LMS did not write, or a naming mpgrade does not know "
+                 "(then grade those files on their own)")
+    else:
+        error = (f"{path.name}: {why}, so it was graded as one ordinary submission and its "
+                 f"entries match no student: {listed}. If it is an LMS download, some "
+                 "students may be missing: extract it and grade the folder")
+    return Submission(id=submission_id(path.name)[:100] + "-unmatched", source=str(path),
+                      error=error)
 
 
 # --------------------------------------------------------------------------------------------
@@ -434,31 +517,101 @@ def _collect_zip(data: bytes, it: _Item, found: Collection) -> None:
 # Canvas
 
 
+@dataclass(frozen=True)
+class CanvasFile:
+    """What a Canvas download's file name says (canvas-lms lib/content_zipper.rb)."""
+
+    name: str  # the user name as Canvas wrote it, or ``anon_<anonymous id>``
+    late: bool
+    user_id: str | None  # None under anonymous grading
+    anonymous_id: str | None
+    attachment_id: int
+    original: str  # the file as uploaded (Canvas's display name, ``-N`` for a re-upload)
+
+
+def canvas_file(top: str) -> CanvasFile | None:
+    """``DoeJane_LATE_1001_5001_spawn.py`` read the way Canvas wrote it, or None.
+
+    The user id is the first ``_<digits>_`` (Canvas rewrites any in the name, see CANVAS
+    above), a ``_LATE``/``_late`` just before it is the late flag, and the attachment id
+    follows: ``<name>[_LATE]_<user id>_<attachment id>_<display name>``.
+    """
+    first = _CANVAS_FIRST_ID.search(top)
+    if first is None or len(first[1]) > 30:
+        return None
+    prefix = top[:first.start()]
+    late = _CANVAS_LATE.search(prefix) is not None
+    name = prefix[:-5] if late else prefix
+    rest = _CANVAS_ATTACHMENT.match(top, first.end())
+    if not name or rest is None:
+        return None
+    return CanvasFile(name, late, first[1], None, int(rest[1]), rest[2])
+
+
+def canvas_anonymous_file(top: str) -> CanvasFile | None:
+    """``anon_<anonymous id>[_LATE]_<attachment id>_<display name>`` (also ``anon_LATE_...``).
+
+    Under anonymous grading Canvas writes the submission's anonymous id where the user name
+    and id were: the download names nobody, and the anonymous id is the identity.
+    """
+    m = CANVAS_ANON.match(top)
+    if m is None:
+        return None
+    return CanvasFile(f"anon_{m['anon']}", bool(m["late1"] or m["late2"]), None, m["anon"],
+                      int(m["sid"]), m["orig"])
+
+
+def _canvas_no_file(top: str) -> tuple[str, str] | None:
+    """(name, user id) of a text entry or URL (``<name>_<user id>_text.html``...), or None."""
+    first = top.find("_")  # the user id is the first number after an ``_``
+    while first >= 0 and not top[first + 1:first + 2].isdigit():
+        first = top.find("_", first + 1)
+    m = _CANVAS_NO_FILE.match(top, first) if first > 0 else None
+    if m is None or len(m[1]) > 30 or m.start() == 0:
+        return None
+    return top[:m.start()], m[1]
+
+
 def _canvas(path: Path, entries: list[Entry], assignment: Assignment, batch: LmsBatch) -> None:
+    files = [e for e in entries if not is_junk(e.parts) and len(e.parts) == 1]
+    # Anonymous grading is per assignment: a download is anonymous when every file Canvas
+    # named is in the anonymous form (an anonymous id may be all digits, ``anon_12345_...``,
+    # which also reads as a student named "anon").
+    anonymous = (any(canvas_anonymous_file(e.parts[0]) for e in files)
+                 and not any(canvas_file(e.parts[0]) and not canvas_anonymous_file(e.parts[0])
+                             for e in files))
+    read = canvas_anonymous_file if anonymous else canvas_file
     groups: dict[str, list[_Item]] = {}
     people: dict[str, dict[str, Any]] = {}
     for e in entries:
         if is_junk(e.parts):
             continue
         top = e.parts[0]
-        m = CANVAS.match(top) if len(e.parts) == 1 else None
-        if m is None:
-            loose = CANVAS_NO_FILE.match(top)
-            what = ("a Canvas entry without an uploaded file (text entry or URL?)" if loose
-                    else "not named like a Canvas download file (<name>_<user id>_<id>_<file>)")
-            batch.skipped.append(f"{path}: {e.shown}: {what}, skipped")
+        f = read(top) if len(e.parts) == 1 else None
+        if f is None:
+            loose = _canvas_no_file(top) if len(e.parts) == 1 and not anonymous else None
+            if loose is not None:
+                batch.skipped.append(f"{path}: {e.shown}: a Canvas entry without an uploaded "
+                                     "file (text entry or URL?), skipped")
+                continue
+            batch.unmatched.append(e.shown)
+            batch.skipped.append(f"{path}: {e.shown}: not named like a Canvas download file "
+                                 "(<name>[_LATE]_<user id>_<id>_<file>), matches no student")
             continue
-        uid, sid = m["uid"], int(m["sid"])
-        orig, number = _canvas_original(m["orig"])
-        groups.setdefault(uid, []).append(_Item(e, orig, orig, (number, sid)))
-        person = people.setdefault(uid, {"lms": "canvas", "user_id": uid, "name": m["name"],
+        key = f.user_id if f.user_id is not None else f"anon-{f.anonymous_id}"
+        orig, number = _canvas_original(f.original)
+        groups.setdefault(key, []).append(_Item(e, orig, orig, (number, f.attachment_id)))
+        person = people.setdefault(key, {"lms": "canvas", "user_id": f.user_id, "name": f.name,
                                          "submission_id": None, "late": False, "email": None})
-        person["late"] = person["late"] or bool(m["late"])
-        if person["submission_id"] is None or sid > int(person["submission_id"]):
-            person["submission_id"] = str(sid)
-    for uid, items in groups.items():
-        batch.submissions.append(_build(f"canvas-{uid}", path, f"{people[uid]['name']}_{uid}",
-                                        items, assignment, people[uid]))
+        if f.anonymous_id is not None:
+            person["anonymous_id"] = f.anonymous_id
+        person["late"] = person["late"] or f.late
+        if person["submission_id"] is None or f.attachment_id > int(person["submission_id"]):
+            person["submission_id"] = str(f.attachment_id)
+    for key, items in groups.items():
+        label = people[key]["name"] if anonymous else f"{people[key]['name']}_{key}"
+        batch.submissions.append(_build(f"canvas-{key}", path, label, items, assignment,
+                                        people[key]))
 
 
 def _canvas_original(name: str) -> tuple[str, int]:
@@ -482,8 +635,9 @@ def _moodle(path: Path, entries: list[Entry], assignment: Assignment, batch: Lms
             continue
         m = MOODLE.match(e.parts[0])
         if m is None:
+            batch.unmatched.append(e.shown)
             batch.skipped.append(f"{path}: {e.shown}: not named like a Moodle download "
-                                 "(<Full Name>_<id>_assignsubmission_file_), skipped")
+                                 "(<Full Name>_<id>_assignsubmission_file), matches no student")
             continue
         pid, name = m["pid"], printable(m["name"])
         if m["plugin"] != "file":
@@ -491,6 +645,7 @@ def _moodle(path: Path, entries: list[Entry], assignment: Assignment, batch: Lms
             continue
         folder = len(e.parts) > 1
         if folder and m["rest"]:
+            batch.unmatched.append(e.shown)
             batch.skipped.append(f"{path}: {e.shown}: in a folder named like a Moodle file, not "
                                  "a Moodle folder (<Full Name>_<id>_assignsubmission_file), skipped")
             continue
@@ -533,14 +688,18 @@ def _gradescope(path: Path, entries: list[Entry], assignment: Assignment,
             continue
         m = GRADESCOPE_DIR.match(e.parts[0])
         if m is None or len(e.parts) < 2:
-            batch.skipped.append(f"{path}: {e.shown}: not in a submission_<id>/ folder, skipped")
+            batch.unmatched.append(e.shown)
+            batch.skipped.append(f"{path}: {e.shown}: not in a submission_<id>/ folder, "
+                                 "matches no student")
             continue
         inner = "/".join(e.parts[1:])
         groups.setdefault(e.parts[0], []).append(_Item(e, inner, inner))
     for folder, items in groups.items():
         record = meta.get(folder)
-        if meta and record is None:
-            batch.warnings.append(f"{path}: {folder} is not in {GRADESCOPE_METADATA}")
+        if record is None:
+            batch.unmatched.append(folder)
+            batch.warnings.append(f"{path}: {folder} is not in {GRADESCOPE_METADATA}: graded, "
+                                  "but it names no student")
         batch.submissions.append(_build(f"gradescope-{folder.split('_', 1)[1]}", path, folder,
                                         items, assignment, _gradescope_student(folder, record)))
     for folder, record in sorted(meta.items()):

@@ -544,3 +544,59 @@ def test_a_folder_with_more_files_than_a_zip_may_hold_is_an_error(tmp_path, cour
     subs = by_id(discover([subs_dir], course)[0])
     assert subs["alice"].error is None
     assert str(MAX_MEMBERS) in subs["eve"].error
+
+
+# --------------------------------------------------------------------------------------------
+# Current Canvas naming (#19): a student's own file name never moves it, nothing vanishes
+
+
+@pytest.mark.parametrize("form", ["zip", "folder"])
+def test_a_canvas_file_named_like_another_students_entry_stays_with_its_uploader(tmp_path, course, form):
+    """Ann uploads ``DoeJane_LATE_1001_5001_spawn.py``; Canvas prefixes it with her own name and
+    ids. The first ``_<digits>_`` is the user id (Canvas rewrites any in a name), so it is Ann's."""
+    files = {"DoeJane_1001_5001_spawn.py": b"# jane\n",
+             "lee_ann_1002_6001_DoeJane_LATE_1001_5002_spawn-9.py": b"# ann, posing as jane\n"}
+    path = write_tree(tmp_path / "dl", files) if form == "folder" else tmp_path / "dl.zip"
+    if form == "zip":
+        path.write_bytes(zip_bytes(list(files.items())))
+    found, skipped = discover([path], course)
+    subs = by_id(found)
+    assert sorted(subs) == ["canvas-1001", "canvas-1002"], skipped
+    assert subs["canvas-1001"].files == {"spawn.py": b"# jane\n"}
+    assert subs["canvas-1001"].student["late"] is False
+    assert subs["canvas-1002"].student["name"] == "lee_ann"
+    assert subs["canvas-1002"].files == {}  # her file is not named spawn.py
+
+
+def test_an_anonymous_students_file_named_like_another_anonymous_entry_stays_theirs(tmp_path, course):
+    download = tmp_path / "anon.zip"
+    download.write_bytes(zip_bytes([("anon_abc12_5001_spawn.py", b"# abc12\n"),
+                                    ("anon_Zq9x1_5002_anon_abc12_5003_spawn.py", b"# Zq9x1\n")]))
+    subs = by_id(discover([download], course)[0])
+    assert sorted(subs) == ["canvas-anon-Zq9x1", "canvas-anon-abc12"]
+    assert subs["canvas-anon-abc12"].files == {"spawn.py": b"# abc12\n"}
+    assert subs["canvas-anon-Zq9x1"].student["user_id"] is None
+
+
+def test_an_anonymous_looking_file_in_an_ordinary_canvas_download_is_unmatched_not_dropped(tmp_path, course):
+    download = tmp_path / "canvas.zip"
+    download.write_bytes(zip_bytes([("DoeJane_1001_5001_spawn.py", SPAWN),
+                                    ("smithbob_1002_6001_spawn.py", SPAWN),
+                                    ("anon_xr4Gt_5001_spawn.py", SPAWN)]))
+    found, skipped = discover([download], course)
+    subs = by_id(found)
+    assert sorted(subs) == ["canvas-1001", "canvas-1002", "canvas-unmatched"]
+    assert "anon_xr4Gt_5001_spawn.py" in subs["canvas-unmatched"].error
+    assert any("match" in m and "anon_xr4Gt_5001_spawn.py" in m for m in skipped)
+
+
+def test_ten_thousand_stray_entries_are_counted_not_listed_one_by_one(tmp_path, course):
+    download = tmp_path / "canvas.zip"
+    download.write_bytes(zip_bytes([("DoeJane_1001_5001_spawn.py", SPAWN),
+                                    *((f"junk{i:05}.txt", b"") for i in range(10_000)),
+                                    *((f"s{i}_{i}_{i}_spawn.py", SPAWN) for i in range(10_000))]))
+    found, _ = discover([download], course)
+    record = by_id(found)["canvas-unmatched"]
+    assert record.error.startswith("10000 entries of canvas.zip match no student")
+    assert record.error.count("junk") == lms.UNMATCHED_LISTED and "and 9950 more" in record.error
+    assert len(record.error) < 5000
