@@ -183,6 +183,16 @@ def test_invalid_files_are_problems_and_summary_is_not_a_document(tmp_path: Path
     assert "a second document" in problems["doc0000.json"] and "score" in problems["forged.json"]
 
 
+def test_a_large_class_is_read_by_worker_processes_with_the_same_result(tmp_path: Path) -> None:
+    docs = [document(f"s{n:03d}", [entry("e/t.py::x", "e", outcome="passed" if n % 3 else "failed",
+                                         message="no")]) for n in range(model.PARALLEL_FROM + 2)]
+    folder = write_documents(tmp_path / "r", docs)
+    (folder / "zz-broken.json").write_text("[]")
+    klass = model.load_class(folder)
+    assert [st.id for st in klass.students] == [d["submission"]["id"] for d in docs]
+    assert [name for name, _ in klass.problems] == ["zz-broken.json"]
+
+
 @pytest.mark.parametrize("sub_id", ["../../etc/passwd", "Alice", "alice", "con", "a/b", "x%2Fy", ".hidden",
                                     "é" * 300, "a\nb"])
 def test_page_names_are_one_safe_component_and_distinct(sub_id: str) -> None:

@@ -7,10 +7,14 @@ winnowing keeps a few of the hashes. The exercise **stub** is boilerplate: its k
 removed from every submission, so the signatures, docstrings and imports every student was
 given never count as alike.
 
-Comparing all pairs with copydetect's ``compare_files`` costs a fraction of a millisecond
-each, which for 300 students and four exercises is tens of seconds; so every pair is first
-ranked by how many winnowed hashes the two share (one set intersection), and only the top of
-that list is compared in full, for the score and the matching regions shown side by side.
+Fingerprinting every file with Pygments and comparing all pairs with copydetect's
+``compare_files`` would take most of a minute for 300 students and four exercises, so it is
+done in two steps. First every file is tokenized with the standard library's tokenizer into
+the same placeholder text copydetect's filter writes (:func:`quick_filter`), fingerprinted
+with copydetect's own k-gram hashing and winnowing, and every pair is ranked by how many of
+the smaller side's hashes the two share (one set intersection). Then only the top
+``CANDIDATES`` pairs per exercise are fingerprinted and compared by copydetect itself, which
+gives the score that is shown and decides the flag, and the matching regions.
 
 A similar pair is a lead for a human to read, never a verdict: short exercises have few good
 solutions, and students may have worked from the same lecture example.
@@ -18,8 +22,11 @@ solutions, and students may have worked from the same lecture example.
 
 from __future__ import annotations
 
+import builtins
 import io
 import itertools
+import keyword
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,20 +105,81 @@ def exercise_code(assignment: Assignment, files: dict[str, str]) -> dict[str, st
 
 
 def _fingerprint(code: str, boilerplate: Any) -> Any:
+    """copydetect's own fingerprint (Pygments tokens): the score and regions that are shown."""
     from copydetect import CodeFingerprint
 
     return CodeFingerprint("submission.py", NOISE, WINDOW, boilerplate=boilerplate,
-                           fp=io.StringIO(code))
+                           fp=io.StringIO(code), language="python")
 
 
-def _boilerplate(stub: str) -> Any:
+def _boilerplate(stub: str, *, quick: bool = False) -> Any:
+    """Every k-gram hash of the stub (window 1, as copydetect's boilerplate directories)."""
     import numpy as np
     from copydetect import CodeFingerprint
+    from copydetect.utils import get_document_fingerprints
 
     if not stub.strip():
         return []
-    every = CodeFingerprint("stub.py", NOISE, 1, fp=io.StringIO(stub)).hashes
+    if quick:
+        every, _ = get_document_fingerprints(quick_filter(stub), NOISE, 1)
+    else:
+        every = CodeFingerprint("stub.py", NOISE, 1, fp=io.StringIO(stub), language="python").hashes
     return np.unique(np.array(sorted(every), dtype=np.int64))
+
+
+_BUILTINS = frozenset(dir(builtins))
+_KEYWORDS = frozenset(keyword.kwlist)
+# One pass of C-level regex over the code: comments and layout skipped, strings (any prefix,
+# triple-quoted too), names, numbers, then operators. Unlike ``tokenize`` it never refuses
+# code, so a submission with a syntax error is still compared.
+_TOKEN = re.compile(r"""
+    (?P<skip>\#[^\n]*|\s+|\\\n)
+  | (?P<string>[rRbBfFuU]{0,2}(?:\'\'\'[\s\S]*?\'\'\'|\"\"\"[\s\S]*?\"\"\"|'(?:\\.|[^'\\\n])*'?|"(?:\\.|[^"\\\n])*"?))
+  | (?P<name>[^\W\d]\w*)
+  | (?P<number>\.?\d[\w.]*)
+  | (?P<op>\*\*=?|//=?|->|:=|<<=?|>>=?|[-+*/%&|^<>=!@]=|\S)
+""", re.X)
+
+
+def quick_filter(code: str) -> str:
+    """The code as copydetect's filter writes it (names as V, a defined function F, a class O,
+    strings S, comments and layout dropped, keywords, builtins, numbers and operators kept),
+    from one regular expression instead of Pygments: many times faster, used only to rank
+    the pairs; the scores shown are copydetect's own."""
+    out: list[str] = []
+    previous = ""
+    for m in _TOKEN.finditer(code):
+        kind = m.lastgroup
+        if kind == "skip":
+            continue
+        text = m.group()
+        if kind == "name":
+            if text in _KEYWORDS or text in _BUILTINS:
+                out.append(text)
+            else:
+                out.append("F" if previous == "def" else "O" if previous == "class" else "V")
+        elif kind == "string":
+            out.append("S")
+        else:
+            out.append(text)
+        previous = text
+    return "".join(out)
+
+
+@dataclass
+class _Quick:
+    """Winnowed hashes of :func:`quick_filter`'s text, and how many tokens they cover."""
+
+    hashes: set[int]
+    coverage: float
+
+
+def _quick(code: str, boilerplate: Any) -> _Quick:
+    from copydetect.utils import get_document_fingerprints, get_token_coverage
+
+    text = quick_filter(code)
+    hashes, idx = get_document_fingerprints(text, NOISE, WINDOW, boilerplate)
+    return _Quick(set(hashes), float(get_token_coverage(idx, NOISE, len(text))) if idx else 0.0)
 
 
 def _regions(slices: Any, length: int) -> list[tuple[int, int]]:
@@ -130,6 +198,43 @@ def _regions(slices: Any, length: int) -> list[tuple[int, int]]:
     return merged
 
 
+MAX_MATRIX = 40_000_000  # cells of the files x hashes matrix; above it, pair by pair
+
+
+def _rank(prints: dict[str, _Quick]) -> list[tuple[float, str, str]]:
+    """Every pair sharing at least ``PREFILTER`` of the smaller side's hashes, with that ratio.
+
+    The counts of shared hashes of all pairs at once are one matrix product (files x hashes,
+    0/1) with numpy, a fraction of a second for a class of 300; for a very large class the
+    same is counted pair by pair with set intersections.
+    """
+    import numpy as np
+
+    ids = list(prints)
+    columns: dict[int, int] = {}
+    for fp in prints.values():
+        for h in fp.hashes:
+            columns.setdefault(h, len(columns))
+    ranked = []
+    if len(ids) * len(columns) <= MAX_MATRIX:
+        matrix = np.zeros((len(ids), len(columns)), dtype=np.float32)
+        for row, sid in enumerate(ids):
+            matrix[row, [columns[h] for h in prints[sid].hashes]] = 1.0
+        shared = matrix @ matrix.T
+        sizes = matrix.sum(axis=1)
+        smaller = np.minimum.outer(sizes, sizes)
+        ratio = np.divide(shared, smaller, out=np.zeros_like(shared), where=smaller > 0)
+        rows, cols = np.nonzero(np.triu(ratio >= PREFILTER, k=1))
+        ranked = [(float(ratio[i, j]), ids[i], ids[j]) for i, j in zip(rows.tolist(), cols.tolist(), strict=True)]
+    else:
+        for a, b in itertools.combinations(ids, 2):
+            ha, hb = prints[a].hashes, prints[b].hashes
+            shared_count = len(ha & hb)
+            if shared_count and shared_count / min(len(ha), len(hb)) >= PREFILTER:
+                ranked.append((shared_count / min(len(ha), len(hb)), a, b))
+    return ranked
+
+
 def compare(code: dict[str, dict[str, str]], stub_code: dict[str, str], *,
             threshold: float = THRESHOLD, candidates: int = CANDIDATES) -> Similarity:
     """Pairs per exercise from ``code`` (submission id -> exercise -> text).
@@ -145,32 +250,33 @@ def compare(code: dict[str, dict[str, str]], stub_code: dict[str, str], *,
     too_little: dict[str, list[str]] = {}
     exercises = sorted({ex for per in code.values() for ex in per})
     for ex in exercises:
-        boilerplate = _boilerplate(stub_code.get(ex, ""))
-        prints = {}
+        stub = stub_code.get(ex, "")
+        quick_boilerplate = _boilerplate(stub, quick=True)
+        prints: dict[str, _Quick] = {}
         little = []
         for sid in sorted(code):
             text = code[sid].get(ex)
             if text is None:
                 continue
-            fp = _fingerprint(text, boilerplate)
-            if fp.token_coverage < MIN_TOKENS or not fp.hashes:
+            fp = _quick(text, quick_boilerplate)
+            if fp.coverage < MIN_TOKENS or not fp.hashes:
                 little.append(sid)
             else:
                 prints[sid] = fp
         too_little[ex] = little
         compared[ex] = len(prints)
-        ranked = []
-        for a, b in itertools.combinations(prints, 2):
-            ha, hb = prints[a].hashes, prints[b].hashes
-            shared = len(ha & hb)
-            if shared:
-                ratio = shared / min(len(ha), len(hb))
-                if ratio >= PREFILTER:
-                    ranked.append((ratio, a, b))
+        ranked = _rank(prints)
         ranked.sort(key=lambda r: (-r[0], r[1], r[2]))
         found = []
+        boilerplate = _boilerplate(stub) if ranked else []
+        full: dict[str, Any] = {}
         for _, a, b in ranked[:candidates]:
-            fa, fb = prints[a], prints[b]
+            for sid in (a, b):
+                if sid not in full:
+                    full[sid] = _fingerprint(code[sid][ex], boilerplate)
+            fa, fb = full[a], full[b]
+            if not fa.hashes or not fb.hashes:
+                continue
             _, (sa, sb), (slices_a, slices_b) = compare_files(fa, fb)
             found.append(Pair(ex, a, b, min(1.0, float(sa)), min(1.0, float(sb)),
                               fa.raw_code, fb.raw_code,

@@ -248,7 +248,9 @@ def similarity_page(klass: ClassResults, sim: similarity_mod.Similarity | None,
     body.append(f"<p>Per exercise, each submission's code with the exercise's stub removed (the given "
                 f"code never counts), compared with every other submission's by token fingerprints "
                 f"(winnowing, as MOSS and JPlag do; copydetect). A pair is flagged when on average "
-                f"{sim.threshold:.0%} or more of each side's own code matches the other.</p>")
+                f"{sim.threshold:.0%} or more of each side's own code matches the other. The "
+                f"{similarity_mod.CANDIDATES} pairs per exercise that share the most fingerprints are "
+                f"compared in full and listed.</p>")
     body.append('<table id="exercise-coverage"><thead><tr><th>exercise</th><th class="num">compared</th>'
                 "<th>too little own code to compare</th></tr></thead><tbody>")
     for ex, n in sim.compared.items():
