@@ -52,10 +52,13 @@ def browser():
         from playwright.sync_api import sync_playwright
     except ImportError as exc:
         _unavailable(f"{exc.name} is not installed (pip install -e '.[dev,report]')")
-    if not (Path(CHROMIUM).is_file() and os.access(CHROMIUM, os.X_OK)) and not shutil.which("chromium"):
+    executable = CHROMIUM if Path(CHROMIUM).is_file() and os.access(CHROMIUM, os.X_OK) else None
+    if executable is None and "MPGRADE_CHROMIUM" not in os.environ:
+        executable = shutil.which("chromium")
+    if executable is None:
         _unavailable(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
     with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True)
+        b = pw.chromium.launch(executable_path=executable, headless=True)
         try:
             yield b
         finally:
