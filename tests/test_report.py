@@ -265,3 +265,29 @@ def test_the_command_on_the_committed_batch_reads_the_graded_code(tmp_path: Path
     first = page.index('class="pair"')
     assert 'data-a="frank-own" data-b="grace-copy"' in page[first:first + 200]
     assert 'data-a="frank-own" data-b="judy-own" data-exercise="03_prodcons" data-flagged="no"' in page
+
+
+def test_by_default_the_code_is_read_from_each_result_source(tmp_path: Path) -> None:
+    """The bundled samples' documents name their zips (examples/submissions/...) as source;
+    the samples all hand in the reference solution where they do an exercise, so the report
+    flags those pairs at 100%: identical code is found whichever way it came."""
+    from click.testing import CliRunner
+
+    from grader.cli.report import report_command
+
+    results_dir = tmp_path / "results"
+    results_dir.mkdir()
+    for path in (DATA / "results").glob("*.json"):
+        if json.loads(path.read_text())["submission"]["source"].startswith("examples/"):
+            (results_dir / path.name).write_text(path.read_text())
+    out = tmp_path / "site"
+    (out / "students").mkdir(parents=True)
+    (out / "students" / "gone-0123456789.html").write_text("an earlier report's student")
+    result = CliRunner().invoke(report_command, [str(results_dir), "--out", str(out), "--assignment", str(REPO)])
+    assert result.exit_code == 0, result.output
+    page = (out / "similarity.html").read_text()
+    assert "Code not available" not in page
+    assert page.count('data-flagged="yes"') >= 4 and "<td class=\"num\" data-sort=\"100\">100</td>" in page
+    assert not (out / "students" / "gone-0123456789.html").exists()
+    same = CliRunner().invoke(report_command, [str(results_dir), "--out", str(results_dir)])
+    assert same.exit_code == 2 and "folder of its own" in same.output

@@ -123,6 +123,8 @@ def report_command(results_dir: Path, out_dir: Path, submissions: tuple[Path, ..
 
     if not results_dir.is_dir():
         _fail(f"{results_dir} is not a folder of results (mpgrade grade --out DIR)")
+    if out_dir.resolve() == results_dir.resolve():
+        _fail("--out must be a folder of its own, not the results folder")
     klass = model.load_class(results_dir)
     if not klass.students:
         _fail(f"no valid result documents in {results_dir}")

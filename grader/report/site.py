@@ -406,6 +406,14 @@ def student_page(st: Student) -> str:
 
 # --------------------------------------------------------------------------- the site
 
+def _remove_stale_pages(folder: Path, current: set[str]) -> None:
+    """A student page of an earlier report whose student is no longer in the results would
+    still open from disk and look current: remove the pages this report did not write."""
+    for path in folder.glob("*.html"):
+        if path.name not in current and path.is_file() and not path.is_symlink():
+            path.unlink(missing_ok=True)
+
+
 def write(klass: ClassResults, out_dir: Path, *, code: dict[str, dict[str, str]] | None = None,
           stub_code: dict[str, str] | None = None,
           threshold: float = similarity_mod.THRESHOLD) -> Report:
@@ -437,6 +445,7 @@ def write(klass: ClassResults, out_dir: Path, *, code: dict[str, dict[str, str]]
     put("students.html", students_page(klass))
     for st in klass.students:
         put(f"{STUDENTS_DIR}/{st.page}", student_page(st))
+    _remove_stale_pages(out_dir / STUDENTS_DIR, {st.page for st in klass.students})
     data = {"students": len(klass.students), "status": klass.status_counts(),
             "flagged_pairs": report.flagged_pairs, "problems": [list(p) for p in klass.problems]}
     write_atomic(out_dir / "report.json", (json_text(data, indent=2) + "\n").encode())
