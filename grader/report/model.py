@@ -150,30 +150,33 @@ def _read_one(path: Path) -> tuple[dict[str, Any] | None, str]:
 PARALLEL_FROM = 48  # documents; below it, starting worker processes costs more than it saves
 
 
-def _read_all(paths: list[Path]) -> list[tuple[dict[str, Any] | None, str]]:
+def _read_all(paths: list[Path], parallel: bool = True) -> list[tuple[dict[str, Any] | None, str]]:
     """Validating a document against the schema is most of a report's time for a large class
     (~20 ms for one of 64 tests), and each is independent: a class is read by one worker
     process per CPU. The workers are forked from this process (no re-import); where fork is
     not available, or for a small class, the documents are read here, one after the other."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    if len(paths) < PARALLEL_FROM or cpus < 2 or "fork" not in multiprocessing.get_all_start_methods():
+    if (not parallel or len(paths) < PARALLEL_FROM or cpus < 2
+            or "fork" not in multiprocessing.get_all_start_methods()):
         return [_read_one(p) for p in paths]
     context = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(max_workers=min(cpus, 8), mp_context=context) as pool:
         return list(pool.map(_read_one, paths, chunksize=max(1, len(paths) // (4 * cpus))))
 
 
-def load_class(results_dir: Path) -> ClassResults:
+def load_class(results_dir: Path, *, parallel: bool = True) -> ClassResults:
     """Every ``*.json`` result document directly in ``results_dir`` (``summary.json`` aside).
 
     A file that is not a valid document, or a second document with an id already seen, is
-    recorded in ``problems`` with the reason and left out of every number.
+    recorded in ``problems`` with the reason and left out of every number. ``parallel=False``
+    reads in this process only: for a caller with threads of its own (a web service), where
+    forking is not safe.
     """
     out = ClassResults()
     seen: set[str] = set()
     paths = [p for p in sorted(Path(results_dir).glob("*.json"))
              if p.name not in NOT_DOCUMENTS and p.is_file() and not p.is_symlink()]
-    for path, (doc, problem) in zip(paths, _read_all(paths), strict=True):
+    for path, (doc, problem) in zip(paths, _read_all(paths, parallel), strict=True):
         if doc is None:
             out.problems.append((path.name, problem))
             continue
