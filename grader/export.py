@@ -54,6 +54,44 @@ class ExportError(ValueError):
     """An export that cannot be made as asked; the message says what to fix (one line)."""
 
 
+class Withheld(ExportError):
+    """A result that no export sends as a grade: its grading failed (``error``/``timeout``)."""
+
+
+# --------------------------------------------------------------------------- one policy for error and timeout
+#
+# An ``error`` or ``timeout`` result is not a grade: it says the grading failed (a grader or
+# sandbox problem, a submission that could not be read or ran past its limit), not what the
+# student earned. So no export ever sends it as one: no 0, no LTI ``gradingProgress: Failed``
+# (Canvas sets the score to nil for it), no Gradescope results.json (its score would be the
+# active submission's). Whatever grade the platform holds, an earlier good one included, stays;
+# every withheld result is listed (``not sent:``) and the export exits with status 1, so a
+# TA regrades or decides by hand. Where a format has a "no grade" answer it is used:
+# PrairieLearn's ``gradable: false`` (no score, the attempt not counted, the reason shown);
+# the plain scores CSV keeps the row with an empty score. docs/lms-exports.md says the same.
+
+GRADE_STATUS = "graded"
+
+
+def withheld_reason(doc: dict[str, Any]) -> str | None:
+    """Why a document is not sent as a grade (``<id>: <status>: <message>``), or None."""
+    if doc["status"] == GRADE_STATUS:
+        return None
+    message = " ".join(str(doc.get("message") or "").split())
+    return f"{doc['submission']['id']}: {doc['status']}: {message[:300]}"
+
+
+def withheld(docs: Iterable[dict[str, Any]]) -> list[str]:
+    """The reasons of every document of ``docs`` that no export sends as a grade."""
+    return [r for r in map(withheld_reason, docs) if r is not None]
+
+
+def _refuse_withheld(doc: dict[str, Any]) -> None:
+    reason = withheld_reason(doc)
+    if reason is not None:
+        raise Withheld(f"{reason} (an {doc['status']} result is never sent as a grade)")
+
+
 # --------------------------------------------------------------------------- input
 
 
@@ -198,11 +236,13 @@ def _parse_time(text: str) -> datetime:
 def gradescope_results(doc: dict[str, Any]) -> dict[str, Any]:
     """One document as Gradescope's ``results.json`` (autograder specifications, "Output format").
 
-    The top-level ``score`` is set (it overrides the sum of the tests), so error and timeout
-    results, which have no tests, still score 0 with the reason in ``output``. Texts are plain
-    ``text`` format: a student's printed output must never be rendered as HTML. The
-    ``run_autograder`` log (stdout) stays hidden from students: it is grader diagnostics.
+    The top-level ``score`` is set (it overrides the sum of the tests). An error or timeout
+    result raises :class:`Withheld` (the one policy above): its 0 would become the score of
+    the student's active submission. Texts are plain ``text`` format: a student's printed
+    output must never be rendered as HTML. The ``run_autograder`` log (stdout) stays hidden
+    from students: it is grader diagnostics.
     """
+    _refuse_withheld(doc)
     doc = json_safe(doc)
     exercise_index = {ex["name"]: i + 1 for i, ex in enumerate(doc["exercises"])}
     counters: dict[str, int] = {}
@@ -247,8 +287,12 @@ def _dump(data: Any) -> bytes:
 
 
 def write_gradescope(docs: Iterable[dict[str, Any]], out_dir: Path) -> list[Path]:
-    """``out_dir/<id>/results.json`` for every document; returns the files written."""
-    return _write_per_submission(docs, Path(out_dir), gradescope_results)
+    """``out_dir/<id>/results.json`` for every graded document; returns the files written.
+
+    Error and timeout results get none (see :func:`withheld`, which lists them).
+    """
+    return _write_per_submission([d for d in docs if withheld_reason(d) is None], Path(out_dir),
+                                 gradescope_results)
 
 
 def write_gradescope_single(docs: list[dict[str, Any]], out_file: Path) -> Path:
@@ -256,6 +300,10 @@ def write_gradescope_single(docs: list[dict[str, Any]], out_file: Path) -> Path:
     if len(docs) != 1:
         raise ExportError(f"--single needs exactly one result document, found {len(docs)}: "
                           + ", ".join(submission_id(d) for d in docs[:10]))
+    reason = withheld_reason(docs[0])
+    if reason is not None:
+        raise Withheld(f"results.json not written: {reason}. An {docs[0]['status']} result is never "
+                       "a score: Gradescope shows the autograder as failed; rerun it")
     out_file = Path(out_file)
     out_file.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(out_file, _dump(gradescope_results(docs[0])))
@@ -411,12 +459,13 @@ def lti_comment(doc: dict[str, Any]) -> str:
 
 
 def lti_score(doc: dict[str, Any]) -> dict[str, Any]:
-    """One document as an AGS Score (``application/vnd.ims.lis.v1.score+json``).
+    """One graded document as an AGS Score (``application/vnd.ims.lis.v1.score+json``).
 
-    ``gradingProgress`` is FullyGraded for a graded result and Failed for error and timeout:
-    platforms keep FullyGraded scores and ignore (Canvas) or flag the others, so a grader
-    problem never silently becomes a final 0. ``scoreGiven`` is still sent (0 for those).
+    Always ``FullyGraded``. An error or timeout result raises :class:`Withheld`: any Score for
+    it would change the platform's grade (Canvas sets the score to nil for a Score that is
+    not FullyGraded, wiping an earlier good grade), so none is sent (the one policy above).
     """
+    _refuse_withheld(doc)
     doc = json_safe(doc)
     return validate_target("lti", {
         "userId": student_of(doc)["user_id"],
@@ -425,13 +474,14 @@ def lti_score(doc: dict[str, Any]) -> dict[str, Any]:
         "comment": lti_comment(doc),
         "timestamp": lti_timestamp(doc["finished_at"]),
         "activityProgress": "Completed",
-        "gradingProgress": "FullyGraded" if doc["status"] == "graded" else "Failed",
+        "gradingProgress": "FullyGraded",
     })
 
 
 def lti_scores(docs: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One Score per student; two results for one student is an error, never a silent overwrite."""
-    scores = [lti_score(d) for d in docs]
+    """One Score per graded student; two results for one student is an error, never a silent
+    overwrite. Error and timeout results have none (:func:`withheld` lists them)."""
+    scores = [lti_score(d) for d in docs if withheld_reason(d) is None]
     by_user: dict[str, int] = {}
     for s in scores:
         by_user[s["userId"]] = by_user.get(s["userId"], 0) + 1
@@ -453,8 +503,10 @@ SCORES_COLUMNS = ("id", "name", "user_id", "score", "max_score", "status", "late
 def scores_csv(docs: Iterable[dict[str, Any]]) -> str:
     """id, name, user_id, score, max_score, status, late: the lowest common denominator.
 
-    ``late`` is "true"/"false" when LMS ingestion said so, empty when unknown. Text cells (id,
-    name, user id) are the students' and neutralised for spreadsheets; scores stay numbers.
+    ``late`` is "true"/"false" when LMS ingestion said so, empty when unknown. The score of an
+    error or timeout result is empty, never 0 (the one policy above), its status says why.
+    Text cells (id, name, user id) are the students' and neutralised for spreadsheets; scores
+    stay numbers.
     """
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
@@ -462,7 +514,8 @@ def scores_csv(docs: Iterable[dict[str, Any]]) -> str:
     for doc in sorted(docs, key=submission_id):
         s = student_of(doc)
         late = "" if s["late"] is None else str(bool(s["late"])).lower()
-        writer.writerow(spreadsheet_row([submission_id(doc), s["name"], s["user_id"], _num(doc["score"]),
+        score = "" if withheld_reason(doc) else _num(doc["score"])
+        writer.writerow(spreadsheet_row([submission_id(doc), s["name"], s["user_id"], score,
                                          _num(doc["max_score"]), doc["status"], late]))
     return buf.getvalue()
 
@@ -485,6 +538,31 @@ class CanvasReport:
     unmatched_results: list[str] = field(default_factory=list)
     students_without_results: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    withheld: list[str] = field(default_factory=list)  # error/timeout: never written (one policy)
+
+
+# Which gradebook columns a student key is looked up in, by where the key came from. A Canvas
+# download's user id is the Canvas user id, i.e. the ``ID`` column, and only that: an SIS id
+# that happens to be the same number is another student. Other keys (a Gradescope SID, a
+# folder name) are the institution's: ``SIS User ID``, then ``SIS Login ID``, then ``ID``;
+# the first column where the key is found decides.
+CANVAS_KEY_COLUMNS = {"canvas": ("ID",)}
+OTHER_KEY_COLUMNS = ("SIS User ID", "SIS Login ID", "ID")
+_DECIMAL_COMMA = re.compile(r"^-?\d+,\d+$")
+
+
+def canvas_number(x: float, *, decimal_comma: bool) -> str:
+    """A score as a gradebook of this locale writes it: ``62.5``, or ``62,5``."""
+    text = _num(x)
+    return text.replace(".", ",") if decimal_comma else text
+
+
+def _gradebook_dialect(text: str) -> str:
+    """``,`` or ``;``: Canvas separates fields with ``;`` for comma-decimal locales (and when a
+    user asks for it), so the header decides, outside quotes."""
+    header = text.split("\n", 1)[0]
+    outside = re.sub(r'"[^"]*"', "", header)
+    return ";" if outside.count(";") > outside.count(",") else ","
 
 
 def _norm(text: str) -> str:
@@ -520,12 +598,16 @@ def canvas_gradebook(gradebook_csv: Path, docs: list[dict[str, Any]], column: st
                      out: Path) -> CanvasReport:
     """Fill the assignment's column of a Canvas gradebook export, ready to import again.
 
-    Everything else is kept as exported: the header, the rows before the first student
-    ("Points Possible", "Manual Posting" / muted rows: any row with no ID, SIS User ID or SIS
-    Login ID), every other column, and the cells of students without a result. A document
-    is matched to the row whose ``SIS User ID``, ``ID`` or ``SIS Login ID`` equals its student
-    key (``student.user_id``, else ``submission.id``), case-insensitively; a key matching
-    several rows, or several documents matching one row, changes nothing and is reported.
+    Everything else is kept as exported: the separator (``,``, or ``;`` in comma-decimal
+    locales, whose scores are then written ``62,5``), the header, the rows before the first
+    student ("Points Possible", "Manual Posting" / muted rows: any row with no ID, SIS User ID
+    or SIS Login ID), every other column, and the cells of students without a result. A
+    document's student key (``student.user_id``, else ``submission.id``) is looked up,
+    case-insensitively, in the columns it belongs to (CANVAS_KEY_COLUMNS): a Canvas user id
+    in ``ID`` only, any other key in ``SIS User ID``, ``SIS Login ID``, ``ID``, the first that
+    has it deciding. A key matching several rows, or several documents matching one row,
+    changes nothing and is reported. Error and timeout results are never written (the one
+    policy above): the cell keeps the grade Canvas has, and they are listed in ``withheld``.
     Every cell written is neutralised for spreadsheets (a student's display name can be a
     formula); numbers, the scores among them, are written as they are.
     """
@@ -539,8 +621,9 @@ def canvas_gradebook(gradebook_csv: Path, docs: list[dict[str, Any]], column: st
     except UnicodeDecodeError:
         raise ExportError(f"{gradebook_csv} is not UTF-8 (export the gradebook from Canvas again)") from None
     newline = "\r\n" if "\r\n" in text[:10000] else "\n"
+    delimiter = _gradebook_dialect(text)
     try:
-        rows = list(csv.reader(io.StringIO(text, newline="")))
+        rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
     except csv.Error as exc:  # a field over the csv module's limit, a NUL...: not a gradebook
         raise ExportError(f"{gradebook_csv} is not a gradebook mpgrade can read ({exc})") from None
     if not rows or not rows[0]:
@@ -558,6 +641,10 @@ def canvas_gradebook(gradebook_csv: Path, docs: list[dict[str, Any]], column: st
     col_name = choose_canvas_column(header, names.pop(), column)
     col = header.index(col_name)
     report = CanvasReport(column=col_name)
+    report.withheld = withheld(docs)
+    docs = [d for d in docs if withheld_reason(d) is None]
+    decimal_comma = delimiter == ";" or any(
+        _DECIMAL_COMMA.match(c.strip()) for row in rows[1:] for c in row)
 
     def cell(row: list[str], i: int) -> str:
         return row[i].strip() if i < len(row) else ""
@@ -573,26 +660,32 @@ def canvas_gradebook(gradebook_csv: Path, docs: list[dict[str, Any]], column: st
         if any(cell(row, i) for i in id_cols):
             student_rows.append(n)
         elif "points possible" in " ".join(row).casefold():
-            possible = cell(row, col)
+            possible = cell(row, col).replace(",", ".") if decimal_comma else cell(row, col)
             maxima = {d["max_score"] for d in docs}
             if possible and maxima and all(_num(m) != _num(_to_float(possible)) for m in maxima):
                 report.warnings.append(f"{col_name!r} is worth {possible} points in Canvas, the results "
                                        f"{'/'.join(_num(m) for m in sorted(maxima))}: scores are written unscaled")
-    index: dict[str, set[int]] = {}
+    index: dict[str, dict[str, set[int]]] = {name: {} for name in CANVAS_ID_COLUMNS}
     for n in student_rows:
-        for i in id_cols:
-            key = cell(rows[n], i).casefold()
+        for name in CANVAS_ID_COLUMNS:
+            key = cell(rows[n], header.index(name)).casefold() if name in header else ""
             if key:
-                index.setdefault(key, set()).add(n)
+                index[name].setdefault(key, set()).add(n)
     claims: dict[int, list[dict[str, Any]]] = {}
     for doc in docs:
-        key = student_of(doc)["user_id"]
-        hits = index.get(key.strip().casefold(), set())
+        student = student_of(doc)
+        key = student["user_id"]
+        columns = CANVAS_KEY_COLUMNS.get(student["lms"] or "", OTHER_KEY_COLUMNS)
+        hits: set[int] = set()
+        for name in columns:
+            hits = index[name].get(key.strip().casefold(), set())
+            if hits:
+                break
         if len(hits) == 1:
             claims.setdefault(next(iter(hits)), []).append(doc)
         elif not hits:
             report.unmatched_results.append(
-                f"{submission_id(doc)}: no student with SIS User ID, ID or SIS Login ID {key!r}")
+                f"{submission_id(doc)}: no student with {' or '.join(columns)} {key!r}")
         else:
             report.unmatched_results.append(
                 f"{submission_id(doc)}: {key!r} matches several students: "
@@ -606,15 +699,13 @@ def canvas_gradebook(gradebook_csv: Path, docs: list[dict[str, Any]], column: st
         elif mine:
             row = rows[n]
             row.extend([""] * (col + 1 - len(row)))
-            row[col] = _num(mine[0]["score"])
+            row[col] = canvas_number(mine[0]["score"], decimal_comma=decimal_comma)
             report.matched.append(submission_id(mine[0]))
-            if mine[0]["status"] != "graded":
-                report.warnings.append(f"{submission_id(mine[0])}: {mine[0]['status']} "
-                                       f"(score 0): {mine[0]['message'][:200]}")
         else:
             report.students_without_results.append(label(rows[n]))
     buf = io.StringIO()
-    csv.writer(buf, lineterminator=newline).writerows(spreadsheet_row(row) for row in rows)
+    csv.writer(buf, delimiter=delimiter, lineterminator=newline).writerows(
+        spreadsheet_row(row) for row in rows)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(out, (b"\xef\xbb\xbf" if bom else b"") + buf.getvalue().encode())
@@ -631,22 +722,16 @@ def _to_float(text: str) -> float:
 # --------------------------------------------------------------------------- PrairieLearn
 
 
-def bad_submission(doc: dict[str, Any]) -> bool:
-    """An error caused by what was handed in (rejected or unreadable archive, none of the
-    assignment's files), as opposed to a grader or sandbox problem: the submission has no
-    usable files."""
-    return doc["status"] == "error" and not doc["submission"].get("files")
-
-
 def prairielearn_results(doc: dict[str, Any]) -> dict[str, Any]:
     """One document as PrairieLearn's external grading ``results.json`` ("Grading results").
 
-    ``gradable`` is false only for a bad submission (PrairieLearn then neither scores it nor
-    counts the attempt, and shows ``format_errors``); a timeout or a grader error is gradable
-    with score 0 and the reason in ``message``. ``score`` is the fraction of ``max_score``.
+    ``gradable`` is false for every error and timeout result (the one policy above):
+    PrairieLearn then neither scores it nor counts the attempt, so an earlier good score
+    stands, and it shows the reason (``format_errors``). ``score`` is the fraction of
+    ``max_score``.
     """
     doc = json_safe(doc)
-    if bad_submission(doc):
+    if withheld_reason(doc) is not None:
         return validate_target("prairielearn", {
             "gradable": False,
             "message": _clip(doc["message"], 1000),

@@ -189,12 +189,13 @@ def test_gradescope_results_scores_visibility_status_and_feedback(docs):
     assert "04_locks: 20/25 (2/3 tests)" in gs["output"]
 
 
-def test_gradescope_error_result_has_the_reason_and_zero(docs):
-    gs = export.gradescope_results(docs["dave"])
-    check_schema("gradescope", gs)
-    assert gs["score"] == 0.0 and gs["tests"] == []
-    assert "(timeout)" in gs["output"] and "600 s" in gs["output"]
-    assert gs["extra_data"]["status"] == "timeout"
+def test_gradescope_never_gets_a_score_for_an_error_or_timeout(docs):
+    """The one policy (docs/lms-exports.md): a failed grading is no grade. A results.json of 0
+    would be the student's active submission's score; without one Gradescope says the
+    autograder failed, and staff can rerun it or activate an earlier submission."""
+    for sid in ("carol", "dave", "erin"):
+        with pytest.raises(export.Withheld, match=docs[sid]["status"]):
+            export.gradescope_results(docs[sid])
 
 
 def test_gradescope_schema_rejects_what_gradescope_does_not_know(docs):
@@ -208,7 +209,8 @@ def test_gradescope_schema_rejects_what_gradescope_does_not_know(docs):
 
 def test_write_gradescope_one_folder_per_submission(tmp_path, docs):
     written = export.write_gradescope(docs.values(), tmp_path / "gs")
-    assert sorted(p.parent.name for p in written) == ["alice", "bob", "carol", "dave", "erin"]
+    assert sorted(p.parent.name for p in written) == ["alice", "bob"]  # the others: withheld
+    assert not (tmp_path / "gs" / "dave").exists()
     assert json.loads((tmp_path / "gs" / "bob" / "results.json").read_text())["score"] == 100.0
 
 
@@ -288,16 +290,14 @@ def test_lti_scores_follow_the_ags_score_format(docs):
     for s in scores:
         check_schema("lti", s)
     by_user = {s["userId"]: s for s in scores}
-    assert sorted(by_user) == ["1001", "1004", "bob", "carol", "erin"]
+    assert sorted(by_user) == ["1001", "bob"]  # error and timeout: no Score at all (one policy)
     alice = by_user["1001"]
     assert (alice["scoreGiven"], alice["scoreMaximum"]) == (80.0, 100.0)
     assert alice["gradingProgress"] == "FullyGraded" and alice["activityProgress"] == "Completed"
     assert alice["timestamp"] == "2026-01-20T10:01:30.250+00:00"
     assert alice["comment"] == ("graded 80/100: 01_spawn 25/25, 02_pingpong 25/25, "
                                 "03_prodcons 10/25, 04_locks 20/25")
-    assert by_user["1004"]["gradingProgress"] == "Failed"
-    assert by_user["carol"]["gradingProgress"] == "Failed"
-    assert "rejected" in by_user["carol"]["comment"]
+    assert all(s["gradingProgress"] == "FullyGraded" for s in scores)
 
 
 def test_lti_refuses_two_results_for_one_student(course, docs):
@@ -321,7 +321,7 @@ def test_scores_csv_for_any_lms(docs):
     assert rows[0] == ["id", "name", "user_id", "score", "max_score", "status", "late"]
     assert rows[1] == ["alice", "Alice Liddell", "1001", "80", "100", "graded", "true"]
     assert rows[2] == ["bob", "", "bob", "100", "100", "graded", ""]
-    assert rows[4] == ["dave", "Dave Bowman", "1004", "0", "100", "timeout", "false"]
+    assert rows[4] == ["dave", "Dave Bowman", "1004", "", "100", "timeout", "false"]  # no 0
     assert len(rows) == 6
 
 
@@ -366,16 +366,19 @@ def test_canvas_fills_only_the_assignment_column(tmp_path, docs):
         assert got[:col] + got[col + 1:] == orig[:col] + orig[col + 1:]
     assert sorted(report.matched) == ["alice", "bob"]
     assert report.students_without_results == ["Chen, Carol (1003)", "Zed, Zoe (1005)"]
-    # carol's result has no LMS identity and her folder name is no Canvas id; dave (1004) is not enrolled
-    assert [u.split(":")[0] for u in report.unmatched_results] == ["carol", "dave", "erin"]
-    assert "'1004'" in report.unmatched_results[1]
+    # error and timeout results are never written (one policy), so never matched either
+    assert report.unmatched_results == []
+    assert [u.split(":")[0] for u in report.withheld] == ["carol", "dave", "erin"]
 
 
 def test_canvas_matches_sis_user_id_and_reports_conflicts(tmp_path, course):
     gradebook = write_gradebook(tmp_path / "grades.csv", bom=False)
-    by_sis = graded_doc(course, "s3", student=canvas_student("s-3", "Carol Chen"))  # case-insensitive
+    def sis(user_id: str, name: str) -> dict:  # an institution's id (a Gradescope SID, say)
+        return {**canvas_student(user_id, name), "lms": "gradescope"}
+
+    by_sis = graded_doc(course, "s3", student=sis("s-3", "Carol Chen"))  # case-insensitive
     twin_a = graded_doc(course, "zoe-a", student=canvas_student("1005", "Zoe"))
-    twin_b = graded_doc(course, "zoe-b", {"01_spawn/public": "failed"}, student=canvas_student("S-5", "Zoe"))
+    twin_b = graded_doc(course, "zoe-b", {"01_spawn/public": "failed"}, student=sis("S-5", "Zoe"))
     out = tmp_path / "import.csv"
     report = export.canvas_gradebook(gradebook, [by_sis, twin_a, twin_b], "Multiprocessing Basics (4821)", out)
     rows = read_rows(out)
@@ -435,15 +438,16 @@ def test_prairielearn_results(docs):
     assert sum(t["points"] for t in pl["tests"]) == 80.0
 
 
-def test_prairielearn_gradable_only_false_for_a_bad_submission(docs):
+def test_prairielearn_is_not_gradable_for_an_error_or_a_timeout(docs):
     carol = export.prairielearn_results(docs["carol"])
     check_schema("prairielearn", carol)
     assert carol["gradable"] is False and "score" not in carol
     assert "rejected" in carol["format_errors"][0]
-    for sid in ("dave", "erin"):  # a timeout and a grader problem are results, worth 0
+    for sid in ("dave", "erin"):  # a timeout and a grader problem: no score either (one policy)
         pl = export.prairielearn_results(docs[sid])
         check_schema("prairielearn", pl)
-        assert pl["gradable"] is True and pl["score"] == 0.0
+        assert pl["gradable"] is False and "score" not in pl
+        assert docs[sid]["message"][:50] in pl["message"]
 
 
 # --------------------------------------------------------------------------- the CLI
@@ -461,7 +465,8 @@ def test_cli_help_has_examples():
 
 def test_cli_gradescope_folder_and_single(tmp_path, results_dir, course):
     result = run("gradescope", str(results_dir), "--out", str(tmp_path / "gs"))
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # three results withheld, and listed
+    assert "not sent: dave: timeout" in result.output
     assert json.loads((tmp_path / "gs" / "alice" / "results.json").read_text())["score"] == 80.0
     result = run("gradescope", str(results_dir), "--single", str(tmp_path / "one.json"))
     assert result.exit_code == 2
@@ -488,14 +493,15 @@ def test_cli_gradescope_autograder(tmp_path, course_copy, monkeypatch):
 
 def test_cli_lti_scores_and_prairielearn(tmp_path, results_dir):
     result = run("lti", str(results_dir))
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # error and timeout results: not sent, listed
     lines = [json.loads(line) for line in result.stdout.splitlines()]
-    assert [s["userId"] for s in lines] == ["1001", "bob", "carol", "1004", "erin"]
+    assert [s["userId"] for s in lines] == ["1001", "bob"]
+    assert "not sent: erin: error" in result.stderr
     result = run("scores", str(results_dir), "--out", str(tmp_path / "s.csv"))
-    assert result.exit_code == 0
+    assert result.exit_code == 1
     assert (tmp_path / "s.csv").read_text().splitlines()[2] == "bob,,bob,100,100,graded,"
     result = run("prairielearn", str(results_dir), "--out", str(tmp_path / "pl"))
-    assert result.exit_code == 0
+    assert result.exit_code == 1 and "not sent: carol: error" in result.output
     assert json.loads((tmp_path / "pl" / "carol" / "results.json").read_text())["gradable"] is False
 
 
@@ -503,7 +509,7 @@ def test_cli_canvas_exit_code_says_whether_every_result_was_placed(tmp_path, res
     gradebook = write_gradebook(tmp_path / "grades.csv")
     result = run("canvas", str(results_dir), "--gradebook", str(gradebook), "--out", str(tmp_path / "i.csv"))
     assert result.exit_code == 1
-    assert "not imported: carol" in result.output and "no result for Zed, Zoe (1005)" in result.output
+    assert "not sent: carol: error" in result.output and "no result for Zed, Zoe (1005)" in result.output
     assert read_rows(tmp_path / "i.csv")[3][6] == "80"
     only_bob = tmp_path / "bob-only"
     only_bob.mkdir()
@@ -519,3 +525,83 @@ def test_cli_errors_are_one_line_with_exit_code_2(tmp_path, results_dir):
         result = run(*args)
         assert result.exit_code == 2, args
         assert result.output.startswith("error: ") and result.output.count("\n") == 1, result.output
+
+
+# --------------------------------------------------------------------------- one policy for error and timeout
+
+
+def test_no_export_ever_turns_an_error_or_timeout_into_a_grade(tmp_path, course):
+    """A student graded 100 whose regrade hit a grader error keeps 100 everywhere: no export
+    sends a 0, a ``gradingProgress: Failed`` (Canvas then sets the score to nil) or a score."""
+    student = canvas_student("1001", "Alice Liddell")
+    failed = {status: error_doc(course, f"alice-{status}", status=status, files=True, student=student,
+                                message="no valid result came out of the sandbox")
+              for status in ("error", "timeout")}
+    for doc in failed.values():
+        assert export.withheld_reason(doc)
+        assert export.lti_scores([doc]) == []
+        with pytest.raises(export.Withheld):
+            export.lti_score(doc)
+        with pytest.raises(export.Withheld):
+            export.gradescope_results(doc)
+        assert export.write_gradescope([doc], tmp_path / "gs") == []
+        with pytest.raises(export.ExportError, match="not written"):
+            export.write_gradescope_single([doc], tmp_path / "gs1.json")
+        pl = export.prairielearn_results(doc)
+        assert pl["gradable"] is False and "score" not in pl
+        row = list(csv.reader(io.StringIO(export.scores_csv([doc]))))[1]
+        assert row[3] == "" and row[5] == doc["status"]
+        rows = [list(r) for r in GRADEBOOK]
+        rows[3][6] = "100"  # alice's earlier grade in Canvas
+        gradebook = write_gradebook(tmp_path / "grades.csv", rows)
+        report = export.canvas_gradebook(gradebook, [doc], None, tmp_path / "import.csv")
+        assert read_rows(tmp_path / "import.csv")[3][6] == "100"
+        assert report.matched == [] and report.withheld and report.unmatched_results == []
+    # a good result next to the failed one for the same student is the one that is sent
+    good = graded_doc(course, "alice", student=student)
+    assert [s["userId"] for s in export.lti_scores([good, failed["error"]])] == ["1001"]
+
+
+# --------------------------------------------------------------------------- Canvas gradebook, locales and ids
+
+
+def test_a_semicolon_separated_gradebook_with_decimal_commas_is_read_and_written_alike(tmp_path, docs):
+    """Canvas exports with ``;`` (and decimal commas) for comma-decimal locales."""
+    rows = [list(r) for r in GRADEBOOK]
+    rows[2][5], rows[2][6] = "10,0", "100,0"
+    rows[3][5] = "9,5"
+    buf = io.StringIO()
+    csv.writer(buf, delimiter=";", lineterminator="\r\n").writerows(rows)
+    gradebook = tmp_path / "grades.csv"
+    gradebook.write_bytes(b"\xef\xbb\xbf" + buf.getvalue().encode())
+    out = tmp_path / "import.csv"
+    report = export.canvas_gradebook(gradebook, list(docs.values()), None, out)
+    assert report.column == "Multiprocessing Basics (4821)"
+    assert report.warnings == []  # 100,0 points possible is the results' 100
+    text = out.read_bytes().decode("utf-8-sig")
+    got = list(csv.reader(io.StringIO(text, newline=""), delimiter=";"))
+    assert got[3][6] == "80" and got[4][6] == "100" and got[3][5] == "9,5"
+    assert sorted(report.matched) == ["alice", "bob"]
+    assert export.canvas_number(62.5, decimal_comma=True) == "62,5"
+    assert export.canvas_number(62.5, decimal_comma=False) == "62.5"
+
+
+def test_a_numeric_sis_id_equal_to_another_students_canvas_id_does_not_block_the_import(tmp_path, course):
+    """Canvas user ids match the ``ID`` column, SIS ids (Gradescope's SID) ``SIS User ID``: an
+    SIS id 1002 of one student and the Canvas id 1002 of another are two students, not one
+    ambiguous key."""
+    rows = [GRADEBOOK[0], GRADEBOOK[2],
+            ["Liddell, Alice", "1001", "1002", "alice@uni.example", "A", "9", "", "90", "90"],
+            ["Builder, Bob", "1002", "S-2", "bob", "A", "8", "", "80", "80"]]
+    gradebook = write_gradebook(tmp_path / "grades.csv", rows)
+    bob = graded_doc(course, "canvas-1002", {"01_spawn/public": "failed"},
+                     student=canvas_student("1002", "Builder, Bob"))
+    alice = graded_doc(course, "gradescope-7", student={"lms": "gradescope", "user_id": "1002",
+                                                        "name": "Alice Liddell", "submission_id": "7",
+                                                        "late": False, "email": None})
+    out = tmp_path / "import.csv"
+    report = export.canvas_gradebook(gradebook, [bob, alice], None, out)
+    assert report.unmatched_results == [], report.unmatched_results
+    got = read_rows(out)
+    assert got[2][6] == "100" and got[3][6] == "95"
+    assert sorted(report.matched) == ["canvas-1002", "gradescope-7"]

@@ -26,6 +26,21 @@ def load(results_dir: Path) -> list[dict]:
         fail(str(exc))
 
 
+def report_withheld(docs: list[dict]) -> bool:
+    """List the error and timeout results no export sends as a grade; True if there were any.
+
+    The one policy of ``grader.export``: a failed grading is never sent as a score, so the
+    platform keeps what it has; the export then exits with status 1 so that a TA looks.
+    """
+    reasons = export_mod.withheld(docs)
+    for reason in reasons:
+        note("not sent:", "bold red", reason)
+    if reasons:
+        warn(f"{len(reasons)} error/timeout result(s) not sent as a grade (the platform keeps "
+             "its grade): regrade them or grade them by hand")
+    return bool(reasons)
+
+
 def write_text(text: str, out: Path | None) -> None:
     """To ``out`` (atomically) or to stdout; a terminal gets it escaped (``grader.escaping``),
     since a CSV cell holds a student's name as it is, escape sequences included."""
@@ -67,7 +82,8 @@ def gradescope(results_dir: Path, out_dir: Path | None, single: Path | None) -> 
     """Gradescope results.json per submission (autograder "Output format").
 
     Hidden tests stay hidden, after_due_date tests appear after the due date; messages and
-    hints are in each test's output.
+    hints are in each test's output. Error and timeout results get no results.json (never a
+    0): they are listed and the exit code is 1.
 
     \b
     Examples:
@@ -88,6 +104,7 @@ def gradescope(results_dir: Path, out_dir: Path | None, single: Path | None) -> 
     except (export_mod.ExportError, OSError) as exc:
         fail(str(exc))
     done(f"wrote {len(written)} results.json files under ", target)
+    sys.exit(1 if report_withheld(docs) else 0)
 
 
 @export.command("gradescope-autograder")
@@ -131,12 +148,14 @@ def lti(results_dir: Path, out: Path | None) -> None:
 
     Each line is the body to POST to the line item's /scores endpoint with Content-Type
     application/vnd.ims.lis.v1.score+json. userId is the student's LMS user id (from LMS
-    ingestion), else the submission id. Error and timeout results say gradingProgress Failed.
+    ingestion), else the submission id. Error and timeout results get no line at all (a
+    Score that is not FullyGraded makes Canvas drop the grade it has): they are listed on
+    stderr and the exit code is 1.
 
     \b
     Examples:
       mpgrade export lti results/ --out scores.jsonl
-      mpgrade export lti results/ | jq -c 'select(.gradingProgress != "FullyGraded")'
+      mpgrade export lti results/ | jq -c 'select(.scoreGiven < .scoreMaximum)'
     """
     docs = load(results_dir)
     try:
@@ -144,6 +163,7 @@ def lti(results_dir: Path, out: Path | None) -> None:
     except export_mod.ExportError as exc:
         fail(str(exc))
     write_text(text, out)
+    sys.exit(1 if report_withheld(docs) else 0)
 
 
 @export.command()
@@ -158,9 +178,10 @@ def canvas(results_dir: Path, gradebook: Path, column: str | None, out: Path) ->
     """Fill the assignment's column of a Canvas gradebook export, for re-import.
 
     Students are matched by SIS User ID, ID or SIS Login ID against the student's LMS user
-    id (else the submission id). Header rows and all other columns are kept. Results that
-    match no student are listed and make the exit code 1; students without a result keep
-    their cell and are listed.
+    id (else the submission id): a Canvas user id in the ID column only. Header rows, all
+    other columns and the separator (, or ;) are kept. Results that match no student, and
+    error and timeout results (never written: the cell keeps Canvas's grade), are listed and
+    make the exit code 1; students without a result keep their cell and are listed.
 
     \b
     Examples:
@@ -178,10 +199,13 @@ def canvas(results_dir: Path, gradebook: Path, column: str | None, out: Path) ->
         warn(f"no result for {line}")
     for line in report.unmatched_results:
         note("not imported:", "bold red", line)
+    for line in report.withheld:
+        note("not sent:", "bold red", line)
     done("wrote ", out, f": column {report.column!r}, {len(report.matched)} scores, "
-         f"{len(report.unmatched_results)} results unmatched, "
+         f"{len(report.unmatched_results)} results unmatched, {len(report.withheld)} "
+         f"error/timeout results not sent, "
          f"{len(report.students_without_results)} students without a result")
-    sys.exit(1 if report.unmatched_results else 0)
+    sys.exit(1 if report.unmatched_results or report.withheld else 0)
 
 
 @export.command()
@@ -191,12 +215,17 @@ def canvas(results_dir: Path, gradebook: Path, column: str | None, out: Path) ->
 def scores(results_dir: Path, out: Path | None) -> None:
     """A plain CSV for any LMS: id, name, user_id, score, max_score, status, late.
 
+    Error and timeout results have an empty score (never 0), are listed, and make the exit
+    code 1.
+
     \b
     Examples:
       mpgrade export scores results/ --out lms-scores.csv
       mpgrade export scores results/ | column -s, -t
     """
-    write_text(export_mod.scores_csv(load(results_dir)), out)
+    docs = load(results_dir)
+    write_text(export_mod.scores_csv(docs), out)
+    sys.exit(1 if report_withheld(docs) else 0)
 
 
 @export.command()
@@ -206,8 +235,9 @@ def scores(results_dir: Path, out: Path | None) -> None:
 def prairielearn(results_dir: Path, out_dir: Path) -> None:
     """PrairieLearn external grading results.json per submission.
 
-    score is the fraction of the maximum; a submission with no usable files is not gradable
-    (no attempt counted); hidden tests are shown only as a total per exercise.
+    score is the fraction of the maximum; an error or timeout result is not gradable (no
+    score, no attempt counted, the reason shown; listed, exit code 1); hidden tests are shown
+    only as a total per exercise.
 
     \b
     Examples:
@@ -219,3 +249,4 @@ def prairielearn(results_dir: Path, out_dir: Path) -> None:
     except (export_mod.ExportError, OSError) as exc:
         fail(str(exc))
     done(f"wrote {len(written)} results.json files under ", out_dir)
+    sys.exit(1 if report_withheld(docs) else 0)
