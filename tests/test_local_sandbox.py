@@ -52,9 +52,8 @@ def gone(pid: int) -> bool:
 
 @pytest.fixture
 def warm_box():
-    box = LocalSandbox(warm=1)
-    yield box
-    box.close()
+    with LocalSandbox(warm=1) as box:
+        yield box
 
 
 def test_without_warm_every_job_starts_its_own_process():
@@ -133,3 +132,11 @@ def test_a_job_that_fails_to_be_handed_over_leaves_nothing_behind(warm_box):
         warm_box.run(Job(files={"../escape.py": b""}, command=bad.command, env=bad.env, limits=bad.limits))
     assert gone(box.proc.pid) and not box.tmp.exists()
     assert box.proc.pid not in warm_box._running
+
+
+def test_leaving_a_with_block_closes_the_sandbox_and_its_warm_processes():
+    with LocalSandbox(warm=1) as box:
+        said(box.run(job("one")))
+        [waiting] = box._pool.waiting()
+    assert gone(waiting.proc.pid) and not waiting.tmp.exists()
+    assert box.run(job("two")).cancelled
