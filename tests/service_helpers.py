@@ -103,18 +103,23 @@ class Received(NamedTuple):
 
 
 class Receiver:
-    """An LMS stand-in on 127.0.0.1: records every POST body it gets."""
+    """An LMS stand-in on 127.0.0.1: records every POST body (and its headers) it gets.
 
-    def __init__(self) -> None:
+    ``statuses`` are the HTTP statuses it answers with, in turn (then 200)."""
+
+    def __init__(self, statuses: tuple[int, ...] = ()) -> None:
         self.received: list[Received] = []
+        self.headers: list[dict[str, str]] = []
+        self.statuses = list(statuses)
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
                 length = int(self.headers.get("Content-Length", 0))
                 body = json.loads(self.rfile.read(length))
+                outer.headers.append(dict(self.headers.items()))
                 outer.received.append(Received(self.path, self.headers.get("Content-Type", ""), body))
-                self.send_response(200)
+                self.send_response(outer.statuses.pop(0) if outer.statuses else 200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 

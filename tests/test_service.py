@@ -50,7 +50,8 @@ def serve(tmp_path, tokens, tiny, course):
         config = ServiceConfig(
             assignments={tiny.name: tiny, course.name: course}, tokens_file=tokens["file"],
             database=overrides.pop("database", tmp_path / "service.db"),
-            **{"sandbox": LocalSandbox(), "callback_backoff": 0.1, **overrides})
+            **{"sandbox": LocalSandbox(), "callback_backoff": 0.1,
+               "callback_allow": ("127.0.0.0/8",), **overrides})  # the test LMS is on loopback
         client = TestClient(create_app(config))
         client.__enter__()  # runs the lifespan: the worker threads start
         started.append(client)
@@ -319,7 +320,8 @@ def test_a_callback_to_a_server_that_stalls_gives_up_at_the_deadline(drip):
     try:
         started = time.monotonic()
         t = threading.Thread(target=lambda: outcome.append(
-            callbacks.post(server.url, doc, attempts=2, timeout=1.0, backoff=0.1)), daemon=True)
+            callbacks.post(server.url, doc, attempts=2, timeout=1.0, backoff=0.1,
+                           egress=callbacks.Egress(callbacks.networks(["127.0.0.0/8"])))), daemon=True)
         t.start()
         t.join(15)  # a delivery that never gives up fails the test instead of hanging it
         took = time.monotonic() - started
@@ -615,3 +617,77 @@ def test_two_api_processes_share_one_postgres_database(serve, tokens, postgres_u
 
     again = submit(second, tokens["cs101"], "tiny", {"add.py": RIGHT.encode()}, student="pg-0")
     assert again.status_code == 200 and again.json()["duplicate"] is True and again.json()["job_id"] == ids[0]
+
+
+# --------------------------------------------------------------------------- issue 22
+
+
+def _finished_job(store, tiny, student: str, callback_url: str | None = None) -> str:
+    """A job already graded (a failure document will do), owed a callback to ``callback_url``."""
+    payload = _payload(tiny, student)
+    row, _ = store.add_job(NewJob(id=jobs.job_key(tiny, student, jobs.submission_of(payload).hash, salt="cs101"),
+                                  course="cs101", assignment="tiny", fingerprint=tiny.fingerprint(),
+                                  student=student, submission_hash=jobs.submission_of(payload).hash,
+                                  payload=payload, callback_url=callback_url,
+                                  callback_format="result" if callback_url else None))
+    store.claim_next()
+    assert store.finish(row.id, jobs.failure_document(tiny, payload, f"graded for {student}"))
+    return row.id
+
+
+def test_a_callback_to_loopback_or_a_private_address_is_refused_unless_allowed(serve, tokens):
+    from grader.service import callbacks
+
+    client = serve(callback_allow=())
+    for url in ("http://127.0.0.1:6379/", "http://10.1.2.3/scores", "http://[::1]:8000/",
+                "http://169.254.169.254/latest/meta-data/"):
+        response = submit(client, tokens["cs101"], "tiny", {"add.py": RIGHT.encode()}, student="s-ssrf",
+                          callback_url=url)
+        assert response.status_code == 422, (url, response.text)
+        assert "callback-allow" in response.json()["detail"]
+    # allowed with the option (checked without sending anything to 10.x)
+    private = callbacks.Egress(callbacks.networks(["10.0.0.0/8"]))
+    assert callbacks.check_url("http://10.1.2.3/scores", private) is None
+    assert callbacks.check_url("http://127.0.0.1:6379/", private) is not None
+
+    with Receiver() as lms:
+        allowed = serve(callback_allow=("127.0.0.1/32",), database=client.app.state.config.database)
+        response = submit(allowed, tokens["cs101"], "tiny", {"add.py": RIGHT.encode()}, student="s-allowed",
+                          callback_url=lms.url + "/ok")
+        assert response.status_code == 202, response.text
+        wait_for(lambda: lms.received, 60, what="the allowed callback")
+
+
+def test_a_callback_name_that_resolves_to_loopback_is_blocked_when_sent(serve, tokens, tiny):
+    client = serve(callback_allow=())
+    with Receiver() as lms:
+        port = lms.url.rsplit(":", 1)[1]
+        job_id = _finished_job(client.app.state.store, tiny, "s-localhost", f"http://localhost:{port}/x")
+        client.app.state.dispatcher.on_done(job_id)
+        status = wait_for(lambda: (s := client.app.state.store.job(job_id).callback_status) not in (None, "sending")
+                          and s, 20, what="the callback status")
+        assert status.startswith("blocked: ") and "loopback" in status, status
+        assert lms.received == []
+
+
+def test_a_tarpit_lms_does_not_delay_another_courses_callback(serve, tiny):
+    """Eight callbacks to an LMS that accepts and never answers, then one to a healthy LMS:
+    the healthy one arrives at once, not after the tarpit's attempts time out."""
+    import time
+
+    tarpit = _Stalling(drip=False)
+    client = serve(callback_timeout=2.0, callback_attempts=1)
+    store, on_done = client.app.state.store, client.app.state.dispatcher.on_done
+    try:
+        with Receiver() as lms:
+            stuck = [_finished_job(store, tiny, f"s-tarpit-{i}", tarpit.url) for i in range(8)]
+            healthy = _finished_job(store, tiny, "s-healthy", lms.url + "/healthy")
+            for job_id in stuck:
+                on_done(job_id)
+            started = time.monotonic()
+            on_done(healthy)
+            wait_for(lambda: lms.received, 10, interval=0.02, what="the healthy callback")
+            took = time.monotonic() - started
+    finally:
+        tarpit.close()
+    assert took < 1.0, f"the healthy LMS waited {took:.1f} s behind the tarpit"

@@ -143,10 +143,15 @@ def database_for(data_dir: Path, database: str | None) -> Path | str:
               help="Largest request body in MiB; larger ones get 413 before they are read.")
 @click.option("--timeout", type=click.FloatRange(1, None), default=None,
               help="Seconds one whole submission may take (default: the assignment's).")
+@click.option("--callback-allow", "callback_allow", metavar="CIDR", multiple=True,
+              help="A network callbacks may reach although it is not public (an LMS on a private "
+                   "network: 10.0.0.0/8, 192.168.1.20/32); repeatable. Without it, callbacks to "
+                   "loopback, private, link-local (metadata) and reserved addresses are refused.")
 @visibility_option
 def serve(assignment_dirs: tuple[str, ...], data_dir: Path, database: str | None, tokens_file: Path | None,
           host: str, port: int, broker: str | None, workers: int, sandbox: str, image: str | None,
-          max_body_mib: float, timeout: float | None, visibility_timeout: float) -> None:
+          max_body_mib: float, timeout: float | None, callback_allow: tuple[str, ...],
+          visibility_timeout: float) -> None:
     """Run the HTTP API for LMSs: submit files, get a job id, read the JSON result.
 
     Without --broker, grading runs in this process (threads, Docker sandbox) and jobs and
@@ -161,6 +166,7 @@ def serve(assignment_dirs: tuple[str, ...], data_dir: Path, database: str | None
       mpgrade serve --host 0.0.0.0 --workers 2 --assignment course-a/ --assignment course-b/
       mpgrade serve --broker redis://127.0.0.1:6379/0   # graders: mpgrade worker on other hosts
       mpgrade serve --sandbox local                  # trusted code only (demos)
+      mpgrade serve --callback-allow 10.20.0.0/16    # the LMS that gets callbacks is on 10.20.x.x
       mpgrade serve --broker redis://127.0.0.1:6379/0 --database postgresql://mpgrade@db-host/mpgrade
 
     Put it behind a TLS-terminating reverse proxy: tokens travel in the Authorization header.
@@ -170,8 +176,13 @@ def serve(assignment_dirs: tuple[str, ...], data_dir: Path, database: str | None
 
     from grader.service.api import ServiceConfig, create_app
     from grader.service.auth import Tokens, TokensError
+    from grader.service.callbacks import networks
     from grader.service.store import is_postgres_url, redacted, scrubbed
 
+    try:
+        networks(callback_allow)
+    except ValueError as exc:
+        fail(str(exc))
     assignments = load_assignments(assignment_dirs)
     tokens_path = tokens_file or data_dir / "tokens.json"
     try:
@@ -187,7 +198,7 @@ def serve(assignment_dirs: tuple[str, ...], data_dir: Path, database: str | None
     config = ServiceConfig(
         assignments=assignments, tokens_file=tokens_path, database=where,
         sandbox=box, broker=broker, workers=workers, max_body=int(max_body_mib * 1024 * 1024),
-        visibility_timeout=visibility_timeout, timeout=timeout)
+        visibility_timeout=visibility_timeout, timeout=timeout, callback_allow=callback_allow)
     try:
         app = create_app(config)
     except Exception as exc:

@@ -24,7 +24,6 @@ import tempfile
 import threading
 import unicodedata
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -45,7 +44,7 @@ from grader.sandbox.base import Sandbox
 from grader.service import callbacks, jobs
 from grader.service.auth import Course, Tokens
 from grader.service.runner import Dispatched, Dispatcher, Embedded
-from grader.service.store import DONE, FAILED, FINAL, JobRow, NewJob, Store, open_store
+from grader.service.store import DONE, FAILED, FINAL, SENDING, JobRow, NewJob, Store, open_store
 
 log = logging.getLogger("mpgrade.service")
 PROBLEM = "application/problem+json"
@@ -75,6 +74,8 @@ class ServiceConfig:
     callback_attempts: int = callbacks.ATTEMPTS
     callback_backoff: float = 1.0
     callback_timeout: float = callbacks.TIMEOUT
+    callback_allow: Sequence[str] = ()  # CIDRs callbacks may reach besides public addresses
+    callback_per_destination: int = callbacks.PER_DESTINATION
     start_method: str | None = None
     timeout: float | None = None
     store: Store | None = field(default=None, repr=False)  # set by create_app
@@ -265,11 +266,13 @@ class Service:
 
     def __init__(self, config: ServiceConfig, store: Store) -> None:
         self.config, self.store = config, store
-        self.delivery = ThreadPoolExecutor(max_workers=4, thread_name_prefix="mpgrade-callback")
+        self.egress = callbacks.Egress(callbacks.networks(config.callback_allow))
+        self.delivery = callbacks.Deliveries(per_destination=config.callback_per_destination)
         self.dispatcher = _dispatcher(config, store, self.on_done)
 
     def deliver(self, job_id: str) -> None:
-        """POST a finished job's result (or a failure document) to its callback URL, if it has one."""
+        """POST a finished job's result (or a failure document) to its callback URL, if it has
+        one, with the Idempotency-Key ``<job id>-<delivery number>`` (see ``store.begin_delivery``)."""
         job = self.store.job(job_id)
         if job is None or not job.callback_url:
             return
@@ -280,27 +283,41 @@ class Service:
                 return
             doc = jobs.failure_document(assignment, job.payload, job.message or "the job failed",
                                         sandbox=getattr(self.config.sandbox, "name", "docker"))
+        number, _ = self.store.begin_delivery(job_id)
         status = callbacks.post(job.callback_url, doc, job.callback_format or "result",
                                 attempts=self.config.callback_attempts, backoff=self.config.callback_backoff,
-                                timeout=self.config.callback_timeout)
+                                timeout=self.config.callback_timeout, egress=self.egress,
+                                key=idempotency_key(job_id, number))
         self.store.set_callback_status(job_id, status)
 
     def on_done(self, job_id: str) -> None:
-        """A job has its outcome: its callback is sent on a delivery thread, never the caller's."""
-        self.delivery.submit(self.deliver, job_id)
+        """A job has its outcome: its callback is sent on a thread of its destination's (one
+        LMS that never answers delays only its own callbacks), never on the caller's."""
+        job = self.store.job(job_id)
+        if job is not None and job.callback_url:
+            self.delivery.submit(job.callback_url, lambda: self.deliver(job_id))
 
     @asynccontextmanager
     async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
         """Callbacks owed since the last stop are sent, then the dispatcher runs until shutdown."""
         for job_id in await run_in_threadpool(self.store.undelivered):  # finished, then the server stopped
-            log.warning("job %s finished before the last stop but its callback was never sent", job_id)
+            job = await run_in_threadpool(self.store.job, job_id)
+            if job is None:
+                continue
+            if job.callback_status == SENDING:
+                log.warning("job %s: its callback was being sent when the server stopped and may have "
+                            "arrived; sending it again with the same Idempotency-Key %s", job_id,
+                            idempotency_key(job_id, job.deliveries))
+            else:
+                log.warning("job %s finished before the last stop and its callback was never attempted; "
+                            "sending it now", job_id)
             self.on_done(job_id)
         self.dispatcher.start()
         try:
             yield
         finally:
             await run_in_threadpool(self.dispatcher.stop)
-            self.delivery.shutdown(wait=False, cancel_futures=False)
+            self.delivery.shutdown()
 
     def assignment_for(self, name: str, who: Course) -> Assignment:
         """The assignment ``name`` if this server has it (404) and the course may use it (403)."""
@@ -426,13 +443,19 @@ def _course_dependency(tokens: TokenSource) -> Callable[..., Course]:
     return course
 
 
-def _check_form(student: str, callback_url: str | None) -> None:
+def idempotency_key(job_id: str, delivery: int) -> str:
+    """The ``Idempotency-Key`` of a job's ``delivery``-th callback: the same on every attempt
+    and after a restart, a new one for a new outcome or a repeat's new callback."""
+    return f"{job_id}-{delivery}"
+
+
+def _check_form(student: str, callback_url: str | None, egress: callbacks.Egress) -> None:
     """422 for a student id with control characters or a callback URL that is refused."""
     if not plain_text(student):
         raise RequestValidationError([{"loc": ("body", "student"), "msg": "no control characters, "
                                        "format characters or line separators"}])
     if callback_url:
-        why = callbacks.check_url(callback_url)
+        why = callbacks.check_url(callback_url, egress)
         if why:
             raise RequestValidationError([{"loc": ("body", "callback_url"), "msg": why}])
 
@@ -459,7 +482,7 @@ def _add_submission_route(app: FastAPI, service: Service, course: Callable[..., 
             description="result: the result document; lti: an LTI AGS Score object.")] = "result",
     ) -> JSONResponse:
         assignment = service.assignment_for(name, who)
-        _check_form(student, callback_url)
+        _check_form(student, callback_url, service.egress)
         new = await service.new_job(assignment, who, student, file, callback_url, callback_format)
         job, created = await service.queue(new, callback_url, callback_format)
         body = {**service.view(job, with_result=not created), "duplicate": not created}

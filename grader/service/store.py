@@ -52,6 +52,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     created_at      TEXT NOT NULL,
     started_at      TEXT,
     finished_at     TEXT,
+    deliveries      INTEGER NOT NULL DEFAULT 0,
     UNIQUE (course, assignment, fingerprint, student, submission_hash)
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, created_at);
@@ -70,6 +71,9 @@ CREATE INDEX IF NOT EXISTS results_assignment ON results (course, assignment, cr
 """
 # one set of tables for both databases: only the name of a double-precision column differs
 SCHEMA = _TABLES.format(real="REAL")
+# columns added after the first release: a database made by an older version gets them on open
+ADDED_COLUMNS = (("deliveries", "INTEGER NOT NULL DEFAULT 0"),)
+SENDING = "sending"  # callback_status while a delivery is under way (interrupted if seen at start)
 PG_SCHEMA = _TABLES.format(real="DOUBLE PRECISION")
 INTERRUPTED = (f"grading was interrupted {MAX_ATTEMPTS} times (the server stopped or crashed while"
                " grading it); not retried again")
@@ -93,6 +97,7 @@ class JobRow:
     created_at: str
     started_at: str | None
     finished_at: str | None
+    deliveries: int = 0  # callback deliveries begun; with the id, the Idempotency-Key
 
 
 @dataclass(frozen=True)
@@ -139,6 +144,8 @@ class Store(Protocol):
     def results(self, course: str, assignment: str, limit: int, offset: int) -> list[dict[str, Any]]: ...
     def count_results(self, job_id: str | None = None) -> int: ...
     def set_callback_status(self, job_id: str, status: str) -> None: ...
+    def begin_delivery(self, job_id: str) -> tuple[int, bool]: ...
+    def writable(self) -> None: ...
 
 
 class SQLStore(ABC):
@@ -276,11 +283,36 @@ class SQLStore(ABC):
             return self._job(db, job_id)
 
     def undelivered(self) -> list[str]:
-        """Finished jobs whose callback was never attempted (the server stopped in between)."""
+        """Finished jobs whose callback was never attempted, or was being sent when the server
+        stopped (``callback_status`` is ``sending``: it may have arrived, or not)."""
         with self._connect() as db:
             rows = self._execute(db, "SELECT id FROM jobs WHERE status IN (?, ?) AND callback_url IS NOT NULL"
-                                 " AND callback_status IS NULL ORDER BY finished_at", FINAL).fetchall()
+                                 " AND (callback_status IS NULL OR callback_status = ?) ORDER BY finished_at",
+                                 (*FINAL, SENDING)).fetchall()
         return [r["id"] for r in rows]
+
+    def begin_delivery(self, job_id: str) -> tuple[int, bool]:
+        """Mark the job's callback as being sent; (its delivery number, whether it is a new one).
+
+        A delivery owed afresh (status NULL: a new outcome, or a repeat's new callback) gets
+        the next number; one found ``sending`` (interrupted by a stop) keeps its number, so
+        sending it again carries the same Idempotency-Key and the receiver can drop it."""
+        with self._transaction() as db:
+            row = self._execute(db, f"SELECT callback_status, deliveries FROM jobs WHERE id = ?{self.LOCK_ROWS}",
+                                (job_id,)).fetchone()
+            if row is None:
+                raise KeyError(job_id)
+            fresh = row["callback_status"] != SENDING or not row["deliveries"]
+            number = row["deliveries"] + 1 if fresh else row["deliveries"]
+            self._execute(db, "UPDATE jobs SET callback_status = ?, deliveries = ? WHERE id = ?",
+                          (SENDING, number, job_id))
+        return number, fresh
+
+    def writable(self) -> None:
+        """Raise unless a write transaction can be made now (readiness: a full disk, a locked
+        or read-only database, a database server that is down)."""
+        with self._transaction() as db:
+            self._execute(db, "UPDATE jobs SET id = id WHERE id = ?", ("-",))
 
     def mark_sent(self, job_id: str) -> None:
         """The broker has the job (broker mode): a restart must not send it again."""
@@ -369,6 +401,10 @@ class SQLiteStore(SQLStore):
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(SCHEMA)
+            have = {r["name"] for r in db.execute("PRAGMA table_info(jobs)").fetchall()}
+            for name, decl in ADDED_COLUMNS:
+                if name not in have:
+                    db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {decl}")
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -499,6 +535,8 @@ class PostgresStore(SQLStore):
             db.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
             for statement in filter(str.strip, PG_SCHEMA.split(";")):
                 db.execute(statement)
+            for name, decl in ADDED_COLUMNS:
+                db.execute(f"ALTER TABLE jobs ADD COLUMN IF NOT EXISTS {name} {decl}")
 
     def __repr__(self) -> str:
         return f"PostgresStore({redacted(self.url)!r})"
