@@ -53,6 +53,8 @@ def test_the_package_keeps_its_contract():
     # a lower layer importing a higher one
     ("grader.sandbox.local", "from grader import grading", "grader.sandbox.local -> grader.grading"),
     ("grader.protocol.results", "from grader.intake import notebook", "grader.protocol.results -> grader.intake.notebook"),
+    # the report grading or starting a sandbox
+    ("grader.report.site", "from grader import grading", "grader.report.site -> grader.grading"),
     # student processes loading anything but the standard library
     ("grader._boot.mpgrade_plain", "import psutil", "grader._boot.mpgrade_plain -> psutil"),
     # an import circle inside a package

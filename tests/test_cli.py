@@ -102,10 +102,15 @@ def test_grade_locally_writes_results_summary_and_csv_then_resumes(tmp_path):
     csv = (out_dir / "scores.csv").read_text().splitlines()
     assert csv[0].startswith("id,score,max_score,status,01_spawn")
     assert not list(out_dir.glob(".*.tmp")), "no temp files left behind"
-    second = mpgrade("grade", str(subs), "--out", str(out_dir), "--sandbox", "local", cwd=REPO)
+    second = mpgrade("grade", str(subs), "--out", str(out_dir), "--sandbox", "local",
+                     "--report", str(tmp_path / "report"), cwd=REPO)
     assert second.returncode == 0 and "(cached)" in second.stdout
     summary = json.loads((out_dir / "summary.json").read_text())
     assert summary["totals"]["reused"] == 2
+    # --report: the class report of the same results, the graded code read for similarity
+    assert "wrote" in second.stderr and "for 2 submissions" in second.stderr, second.stderr
+    index = (tmp_path / "report" / "index.html").read_text()
+    assert "bob-partial" in (tmp_path / "report" / "students.html").read_text() and "<svg" in index
 
 
 def test_grade_without_docker_says_what_to_do(tmp_path):

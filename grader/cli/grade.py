@@ -41,10 +41,12 @@ REMOTE_JOBS = 32  # with --broker: submissions waited for at once (the workers s
               help="Containers (Docker) or processes (local) started ahead of the submissions "
                    "they will grade, one submission each, so start-up overlaps earlier gradings "
                    "(default: as many as --jobs; 0 turns it off).")
+@click.option("--report", "report_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              metavar="DIR", help="Also write the HTML class report there at the end (mpgrade report).")
 @assignment_option
 def grade(paths: tuple[Path, ...], out_dir: Path, jobs: int | None, sandbox: str, timeout: float | None,
           force: bool, image: str | None, start_method: str | None, broker: str | None,
-          warm: int | None, assignment_dir: str | None) -> None:
+          warm: int | None, report_dir: Path | None, assignment_dir: str | None) -> None:
     """Grade submissions with the public and hidden tests; write JSON per submission.
 
     PATHS are submissions (a folder, a .zip, or a module file) or folders of them; the
@@ -60,6 +62,7 @@ def grade(paths: tuple[Path, ...], out_dir: Path, jobs: int | None, sandbox: str
       mpgrade grade submissions/ --out results/ --force --timeout 300
       mpgrade grade submissions/ --out results/ --jobs 4 --warm 0   # nothing started ahead
       mpgrade grade submissions/ --out results/ --broker redis://queue.example:6379/0   # Celery workers
+      mpgrade grade submissions/ --out results/ --report report/   # and the HTML class report
 
     \b
     Outputs in --out: <id>.json (README "The JSON result"), summary.json, scores.csv.
@@ -108,4 +111,8 @@ def grade(paths: tuple[Path, ...], out_dir: Path, jobs: int | None, sandbox: str
     render.grade_summary(summary, console, out_dir)
     if not summary["submissions"]:
         render.fail("no submissions found in " + ", ".join(map(str, paths)))
+    if report_dir is not None:
+        from grader.cli.report import write_report
+
+        write_report(out_dir, report_dir, assignment_dir=str(assignment.root), submissions=paths)
     sys.exit(1 if summary["totals"]["error"] or summary["totals"]["timeout"] else 0)

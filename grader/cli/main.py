@@ -1,7 +1,7 @@
 """``mpgrade``: a thin command line over the library (grader.check, grader.batch, grader.image).
 
 One module per command or command group (check, grade, validate, image, release, export,
-service), each a few lines over the library, all showing things through ``grader.cli.render``.
+report, service), each a few lines over the library, all showing things through ``grader.cli.render``.
 Every command explains itself in ``--help`` with examples, reports problems as one line on
 stderr with exit code 2 (usage / environment) rather than a traceback, and leaves its work in
 files a script can read.
@@ -17,6 +17,7 @@ from grader.cli.export import export
 from grader.cli.grade import grade
 from grader.cli.image import image
 from grader.cli.release import release, schema
+from grader.cli.report import report_command
 from grader.cli.service import serve, token, worker
 from grader.cli.validate import validate
 
@@ -32,12 +33,14 @@ def main() -> None:
                   mpgrade image build --offline (the grading image, no registry needed)
                   mpgrade validate              (prove the tests before release)
                   mpgrade export canvas|lti|gradescope|prairielearn|scores RESULTS
+                  mpgrade report RESULTS --out report/  (the class at a glance, HTML)
                   mpgrade release --notebooks OUT
     LMSs:         mpgrade serve                 (HTTP API; mpgrade worker on more hosts)
     """
 
 
-for command in (check, grade, image, validate, release, schema, export, serve, worker, token):
+for command in (check, grade, image, validate, release, schema, export, report_command, serve, worker,
+                token):
     main.add_command(command)
 
 

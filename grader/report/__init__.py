@@ -14,10 +14,13 @@ One module per concept, each usable and tested on its own:
 * ``similarity``: token/winnowing fingerprints (copydetect), the exercise stub not counted;
 * ``plots``: inline SVG charts (matplotlib, Agg);
 * ``html``: escaping and the page layout (inline style and script, a Content-Security-Policy);
-* ``site``: writing the pages.
+* ``site``: writing the pages;
+* ``sources``: each student's code, read through the grading intake (hash-checked);
+* ``previews``: what each LMS export would send for a result;
+* ``build``: results folder -> written site, the one call the CLI and ``grade --report`` use.
 
-It imports only the shared basics (``protocol``, ``escaping``, ``assignment``, ``atomic``):
-a report never grades, never starts a sandbox and never runs student code.
+A report never grades, never starts a sandbox and never runs student code (``.importlinter``'s
+``report-never-grades`` contract).
 """
 
 from __future__ import annotations

@@ -348,8 +348,18 @@ def _test_card(test: dict[str, Any]) -> str:
     return "".join(out)
 
 
-def student_page(st: Student) -> str:
-    """Everything about one submission, printable: the same as ``make check`` shows, and more."""
+def _previews(lms: list[tuple[str, str]]) -> str:
+    if not lms:
+        return ""
+    rows = "".join(f"<tr><th>{text(name)}</th><td><pre>{text(sent)}</pre></td></tr>" for name, sent in lms)
+    return f'<h2>What the LMS exports send</h2><table id="lms-previews"><tbody>{rows}</tbody></table>'
+
+
+def student_page(st: Student, lms: list[tuple[str, str]] | None = None) -> str:
+    """Everything about one submission, printable: the same as ``make check`` shows, and more.
+
+    ``lms``: (export, what it would send) pairs (``report.previews``), shown at the end.
+    """
     doc = st.doc
     sub = doc["submission"]
     body = ['<p><a class="noprint" href="../students.html">all students</a></p>',
@@ -400,6 +410,7 @@ def student_page(st: Student) -> str:
             f'<td class="num" data-sort="{float(test["score"]):.6g}">{test["score"]:g} / {test["max_score"]:g}</td>'
             f'<td class="telemetry">{_telemetry(test)}</td><td>{output}</td></tr>')
     body.append("</tbody></table>")
+    body.append(_previews(lms or []))
     return page(f"{st.name}: {doc['score']:g}/{doc['max_score']:g}", "".join(body),
                 current="", heading=f"{st.name}", depth=1)
 
@@ -416,12 +427,14 @@ def _remove_stale_pages(folder: Path, current: set[str]) -> None:
 
 def write(klass: ClassResults, out_dir: Path, *, code: dict[str, dict[str, str]] | None = None,
           stub_code: dict[str, str] | None = None,
+          previews: dict[str, list[tuple[str, str]]] | None = None,
           threshold: float = similarity_mod.THRESHOLD) -> Report:
     """Write every page of the report of ``klass`` into ``out_dir``.
 
     ``code`` is each submission's code per exercise (submission id -> exercise -> text), for
     the similarity page; ``stub_code`` the given code per exercise, removed before comparing.
-    Without ``code`` the similarity page says that nothing was compared.
+    Without ``code`` the similarity page says that nothing was compared. ``previews``: per
+    submission id, what each LMS export would send (``report.previews``).
     """
     out_dir = Path(out_dir)
     report = Report(out_dir=out_dir, students=len(klass.students), problems=list(klass.problems))
@@ -444,7 +457,7 @@ def write(klass: ClassResults, out_dir: Path, *, code: dict[str, dict[str, str]]
     put("similarity.html", similarity_page(klass, sim, without_code if sim else []))
     put("students.html", students_page(klass))
     for st in klass.students:
-        put(f"{STUDENTS_DIR}/{st.page}", student_page(st))
+        put(f"{STUDENTS_DIR}/{st.page}", student_page(st, (previews or {}).get(st.id)))
     _remove_stale_pages(out_dir / STUDENTS_DIR, {st.page for st in klass.students})
     data = {"students": len(klass.students), "status": klass.status_counts(),
             "flagged_pairs": report.flagged_pairs, "problems": [list(p) for p in klass.problems]}
