@@ -691,3 +691,96 @@ def test_a_tarpit_lms_does_not_delay_another_courses_callback(serve, tiny):
     finally:
         tarpit.close()
     assert took < 1.0, f"the healthy LMS waited {took:.1f} s behind the tarpit"
+
+
+class _Uvicorn:
+    """An ASGI app under the server configuration `mpgrade serve` uses, on a loopback socket."""
+
+    def __init__(self, app, limits) -> None:
+        import socket
+        import threading
+
+        import uvicorn
+
+        from grader.service.serving import server_config
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.server = uvicorn.Server(server_config(app, "127.0.0.1", self.port, limits, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        wait_for(lambda: self.server.started, 10, interval=0.02, what="uvicorn")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+        self.sock.close()
+
+    def connect(self):
+        import socket
+
+        conn = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+        return conn
+
+
+async def _hello(scope, receive, send) -> None:
+    if scope["type"] != "http":
+        return
+    while (await receive()).get("more_body"):
+        pass
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+def _closed_within(conn, seconds: float) -> tuple[bool, bytes, float]:
+    """Read until the server closes; (closed in time, what it sent, seconds it took)."""
+    import time
+
+    started, got = time.monotonic(), b""
+    conn.settimeout(0.2)
+    while time.monotonic() - started < seconds:
+        try:
+            chunk = conn.recv(4096)
+        except TimeoutError:
+            continue
+        except OSError:
+            return True, got, time.monotonic() - started
+        if not chunk:
+            return True, got, time.monotonic() - started
+        got += chunk
+    return False, got, time.monotonic() - started
+
+
+def test_a_client_that_never_finishes_its_headers_is_cut_off():
+    import time
+
+    from grader.service.serving import ClientLimits
+
+    limits = ClientLimits(header_timeout=1.0, body_timeout=1.0, keep_alive=1.0)
+    with _Uvicorn(_hello, limits) as server:
+        never = server.connect()
+        never.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
+        drip = server.connect()
+        drip.sendall(b"GET / HTTP/1.1\r\n")
+        for _ in range(3):  # a header byte now and then: bytes alone must not keep it open
+            time.sleep(0.3)
+            drip.sendall(b"X")
+        closed, got, took = _closed_within(never, 5)
+        assert closed and got.startswith(b"HTTP/1.1 408"), (closed, got, took)
+        assert took < 3
+        assert _closed_within(drip, 3)[0]
+
+        stalled = server.connect()  # headers done, body stops half-way
+        stalled.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n" + b"a" * 10)
+        assert _closed_within(stalled, 4)[0]
+
+        idle = server.connect()  # a finished request, then an idle kept-alive connection
+        idle.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        closed, got, _ = _closed_within(idle, 4)
+        assert closed and b"200 OK" in got and got.endswith(b"ok")
+        for conn in (never, drip, stalled, idle):
+            conn.close()

@@ -147,10 +147,20 @@ def database_for(data_dir: Path, database: str | None) -> Path | str:
               help="A network callbacks may reach although it is not public (an LMS on a private "
                    "network: 10.0.0.0/8, 192.168.1.20/32); repeatable. Without it, callbacks to "
                    "loopback, private, link-local (metadata) and reserved addresses are refused.")
+@click.option("--header-timeout", type=click.FloatRange(0.5, 600), default=10.0, show_default=True,
+              help="Seconds a client has for its request line and headers (a slow or stalled client "
+                   "gets 408 and is disconnected).")
+@click.option("--body-timeout", type=click.FloatRange(0.5, 3600), default=30.0, show_default=True,
+              help="Seconds a request body may stall between two chunks before the connection is closed.")
+@click.option("--keep-alive", type=click.FloatRange(1, 600), default=5.0, show_default=True,
+              help="Seconds an idle kept-alive connection stays open.")
+@click.option("--max-connections", type=click.IntRange(1, 100000), default=256, show_default=True,
+              help="Connections and requests at once; more are answered 503 at once.")
 @visibility_option
 def serve(assignment_dirs: tuple[str, ...], data_dir: Path, database: str | None, tokens_file: Path | None,
           host: str, port: int, broker: str | None, workers: int, sandbox: str, image: str | None,
           max_body_mib: float, timeout: float | None, callback_allow: tuple[str, ...],
+          header_timeout: float, body_timeout: float, keep_alive: float, max_connections: int,
           visibility_timeout: float) -> None:
     """Run the HTTP API for LMSs: submit files, get a job id, read the JSON result.
 
@@ -170,6 +180,8 @@ def serve(assignment_dirs: tuple[str, ...], data_dir: Path, database: str | None
       mpgrade serve --broker redis://127.0.0.1:6379/0 --database postgresql://mpgrade@db-host/mpgrade
 
     Put it behind a TLS-terminating reverse proxy: tokens travel in the Authorization header.
+    Slow clients are cut off (--header-timeout, --body-timeout, --keep-alive, --max-connections);
+    the proxy should still buffer requests and limit connections per client address.
     """
     need_service()
     import uvicorn
@@ -177,6 +189,7 @@ def serve(assignment_dirs: tuple[str, ...], data_dir: Path, database: str | None
     from grader.service.api import ServiceConfig, create_app
     from grader.service.auth import Tokens, TokensError
     from grader.service.callbacks import networks
+    from grader.service.serving import ClientLimits, server_config
     from grader.service.store import is_postgres_url, redacted, scrubbed
 
     try:
@@ -211,8 +224,10 @@ def serve(assignment_dirs: tuple[str, ...], data_dir: Path, database: str | None
     mode = f"jobs go to the workers of {shown(broker)}" if broker else f"{workers} embedded worker(s), {sandbox} sandbox"
     done(f"mpgrade serve: {', '.join(sorted(assignments))} on http://{host}:{port} ({mode}); "
          f"database {redacted(config.database)}")
+    limits = ClientLimits(header_timeout=header_timeout, body_timeout=body_timeout, keep_alive=keep_alive,
+                          max_connections=max_connections)
     try:
-        uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)
+        uvicorn.Server(server_config(app, host, port, limits, log_level="info")).run()
     except OSError as exc:
         fail(f"cannot listen on {host}:{port}: {exc}")
 
