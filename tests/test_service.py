@@ -784,3 +784,42 @@ def test_a_client_that_never_finishes_its_headers_is_cut_off():
         assert closed and b"200 OK" in got and got.endswith(b"ok")
         for conn in (never, drip, stalled, idle):
             conn.close()
+
+
+def test_ready_is_not_health_a_full_disk_is_503_on_ready_and_on_post(serve, tokens, monkeypatch):
+    import sqlite3
+
+    from grader.service import api
+
+    client = serve()
+    assert client.get("/v1/ready").json()["status"] == "ready"
+    monkeypatch.setattr(api, "disk_free", lambda path: 5 * 1024 * 1024)
+    ready = client.get("/v1/ready")
+    assert ready.status_code == 503 and ready.headers["content-type"] == PROBLEM
+    assert "disk" in ready.json()["checks"] and "full" in ready.json()["detail"]
+    assert client.get("/v1/health").status_code == 200  # alive, just not ready
+    response = submit(client, tokens["cs101"], "tiny", {"add.py": RIGHT.encode()}, student="s-full")
+    assert response.status_code == 503 and response.headers["content-type"] == PROBLEM, response.text
+    assert "is full" in response.json()["detail"] and response.headers["retry-after"]
+
+    # the check passed, then the disk filled up under the write itself: still a 503, not a 500
+    monkeypatch.setattr(api, "disk_free", lambda path: 10**12)
+
+    def full(self, job):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(SQLiteStore, "add_job", full)
+    response = submit(client, tokens["cs101"], "tiny", {"add.py": RIGHT.encode()}, student="s-full-2")
+    assert response.status_code == 503 and "disk is full" in response.json()["detail"], response.text
+
+
+def test_ready_is_503_when_the_broker_is_down(serve):
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on: Redis is down
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    client = serve(broker=f"redis://127.0.0.1:{port}/0", sandbox=None)
+    assert client.get("/v1/health").json()["status"] == "ok"
+    ready = client.get("/v1/ready")
+    assert ready.status_code == 503 and "broker" in ready.json()["checks"], ready.text

@@ -156,12 +156,15 @@ def database_for(data_dir: Path, database: str | None) -> Path | str:
               help="Seconds an idle kept-alive connection stays open.")
 @click.option("--max-connections", type=click.IntRange(1, 100000), default=256, show_default=True,
               help="Connections and requests at once; more are answered 503 at once.")
+@click.option("--min-free-mib", type=click.FloatRange(0, None), default=64.0, show_default=True,
+              help="Free space needed on the database's and the uploads' disks to take a job; "
+                   "below it a submission gets 503 and /v1/ready fails.")
 @visibility_option
 def serve(assignment_dirs: tuple[str, ...], data_dir: Path, database: str | None, tokens_file: Path | None,
           host: str, port: int, broker: str | None, workers: int, sandbox: str, image: str | None,
           max_body_mib: float, timeout: float | None, callback_allow: tuple[str, ...],
           header_timeout: float, body_timeout: float, keep_alive: float, max_connections: int,
-          visibility_timeout: float) -> None:
+          min_free_mib: float, visibility_timeout: float) -> None:
     """Run the HTTP API for LMSs: submit files, get a job id, read the JSON result.
 
     Without --broker, grading runs in this process (threads, Docker sandbox) and jobs and
@@ -211,7 +214,8 @@ def serve(assignment_dirs: tuple[str, ...], data_dir: Path, database: str | None
     config = ServiceConfig(
         assignments=assignments, tokens_file=tokens_path, database=where,
         sandbox=box, broker=broker, workers=workers, max_body=int(max_body_mib * 1024 * 1024),
-        visibility_timeout=visibility_timeout, timeout=timeout, callback_allow=callback_allow)
+        visibility_timeout=visibility_timeout, timeout=timeout, callback_allow=callback_allow,
+        min_free=int(min_free_mib * 1024 * 1024))
     try:
         app = create_app(config)
     except Exception as exc:

@@ -18,8 +18,11 @@ No ``from __future__ import annotations`` here: FastAPI reads the route signatur
 and the dependencies they name are closures made while ``create_app`` adds the routes.
 """
 
+import errno
 import logging
 import re
+import shutil
+import sqlite3
 import tempfile
 import threading
 import unicodedata
@@ -49,6 +52,7 @@ from grader.service.store import DONE, FAILED, FINAL, SENDING, JobRow, NewJob, S
 log = logging.getLogger("mpgrade.service")
 PROBLEM = "application/problem+json"
 DEFAULT_MAX_BODY = 5 * 1024 * 1024
+DEFAULT_MIN_FREE = 64 * 1024 * 1024
 _SUBMISSIONS = re.compile(r"/v1/assignments/[^/]+/submissions/?")
 _JOB_ID = r"^[0-9a-f]{32}$"
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -78,6 +82,7 @@ class ServiceConfig:
     callback_per_destination: int = callbacks.PER_DESTINATION
     start_method: str | None = None
     timeout: float | None = None
+    min_free: int = DEFAULT_MIN_FREE  # bytes free on the database's and the uploads' disks
     store: Store | None = field(default=None, repr=False)  # set by create_app
 
 
@@ -114,6 +119,27 @@ def plain_text(value: str, most: int = 200) -> bool:
     (Unicode category C*) nor a line or paragraph separator: no "alice\\n", no U+202E."""
     return 0 < len(value) <= most and not any(
         unicodedata.category(c)[0] == "C" or unicodedata.category(c) in ("Zl", "Zp") for c in value)
+
+
+# --------------------------------------------------------------------------- disks
+
+
+def disk_free(path: Path) -> int:
+    """Bytes free for this process on the file system of ``path`` (its nearest existing parent)."""
+    path = Path(path).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return shutil.disk_usage(path).free
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether an error means "no space left": OSError ENOSPC/EDQUOT, SQLite's "database or
+    disk is full", PostgreSQL's DiskFull (SQLSTATE 53100)."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    if isinstance(exc, sqlite3.OperationalError) and "full" in str(exc):
+        return True
+    return getattr(exc, "sqlstate", None) == "53100"
 
 
 # --------------------------------------------------------------------------- problems (RFC 7807)
@@ -319,6 +345,40 @@ class Service:
             await run_in_threadpool(self.dispatcher.stop)
             self.delivery.shutdown()
 
+    def disks(self) -> list[Path]:
+        """The folders whose file systems must have room: the uploads' (temp) and SQLite's."""
+        found = [Path(tempfile.gettempdir())]
+        if isinstance(self.config.database, Path) or not str(self.config.database).startswith("postgres"):
+            found.append(Path(self.config.database).parent)
+        return found
+
+    def low_disk(self) -> str | None:
+        """Why there is not room enough to take a job (``min_free`` bytes on every disk), or None."""
+        for folder in self.disks():
+            try:
+                free = disk_free(folder)
+            except OSError as exc:
+                return f"the disk of {folder} cannot be checked ({exc.strerror or exc})"
+            if free < self.config.min_free:
+                return (f"the disk of {folder} is full ({free // (1024 * 1024)} MiB free, "
+                        f"{self.config.min_free // (1024 * 1024)} MiB needed)")
+        return None
+
+    def unready(self) -> dict[str, str]:
+        """Readiness: every check that fails, by name (empty when the service can take jobs)."""
+        failed: dict[str, str] = {}
+        try:
+            self.store.writable()
+        except Exception as exc:
+            failed["store"] = f"the database cannot be written ({type(exc).__name__}: {str(exc)[:200]})"
+        why = self.low_disk()
+        if why:
+            failed["disk"] = why
+        why = self.dispatcher.unready()
+        if why:
+            failed["broker" if self.dispatcher.mode == "broker" else "workers"] = why
+        return failed
+
     def assignment_for(self, name: str, who: Course) -> Assignment:
         """The assignment ``name`` if this server has it (404) and the course may use it (403)."""
         assignment = self.config.assignments.get(name)
@@ -423,6 +483,10 @@ def _add_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def server_problem(request: Request, exc: Exception) -> JSONResponse:
+        if disk_full(exc):
+            log.error("no space left while serving %s: %s", request.url.path, exc)
+            return problem(503, TITLES[503], "the server's disk is full; the request was not taken, try again "
+                           "later", headers={"Retry-After": "60"})
         log.exception("unhandled error on %s", request.url.path)
         return problem(500, TITLES[500], f"the server failed ({type(exc).__name__})")
 
@@ -482,9 +546,19 @@ def _add_submission_route(app: FastAPI, service: Service, course: Callable[..., 
             description="result: the result document; lti: an LTI AGS Score object.")] = "result",
     ) -> JSONResponse:
         assignment = service.assignment_for(name, who)
+        full = await run_in_threadpool(service.low_disk)
+        if full:
+            raise HTTPException(503, f"{full}; the job was not taken, try again later", headers={"Retry-After": "60"})
         _check_form(student, callback_url, service.egress)
-        new = await service.new_job(assignment, who, student, file, callback_url, callback_format)
-        job, created = await service.queue(new, callback_url, callback_format)
+        try:
+            new = await service.new_job(assignment, who, student, file, callback_url, callback_format)
+            job, created = await service.queue(new, callback_url, callback_format)
+        except Exception as exc:
+            if not disk_full(exc):
+                raise
+            log.error("no space left while taking a submission: %s", exc)
+            raise HTTPException(503, "the server's disk is full; the job was not taken, try again later",
+                                headers={"Retry-After": "60"}) from None
         body = {**service.view(job, with_result=not created), "duplicate": not created}
         return JSONResponse(body, status_code=202 if created else 200,
                             headers={"Location": f"/v1/jobs/{job.id}"})
@@ -517,10 +591,19 @@ def _add_reading_routes(app: FastAPI, service: Service, course: Callable[..., Co
         return {"assignment": assignment.name, "course": who.name, "limit": limit, "offset": offset,
                 "results": rows}
 
-    @app.get("/v1/health", tags=["health"], summary="Liveness (no token needed)")
+    @app.get("/v1/health", tags=["health"], summary="Liveness: the process answers (no token needed)")
     async def health() -> dict[str, Any]:
         return {"status": "ok", "mode": service.dispatcher.mode, "version": __version__,
                 "assignments": sorted(service.config.assignments)}
+
+    @app.get("/v1/ready", tags=["health"],
+             summary="Readiness: the service can take jobs now (store writable, disk room, broker or workers)",
+             responses=_problem_responses(503))
+    async def ready() -> Any:
+        failed = await run_in_threadpool(service.unready)
+        if failed:
+            return problem(503, TITLES[503], "; ".join(failed.values()), checks=failed)
+        return {"status": "ready", "mode": service.dispatcher.mode}
 
 
 def _options(config: ServiceConfig) -> Any:

@@ -35,6 +35,7 @@ class Dispatcher(Protocol):
     def submit(self, job: JobRow) -> None: ...
     def forget(self, job_id: str) -> None: ...
     def stop(self) -> None: ...
+    def unready(self) -> str | None: ...
 
 
 class Embedded:
@@ -67,6 +68,12 @@ class Embedded:
 
     def forget(self, job_id: str) -> None:
         """Nothing outside the store remembers a job here."""
+
+    def unready(self) -> str | None:
+        """Why this dispatcher cannot grade new jobs (readiness), or None."""
+        if self._workers and not any(t.is_alive() for t in self._workers):
+            return "no embedded worker thread is running"
+        return None
 
     def stop(self) -> None:
         self._stop.set()
@@ -131,6 +138,14 @@ class Dispatched:
     def forget(self, job_id: str) -> None:
         """Drop the backend's old outcome of a job about to be graded again."""
         self.client.forget(job_id)
+
+    def unready(self) -> str | None:
+        """Why jobs cannot be sent now (readiness: the broker does not answer), or None."""
+        try:
+            self.client.ping(timeout=2.0)
+        except Exception as exc:  # ConnectionError from ping, or anything the transport raises
+            return f"the broker does not answer ({type(exc).__name__}: {str(exc)[:200]})"
+        return None
 
     def stop(self) -> None:
         self._stop.set()
