@@ -823,3 +823,44 @@ def test_ready_is_503_when_the_broker_is_down(serve):
     assert client.get("/v1/health").json()["status"] == "ok"
     ready = client.get("/v1/ready")
     assert ready.status_code == 503 and "broker" in ready.json()["checks"], ready.text
+
+
+def test_a_duplicate_delivery_carries_the_same_idempotency_key(tmp_path, serve, tiny, caplog):
+    import logging
+
+    store = SQLiteStore(tmp_path / "service.db")
+    with Receiver(statuses=(503,)) as lms:
+        job_id = _finished_job(store, tiny, "s-idem", lms.url + "/scores")
+        client = serve()  # owes the callback: sends it (503, retried: same key, attempt 2)
+        wait_for(lambda: store.job(job_id).callback_status == "delivered: HTTP 200", 30, what="the delivery")
+        first, retried = lms.headers
+        assert first["Idempotency-Key"] == retried["Idempotency-Key"] == f"{job_id}-1"
+        assert (first["X-Mpgrade-Attempt"], retried["X-Mpgrade-Attempt"]) == ("1", "2")
+
+        # the API dies mid-delivery: at the next start the callback goes again, with the same key
+        store.set_callback_status(job_id, "sending")
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="mpgrade.service"):
+            serve()
+            wait_for(lambda: len(lms.headers) == 3, 30, what="the repeated delivery")
+        assert lms.headers[2]["Idempotency-Key"] == f"{job_id}-1"
+        assert "may have arrived" in caplog.text and "never attempted" not in caplog.text
+
+        # a new outcome to deliver (the same files re-posted with a callback): a new key
+        store.set_callback(job_id, lms.url + "/again", "result")
+        client.app.state.dispatcher.on_done(job_id)
+        wait_for(lambda: len(lms.headers) == 4, 30, what="the new delivery")
+        assert lms.headers[3]["Idempotency-Key"] == f"{job_id}-2"
+
+
+def test_a_callback_never_attempted_says_so_at_start(tmp_path, serve, tiny, caplog):
+    import logging
+
+    store = SQLiteStore(tmp_path / "service.db")
+    with Receiver() as lms:
+        job_id = _finished_job(store, tiny, "s-never", lms.url + "/scores")
+        with caplog.at_level(logging.WARNING, logger="mpgrade.service"):
+            serve()
+            wait_for(lambda: lms.headers, 30, what="the owed delivery")
+    assert "never attempted" in caplog.text and "may have arrived" not in caplog.text
+    assert lms.headers[0]["Idempotency-Key"] == f"{job_id}-1"
