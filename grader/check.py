@@ -9,6 +9,8 @@ how many points are still to be decided by hidden tests.
 from __future__ import annotations
 
 import json
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,3 +57,144 @@ def write_json(doc: dict[str, Any], path: Path) -> None:
 def all_public_passed(doc: dict[str, Any]) -> bool:
     return doc["status"] == "graded" and bool(doc["tests"]) and all(
         t["outcome"] == "passed" for t in doc["tests"])
+
+
+# --------------------------------------------------------------------------- what the student sees
+#
+# A failing test's message and output come from the student's processes (``tests[].output``:
+# what they printed, the tracebacks of workers that crashed). They are turned into what a
+# student can act on: paths as the student knows them, each distinct traceback once with how
+# many processes raised it, the first lines printed, and ``file:line: message`` lines an
+# editor jumps to. Only text is read here, never executed; the renderer escapes all of it.
+
+MAX_PRINTED_LINES = 10
+MAX_LINE = 300
+MAX_CRASHES = 3
+TRACEBACK_TAIL = 6
+
+_TRACEBACK = "Traceback (most recent call last):"
+_FRAME = re.compile(r'File "(?P<file>[^"\n]{1,300})", line (?P<line>\d{1,7})')
+_HANG = re.compile(r"^\s+(?P<who>caller|worker) (?P<pid>\d{1,10}): (?P<what>.*?)(?P<file>[\w./-]{1,160}\.py)"
+                   r":(?P<line>\d{1,7}) in (?P<rest>.*)$")
+_STDLIB = re.compile(r'File "/[^"\n]{0,300}?/lib/python3\.\d+/')  # File ".../multiprocessing/process.py"
+_PROCESS_HEADER = re.compile(r"^Process [\w.:-]{1,80}:$")
+
+
+@dataclass(frozen=True)
+class Crash:
+    """One distinct traceback found in what the processes wrote, and how often it was seen."""
+
+    where: str | None  # "exercises/01_spawn/spawn.py:12", the innermost frame in a student file
+    error: str  # the last line: "NameError: name 'getpid' is not defined"
+    tail: tuple[str, ...]  # the last lines of the traceback
+    count: int
+
+
+def student_paths(text: str, assignment: Assignment, exercise: str | None) -> str:
+    """``spawn.py`` (as the harness reports it: relative to the submission) as the student knows
+    it, ``exercises/01_spawn/spawn.py``."""
+    names = {name: f"exercises/{ex.id}/{name}" for ex in assignment.exercises for name in ex.files
+             if exercise is None or ex.id == exercise}
+    if not names:
+        return text
+    pattern = re.compile(r'(?<![\w/.-])(' + "|".join(map(re.escape, names)) + r')(?=[":,)]|$)', re.M)
+    return pattern.sub(lambda m: names[m.group(1)], text)
+
+
+def _is_student_file(path: str) -> bool:
+    """A path :func:`student_paths` made: one of the student's own files."""
+    return path.startswith("exercises/") and ".." not in path
+
+
+def split_output(text: str) -> tuple[list[Crash], list[str]]:
+    """The distinct tracebacks in ``text`` (in the order first seen) and the other lines.
+
+    Workers that crash together write their tracebacks into one pipe at once, a frame at a
+    time, so several tracebacks of the same bug arrive interleaved: a traceback region absorbs
+    the lines it has already seen, and counts its ``Traceback`` lines as the processes that
+    raised it. Lines are capped; nothing is interpreted but by these patterns.
+    """
+    found: dict[tuple[str, ...], list[Any]] = {}
+    other: list[str] = []
+    block: list[str] | None = None
+    seen: set[str] = set()
+    count = 0
+    error_seen = False
+
+    def close() -> None:
+        if block:
+            key = tuple(block)
+            if key in found:
+                found[key][1] += count
+            elif len(found) < 50:
+                found[key] = [block, count]
+
+    for raw in text.splitlines():
+        line = raw[:MAX_LINE]
+        if line.strip() == _TRACEBACK:
+            if block is not None and error_seen:
+                close()
+                block, seen, count, error_seen = None, set(), 0, False
+            if block is None:
+                block, seen, count = [line], {line}, 0
+            count += 1
+            continue
+        if _PROCESS_HEADER.match(line) or line.startswith("[... more output cut]"):
+            continue
+        if block is not None:
+            indented = line.startswith((" ", "\t")) or not line.strip()
+            if line in seen:
+                continue
+            if indented or not error_seen:
+                block.append(line)
+                seen.add(line)
+                error_seen = error_seen or not indented
+                continue
+            close()
+            block, seen, count, error_seen = None, set(), 0, False
+        other.append(line)
+    close()
+    result = []
+    for lines, n in found.values():
+        error = lines[-1].strip() if len(lines) > 1 and not lines[-1].startswith(" ") else ""
+        where = None
+        for line in lines:
+            m = _FRAME.search(line)
+            if m and _is_student_file(m["file"]):
+                where = f"{m['file']}:{m['line']}"
+        tail = tuple(_STDLIB.sub('File "', line) for line in lines[-TRACEBACK_TAIL:])
+        result.append(Crash(where, error, tail, max(n, 1)))
+    return result, other
+
+
+def crashes(text: str) -> list[Crash]:
+    """The distinct tracebacks in ``text`` (see :func:`split_output`)."""
+    return split_output(text)[0]
+
+
+def printed_lines(output: str, limit: int = MAX_PRINTED_LINES) -> tuple[list[str], int]:
+    """The first ``limit`` lines the processes printed that are not part of a traceback, each
+    capped; and how many more there were."""
+    other = [line for line in split_output(output)[1]]
+    while other and not other[-1].strip():
+        other.pop()
+    kept = [line + (" [...]" if len(line) >= MAX_LINE else "") for line in other[:limit]]
+    return kept, max(len(other) - limit, 0)
+
+
+def editor_lines(test: dict[str, Any]) -> list[str]:
+    """``exercises/01_spawn/spawn.py:12: message`` for every place in the student's files a
+    failure points to (tracebacks in the message and the output, each process of a hang):
+    the form editors and IDEs read to jump to the line. ``test`` has student paths already."""
+    tag = f"{test['outcome']}" + (f", {test['start_method']}" if test.get("start_method") else "")
+    out: list[str] = []
+    for crash in crashes(test.get("message", "")) + crashes(test.get("output", "")):
+        if crash.where:
+            line = f"{crash.where}: {crash.error} ({tag})"
+            if line not in out:
+                out.append(line)
+    for text in test.get("message", "").splitlines():
+        m = _HANG.match(text)
+        if m and _is_student_file(m["file"]):
+            out.append(f"{m['file']}:{m['line']}: {m['who']} {m['pid']} {m['what']}in {m['rest']} ({tag})")
+    return out[:12]

@@ -34,7 +34,20 @@ def _role() -> str:
     return "worker"
 
 
+def _line_buffered() -> None:
+    """Whole lines on the call's pipes: the grader starts every process unbuffered (so nothing
+    printed before a hang is lost), where each ``print`` argument is its own write and the
+    output of processes printing at once interleaves mid-line. Line buffering keeps every
+    line (and every frame of a crashing worker's traceback) in one write."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(line_buffering=True, write_through=False)
+        except Exception:
+            pass
+
+
 def _install(role: str) -> None:
+    _line_buffered()
     dump_dir = os.environ.get(_wire.DUMP_DIR_ENV)
     pid_log = os.environ.get(_wire.PID_LOG_ENV)
     pid = os.getpid()

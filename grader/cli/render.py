@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from rich.console import Console
+from rich.padding import Padding
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -133,27 +134,31 @@ def check_result(doc: dict[str, Any], assignment: Any, console: Console, json_pa
     from grader.check import all_public_passed
 
     table = Table(title=shown(f"{assignment.title} — public tests"), title_justify="left")
-    table.add_column("Exercise")
-    table.add_column("Public points", justify="right")
-    table.add_column("Tests", justify="right")
+    table.add_column("Exercise", overflow="fold")
+    table.add_column("Public points", justify="right", no_wrap=True)
+    table.add_column("Tests", justify="right", no_wrap=True)
     table.add_column("Still to be graded", justify="right")
-    table.add_column("Status")
+    table.add_column("Status", overflow="fold", ratio=1)
     hidden_total = 0.0
     for ex in doc["exercises"]:
         hidden = max(ex.get("points", 0) - ex["max_score"], 0)
         hidden_total += hidden
         ok = ex["tests_total"] and ex["tests_passed"] == ex["tests_total"]
-        status = shown("ok", "green") if ok else shown(ex.get("message") or "failing tests", "red")
+        # The whole message is under the table: one short line keeps a narrow table readable.
+        message = (ex.get("message") or "failing tests").split("\n", 1)[0]
+        message = message if len(message) <= 60 else message[:57] + "..."
+        status = shown("ok", "green") if ok else shown(message, "red")
         table.add_row(shown(f"{ex['name']} {ex.get('title', '')}"), f"{ex['score']:g} / {ex['max_score']:g}",
                       f"{ex['tests_passed']}/{ex['tests_total']}", f"{hidden:g} pts (hidden)", status)
     console.print(table)
-    failing = [t for t in doc["tests"] if t["outcome"] != "passed"]
-    for t in failing:
-        console.print(shown(f"✗ {t['exercise']}: {t['name']}  [{t['outcome']}]", "bold red"))
-        for line in t["message"].splitlines()[:12]:
-            console.print(shown(f"    {line}", multiline=True))
-        if t.get("hint"):
-            console.print(shown(f"    hint: {t['hint']}", "yellow"))
+    methods = doc.get("grader", {}).get("start_methods") or [doc.get("grader", {}).get("start_method")]
+    methods = [m for m in methods if m]
+    if methods:
+        console.print(shown(f"Start methods: {', '.join(methods)} (every public test ran under each)"
+                            if len(methods) > 1 else f"Start method: {methods[0]}"), highlight=False)
+    for t in doc["tests"]:
+        if t["outcome"] != "passed":
+            failed_test(t, assignment, console)
     if doc["status"] != "graded":
         console.print(shown(f"The check could not run: {doc['message']}", "bold red"))
     passed = sum(t["outcome"] == "passed" for t in doc["tests"])
@@ -162,6 +167,48 @@ def check_result(doc: dict[str, Any], assignment: Any, console: Console, json_pa
     style = "green" if all_public_passed(doc) else "red"
     console.print(Text(summary, style=style))
     console.print(joined(("JSON result: ", ""), json_path), highlight=False)
+
+
+def _indented(console: Console, text: str, style: str = "", indent: int = 4, multiline: bool = False) -> None:
+    """A line (or block) that wraps under its own indentation, never back to column 0."""
+    console.print(Padding(shown(text, style, multiline=multiline), (0, 0, 0, indent)), highlight=False)
+
+
+def failed_test(t: dict[str, Any], assignment: Any, console: Console) -> None:
+    """One failing test of ``make check``: its name, outcome and start method, the message, what
+    each of the student's processes raised and printed, the hint, and ``file:line: message``
+    lines an editor jumps to. Paths are the student's (``exercises/01_spawn/spawn.py``)."""
+    from grader import check as check_mod
+
+    t = {**t, "message": check_mod.student_paths(t.get("message") or "", assignment, t.get("exercise")),
+         "output": check_mod.student_paths(t.get("output") or "", assignment, t.get("exercise"))}
+    how = t["outcome"] + (f" under {t['start_method']}" if t.get("start_method") else "")
+    console.print(shown(f"✗ {t['exercise']}: {t['name']}  [{how}]", "bold red"), highlight=False)
+    for line in t["message"].splitlines()[:12]:
+        _indented(console, line)
+    raised = check_mod.crashes(t["output"])
+    if raised:
+        _indented(console, "your processes raised:", "bold")
+        for crash in raised[:check_mod.MAX_CRASHES]:
+            times = f" ({crash.count} processes)" if crash.count > 1 else ""
+            _indented(console, f"{crash.error}{times}", "red", indent=6)
+            for line in crash.tail[:-1]:
+                _indented(console, line, indent=6)
+        if len(raised) > check_mod.MAX_CRASHES:
+            _indented(console, f"... and {len(raised) - check_mod.MAX_CRASHES} other tracebacks "
+                      "(all of them: tests[].output in the JSON result)", indent=6)
+    printed, more = check_mod.printed_lines(t["output"])
+    if printed:
+        _indented(console, "your processes printed:", "bold")
+        for line in printed:
+            _indented(console, line, "dim", indent=6)
+        if more:
+            _indented(console, f"... and {more} more lines (tests[].output in the JSON result)", indent=6)
+    if t.get("hint"):
+        _indented(console, f"hint: {t['hint']}", "yellow")
+    for line in check_mod.editor_lines(t):
+        # Column 0 and never wrapped by us: the ``file:line: message`` form editors read.
+        console.print(shown(line), highlight=False, soft_wrap=True)
 
 
 # --------------------------------------------------------------------------- mpgrade grade

@@ -269,6 +269,27 @@ def _record_outcome(data: dict[str, Any], call: pytest.CallInfo[None], report: p
         data["outcome"], data["message"] = "skipped", str(getattr(call.excinfo, "value", ""))
 
 
+def _call_output(record: Any) -> str:
+    """What the call's processes printed, for the student: the first lines of stdout (their
+    debug prints) and the first part of stderr (the tracebacks of workers that crashed), both
+    capped; the tail of a flood says nothing the start does not."""
+    stdout, stderr = record.stdout, record.stderr
+    out_room = MAX_OUTPUT // 3 if stderr else MAX_OUTPUT
+    out = stdout[:out_room] + ("\n[... more output cut]\n" if len(stdout) > out_room else "")
+    room = MAX_OUTPUT - len(out)
+    err = stderr[:room] + ("\n[... more output cut]\n" if len(stderr) > room else "")
+    if out and err and not out.endswith("\n"):
+        out += "\n"
+    return out + err
+
+
+def _relative(text: str, folder: Path) -> str:
+    """``text`` with the folder the call ran the student's modules from taken out of paths."""
+    for root in {str(folder), str(Path(folder).resolve())}:
+        text = text.replace(root.rstrip("/") + "/", "")
+    return text
+
+
 def _finish(item: pytest.Item, data: dict[str, Any]) -> dict[str, Any]:
     meta = data["meta"]
     runner = item.stash.get(_runner_key, None)
@@ -284,14 +305,20 @@ def _finish(item: pytest.Item, data: dict[str, Any]) -> dict[str, Any]:
             "wall_time": round(sum(r.duration for r in records), 4),
             "peak_rss": max(r.peak_rss for r in records),
         }
-        last = records[-1]
-        output = (last.stdout + last.stderr)[-MAX_OUTPUT:]
+        output = _call_output(records[-1])
     outcome = data.get("outcome", "error")
+    message = data.get("message", "") if outcome != "passed" else ""
+    if runner is not None:
+        # Paths as the student knows them: ``spawn.py``, never the temporary copy the call
+        # imported (``/tmp/mpgrade-job-.../scratch/student-.../spawn.py``); the host puts the
+        # student's own folder in front (``grader.cli.render``).
+        message, output = (_relative(text, runner.path) for text in (message, output))
     return {
         **meta,
         "outcome": outcome,
-        "message": data.get("message", "") if outcome != "passed" else "",
+        "message": message,
         "hint": (data.get("hint_now") or meta["hint"]) if outcome != "passed" else None,
         "output": output if outcome != "passed" else "",
         "telemetry": telemetry,
+        **({"start_method": records[-1].start_method} if records else {}),
     }

@@ -17,7 +17,7 @@ from importlib import resources
 from typing import Any
 
 from grader import __version__
-from grader.assignment import Assignment
+from grader.assignment import START_METHODS, Assignment
 from grader.protocol import boundedjson
 
 SCHEMA_VERSION = "1.0"
@@ -212,6 +212,7 @@ def build(
             "output": meta.get("output") or "",
             "duration": round(duration, 4),
             "telemetry": meta.get("telemetry"),
+            **({"start_method": meta["start_method"]} if meta.get("start_method") in START_METHODS else {}),
         }))
     if len(tests) > MAX_TESTS:
         problems.append(f"{len(tests)} tests ran, more than the {MAX_TESTS} a document holds")

@@ -1,0 +1,102 @@
+"""Issue #18, the student loop: what ``make check`` shows a student evening after evening.
+
+Each test stands for one finding of the issue and failed before its fix. The checks run the
+real ``mpgrade check`` on a copy of the course with a student's realistic mistake in it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from .test_cli import mpgrade
+
+SPAWN_STUB_BODY = "def exit_codes(codes: list[int]) -> list[int]:"
+
+
+def write_exit_codes(course: Path, body: str, header: str = "") -> None:
+    """The student's ``exit_codes`` (the other functions stay stubs, which fail at once)."""
+    path = course / "exercises" / "01_spawn" / "spawn.py"
+    source = path.read_text()
+    start = source.index(SPAWN_STUB_BODY)
+    end = source.index("def run_with_timeout")
+    path.write_text(header + source[:start] + body + "\n\n" + source[end:])
+
+
+CRASHING_WORKERS = '''
+def _exit_with(code):
+    print("worker", code, "starting")
+    sys.exit(getpid() and code)
+
+
+def exit_codes(codes: list[int]) -> list[int]:
+    procs = [multiprocessing.Process(target=_exit_with, args=(c,)) for c in codes]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    return [p.exitcode for p in procs]
+'''
+
+
+def test_check_shows_what_each_process_raised_and_printed_in_the_students_own_file(course_copy):
+    """Finding 1: a NameError in every worker and the worker's debug print reach the terminal,
+    under the failing test, with the student's path, plus an editor's ``file:line: message``."""
+    write_exit_codes(course_copy, CRASHING_WORKERS)
+    line = next(i for i, text in enumerate((course_copy / "exercises/01_spawn/spawn.py").read_text()
+                                           .splitlines(), 1) if "getpid() and code" in text)
+    out = mpgrade("check", "01_spawn", "--start-method", "fork", cwd=course_copy)
+    assert out.returncode == 1, out.stderr
+    text = out.stdout
+    block = text[text.index("exit_codes([0, 1, 3])"):]
+    assert "your processes raised:" in block
+    assert "NameError: name 'getpid' is not defined (3 processes)" in block
+    assert "worker 0 starting" in block and "worker 3 starting" in block
+    assert f'File "exercises/01_spawn/spawn.py", line {line}, in _exit_with' in block
+    assert re.search(rf"^exercises/01_spawn/spawn\.py:{line}: NameError: name 'getpid' is not defined",
+                     text, re.M), text
+    assert "mpgrade-job" not in text and "/scratch/" not in text and "student-" not in text
+    doc = json.loads((course_copy / ".mpgrade" / "check.json").read_text())
+    test = next(t for t in doc["tests"] if t["name"].startswith("exit_codes"))
+    assert 'File "spawn.py"' in test["output"] and "/tmp/" not in test["output"]
+
+
+INTERLEAVED = """Process Process-1:
+Process Process-2:
+Traceback (most recent call last):
+Traceback (most recent call last):
+  File "spawn.py", line 12, in work
+  File "spawn.py", line 12, in work
+    getpid()
+    getpid()
+NameError: name 'getpid' is not defined
+NameError: name 'getpid' is not defined
+hello \x1b]52;c;cGF3bmVk\x07 from a worker
+"""
+
+
+def test_interleaved_tracebacks_of_one_bug_are_shown_once_with_their_count(course):
+    from grader import check
+
+    text = check.student_paths(INTERLEAVED, course, "01_spawn")
+    crashes, other = check.split_output(text)
+    assert [(c.where, c.error, c.count) for c in crashes] == [
+        ("exercises/01_spawn/spawn.py:12", "NameError: name 'getpid' is not defined", 2)]
+    assert other == ["hello \x1b]52;c;cGF3bmVk\x07 from a worker"]
+    assert check.editor_lines({"outcome": "failed", "start_method": "spawn", "message": "", "output": text}) == [
+        "exercises/01_spawn/spawn.py:12: NameError: name 'getpid' is not defined (failed, spawn)"]
+
+
+def test_what_processes_printed_is_escaped_on_the_terminal(course):
+    import io
+
+    from rich.console import Console
+
+    from grader.cli import render
+
+    buf = io.StringIO()
+    test = {"exercise": "01_spawn", "name": "t", "outcome": "failed", "message": "m", "hint": None,
+            "output": INTERLEAVED, "start_method": "fork"}
+    render.failed_test(test, course, Console(file=buf, width=200, force_terminal=True))
+    assert "\x1b]52" not in buf.getvalue() and "\\x1b]52" in buf.getvalue()
