@@ -327,44 +327,66 @@ ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest a zip can say: the same bytes o
 SOURCE = "/autograder/source"
 VENV = "/opt/mpgrade"
 
+STUDENT_USER = "mpgrade-student"  # who student code runs as inside Gradescope's container
+
 SETUP_SH = f"""#!/usr/bin/env bash
 # Gradescope runs this once, as root, while it builds the autograder image (Ubuntu).
 # It installs Python 3.11+ and mpgrade (bundled in {SOURCE}/mpgrade) with its runtime
-# dependencies into a venv at {VENV}; run_autograder puts that venv first on PATH.
+# dependencies into a venv at {VENV} (run_autograder puts it first on PATH), creates the
+# unprivileged user student code runs as ({STUDENT_USER}), and closes {SOURCE}
+# (the hidden tests) to everyone but root.
+# With MPGRADE_WHEELHOUSE=DIR, pip installs from the wheels in DIR only (no network).
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
-apt-get update
-apt-get install -y --no-install-recommends python3 python3-venv python3-pip ca-certificates
+usable() {{ "$1" -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; }}
 PY=python3
-if ! python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
-    # Ubuntu 22.04 ships Python 3.10; mpgrade needs 3.11 (in the universe component).
-    apt-get install -y --no-install-recommends python3.11 python3.11-venv
-    PY=python3.11
+if ! usable python3; then
+    apt-get update
+    apt-get install -y --no-install-recommends python3 python3-venv python3-pip ca-certificates
+    if ! usable python3; then
+        # Ubuntu 22.04 ships Python 3.10; mpgrade needs 3.11 (in the universe component).
+        apt-get install -y --no-install-recommends python3.11 python3.11-venv
+        PY=python3.11
+    fi
 fi
 "$PY" -m venv {VENV}
-{VENV}/bin/python -m pip install --upgrade pip
-{VENV}/bin/python -m pip install {SOURCE}/mpgrade
+if [ -n "${{MPGRADE_WHEELHOUSE:-}}" ]; then
+    {VENV}/bin/python -m pip install --no-index --find-links "$MPGRADE_WHEELHOUSE" {SOURCE}/mpgrade
+else
+    {VENV}/bin/python -m pip install --upgrade pip
+    {VENV}/bin/python -m pip install {SOURCE}/mpgrade
+fi
 {VENV}/bin/python -m grader --version
+# Student code runs as this user: a system user with its own group, no home, no login.
+if ! id -u {STUDENT_USER} >/dev/null 2>&1; then
+    useradd --system --user-group --no-create-home --home-dir /nonexistent \\
+        --shell /usr/sbin/nologin {STUDENT_USER}
+fi
+chown -R root:root {SOURCE}
+chmod -R go-rwx {SOURCE}
 """
 
 RUN_AUTOGRADER = f"""#!/usr/bin/env bash
-# Gradescope runs this for every submission, in /autograder, with the student's files in
-# /autograder/submission; it must leave /autograder/results/results.json behind.
+# Gradescope runs this for every submission, as root, in /autograder, with the student's files
+# in /autograder/submission; it must leave /autograder/results/results.json behind.
 #
-# The student's files are copied into one zip first: mpgrade grades a zip as exactly one
-# submission wherever the modules sit inside it (a folder whose modules are in a subfolder
-# would be taken for a folder of submissions). Student code runs with --sandbox local: on
-# Gradescope the container is the only isolation.
+# Gradescope's container is the only sandbox, and root in it is ours: it is dropped for student
+# code, which runs as {STUDENT_USER} (made by setup.sh). That user can read neither
+# {SOURCE} (the hidden tests) nor the grader's job folders and cannot write
+# /autograder/results; results.json is written by root once grading is over
+# (`mpgrade export gradescope-run`, docs/lms-exports.md).
 set -uo pipefail
 export PATH="{VENV}/bin:$PATH"
-rm -rf /tmp/mpgrade-work /tmp/mpgrade-out
-mkdir -p /tmp/mpgrade-work /autograder/results
-cp -R /autograder/submission /tmp/mpgrade-work/submission
-(cd /tmp/mpgrade-work && python3 -m zipfile -c submission.zip submission)
-python3 -m grader grade /tmp/mpgrade-work/submission.zip --out /tmp/mpgrade-out --sandbox local \\
-    --assignment {SOURCE}/course
-echo "mpgrade grade exited with status $?"
-python3 -m grader export gradescope /tmp/mpgrade-out --single /autograder/results/results.json
+chown root:root /autograder {SOURCE}
+chmod 0755 /autograder
+chmod -R go-rwx {SOURCE}
+mkdir -p /autograder/results
+chown root:root /autograder/results
+chmod 0700 /autograder/results
+python3 -m grader export gradescope-run --submission /autograder/submission \\
+    --results /autograder/results/results.json --assignment {SOURCE}/course \\
+    --student-user {STUDENT_USER}
+echo "mpgrade exited with status $?"
 """
 
 

@@ -249,10 +249,13 @@ def test_gradescope_autograder_zip_holds_scripts_grader_and_tests_only(tmp_path,
     assert used == {"course", "mpgrade"}
     for rel in used:
         assert any(n == rel or n.startswith(rel + "/") for n in names), rel
-    assert "python3 -m grader grade" in run and "--sandbox local" in run
+    assert "python3 -m grader export gradescope-run" in run
     assert "--assignment /autograder/source/course" in run
-    assert "export gradescope /tmp/mpgrade-out --single /autograder/results/results.json" in run
-    assert "/autograder/submission" in run
+    assert "--results /autograder/results/results.json" in run
+    assert "--submission /autograder/submission" in run
+    # student code as an unprivileged user; the sources and the results root's only
+    assert f"--student-user {export.STUDENT_USER}" in run and "useradd" in setup
+    assert "chmod -R go-rwx /autograder/source" in setup and "chmod 0700 /autograder/results" in run
     assert run.startswith("#!/usr/bin/env bash\n") and setup.startswith("#!/usr/bin/env bash\n")
 
 
@@ -458,7 +461,8 @@ def run(*args: str):
 
 
 def test_cli_help_has_examples():
-    for cmd in ("gradescope", "gradescope-autograder", "lti", "canvas", "scores", "prairielearn"):
+    for cmd in ("gradescope", "gradescope-autograder", "gradescope-run", "lti", "canvas", "scores",
+                "prairielearn"):
         result = run(cmd, "--help")
         assert result.exit_code == 0 and "Examples:" in result.output and f"mpgrade export {cmd}" in result.output
 

@@ -6,14 +6,16 @@ code 2, and files a script can read. Registered on the main CLI with ``main.add_
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
 from grader import export as export_mod
 from grader.cli.render import done, fail, note, warn
-from grader.escaping import terminal, valid_unicode
+from grader.escaping import json_text, terminal, valid_unicode
 
 results_dir_arg = click.argument("results_dir", type=click.Path(path_type=Path), metavar="RESULTS_DIR")
 
@@ -115,9 +117,11 @@ def gradescope(results_dir: Path, out_dir: Path | None, single: Path | None) -> 
 def gradescope_autograder(out_zip: Path, assignment_dir: str | None) -> None:
     """The zip to upload as a Gradescope programming assignment's autograder.
 
-    It holds setup.sh (Python 3.11+ and mpgrade in a venv), run_autograder (grades
-    /autograder/submission with --sandbox local and writes results.json), the grader source
-    and the course's manifest and test files: no reference solutions, no mutants.
+    It holds setup.sh (Python 3.11+ and mpgrade in a venv, the unprivileged user student
+    code runs as, the sources closed to it), run_autograder (mpgrade export gradescope-run:
+    grades /autograder/submission with student code as that user, root writes results.json),
+    the grader source and the course's manifest and test files: no reference solutions, no
+    mutants.
     The same sources always give the same bytes.
 
     \b
@@ -137,6 +141,159 @@ def gradescope_autograder(out_zip: Path, assignment_dir: str | None) -> None:
         fail(str(exc))
     tests = sum(m.startswith("course/") and m.endswith(".py") for m in members)
     done("wrote ", out_zip, f": {len(members)} files, {tests} test files of ", root)
+
+
+class _GradescopeSandbox:
+    """Gradescope's container as the sandbox: the harness as root in a session of its own, and
+    every student process as ``uid:gid`` (``grader.protocol.wire.STUDENT_USER_ENV``: the
+    harness drops to it, as in the Docker sandbox), with at most ``Limits.pids`` processes.
+
+    Laid out like the local sandbox's job, but for two users: the job's folder (0711, which a
+    student process may pass through but not list) holds ``job/`` (root's, 0700: the manifest
+    and the hidden tests) and ``scratch/`` (1777: where student processes work). The local
+    sandbox's own folder is 0700, right for one user, but a student process could not even
+    reach its scratch there. At the end every process of the student user is killed, so none
+    is left while root writes results.json.
+    """
+
+    name = "local"
+
+    def __init__(self, uid: int, gid: int, python: str = sys.executable) -> None:
+        self.uid, self.gid, self.python = uid, gid, python
+
+    def run(self, job: Any) -> Any:
+        import shutil
+        import subprocess
+        import tempfile
+        import time
+
+        from grader.processes import kill_session
+        from grader.protocol import wire
+        from grader.sandbox.base import PYTHON, Outcome, write_files
+
+        limits = job.limits
+        started = time.monotonic()
+        tmp = Path(tempfile.mkdtemp(prefix="mpgrade-job-"))
+        try:
+            os.chmod(tmp, 0o711)
+            jobdir, scratch = tmp / "job", tmp / "scratch"
+            jobdir.mkdir(mode=0o700)
+            scratch.mkdir()
+            os.chmod(scratch, 0o1777)
+            write_files(jobdir, job.files)
+            env = {
+                "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(scratch),
+                "TMPDIR": str(scratch), "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1",
+                wire.SANDBOX_ENV: "local", **job.env, **job.secret_env,
+                wire.STUDENT_USER_ENV: f"{self.uid}:{self.gid}",
+                wire.STUDENT_NPROC_ENV: str(limits.pids),
+                wire.RLIMITS_ENV: f"core=0,fsize={limits.fsize},nofile={limits.nofile}",
+            }
+            command = [self.python if a == PYTHON and i == 0 else a for i, a in enumerate(job.command)]
+            proc = subprocess.Popen(command, cwd=jobdir, env=env, stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    start_new_session=True)
+            timed_out = False
+            try:
+                out, err = proc.communicate(timeout=limits.wall_timeout)
+            except subprocess.TimeoutExpired:
+                timed_out = True
+                kill_session(proc.pid)
+                out, err = proc.communicate()
+            finally:
+                kill_session(proc.pid)
+                _kill_user(self.uid)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return Outcome(exit_status=None if timed_out else proc.returncode, stdout=out[:limits.output],
+                       stderr_tail=err[-65536:], timed_out=timed_out,
+                       stats={"wall": time.monotonic() - started})
+
+    def close(self) -> None:
+        _kill_user(self.uid)
+
+    def __enter__(self) -> _GradescopeSandbox:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _kill_user(uid: int, rounds: int = 20) -> None:
+    """Kill every process of ``uid`` (a student process that left the harness's session)."""
+    import signal
+
+    import psutil
+
+    for _ in range(rounds):
+        left = [p for p in psutil.process_iter(["uids"]) if p.info["uids"] and p.info["uids"].real == uid]
+        if not left:
+            return
+        for p in left:
+            try:
+                os.kill(p.pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+
+@export.command("gradescope-run")
+@click.option("--submission", "submission_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("/autograder/submission"), show_default=True,
+              help="The student's files, as Gradescope puts them.")
+@click.option("--results", "results_file", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("/autograder/results/results.json"), show_default=True,
+              help="Where results.json goes (written by root, after grading).")
+@click.option("--assignment", "assignment_dir", metavar="DIR", default=f"{export_mod.SOURCE}/course",
+              show_default=True, help="Folder with assignment.toml and the tests.")
+@click.option("--student-user", default=export_mod.STUDENT_USER, show_default=True,
+              help="The unprivileged user student code runs as (setup.sh creates it).")
+def gradescope_run(submission_dir: Path, results_file: Path, assignment_dir: str, student_user: str) -> None:
+    """Grade one Gradescope submission inside Gradescope's container (run_autograder runs it).
+
+    It runs as root, and student code does not: every student process runs as
+    --student-user, which cannot read the tests or write the results folder. The
+    results.json is written by root once grading is over; an error or timeout result gets
+    none (never a 0: Gradescope then shows the autograder as failed) and exits with 1.
+
+    \b
+    Examples:
+      mpgrade export gradescope-run    # in run_autograder, with the defaults above
+      mpgrade export gradescope-run --submission /tmp/sub --results /tmp/results.json
+    """
+    import pwd
+
+    from grader import assignment as assignment_mod
+    from grader import grading
+    from grader.atomic import write_atomic
+    from grader.intake import submission as intake
+
+    if os.geteuid() != 0:
+        fail("gradescope-run must run as root (Gradescope runs run_autograder so): it drops to "
+             f"{student_user} for student code")
+    try:
+        user = pwd.getpwnam(student_user)
+    except KeyError:
+        fail(f"no user {student_user!r}: setup.sh creates it (useradd)")
+    if user.pw_uid == 0 or user.pw_gid == 0:
+        fail(f"{student_user!r} is root or in root's group: student code must not be")
+    try:
+        assignment = assignment_mod.load(assignment_mod.locate(assignment_dir))
+    except assignment_mod.AssignmentError as exc:
+        fail(str(exc))
+    sub = intake.from_folder(submission_dir, assignment, "submission")
+    with _GradescopeSandbox(user.pw_uid, user.pw_gid) as box:
+        doc = grading.grade(box, assignment, sub, grading.Options(scope="all"))
+    if doc is None:
+        fail("grading was cancelled")
+    done(f"{doc['status']}: {doc['score']:g}/{doc['max_score']:g} ", doc["message"][:2000])
+    try:
+        data = export_mod.gradescope_results(doc)
+    except export_mod.Withheld as exc:
+        note("not sent:", "bold red", str(exc))
+        sys.exit(1)
+    results_file.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(results_file, json_text(data, indent=2).encode() + b"\n")
+    done("wrote ", results_file)
 
 
 @export.command()
