@@ -348,10 +348,11 @@ class FlakySandbox(LocalSandbox):
 
 
 def test_a_repost_of_files_whose_grading_failed_grades_them_again(serve, tokens):
-    client = serve(sandbox=FlakySandbox(failures=1))
+    client = serve(sandbox=FlakySandbox(failures=3))  # every automatic attempt fails
     first = submit(client, tokens["cs101"], "tiny", {"add.py": RIGHT.encode()}, student="s-flaky")
     job = finished(client, tokens["cs101"], first.json()["job_id"])
     assert job["status"] == "done" and job["result"]["status"] == "error", job
+    assert job["gradable"] is False and job["result"]["gradable"] is False
 
     again = submit(client, tokens["cs101"], "tiny", {"add.py": RIGHT.encode()}, student="s-flaky")
     assert again.status_code == 202 and again.json()["duplicate"] is False, again.text
@@ -864,3 +865,77 @@ def test_a_callback_never_attempted_says_so_at_start(tmp_path, serve, tiny, capl
             wait_for(lambda: lms.headers, 30, what="the owed delivery")
     assert "never attempted" in caplog.text and "may have arrived" not in caplog.text
     assert lms.headers[0]["Idempotency-Key"] == f"{job_id}-1"
+
+
+class KilledSandbox(LocalSandbox):
+    """A sandbox whose container is killed by the host every time (exit 137, no report)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.runs = 0
+
+    def run(self, job):
+        from grader.sandbox.base import Outcome
+
+        self.runs += 1
+        return Outcome(exit_status=137, stdout=b"")
+
+
+def test_a_killed_container_is_retried_then_not_gradable_never_a_0_to_the_lms(serve, tokens):
+    box = KilledSandbox()
+    client = serve(sandbox=box)
+    with Receiver() as lms:
+        job_id = submit(client, tokens["cs101"], "tiny", {"add.py": RIGHT.encode()}, student="lti-killed",
+                        callback_url=lms.url + "/scores", callback_format="lti").json()["job_id"]
+        job = finished(client, tokens["cs101"], job_id)
+        status = wait_for(lambda: client.get(f"/v1/jobs/{job_id}", headers=bearer(tokens["cs101"])).json()
+                          ["callback"]["status"] not in (None, "sending") and
+                          client.get(f"/v1/jobs/{job_id}", headers=bearer(tokens["cs101"])).json()["callback"]["status"],
+                          30, what="the callback status")
+        assert status.startswith("withheld: "), status  # no Score, so no 0 for the LMS to record
+        assert lms.received == []
+        # the result format gets the document, saying it is no grade
+        other = submit(client, tokens["cs101"], "tiny", {"add.py": WRONG.encode()}, student="s-killed-2",
+                       callback_url=lms.url + "/results").json()["job_id"]
+        finished(client, tokens["cs101"], other)
+        _, _, sent = wait_for(lambda: lms.received and lms.received[0], 30, what="the callback")
+    assert sent["gradable"] is False and sent["fault"] == "infrastructure"
+    assert box.runs == 6  # each job retried a bounded number of times (3)
+    assert job["gradable"] is False and job["fault"] == "infrastructure"
+    doc = results.validate(job["result"])
+    assert doc["gradable"] is False and doc["fault"] == "infrastructure" and "tried 3 times" in doc["message"]
+
+
+def test_a_failure_of_ours_is_retried_automatically_and_the_lms_gets_only_the_grade(serve, tokens):
+    client = serve(sandbox=FlakySandbox(failures=1))
+    with Receiver() as lms:
+        job_id = submit(client, tokens["cs101"], "tiny", {"add.py": RIGHT.encode()}, student="s-hiccup",
+                        callback_url=lms.url + "/scores").json()["job_id"]
+        job = finished(client, tokens["cs101"], job_id)
+        wait_for(lambda: lms.received, 30, what="the callback")
+    assert job["result"]["status"] == "graded" and job["result"]["score"] == 10 and job["gradable"] is True
+    assert [r.body["score"] for r in lms.received] == [10]
+
+
+@pytest.mark.parametrize("status, message, fault", [
+    ("graded", "", None),
+    ("timeout", "the submission ran past the limit", "student"),
+    ("error", "the sandbox failed (RuntimeError: boom); grade it again", "infrastructure"),
+    ("error", "the grader failed on this submission (KeyError: 'x'); grade it again", "infrastructure"),
+    ("error", "no valid result came out of the sandbox (exit status 137): no frame", "infrastructure"),
+    ("error", "no valid result came out of the sandbox: a forged report", "student"),
+    ("error", "the sandbox ran out of memory (512 MiB) and the grader could not finish", "student"),
+    ("error", "the archive holds a path outside it", "student"),
+])
+def test_whose_failure_a_result_is(status, message, fault):
+    assert jobs.fault_of({"status": status, "message": message}) == fault
+
+
+def test_a_celery_worker_retries_a_killed_container_then_answers_not_gradable(tiny):
+    from grader.service.tasks import INFRA_ATTEMPTS, grade_with_retries
+
+    box = KilledSandbox()
+    doc = grade_with_retries(jobs.Grader({"tiny": tiny}, box), _payload(tiny, "s-worker-killed"),
+                             where="w1@test", pause=0)
+    assert box.runs == INFRA_ATTEMPTS == 3
+    assert doc["gradable"] is False and doc["fault"] == "infrastructure" and "w1@test" in doc["message"]

@@ -310,10 +310,14 @@ class Service:
             doc = jobs.failure_document(assignment, job.payload, job.message or "the job failed",
                                         sandbox=getattr(self.config.sandbox, "name", "docker"))
         number, _ = self.store.begin_delivery(job_id)
-        status = callbacks.post(job.callback_url, doc, job.callback_format or "result",
-                                attempts=self.config.callback_attempts, backoff=self.config.callback_backoff,
-                                timeout=self.config.callback_timeout, egress=self.egress,
-                                key=idempotency_key(job_id, number))
+        try:
+            status = callbacks.post(job.callback_url, doc, job.callback_format or "result",
+                                    attempts=self.config.callback_attempts, backoff=self.config.callback_backoff,
+                                    timeout=self.config.callback_timeout, egress=self.egress,
+                                    key=idempotency_key(job_id, number))
+        except Exception as exc:  # a bug in making the body: say so rather than stay "sending"
+            log.exception("the callback of job %s could not be made", job_id)
+            status = f"failed: the callback could not be made ({type(exc).__name__}: {str(exc)[:200]})"
         self.store.set_callback_status(job_id, status)
 
     def on_done(self, job_id: str) -> None:
@@ -410,8 +414,15 @@ class Service:
             "links": {"self": f"/v1/jobs/{job.id}",
                       "results": f"/v1/assignments/{job.assignment}/results"},
         }
+        doc = self.store.result(job.id)
+        if job.status == FAILED:
+            out["gradable"], out["fault"] = False, "infrastructure"
+        elif doc is not None:
+            out["gradable"], out["fault"] = doc.get("gradable", True), jobs.fault_of(doc)
+        else:
+            out["gradable"], out["fault"] = None, None  # not known yet
         if with_result:
-            out["result"] = self.store.result(job.id)
+            out["result"] = doc
         return out
 
     async def new_job(self, assignment: Assignment, who: Course, student: str, file: list[UploadFile],

@@ -42,6 +42,7 @@ TIMEOUT = 10.0
 MAX_URL = 2000
 PER_DESTINATION = 2  # sending threads one callback host may hold
 MAX_THREADS = 32  # sending threads in all
+WITHHELD = "withheld: "  # an LTI callback for a result that is not a grade: nothing was sent
 BLOCKED = "blocked: "  # the start of a callback status the egress policy refused (never retried)
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -183,7 +184,11 @@ def destination(url: str) -> tuple[str, int]:
 
 
 def body(document: dict[str, Any], fmt: str) -> tuple[dict[str, Any], str]:
-    """What is POSTed and its content type: the result document, or an LTI AGS Score."""
+    """What is POSTed and its content type: the result document, or an LTI AGS Score.
+
+    An LTI Score exists only for a grade: ``grader.export.lti_score`` raises ``Withheld`` for
+    an error or timeout result (any Score would change the platform's grade), and :func:`post`
+    then sends nothing (``withheld: ...``)."""
     if fmt == "lti":
         from grader.export import lti_score
 
@@ -204,7 +209,12 @@ def post(url: str, document: dict[str, Any], fmt: str = "result", *, attempts: i
     ``payload`` replaces what :func:`body` would make of ``document`` (a not-gradable notice).
     """
     if payload is None:
-        payload, content_type = body(document, fmt)
+        from grader.export import Withheld
+
+        try:
+            payload, content_type = body(document, fmt)
+        except Withheld as exc:  # not a grade: no Score, so the platform keeps what it has
+            return WITHHELD + str(exc)[:250]
     else:
         content_type = "application/vnd.ims.lis.v1.score+json" if fmt == "lti" else "application/json"
     data = json.dumps(payload).encode()

@@ -158,9 +158,53 @@ class Grader:
 
 def failure_document(assignment: Assignment, payload: Mapping[str, Any], message: str,
                      sandbox: str = "local") -> dict[str, Any]:
-    """Score 0 with the reason, for a job no worker could grade (so the LMS still gets an answer)."""
+    """The answer for a job no worker could grade (so the LMS still hears of it): status
+    error, ``gradable: false``, fault ``infrastructure``; its score 0 is not a grade."""
     sub = submission_of(payload)
-    return results.validate(results.error_document(
+    return not_gradable(results.validate(results.error_document(
         assignment, sub.describe(), status="error", message=message[:500], sandbox=sandbox,
         start_method=(payload.get("options") or {}).get("start_method") or assignment.start_method,
-        started_at=results.now()))
+        started_at=results.now())))
+
+
+# What grading.grade writes when the failure is ours, not the submission's. A container that
+# ends by SIGKILL or SIGTERM (137, 143) without the OOM flag was killed from outside: the
+# student's processes cannot kill the container's init.
+_OUR_FAILURES = ("the sandbox failed", "the grader failed", "no worker could grade it",
+                 "grading was interrupted")
+_KILLED_FROM_OUTSIDE = ("(exit status 137)", "(exit status 143)")
+
+
+def fault_of(document: Mapping[str, Any]) -> str | None:
+    """Whose failure a document's status is: None for a grade, ``infrastructure`` for ours (a
+    killed container, an engine or grader error, a lost worker), ``student`` for the rest (a
+    bad archive, a timeout, memory, a report the submission broke)."""
+    if document.get("fault") in ("student", "infrastructure"):
+        return str(document["fault"])
+    status = document.get("status")
+    if status == "graded":
+        return None
+    if status == "timeout":
+        return "student"
+    message = str(document.get("message") or "")
+    if message.startswith(_OUR_FAILURES) or (message.startswith("no valid result came out of the sandbox")
+                                             and any(k in message for k in _KILLED_FROM_OUTSIDE)):
+        return "infrastructure"
+    return "student"
+
+
+def not_gradable(document: dict[str, Any], note: str | None = None) -> dict[str, Any]:
+    """``document`` marked as no grade: ``gradable: false``, fault ``infrastructure``."""
+    doc = dict(document)
+    doc["gradable"], doc["fault"] = False, "infrastructure"
+    if note:
+        doc["message"] = results.cut(f"{doc.get('message') or ''} ({note})".strip(), results.MAX_TEXT)
+    return results.validate(doc)
+
+
+def classified(document: dict[str, Any]) -> dict[str, Any]:
+    """``document`` with ``fault`` set when its status is not graded (whose failure it is)."""
+    fault = fault_of(document)
+    if fault is None or document.get("fault") == fault:
+        return document
+    return results.validate({**document, "fault": fault})

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from grader.service import jobs
-from grader.service.store import JobRow, JobState, Store
+from grader.service.store import MAX_ATTEMPTS, JobRow, JobState, Store
 from grader.service.tasks import Client
 
 log = logging.getLogger("mpgrade.service")
@@ -96,6 +96,9 @@ class Embedded:
                 self._stop.wait(min(self.idle, 1.0))
 
     def _run(self, job: JobRow) -> None:
+        """Grade one claimed job. A failure that is ours (the sandbox or grader broke, a
+        container was killed) is graded again, up to ``MAX_ATTEMPTS`` claims in all; then the
+        job ends ``gradable: false``, never as a 0 that looks like a grade."""
         try:
             doc = self.grader.grade(job.payload)
         except (jobs.UnknownAssignment, jobs.BadPayload) as exc:
@@ -104,13 +107,31 @@ class Embedded:
             return
         except Exception as exc:  # a bug must cost this job, not the worker thread
             log.exception("grading job %s failed", job.id)
-            self.store.fail(job.id, f"the grader failed: {type(exc).__name__}: {str(exc)[:300]}")
-            self.on_done(job.id)
+            why = f"the grader failed: {type(exc).__name__}: {str(exc)[:300]}"
+            if not self._again(job, why):
+                self.store.fail(job.id, f"{why} (tried {job.attempts} times)")
+                self.on_done(job.id)
             return
         if doc is None:  # stopping: leave it running; the next start queues it again
             return
+        if jobs.fault_of(doc) == "infrastructure":
+            if self._again(job, str(doc.get("message") or "")):
+                return
+            doc = jobs.not_gradable(doc, f"tried {job.attempts} times")
+        else:
+            doc = jobs.classified(doc)
         if self.store.finish(job.id, doc):
             self.on_done(job.id)
+
+    def _again(self, job: JobRow, why: str) -> bool:
+        """Queue ``job`` again after a failure of ours, unless it has had its attempts."""
+        if job.attempts >= MAX_ATTEMPTS:
+            return False
+        log.warning("job %s failed for reasons that are not the student's (%s); grading it again "
+                    "(attempt %d of %d)", job.id, why[:300], job.attempts + 1, MAX_ATTEMPTS)
+        self.store.requeue(job.id, why)
+        self._wake.set()
+        return True
 
 
 class Dispatched:

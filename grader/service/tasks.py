@@ -18,7 +18,9 @@ Why these settings (see README "Grading as a service"):
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +36,8 @@ TASK = "mpgrade.grade"
 QUEUE = "mpgrade"
 DEFAULT_VISIBILITY_TIMEOUT = 3600.0
 RESULT_EXPIRES = 7 * 24 * 3600
+INFRA_ATTEMPTS = 3  # gradings of one job when the failure is ours, before it is "not gradable"
+log = logging.getLogger("mpgrade.worker")
 
 
 def make_celery(broker: str, *, backend: str | None = None,
@@ -68,14 +72,28 @@ def make_celery(broker: str, *, backend: str | None = None,
         earlier = self.AsyncResult(self.request.id)
         if earlier.state == "SUCCESS":  # redelivered after it was done: never grade twice
             return earlier.result
+        return grade_with_retries(grader, payload, where=str(self.request.hostname or "a worker"))
+
+    return app
+
+
+def grade_with_retries(grader: jobs.Grader, payload: dict[str, Any], where: str = "a worker",
+                       attempts: int = INFRA_ATTEMPTS, pause: float = 1.0) -> dict[str, Any]:
+    """Grade, and grade again when the failure is ours (a killed container, an engine error),
+    at most ``attempts`` times; then the document is ``gradable: false``, never a plain 0."""
+    for attempt in range(1, attempts + 1):
         doc = grader.grade(payload)
         if doc is None:  # the sandbox was closed: the worker is stopping; let another one grade it
             from celery.exceptions import Reject
 
             raise Reject("the worker stopped while grading", requeue=True)
-        return doc
-
-    return app
+        if jobs.fault_of(doc) != "infrastructure":
+            return jobs.classified(doc)
+        if attempt < attempts:
+            log.warning("grading failed for reasons that are not the student's (%s); again (%d of %d)",
+                        str(doc.get("message"))[:300], attempt + 1, attempts)
+            time.sleep(pause)
+    return jobs.not_gradable(doc, f"tried {attempts} times on {where}")
 
 
 def ping(app: Any, timeout: float = 5.0) -> None:
