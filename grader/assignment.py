@@ -76,6 +76,15 @@ class Assignment:
     limits: Limits
     exercises: tuple[Exercise, ...]
     sandbox: dict[str, Any] = field(default_factory=dict)
+    start_methods: tuple[str, ...] = ()
+    """Every start method student code must work under (``[assignment] start_methods``);
+    ``make check`` runs the public tests under each. Empty: only ``start_method``."""
+
+    @property
+    def check_start_methods(self) -> tuple[str, ...]:
+        """The start methods ``make check`` runs the public tests under, the default first."""
+        rest = tuple(m for m in self.start_methods if m != self.start_method)
+        return (self.start_method, *rest)
 
     def exercise(self, ex_id: str) -> Exercise:
         for ex in self.exercises:
@@ -226,6 +235,9 @@ def load(root: Path) -> Assignment:
     start_method = meta.get("start_method", "fork")
     if start_method not in START_METHODS:
         raise AssignmentError(f"{path}: start_method must be fork, spawn or forkserver")
+    start_methods = meta.get("start_methods", [])
+    if not isinstance(start_methods, list) or not all(m in START_METHODS for m in start_methods):
+        raise AssignmentError(f"{path}: start_methods must be a list of fork, spawn and forkserver")
     raw_limits = data.get("limits", {})
     unknown = set(raw_limits) - set(Limits.__dataclass_fields__)
     if unknown:
@@ -257,5 +269,5 @@ def load(root: Path) -> Assignment:
     return Assignment(
         root=root, name=meta["name"], version=meta["version"], title=str(meta.get("title", meta["name"])),
         start_method=start_method, limits=limits, exercises=tuple(exercises),
-        sandbox=dict(data.get("sandbox", {})),
+        sandbox=dict(data.get("sandbox", {})), start_methods=tuple(dict.fromkeys(start_methods)),
     )

@@ -8,8 +8,10 @@ how many points are still to be decided by hidden tests.
 
 from __future__ import annotations
 
+import copy
 import json
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from grader import grading
 from grader.assignment import Assignment
 from grader.atomic import write_atomic
 from grader.intake.submission import Submission
+from grader.protocol import results
 from grader.sandbox.local import LocalSandbox
 
 DEFAULT_JSON = Path(".mpgrade") / "check.json"
@@ -40,14 +43,67 @@ def working_copy(assignment: Assignment, exercises: tuple[str, ...] = ()) -> Sub
 
 def run_check(assignment: Assignment, exercises: tuple[str, ...] = (),
               start_method: str | None = None) -> dict[str, Any]:
+    """The public tests of ``exercises`` (all: empty) against the working copy, under
+    ``start_method`` or, by default, every start method the assignment declares
+    (:attr:`Assignment.check_start_methods`), each in its own run at the same time: a bug that
+    shows only under ``spawn`` (a lambda target, work at import time) fails the check."""
     for ex_id in exercises:
         assignment.exercise(ex_id)  # unknown ids fail early with the list of known ones
     sub = working_copy(assignment, exercises)
-    options = grading.Options(scope="public", exercises=exercises, start_method=start_method)
-    with LocalSandbox() as sandbox:
-        doc = grading.grade(sandbox, assignment, sub, options)
-    assert doc is not None  # only a cancelled run gives None, and check never cancels
-    return doc
+    methods = (start_method,) if start_method else assignment.check_start_methods
+    with LocalSandbox() as sandbox, ThreadPoolExecutor(len(methods)) as pool:
+        futures = [pool.submit(grading.grade, sandbox, assignment, sub, grading.Options(
+            scope="public", exercises=exercises, start_method=method)) for method in methods]
+        docs = [f.result() for f in futures]
+    assert all(doc is not None for doc in docs)  # only a cancelled run gives None: check never cancels
+    return merge_start_methods(list(zip(methods, docs, strict=True)))  # type: ignore[arg-type]
+
+
+def merge_start_methods(runs: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    """One document from the runs of the same check under several start methods.
+
+    A test passes only when it passed under every method; a failing test is the first failure
+    in the order of ``runs`` (the default method first) and names its start method, and says
+    so when it passed under the default one. A run that could not grade decides the document.
+    """
+    method, doc = runs[0]
+    doc = copy.deepcopy(doc)
+    doc["grader"]["start_methods"] = [m for m, _ in runs]
+    broken = next((d for _, d in runs if d["status"] != "graded"), None)
+    if broken is not None or len(runs) == 1:
+        if broken is not None and broken is not runs[0][1]:
+            doc = {**copy.deepcopy(broken), "grader": {**broken["grader"], "start_methods": [m for m, _ in runs]}}
+        for t in doc["tests"]:
+            t.setdefault("start_method", method)
+        return results.validate(doc)
+    by_id = [(m, {t["id"]: t for t in d["tests"]}) for m, d in runs]
+    tests = []
+    for t in doc["tests"]:
+        failing = [(m, tests_of[t["id"]]) for m, tests_of in by_id
+                   if t["id"] in tests_of and tests_of[t["id"]]["outcome"] != "passed"]
+        if not failing:
+            tests.append(t)
+            continue
+        first_method, chosen = failing[0]
+        chosen = {**chosen, "start_method": chosen.get("start_method") or first_method}
+        under = [m for m, _ in failing]
+        if first_method != method:
+            chosen["message"] = (f"passes under {method}, fails under {', '.join(under)}: "
+                                 + chosen["message"])
+        elif len(under) < len(runs):
+            passed = [m for m, _ in runs if m not in under]
+            chosen["message"] = f"fails under {', '.join(under)} (passes under {', '.join(passed)}): " \
+                + chosen["message"]
+        tests.append(results.capped_test(chosen))
+    doc["tests"] = tests
+    for ex in doc["exercises"]:
+        mine = [t for t in tests if t["exercise"] == ex["name"]]
+        ex["score"] = round(sum(t["score"] for t in mine), 6)
+        ex["tests_passed"] = sum(t["outcome"] == "passed" for t in mine)
+        ex["message"] = results.common_message(mine)
+    doc["score"] = round(sum(ex["score"] for ex in doc["exercises"]), 6)
+    doc["duration"] = max(float(d.get("duration", 0.0)) for _, d in runs)
+    return results.validate(doc)
 
 
 def write_json(doc: dict[str, Any], path: Path) -> None:

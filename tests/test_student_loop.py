@@ -100,3 +100,31 @@ def test_what_processes_printed_is_escaped_on_the_terminal(course):
             "output": INTERLEAVED, "start_method": "fork"}
     render.failed_test(test, course, Console(file=buf, width=200, force_terminal=True))
     assert "\x1b]52" not in buf.getvalue() and "\\x1b]52" in buf.getvalue()
+
+
+LAMBDA_TARGET = '''
+def exit_codes(codes: list[int]) -> list[int]:
+    procs = [multiprocessing.Process(target=lambda c=c: sys.exit(c)) for c in codes]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    return [p.exitcode for p in procs]
+'''
+
+
+def test_the_default_check_catches_a_spawn_only_bug_and_names_the_start_method(course_copy):
+    """Finding 2: a lambda target works under fork only; the default check runs every start
+    method the assignment declares, says which ran and names the one each failure is under."""
+    write_exit_codes(course_copy, LAMBDA_TARGET)
+    out = mpgrade("check", "01_spawn", cwd=course_copy)
+    text = out.stdout
+    assert "Start methods: fork, spawn, forkserver" in text, text
+    block = text[text.index("exit_codes([0, 1, 3])"):]
+    assert "under spawn]" in block.split("\n", 1)[0], block
+    assert "passes under fork, fails under spawn, forkserver" in block
+    doc = json.loads((course_copy / ".mpgrade" / "check.json").read_text())
+    assert doc["grader"]["start_methods"] == ["fork", "spawn", "forkserver"]
+    test = next(t for t in doc["tests"] if t["name"].startswith("exit_codes"))
+    assert test["outcome"] == "failed" and test["start_method"] == "spawn"
+    assert all(t.get("start_method") for t in doc["tests"] if t["outcome"] != "passed")

@@ -281,6 +281,11 @@ def _short_nodeid(nodeid: str) -> str:
     return "/".join(parts[-2:]) + sep + rest
 
 
+def common_message(tests: list[dict[str, Any]]) -> str | None:
+    """An exercise's ``message`` from its tests (also for documents merged on the host)."""
+    return _common_message(tests)
+
+
 def _common_message(tests: list[dict[str, Any]]) -> str | None:
     """When every test of an exercise failed the same way (import error, stub), say it once."""
     if not tests or any(t["outcome"] == "passed" for t in tests):
