@@ -346,3 +346,22 @@ def test_grade_with_a_broker_regrades_a_job_whose_earlier_try_failed(tmp_path, w
     grade_one = client.grade_function(tiny, options, force=False, sandbox_name="local", stop=threading.Event())
     doc = grade_one(sub)
     assert doc is not None and doc["status"] == "graded" and doc["score"] == 10, doc
+
+
+def test_a_backlog_longer_than_the_visibility_timeout_is_graded_once(api, workers, tmp_path):
+    """Six slow jobs, two workers, an API with a 3 s visibility timeout: the last jobs wait in
+    the queue far longer than 3 s. Queued is not lost: no job is sent again, none graded twice.
+    (The workers' own timeout exceeds a grading, as it must: that one is Redis's redelivery
+    of a message a dead worker held, not the API's.)"""
+    client, config = api  # the API's visibility timeout: 3 s
+    for _ in range(2):
+        workers.start(visibility_timeout=60)
+    slow = "import time\n\n\ndef add(a, b):\n    time.sleep(1.5)\n    return a + b\n"
+    ids = [submit(client, f"# {i}\n" + slow, f"s-backlog-{i}") for i in range(6)]
+    for job_id in ids:
+        job = done(client, job_id, timeout=120)
+        assert job["status"] == "done" and job["result"]["score"] == 10, job
+    logs = "".join(log.read_text() for log in workers.logs)
+    for job_id in ids:
+        assert logs.count(f"[{job_id}] received") == 1, (job_id, logs[-3000:])
+        assert config.store.count_results(job_id) == 1

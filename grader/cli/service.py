@@ -29,7 +29,8 @@ broker_help = "Celery broker, e.g. redis://127.0.0.1:6379/0 (also the result bac
 visibility_option = click.option(
     "--visibility-timeout", type=click.FloatRange(1, None), default=3600.0, show_default=True,
     help="Seconds before Redis hands an unacknowledged job (its worker died) to another worker; "
-         "must be longer than the longest grading.")
+         "must be longer than the longest grading. (The API sends a dead worker's job again "
+         "sooner, once the worker's lease has run out, and never re-sends a job still queued.)")
 
 
 def need_service() -> None:
@@ -252,8 +253,9 @@ def worker(broker: str, assignment_dirs: tuple[str, ...], sandbox: str, image: s
 
     Start one per grading host (each with Docker and the grading image). A job is
     acknowledged only when its result is stored, so a worker killed mid-job loses nothing:
-    the broker gives the job to another worker after --visibility-timeout. A job is graded
-    once: a redelivered job that already has a result is answered from it.
+    its lease on the job runs out (15 s without a heartbeat) and the API sends the job again.
+    A job is graded once: a redelivered job that already has a result is answered from it,
+    and a copy that arrives while another worker holds the job's lease is dropped.
 
     \b
     Examples:

@@ -221,14 +221,23 @@ class Dispatched:
             self.on_done(state.id)
         elif got.state == "STARTED" and state.status != "running":
             self.store.mark_running(state.id)
-        elif got.state == "PENDING" and _older_than(state.sent_at, self.client.visibility_timeout):
-            # Redis lost the message (a restart without persistence, a flush), or the job waited
-            # in the queue that long: send it again; a copy that finds a result is not regraded
+        elif got.state in ("PENDING", "STARTED") and self._lost(state):
+            # neither waiting in the queue (its marker) nor held by a live worker (its lease):
+            # Redis lost the message, or the worker died; a queued job, however long the
+            # backlog, is never sent twice. A copy that finds a result is not graded again.
             job = self.store.job(state.id)
             if job is not None and job.status not in ("done", "failed"):
-                log.warning("job %s is still unknown to the workers %s after it was sent: sending it again",
+                log.warning("job %s is neither queued nor held by a live worker (sent %s): sending it again",
                             job.id, state.sent_at)
                 self.submit(job)
+
+    def _lost(self, state: JobState) -> bool:
+        """A job sent a while ago (a lease's lifetime: no race with the send itself) that no
+        queue marker or worker lease accounts for."""
+        held = getattr(self.client, "held", None)
+        if held is None:  # a client without leases: the old rule, a timer from the send
+            return state.status != "running" and _older_than(state.sent_at, self.client.visibility_timeout)
+        return _older_than(state.sent_at, getattr(self.client, "lease_ttl", 15.0)) and not held(state.id)
 
 
 def _older_than(stamp: str | None, seconds: float) -> bool:

@@ -8,6 +8,10 @@ Why these settings (see README "Grading as a service"):
   only after its result is stored, so a worker killed mid-job leaves it unacknowledged, and
   the broker hands it to another worker after ``visibility_timeout`` (Redis transport option;
   it must exceed the longest grading, default one hour).
+- A :class:`Lease` per job being graded (renewed by a heartbeat) and a queued marker per job
+  sent tell the API's collector a queued job from a lost one, so a long backlog is never sent
+  twice and a dead worker's job is sent again once its lease runs out (not after an hour);
+  a copy of a message whose job is leased is dropped, so two workers never grade one job.
 - The task id *is* the job id (derived from the submission hash, ``jobs.job_key``) and the
   task returns early with the stored document when the backend already holds a success for
   it, so a redelivered job is not graded twice; Celery itself never overwrites a SUCCESS.
@@ -22,7 +26,8 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +42,7 @@ QUEUE = "mpgrade"
 DEFAULT_VISIBILITY_TIMEOUT = 3600.0
 RESULT_EXPIRES = 7 * 24 * 3600
 INFRA_ATTEMPTS = 3  # gradings of one job when the failure is ours, before it is "not gradable"
+LEASE_TTL = 15.0  # seconds a worker's hold on a job lives without a heartbeat
 log = logging.getLogger("mpgrade.worker")
 
 
@@ -50,6 +56,7 @@ def make_celery(broker: str, *, backend: str | None = None,
     from celery import Celery
 
     app = Celery("mpgrade", broker=broker, backend=backend or broker, set_as_current=False)
+    leases = redis_for(broker) if grader is not None else None
     # Redis restores unacknowledged messages on a timer (every interval x throttle seconds):
     # keep that period at most half the visibility timeout (and at most kombu's 100 s).
     interval = min(10.0, max(1.0, visibility_timeout / 4))
@@ -72,9 +79,119 @@ def make_celery(broker: str, *, backend: str | None = None,
         earlier = self.AsyncResult(self.request.id)
         if earlier.state == "SUCCESS":  # redelivered after it was done: never grade twice
             return earlier.result
-        return grade_with_retries(grader, payload, where=str(self.request.hostname or "a worker"))
+        where = str(self.request.hostname or "a worker")
+        lease = Lease(leases, self.request.id, where)
+        if not lease.acquire():  # another live worker grades this job: a duplicate message
+            from celery.exceptions import Ignore
+
+            log.warning("job %s is being graded by %s; this copy is dropped", self.request.id, lease.holder())
+            raise Ignore()
+        claims = lease.claimed()
+        if claims > INFRA_ATTEMPTS:  # its workers died this often while grading it
+            wanted = payload.get("assignment") or {}
+            assignment = grader.assignments.get(str(wanted.get("name")))
+            if assignment is not None:
+                return jobs.failure_document(
+                    assignment, payload, f"the worker grading it was lost {claims - 1} times "
+                    "(killed, or its host died)", sandbox=grader.sandbox.name)
+        try:
+            with lease.kept():
+                return grade_with_retries(grader, payload, where=where)
+        except Exception as exc:
+            from celery.exceptions import Reject
+
+            if isinstance(exc, Reject):  # put back in the queue: another worker may take it at once
+                lease.give_back()
+            raise
 
     return app
+
+
+def redis_for(url: str) -> Any:
+    """A Redis client for the leases and queue markers (the broker's own database)."""
+    import redis
+
+    return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+
+
+def queued_key(job_id: str) -> str:
+    return f"mpgrade:queued:{job_id}"
+
+
+def lease_key(job_id: str) -> str:
+    return f"mpgrade:lease:{job_id}"
+
+
+def claims_key(job_id: str) -> str:
+    return f"mpgrade:claims:{job_id}"
+
+
+class Lease:
+    """A worker's hold on the job it grades: a Redis key that lives ``LEASE_TTL`` seconds and
+    that a heartbeat thread renews every ``LEASE_TTL / 3`` while grading.
+
+    This is how a queued job is told from a lost one (not by a timer from enqueue): the API
+    sets ``mpgrade:queued:<id>`` before it sends the message; the worker that takes it sets the
+    lease (only if nobody holds it) and then deletes the queued marker. A job with neither is
+    lost (Redis lost the message, or the worker died and its lease ran out) and is sent again;
+    a copy of a message whose job is leased is dropped, so two workers never grade one job.
+    """
+
+    def __init__(self, redis: Any, job_id: str, owner: str, ttl: float | None = None) -> None:
+        self.redis, self.job_id, self.owner = redis, job_id, owner
+        self.ttl = ttl or LEASE_TTL
+
+    def acquire(self) -> bool:
+        """Take the lease unless another worker holds it; then the job is no longer queued."""
+        if self.redis is None:
+            return True
+        got = self.redis.set(lease_key(self.job_id), self.owner, nx=True, px=int(self.ttl * 1000))
+        if got:
+            self.redis.delete(queued_key(self.job_id))
+        return bool(got)
+
+    def holder(self) -> str:
+        value = self.redis.get(lease_key(self.job_id)) if self.redis is not None else None
+        return value.decode(errors="replace") if value else "another worker"
+
+    def claimed(self) -> int:
+        """How many times a worker has taken this job (this time included)."""
+        if self.redis is None:
+            return 1
+        key = claims_key(self.job_id)
+        count = int(self.redis.incr(key))
+        self.redis.expire(key, RESULT_EXPIRES)
+        return count
+
+    def give_back(self) -> None:
+        """The job goes back to the queue (the worker is stopping): queued again, lease gone."""
+        if self.redis is not None:
+            self.redis.set(queued_key(self.job_id), self.owner, ex=RESULT_EXPIRES)
+            self.redis.delete(lease_key(self.job_id))
+
+    @contextmanager
+    def kept(self) -> Iterator[None]:
+        """Renew the lease while the block runs. It is not deleted at the end: it runs out by
+        itself, after Celery has stored the result, so no copy slips in between."""
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(self.ttl / 3):
+                try:
+                    self.redis.set(lease_key(self.job_id), self.owner, px=int(self.ttl * 1000))
+                except Exception:  # Redis away for a moment: the next beat tries again
+                    log.warning("renewing the lease of job %s failed", self.job_id)
+
+        thread = None
+        if self.redis is not None:
+            thread = threading.Thread(target=beat, name=f"mpgrade-lease-{self.job_id[:8]}", daemon=True)
+            thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            if thread is not None:
+                thread.join(timeout=5)
 
 
 def grade_with_retries(grader: jobs.Grader, payload: dict[str, Any], where: str = "a worker",
@@ -126,11 +243,20 @@ class Client:
     def __init__(self, broker: str, *, visibility_timeout: float = DEFAULT_VISIBILITY_TIMEOUT) -> None:
         self.app = make_celery(broker, visibility_timeout=visibility_timeout)
         self.visibility_timeout = visibility_timeout
+        self.redis = redis_for(broker)
+        self.lease_ttl = LEASE_TTL
+
+    def held(self, job_id: str) -> bool:
+        """Whether the job is still queued (its marker is there) or a live worker holds it (its
+        lease is there). False means lost: no copy of it is waiting or being graded."""
+        return bool(self.redis.exists(queued_key(job_id), lease_key(job_id)))
 
     def ping(self, timeout: float = 5.0) -> None:
         ping(self.app, timeout)
 
     def send(self, job_id: str, payload: dict[str, Any]) -> None:
+        # the marker first: from now until a worker leases it, the job counts as queued
+        self.redis.set(queued_key(job_id), "queued", ex=RESULT_EXPIRES)
         self.app.send_task(TASK, args=[payload], task_id=job_id, queue=QUEUE)
         # send_task subscribes this process to the task's result channel (for result.get());
         # results are polled here instead, so unsubscribe now rather than hold one Redis
