@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -143,99 +142,6 @@ def gradescope_autograder(out_zip: Path, assignment_dir: str | None) -> None:
     done("wrote ", out_zip, f": {len(members)} files, {tests} test files of ", root)
 
 
-class _GradescopeSandbox:
-    """Gradescope's container as the sandbox: the harness as root in a session of its own, and
-    every student process as ``uid:gid`` (``grader.protocol.wire.STUDENT_USER_ENV``: the
-    harness drops to it, as in the Docker sandbox), with at most ``Limits.pids`` processes.
-
-    Laid out like the local sandbox's job, but for two users: the job's folder (0711, which a
-    student process may pass through but not list) holds ``job/`` (root's, 0700: the manifest
-    and the hidden tests) and ``scratch/`` (1777: where student processes work). The local
-    sandbox's own folder is 0700, right for one user, but a student process could not even
-    reach its scratch there. At the end every process of the student user is killed, so none
-    is left while root writes results.json.
-    """
-
-    name = "local"
-
-    def __init__(self, uid: int, gid: int, python: str = sys.executable) -> None:
-        self.uid, self.gid, self.python = uid, gid, python
-
-    def run(self, job: Any) -> Any:
-        import shutil
-        import subprocess
-        import tempfile
-        import time
-
-        from grader.processes import kill_session
-        from grader.protocol import wire
-        from grader.sandbox.base import PYTHON, Outcome, write_files
-
-        limits = job.limits
-        started = time.monotonic()
-        tmp = Path(tempfile.mkdtemp(prefix="mpgrade-job-"))
-        try:
-            os.chmod(tmp, 0o711)
-            jobdir, scratch = tmp / "job", tmp / "scratch"
-            jobdir.mkdir(mode=0o700)
-            scratch.mkdir()
-            os.chmod(scratch, 0o1777)
-            write_files(jobdir, job.files)
-            env = {
-                "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(scratch),
-                "TMPDIR": str(scratch), "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1",
-                wire.SANDBOX_ENV: "local", **job.env, **job.secret_env,
-                wire.STUDENT_USER_ENV: f"{self.uid}:{self.gid}",
-                wire.STUDENT_NPROC_ENV: str(limits.pids),
-                wire.RLIMITS_ENV: f"core=0,fsize={limits.fsize},nofile={limits.nofile}",
-            }
-            command = [self.python if a == PYTHON and i == 0 else a for i, a in enumerate(job.command)]
-            proc = subprocess.Popen(command, cwd=jobdir, env=env, stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                    start_new_session=True)
-            timed_out = False
-            try:
-                out, err = proc.communicate(timeout=limits.wall_timeout)
-            except subprocess.TimeoutExpired:
-                timed_out = True
-                kill_session(proc.pid)
-                out, err = proc.communicate()
-            finally:
-                kill_session(proc.pid)
-                _kill_user(self.uid)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        return Outcome(exit_status=None if timed_out else proc.returncode, stdout=out[:limits.output],
-                       stderr_tail=err[-65536:], timed_out=timed_out,
-                       stats={"wall": time.monotonic() - started})
-
-    def close(self) -> None:
-        _kill_user(self.uid)
-
-    def __enter__(self) -> _GradescopeSandbox:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-
-def _kill_user(uid: int, rounds: int = 20) -> None:
-    """Kill every process of ``uid`` (a student process that left the harness's session)."""
-    import signal
-
-    import psutil
-
-    for _ in range(rounds):
-        left = [p for p in psutil.process_iter(["uids"]) if p.info["uids"] and p.info["uids"].real == uid]
-        if not left:
-            return
-        for p in left:
-            try:
-                os.kill(p.pid, signal.SIGKILL)
-            except OSError:
-                pass
-
-
 @export.command("gradescope-run")
 @click.option("--submission", "submission_dir", type=click.Path(file_okay=False, path_type=Path),
               default=Path("/autograder/submission"), show_default=True,
@@ -266,6 +172,7 @@ def gradescope_run(submission_dir: Path, results_file: Path, assignment_dir: str
     from grader import grading
     from grader.atomic import write_atomic
     from grader.intake import submission as intake
+    from grader.sandbox.local import LocalSandbox
 
     if os.geteuid() != 0:
         fail("gradescope-run must run as root (Gradescope runs run_autograder so): it drops to "
@@ -281,7 +188,7 @@ def gradescope_run(submission_dir: Path, results_file: Path, assignment_dir: str
     except assignment_mod.AssignmentError as exc:
         fail(str(exc))
     sub = intake.from_folder(submission_dir, assignment, "submission")
-    with _GradescopeSandbox(user.pw_uid, user.pw_gid) as box:
+    with LocalSandbox(student_user=(user.pw_uid, user.pw_gid)) as box:
         doc = grading.grade(box, assignment, sub, grading.Options(scope="all"))
     if doc is None:
         fail("grading was cancelled")

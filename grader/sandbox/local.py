@@ -23,7 +23,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from grader.processes import kill_session
+from grader.processes import kill_session, kill_user
+from grader.protocol import wire
 from grader.sandbox.base import PYTHON, Job, Outcome, Sandbox, write_files
 from grader.sandbox.warm import WarmPool, hand_over, idle_env, stub_command
 
@@ -45,9 +46,15 @@ class LocalSandbox(Sandbox):
 
     name = "local"
 
-    def __init__(self, python: str = sys.executable, warm: int = 0) -> None:
+    def __init__(self, python: str = sys.executable, warm: int = 0,
+                 student_user: tuple[int, int] | None = None) -> None:
+        """``student_user`` (uid, gid): student processes run as that user (the harness drops to
+        it, as in the Docker sandbox), at most ``Limits.pids`` of them, and every process of it
+        is killed after each job. Needs root; Gradescope's container is where it is used
+        (``mpgrade export gradescope-run``). Without it everything runs as the caller."""
         self.python = python
         self.warm = max(0, warm)
+        self.student_user = student_user
         self._running: dict[int, subprocess.Popen] = {}
         self._lock = threading.Lock()
         self._closed = False
@@ -91,6 +98,10 @@ class LocalSandbox(Sandbox):
                write: bool) -> _Started | None:
         tmp = Path(tempfile.mkdtemp(prefix="mpgrade-job-"))
         try:
+            if self.student_user is not None:
+                # Two users: a student process may pass through the job's folder to its scratch
+                # (0711: not list it), never into job/ (root's 0700: manifest, hidden tests).
+                os.chmod(tmp, 0o711)
             jobdir, scratch = tmp / "job", tmp / "scratch"
             jobdir.mkdir(mode=0o700)
             scratch.mkdir(mode=0o1777)
@@ -103,13 +114,17 @@ class LocalSandbox(Sandbox):
                 "TMPDIR": str(scratch),
                 "LANG": "C.UTF-8",
                 "PYTHONDONTWRITEBYTECODE": "1",
-                "MPGRADE_SANDBOX": "local",
+                wire.SANDBOX_ENV: "local",
                 **env_extra,
             }
             limits = job.limits
             # The harness applies these to itself first thing (a preexec_fn would not be safe
             # here: batches call run() from several threads at once).
-            env["MPGRADE_RLIMITS"] = f"core=0,fsize={limits.fsize},nofile={limits.nofile}"
+            env[wire.RLIMITS_ENV] = f"core=0,fsize={limits.fsize},nofile={limits.nofile}"
+            if self.student_user is not None:
+                uid, gid = self.student_user
+                env[wire.STUDENT_USER_ENV] = f"{uid}:{gid}"
+                env[wire.STUDENT_NPROC_ENV] = str(limits.pids)
             with self._lock:
                 if self._closed:
                     shutil.rmtree(tmp, ignore_errors=True)
@@ -153,6 +168,7 @@ class LocalSandbox(Sandbox):
         finally:
             kill_session(proc.pid)
             proc.wait()
+            self._kill_student()
             with self._lock:
                 self._running.pop(proc.pid, None)
                 cancelled = self._closed
@@ -195,6 +211,12 @@ class LocalSandbox(Sandbox):
         for pid in running:
             kill_session(pid)
         self._pool.close()
+        self._kill_student()
+
+    def _kill_student(self) -> None:
+        """Every process of the student user, also those that left the harness's session."""
+        if self.student_user is not None:
+            kill_user(self.student_user[0])
 
 
 def _drain(stream, keep: bytearray, cap: int, tail: bool = False) -> None:
