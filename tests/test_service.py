@@ -939,3 +939,61 @@ def test_a_celery_worker_retries_a_killed_container_then_answers_not_gradable(ti
                              where="w1@test", pause=0)
     assert box.runs == INFRA_ATTEMPTS == 3
     assert doc["gradable"] is False and doc["fault"] == "infrastructure" and "w1@test" in doc["message"]
+
+
+def test_the_openapi_spec_types_every_response_and_lists_every_status(serve, tokens):
+    import jsonschema
+
+    client = serve()
+    spec = client.get("/openapi.json").json()
+    components = spec["components"]["schemas"]
+    assert components["Result"]["properties"]["score"] == {"$ref": "#/components/schemas/Result_points"}
+
+    def refs(node):
+        if isinstance(node, dict):
+            if isinstance(node.get("$ref"), str):
+                yield node["$ref"]
+            for value in node.values():
+                yield from refs(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from refs(value)
+
+    for target in refs(spec):  # every reference resolves
+        assert target.startswith("#/components/schemas/") and target.rsplit("/", 1)[1] in components, target
+
+    wanted = {
+        ("/v1/assignments/{name}/submissions", "post"): {"200", "202", "400", "401", "403", "404", "405",
+                                                         "413", "422", "500", "503"},
+        ("/v1/jobs/{job_id}", "get"): {"200", "401", "404", "405", "422", "500"},
+        ("/v1/assignments/{name}/results", "get"): {"200", "401", "403", "404", "405", "422", "500"},
+        ("/v1/health", "get"): {"200", "405", "500"},
+        ("/v1/ready", "get"): {"200", "405", "500", "503"},
+    }
+    for (path, method), codes in wanted.items():
+        responses = spec["paths"][path][method]["responses"]
+        assert codes <= set(responses), (path, method, codes - set(responses))
+        for code, response in responses.items():
+            (media, content), = response["content"].items()
+            assert "$ref" in content["schema"], (path, code)
+            assert media == ("application/json" if code.startswith("2") else PROBLEM), (path, code)
+
+    # a real answer conforms to the spec's schema
+    def conforms(instance, name):
+        jsonschema.Draft202012Validator({"$ref": f"#/components/schemas/{name}",
+                                         "components": spec["components"]}).validate(instance)
+
+    job_id = submit(client, tokens["cs101"], "tiny", {"add.py": RIGHT.encode()}, student="s-spec").json()["job_id"]
+    conforms(finished(client, tokens["cs101"], job_id), "Job")
+    conforms(client.get("/v1/assignments/tiny/results", headers=bearer(tokens["cs101"])).json(), "Results")
+    conforms(client.get("/v1/health").json(), "Health")
+    wrong = client.put("/v1/health")
+    assert wrong.status_code == 405 and wrong.headers["content-type"] == PROBLEM
+    conforms(wrong.json(), "Problem")
+
+
+def test_a_broken_multipart_body_is_400_problem_json(serve, tokens):
+    client = serve()
+    response = client.post("/v1/assignments/tiny/submissions", content=b"--x\r\nnot a part",
+                           headers={**bearer(tokens["cs101"]), "Content-Type": "multipart/form-data"})
+    assert response.status_code == 400 and response.headers["content-type"] == PROBLEM, response.text

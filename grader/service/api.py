@@ -44,8 +44,9 @@ from grader import __version__
 from grader.assignment import Assignment
 from grader.intake.submission import Submission, from_folder, from_zip, submission_id
 from grader.sandbox.base import Sandbox
-from grader.service import callbacks, jobs
+from grader.service import callbacks, jobs, openapi
 from grader.service.auth import Course, Tokens
+from grader.service.openapi import TITLES
 from grader.service.runner import Dispatched, Dispatcher, Embedded
 from grader.service.store import DONE, FAILED, FINAL, SENDING, JobRow, NewJob, Store, open_store
 
@@ -151,13 +152,8 @@ def problem(status: int, title: str, detail: str, headers: dict[str, str] | None
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
-TITLES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-          405: "Method Not Allowed", 413: "Content Too Large", 422: "Unprocessable Content",
-          500: "Internal Server Error", 503: "Service Unavailable"}
-
-
 def _problem_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
-    return {c: {"description": TITLES[c], "content": {PROBLEM: {}}} for c in codes}
+    return openapi.problems(*codes)
 
 
 class BodyLimit:
@@ -269,6 +265,16 @@ def create_app(config: ServiceConfig) -> FastAPI:
     course = _course_dependency(tokens)
     _add_submission_route(app, service, course)
     _add_reading_routes(app, service, course)
+    plain_spec = app.openapi
+
+    def spec() -> dict[str, Any]:
+        """FastAPI's spec plus the response schemas (``grader.service.openapi``), made once."""
+        if not getattr(app.state, "spec_done", False):
+            app.openapi_schema = openapi.with_components(plain_spec())
+            app.state.spec_done = True
+        return app.openapi_schema  # type: ignore[return-value]
+
+    app.openapi = spec  # type: ignore[method-assign]
     return app
 
 
@@ -541,8 +547,9 @@ def _add_submission_route(app: FastAPI, service: Service, course: Callable[..., 
     @app.post(
         "/v1/assignments/{name}/submissions", status_code=202, tags=["submissions"],
         summary="Submit files for grading; returns a job id at once",
-        responses={200: {"description": "These files were already submitted: the existing job"},
-                   **_problem_responses(401, 403, 404, 413, 422, 503)},
+        responses={202: openapi.body("Job", "Queued: a new job, or a new attempt of one whose grading failed"),
+                   200: openapi.body("Job", "These files were already submitted: the existing job (with its result)"),
+                   **_problem_responses(400, 401, 403, 404, 405, 413, 422, 500, 503)},
     )
     async def submit(
         request: Request,
@@ -579,7 +586,8 @@ def _add_reading_routes(app: FastAPI, service: Service, course: Callable[..., Co
     """The routes that only read: a job, an assignment's results, and the health check."""
 
     @app.get("/v1/jobs/{job_id}", tags=["jobs"], summary="A job's status and, when done, its result",
-             responses=_problem_responses(401, 404, 422))
+             responses={200: openapi.body("Job", "The job, and its result document once it is done"),
+                        **_problem_responses(401, 404, 405, 413, 422, 500)})
     async def get_job(job_id: Annotated[str, PathParam(pattern=_JOB_ID)],
                       who: Annotated[Course, Depends(course)]) -> dict[str, Any]:
         job = await run_in_threadpool(service.store.job, job_id)
@@ -590,7 +598,8 @@ def _add_reading_routes(app: FastAPI, service: Service, course: Callable[..., Co
 
     @app.get("/v1/assignments/{name}/results", tags=["results"],
              summary="This course's results for an assignment (score, status, job link)",
-             responses=_problem_responses(401, 403, 404, 422))
+             responses={200: openapi.body("Results", "One page of the course's results"),
+                        **_problem_responses(401, 403, 404, 405, 413, 422, 500)})
     async def list_results(name: Annotated[str, PathParam(pattern=_NAME)],
                            who: Annotated[Course, Depends(course)],
                            limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -602,14 +611,17 @@ def _add_reading_routes(app: FastAPI, service: Service, course: Callable[..., Co
         return {"assignment": assignment.name, "course": who.name, "limit": limit, "offset": offset,
                 "results": rows}
 
-    @app.get("/v1/health", tags=["health"], summary="Liveness: the process answers (no token needed)")
+    @app.get("/v1/health", tags=["health"], summary="Liveness: the process answers (no token needed)",
+             responses={200: openapi.body("Health", "The process answers"),
+                        **_problem_responses(405, 413, 500)})
     async def health() -> dict[str, Any]:
         return {"status": "ok", "mode": service.dispatcher.mode, "version": __version__,
                 "assignments": sorted(service.config.assignments)}
 
     @app.get("/v1/ready", tags=["health"],
              summary="Readiness: the service can take jobs now (store writable, disk room, broker or workers)",
-             responses=_problem_responses(503))
+             responses={200: openapi.body("Ready", "The service can take jobs"),
+                        **_problem_responses(405, 413, 500, 503)})
     async def ready() -> Any:
         failed = await run_in_threadpool(service.unready)
         if failed:
