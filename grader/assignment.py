@@ -45,6 +45,8 @@ class Exercise:
     points: float
     public_dir: Path
     hidden_dir: Path
+    hints: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+    """Hints by diagnosis for this exercise's tests (``grader.harness.diagnosis``)."""
 
     @property
     def modules(self) -> tuple[str, ...]:
@@ -77,6 +79,8 @@ class Assignment:
     exercises: tuple[Exercise, ...]
     sandbox: dict[str, Any] = field(default_factory=dict)
     start_methods: tuple[str, ...] = ()
+    hints: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+    """Hints by diagnosis for every test (``[hints]``; ``grader.harness.diagnosis`` names them)."""
     """Every start method student code must work under (``[assignment] start_methods``);
     ``make check`` runs the public tests under each. Empty: only ``start_method``."""
 
@@ -263,6 +267,7 @@ def load(root: Path) -> Assignment:
             id=ex_id, title=str(ex.get("title", ex_id)), files=tuple(files),
             points=float(ex.get("points", 0)),
             public_dir=root / "exercises" / ex_id, hidden_dir=root / "solutions" / ex_id,
+            hints=_hints(ex.get("hints"), f"{path}: exercise {ex_id}"),
         ))
     if not exercises:
         raise AssignmentError(f"{path}: no [[exercise]] tables")
@@ -270,4 +275,15 @@ def load(root: Path) -> Assignment:
         root=root, name=meta["name"], version=meta["version"], title=str(meta.get("title", meta["name"])),
         start_method=start_method, limits=limits, exercises=tuple(exercises),
         sandbox=dict(data.get("sandbox", {})), start_methods=tuple(dict.fromkeys(start_methods)),
+        hints=_hints(data.get("hints"), f"{path}: [hints]"),
     )
+
+
+def _hints(table: Any, where: str) -> dict[str, str]:
+    """``diagnosis = "hint"`` pairs; which names exist is the harness's to check (its plugin
+    refuses an unknown one before any test runs), since only it computes them."""
+    if table is None:
+        return {}
+    if not isinstance(table, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in table.items()):
+        raise AssignmentError(f"{where}: hints must be a table of diagnosis = \"hint\"")
+    return dict(table)

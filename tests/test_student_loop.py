@@ -128,3 +128,55 @@ def test_the_default_check_catches_a_spawn_only_bug_and_names_the_start_method(c
     test = next(t for t in doc["tests"] if t["name"].startswith("exit_codes"))
     assert test["outcome"] == "failed" and test["start_method"] == "spawn"
     assert all(t.get("start_method") for t in doc["tests"] if t["outcome"] != "passed")
+
+
+def test_a_syntax_error_gets_the_syntax_hint_never_the_tests_own(course_copy):
+    """Finding 3: the hint comes from the diagnosis; a syntax error is told about syntax."""
+    path = course_copy / "exercises" / "02_pingpong" / "pingpong.py"
+    path.write_text(path.read_text() + "\ndef broken(:\n")
+    out = mpgrade("check", "02_pingpong", "--start-method", "fork", cwd=course_copy)
+    doc = json.loads((course_copy / ".mpgrade" / "check.json").read_text())
+    assert doc["tests"] and all(t["outcome"] == "error" for t in doc["tests"])
+    for t in doc["tests"]:
+        assert t["diagnosis"][0] == "syntax_error"
+        assert t["hint"].startswith("Python could not read your file"), t["hint"]
+    assert "ping" not in " ".join(t["hint"] for t in doc["tests"]).lower()
+    assert "hint: Python could not read your file" in out.stdout
+
+
+THREADS = '''
+def exit_codes(codes: list[int]) -> list[int]:
+    import threading
+    out = []
+    threads = [threading.Thread(target=out.append, args=(c,)) for c in codes]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return out
+'''
+
+
+def test_threads_instead_of_processes_get_the_no_process_hint(course_copy):
+    write_exit_codes(course_copy, THREADS)
+    mpgrade("check", "01_spawn", "--start-method", "fork", cwd=course_copy)
+    doc = json.loads((course_copy / ".mpgrade" / "check.json").read_text())
+    test = next(t for t in doc["tests"] if t["name"].startswith("exit_codes"))
+    assert test["outcome"] == "failed" and "no_process_started" in test["diagnosis"]
+    assert test["hint"].startswith("Your code started no process"), test["hint"]
+
+
+def test_authors_attach_hints_to_diagnoses_as_data(tmp_path):
+    from grader.harness import diagnosis
+
+    assert diagnosis.choose_hint(["syntax_error"], test_hint="ping pong", runtime_hint=None, per_test={},
+                                 per_exercise={}, per_assignment={}) is None
+    assert diagnosis.choose_hint(["blocked_in_get", "timeout"], test_hint="t", runtime_hint=None,
+                                 per_test={"timeout": "T"}, per_exercise={"blocked_in_get": "E"},
+                                 per_assignment={}) == "E"
+    assert diagnosis.choose_hint(["timeout"], test_hint="t", runtime_hint="now", per_test={},
+                                 per_exercise={}, per_assignment={"timeout": "A"}) == "now"
+    import pytest
+
+    with pytest.raises(ValueError, match="unknown diagnoses"):
+        diagnosis.check_hints({"blocked_in_aquire": "typo"}, "x")

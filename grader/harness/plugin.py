@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from grader import assignment as assignment_mod
+from grader.harness import diagnosis
 from grader.harness.boundary import START_METHODS, SparePool, StudentFailure, StudentRunner
 from grader.harness.config import HarnessConfig, parse_user
 
@@ -137,6 +138,8 @@ class MpgradePlugin:
         config.addinivalue_line("markers", "points(n): points this test is worth (default 1)")
         config.addinivalue_line("markers", "visibility(v): visible, hidden or after_due_date")
         config.addinivalue_line("markers", "hint(text): what a student should check when this test fails")
+        config.addinivalue_line("markers", "hint_when(diagnosis, text): the hint when the failure is "
+                                "diagnosed as this (grader.harness.diagnosis)")
 
     def _spares(self) -> SparePool | None:
         """The run's one pool of pre-started student processes (a run grades one submission),
@@ -217,7 +220,21 @@ def test_metadata(item: pytest.Item) -> dict[str, Any]:
     exercise = path.parent.name
     if assignment is not None and exercise not in {e.id for e in assignment.exercises}:
         exercise = None
+    hints_when: dict[str, str] = {}
+    for marker in item.iter_markers("hint_when"):
+        if len(marker.args) != 2 or not all(isinstance(a, str) for a in marker.args):
+            raise pytest.UsageError(f"{item.nodeid}: hint_when takes a diagnosis and a hint")
+        hints_when.setdefault(marker.args[0], marker.args[1])
+    try:
+        diagnosis.check_hints(hints_when, item.nodeid)
+        if assignment is not None:
+            diagnosis.check_hints(assignment.hints, "assignment.toml [hints]")
+            for ex in assignment.exercises:
+                diagnosis.check_hints(ex.hints, f"assignment.toml exercise {ex.id}")
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
     return {
+        "hints_when": hints_when,
         "points": float(points),
         "visibility": visibility,
         "exercise": exercise,
@@ -308,16 +325,25 @@ def _finish(item: pytest.Item, data: dict[str, Any]) -> dict[str, Any]:
         output = _call_output(records[-1])
     outcome = data.get("outcome", "error")
     message = data.get("message", "") if outcome != "passed" else ""
+    found = diagnosis.diagnose(outcome, message, output, records)
+    assignment = _cached_assignment(item.config, Path(str(item.path)))
+    exercise = next((e for e in assignment.exercises if e.id == meta["exercise"]), None) if assignment else None
+    hint = diagnosis.choose_hint(
+        found, test_hint=meta["hint"], runtime_hint=data.get("hint_now"), per_test=meta["hints_when"],
+        per_exercise=exercise.hints if exercise else {},
+        per_assignment=assignment.hints if assignment else {})
     if runner is not None:
         # Paths as the student knows them: ``spawn.py``, never the temporary copy the call
         # imported (``/tmp/mpgrade-job-.../scratch/student-.../spawn.py``); the host puts the
         # student's own folder in front (``grader.cli.render``).
         message, output = (_relative(text, runner.path) for text in (message, output))
+    meta = {k: v for k, v in meta.items() if k != "hints_when"}
     return {
         **meta,
         "outcome": outcome,
         "message": message,
-        "hint": (data.get("hint_now") or meta["hint"]) if outcome != "passed" else None,
+        "diagnosis": found,
+        "hint": hint if outcome != "passed" else None,
         "output": output if outcome != "passed" else "",
         "telemetry": telemetry,
         **({"start_method": records[-1].start_method} if records else {}),

@@ -213,6 +213,8 @@ def build(
             "duration": round(duration, 4),
             "telemetry": meta.get("telemetry"),
             **({"start_method": meta["start_method"]} if meta.get("start_method") in START_METHODS else {}),
+            **({"diagnosis": [str(d)[:64] for d in meta["diagnosis"][:20]]}
+               if isinstance(meta.get("diagnosis"), list) and meta["diagnosis"] else {}),
         }))
     if len(tests) > MAX_TESTS:
         problems.append(f"{len(tests)} tests ran, more than the {MAX_TESTS} a document holds")
