@@ -180,3 +180,59 @@ def test_authors_attach_hints_to_diagnoses_as_data(tmp_path):
 
     with pytest.raises(ValueError, match="unknown diagnoses"):
         diagnosis.check_hints({"blocked_in_aquire": "typo"}, "x")
+
+
+HANGS = '''
+import multiprocessing as mp
+import time
+
+def get_hang():
+    q = mp.Queue()
+    q.put(1)  # starts the queue's feeder thread, which then waits in threading.py
+    time.sleep(0.2)
+    return mp.Queue().get()
+
+def busy():
+    n = 0
+    while True:
+        n += 1
+'''
+
+
+def test_hang_locations_name_the_main_thread_a_busy_loop_and_an_import(make_module):
+    """Finding 4: the main thread's frame (not the feeder thread's), "running (using CPU)" for a
+    busy loop, "while importing" for an import-time hang."""
+    import pytest
+
+    from grader.harness.boundary import CallTimeout, StudentRunner
+
+    folder = make_module("hangs", HANGS)
+    (folder / "at_import.py").write_text("import time\nwhile True:\n    time.sleep(0.01)\n\ndef f():\n    pass\n")
+    runner = StudentRunner(path=folder, start_method="fork", call_timeout=1)
+    with pytest.raises(CallTimeout) as info:
+        runner.module("hangs").get_hang()
+    caller = next(line for line in str(info.value).splitlines() if "caller" in line)
+    assert "hangs.py:9 in get_hang()" in caller and "threading.py" not in caller, caller
+    assert "running" not in caller
+    with pytest.raises(CallTimeout) as info:
+        runner.module("hangs").busy()
+    caller = next(line for line in str(info.value).splitlines() if "caller" in line)
+    assert "running (using CPU) at hangs.py:" in caller and "in busy()" in caller, caller
+    with pytest.raises(CallTimeout) as info:
+        runner.module("at_import").f()
+    caller = next(line for line in str(info.value).splitlines() if "caller" in line)
+    assert "while importing at_import.py: at_import.py:3 in <module>()" in caller, caller
+
+
+def test_the_main_thread_is_found_in_a_dump_without_its_name():
+    from grader.harness.boundary import summarize_dump
+
+    dump = (
+        "Thread 0x00007f0000000002 (most recent call first):\n"
+        '  File "/usr/lib/python3.11/threading.py", line 320 in wait\n'
+        '  File "/usr/lib/python3.11/threading.py", line 995 in _bootstrap\n'
+        "\nCurrent thread 0x00007f0000000001 (most recent call first):\n"
+        '  File "/usr/lib/python3.11/multiprocessing/connection.py", line 395 in _recv\n'
+        '  File "/sub/prodcons.py", line 12 in consumer\n'
+    )
+    assert summarize_dump(dump, "/sub") == "prodcons.py:12 in consumer(), waiting in connection.py:395 in _recv()"

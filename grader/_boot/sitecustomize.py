@@ -57,6 +57,12 @@ def _install(role: str) -> None:
             import signal
 
             f = open(os.path.join(dump_dir, f"{pid}.txt"), "w")  # noqa: SIM115 - kept open on purpose
+            # Which thread is the main one (the student's function runs there): faulthandler
+            # dumps the thread the signal interrupted first, often a Queue's feeder thread.
+            import _thread
+
+            f.write(f"mpgrade main thread 0x{_thread.get_ident():016x}\n")
+            f.flush()
             faulthandler.register(signal.SIGUSR1, file=f, all_threads=True, chain=False)
             globals()["_dump_file"] = f
         except Exception:

@@ -23,12 +23,14 @@ from grader.harness.boundary.failures import (
     StudentImportError,
     error_class,
 )
-from grader.harness.boundary.hangs import summarize_dump, wait_for_dumps
+from grader.harness.boundary.hangs import dump_sizes, summarize_dump, wait_for_dumps
 from grader.harness.boundary.record import CallRecord
 
 if TYPE_CHECKING:
     from grader.harness.boundary.runner import StudentRunner
 from grader.protocol import boundedjson
+
+CPU_WINDOW = 0.2  # seconds a hung call's processes are watched for CPU use, dumps included
 
 
 class _GoneBeforeRequest(Exception):
@@ -280,23 +282,42 @@ class CallExecution:
         err.traceback = tb
         return err
 
+    @staticmethod
+    def _cpu(pids: list[int]) -> dict[int, float]:
+        """CPU seconds each live process has used so far."""
+        out = {}
+        for pid in pids:
+            st = processes.proc_stat(pid)
+            if st is not None and st.state not in ("Z", "X"):
+                out[pid] = st.cpu
+        return out
+
     def _timeout_message(self, caller: int, dumps: Path) -> str:
         """Ask every process where it is (SIGUSR1 -> faulthandler), then say it in one block."""
         self._recheck_helpers(caller)
         pids = [p for p in [caller, *sorted(self.record.workers)] if processes.in_session(p, caller)]
+        files = [dumps / f"{pid}.txt" for pid in pids[:12]]
+        sizes = dump_sizes(files)
+        before, t0 = self._cpu(pids[:12]), time.monotonic()
         for pid in pids:
             try:
                 os.kill(pid, signal.SIGUSR1)
             except OSError:
                 pass
-        wait_for_dumps([dumps / f"{pid}.txt" for pid in pids[:12]], limit=0.3)
+        wait_for_dumps(files, limit=0.3, before=sizes)
+        # Whether each process was running: CPU time it used while the dumps were taken (a
+        # blocked process uses none; one in a busy loop, any time the scheduler gives it).
+        time.sleep(max(0.0, CPU_WINDOW - (time.monotonic() - t0)))
+        after, elapsed = self._cpu(pids[:12]), time.monotonic() - t0
+        running = {pid for pid in before if pid in after
+                   and after[pid] - before[pid] >= max(0.02, 0.1 * elapsed)}
         lines = [f"{self._what()} did not return within {self.timeout:g} s "
                  f"(start method {self.record.start_method}). Where each process was, as its own "
                  "stack dump says:"]
         for pid in pids[:12]:
             text = processes.read_capped(dumps / f"{pid}.txt", 20_000)
             who = "caller" if pid == caller else "worker"
-            lines.append(f"  {who} {pid}: {summarize_dump(text, self.root)}")
+            lines.append(f"  {who} {pid}: {summarize_dump(text, self.root, running=pid in running)}")
         if len(pids) > 12:
             lines.append(f"  ... and {len(pids) - 12} more processes")
         return "\n".join(lines)
