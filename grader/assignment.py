@@ -52,8 +52,25 @@ class Exercise:
     def modules(self) -> tuple[str, ...]:
         return tuple(f[:-3] for f in self.files)
 
+    public_patterns: tuple[str, ...] = ()
+    """The public test files (``public_tests`` of the exercise, glob patterns). Empty: its
+    ``test_public.py`` when there is one, else every ``test_*.py`` of the folder."""
+
     def public_tests(self) -> list[Path]:
+        """The assignment's public tests: never a test file a student added next to them (in
+        the student's copy of the course, ``make check`` would collect it)."""
+        if self.public_patterns:
+            return sorted({p for pattern in self.public_patterns for p in self.public_dir.glob(pattern)
+                           if p.is_file()})
+        default = self.public_dir / "test_public.py"
+        if default.is_file():
+            return [default]
         return sorted(self.public_dir.glob("test_*.py"))
+
+    def other_tests(self) -> list[Path]:
+        """Test files in the exercise folder that are not the assignment's (a student's own)."""
+        mine = set(self.public_tests())
+        return sorted(p for p in self.public_dir.glob("test*.py") if p not in mine)
 
     def hidden_tests(self) -> list[Path]:
         return sorted(self.hidden_dir.glob("test_*.py")) if self.hidden_dir.is_dir() else []
@@ -268,6 +285,7 @@ def load(root: Path) -> Assignment:
             points=float(ex.get("points", 0)),
             public_dir=root / "exercises" / ex_id, hidden_dir=root / "solutions" / ex_id,
             hints=_hints(ex.get("hints"), f"{path}: exercise {ex_id}"),
+            public_patterns=_patterns(ex.get("public_tests"), f"{path}: exercise {ex_id}"),
         ))
     if not exercises:
         raise AssignmentError(f"{path}: no [[exercise]] tables")
@@ -277,6 +295,14 @@ def load(root: Path) -> Assignment:
         sandbox=dict(data.get("sandbox", {})), start_methods=tuple(dict.fromkeys(start_methods)),
         hints=_hints(data.get("hints"), f"{path}: [hints]"),
     )
+
+
+def _patterns(value: Any, where: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) and "/" not in v and v for v in value):
+        raise AssignmentError(f"{where}: public_tests must be a list of file names or patterns")
+    return tuple(value)
 
 
 def _hints(table: Any, where: str) -> dict[str, str]:

@@ -38,6 +38,13 @@ def working_copy(assignment: Assignment, exercises: tuple[str, ...] = ()) -> Sub
                 sub.files[name] = path.read_bytes()
             else:
                 sub.missing.append(f"exercises/{ex.id}/{name}")
+        for path in ex.other_tests():
+            # Students write tests too: theirs are not the assignment's, and collected with the
+            # public ones they broke the whole exercise's check (importing the module directly).
+            sub.ignored.append({"path": f"exercises/{ex.id}/{path.name}",
+                                "reason": "your own test file: make check runs only the assignment's "
+                                          "public tests (run yours with: python -m pytest "
+                                          f"exercises/{ex.id}/{path.name})"})
     return sub
 
 

@@ -236,3 +236,16 @@ def test_the_main_thread_is_found_in_a_dump_without_its_name():
         '  File "/sub/prodcons.py", line 12 in consumer\n'
     )
     assert summarize_dump(dump, "/sub") == "prodcons.py:12 in consumer(), waiting in connection.py:395 in _recv()"
+
+
+def test_a_students_own_test_file_is_ignored_and_said_so(course_copy):
+    """Finding 6: a test file of the student's next to the public tests used to be collected
+    (importing the module directly: "could not be collected", 0/0 points)."""
+    (course_copy / "exercises" / "01_spawn" / "test_mine.py").write_text(
+        "from spawn import worker_pids\n\ndef test_mine():\n    assert worker_pids(1)\n")
+    out = mpgrade("check", "01_spawn", "--start-method", "fork", cwd=course_copy)
+    doc = json.loads((course_copy / ".mpgrade" / "check.json").read_text())
+    assert doc["status"] == "graded", doc["message"]
+    assert doc["max_score"] == 5 and len(doc["tests"]) == 3
+    assert [i["path"] for i in doc["submission"]["ignored"]] == ["exercises/01_spawn/test_mine.py"]
+    assert "not run: exercises/01_spawn/test_mine.py" in out.stdout

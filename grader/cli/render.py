@@ -156,6 +156,13 @@ def check_result(doc: dict[str, Any], assignment: Any, console: Console, json_pa
     if methods:
         console.print(shown(f"Start methods: {', '.join(methods)} (every public test ran under each)"
                             if len(methods) > 1 else f"Start method: {methods[0]}"), highlight=False)
+    ignored = doc.get("submission", {}).get("ignored", [])
+    for item in ignored[:5]:
+        console.print(joined(("not run: ", "yellow"), item.get("path", ""), (" — ", ""), item.get("reason", "")),
+                      highlight=False)
+    if len(ignored) > 5:
+        console.print(f"not run: {len(ignored) - 5} more files (submission.ignored in the JSON result)",
+                      highlight=False)
     for t in doc["tests"]:
         if t["outcome"] != "passed":
             failed_test(t, assignment, console)
