@@ -249,3 +249,33 @@ def test_a_students_own_test_file_is_ignored_and_said_so(course_copy):
     assert doc["max_score"] == 5 and len(doc["tests"]) == 3
     assert [i["path"] for i in doc["submission"]["ignored"]] == ["exercises/01_spawn/test_mine.py"]
     assert "not run: exercises/01_spawn/test_mine.py" in out.stdout
+
+
+def test_subclasses_of_plain_types_cross_as_the_plain_type_and_refusals_say_what_to_return(make_module):
+    """Finding 7: ``collections.Counter`` (a dict subclass the stub imports) was refused."""
+    import pytest
+
+    from grader._boot import mpgrade_plain as plain
+    from grader.harness.boundary import StudentRunner
+
+    folder = make_module("counts", (
+        "import collections, enum\n"
+        "class Colour(enum.IntEnum):\n    RED = 1\n"
+        "Point = collections.namedtuple('Point', 'x y')\n"
+        "def counts():\n    return collections.Counter('abracadabra')\n"
+        "def mixed():\n    return [Point(1, 2), Colour.RED, collections.OrderedDict(a=1)]\n"
+        "def keys():\n    return {'a': 1}.keys()\n"))
+    runner = StudentRunner(path=folder, start_method="fork", call_timeout=5)
+    value = runner.module("counts").counts()
+    assert value == {"a": 5, "b": 2, "r": 2, "c": 1, "d": 1} and type(value) is dict
+    mixed = runner.module("counts").mixed()
+    assert mixed == [(1, 2), 1, {"a": 1}] and [type(v) for v in mixed] == [tuple, int, dict]
+    with pytest.raises(Exception, match=r"return list\(value\) instead"):
+        runner.module("counts").keys()
+
+    class Liar(list):
+        def __eq__(self, other):
+            return False
+
+    with pytest.raises(plain.NotPlainData, match="does not compare equal"):
+        plain.encode(Liar([1]))

@@ -51,12 +51,66 @@ def encode(value: Any) -> Any:
             if all(type(k) is str for k in v) and TAG not in v:
                 return {k: enc(x, depth + 1) for k, x in v.items()}
             return {TAG: "dict", "v": [[enc(k, depth + 1), enc(x, depth + 1)] for k, x in v.items()]}
+        plain = _as_plain(v)
+        if plain is not None:
+            return enc(plain, depth)
         raise NotPlainData(
             f"a value of type {t.__module__}.{t.__qualname__} cannot be returned: "
-            "return plain data (None, bool, int, float, str, list, tuple, dict, set)"
+            f"{_suggest(v)}return plain data (None, bool, int, float, str, list, tuple, dict, set)"
         )
 
     return enc(value, 0)
+
+
+# The plain type a subclass converts to, and how: through the base type's own methods, so an
+# override in the subclass cannot change what crosses. ``namedtuple``, ``Counter``,
+# ``OrderedDict``, ``defaultdict``, ``IntEnum`` and ``str`` enums are such subclasses.
+_BASES = (
+    (dict, lambda v: dict(dict.items(v))),
+    (list, lambda v: list(list.__iter__(v))),
+    (tuple, lambda v: tuple(tuple.__iter__(v))),
+    (frozenset, lambda v: set(frozenset.__iter__(v))),
+    (set, lambda v: set(set.__iter__(v))),
+    (str, lambda v: str.__str__(v)),
+    (int, lambda v: int.__int__(v)),
+    (float, lambda v: float.__float__(v)),
+)
+
+
+def _as_plain(v: Any) -> Any:
+    """A subclass of a plain type as that plain type, when the two compare equal (a subclass
+    whose value means something else, one that compares unequal, stays refused); None if not."""
+    for base, convert in _BASES:
+        if isinstance(v, base):
+            try:
+                plain = convert(v)
+                same = bool(plain == v)
+            except Exception:
+                return None
+            if not same:
+                raise NotPlainData(
+                    f"a value of type {type(v).__module__}.{type(v).__qualname__} (a {base.__name__} "
+                    f"subclass) does not compare equal to {base.__name__}(value): return a plain "
+                    f"{base.__name__} built from it")
+            return plain
+    return None
+
+
+def _suggest(v: Any) -> str:
+    """What to return instead, for the values students return most often by mistake."""
+    t = type(v)
+    name = f"{t.__module__}.{t.__qualname__}"
+    if hasattr(v, "tolist"):
+        return "return value.tolist() instead; "
+    if name in ("builtins.dict_keys", "builtins.dict_values", "builtins.dict_items", "builtins.map",
+                "builtins.filter", "builtins.range", "builtins.zip", "builtins.generator",
+                "builtins.reversed", "collections.deque", "builtins.list_iterator"):
+        return "return list(value) instead; "
+    if t.__module__ == "multiprocessing.sharedctypes":
+        return "return value.value (what it holds, read in the parent) instead; "
+    if t.__module__.startswith("multiprocessing"):
+        return "return the data itself (e.g. a list of what you received), never the queue, pipe, lock or process; "
+    return ""
 
 
 def decode(data: Any) -> Any:
