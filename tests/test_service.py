@@ -997,3 +997,25 @@ def test_a_broken_multipart_body_is_400_problem_json(serve, tokens):
     response = client.post("/v1/assignments/tiny/submissions", content=b"--x\r\nnot a part",
                            headers={**bearer(tokens["cs101"]), "Content-Type": "multipart/form-data"})
     assert response.status_code == 400 and response.headers["content-type"] == PROBLEM, response.text
+
+
+def test_prometheus_metrics_count_queues_outcomes_waits_and_callbacks(serve, tokens):
+    assert serve().get("/metrics").status_code == 404  # off unless asked for
+    client = serve(metrics=True)
+    with Receiver() as lms:
+        job_id = submit(client, tokens["cs101"], "tiny", {"add.py": RIGHT.encode()}, student="s-metrics",
+                        callback_url=lms.url + "/m").json()["job_id"]
+        job = finished(client, tokens["cs101"], job_id)
+        wait_for(lambda: lms.received, 30, what="the callback")
+        job = wait_for(lambda: (j := client.get(f"/v1/jobs/{job_id}", headers=bearer(tokens["cs101"])).json())
+                       ["timestamps"]["delivered"] and j, 10, what="the delivered time")
+    stamps = job["timestamps"]
+    assert stamps["received"] <= stamps["started"] <= stamps["graded"] <= stamps["delivered"]
+    response = client.get("/metrics")
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
+    text = response.text
+    assert 'mpgrade_jobs{course="cs101",status="done"} 1.0' in text
+    assert 'mpgrade_outcomes_total{course="cs101",outcome="graded"} 1.0' in text
+    assert 'mpgrade_wait_seconds_count{course="cs101"} 1.0' in text
+    assert 'mpgrade_grade_seconds_count{course="cs101"} 1.0' in text
+    assert 'mpgrade_callbacks_total{outcome="delivered"} 1.0' in text

@@ -311,3 +311,40 @@ def test_a_postgres_store_does_not_show_its_password(postgres_url):
         assert "hunter2" not in repr(store)
     finally:
         store.close()
+
+
+def test_a_burst_of_one_course_does_not_starve_another(store, tiny):
+    burst = [store.add_job(new_job(tiny, f"a-{i}", course="big"))[0] for i in range(5)]
+    late = store.add_job(new_job(tiny, "b-0", course="small"))[0]  # queued after the whole burst
+    first = store.claim_next()
+    assert first.id == burst[0].id
+    assert store.claim_next().id == late.id  # fewer running, not the burst's next
+    assert store.finish(first.id, document(tiny, new_job(tiny, "a-0", course="big")))
+    assert store.claim_next().id == burst[1].id
+
+
+def test_a_newer_submission_replaces_the_same_students_queued_one(store, tiny):
+    older = store.add_job(new_job(tiny, "s-resubmit", RIGHT, callback_url="http://lms.example/x",
+                                  callback_format="result"))[0]
+    other = store.add_job(new_job(tiny, "s-other"))[0]
+    newer = store.add_job(new_job(tiny, "s-resubmit", WRONG))[0]
+    assert store.supersede_queued(newer) == [older.id]
+    gone = store.job(older.id)
+    assert gone.status == "failed" and "superseded" in gone.message and newer.id in gone.message
+    assert older.id not in store.undelivered()  # its callback is not owed
+    assert store.job(other.id).status == "queued"
+    assert {store.claim_next().id, store.claim_next().id} == {other.id, newer.id}
+    assert store.claim_next() is None
+    # a running job is never superseded
+    assert store.supersede_queued(store.add_job(new_job(tiny, "s-resubmit", RIGHT + "\n"))[0]) == []
+
+
+def test_queue_position_and_counts(store, tiny):
+    ids = [store.add_job(new_job(tiny, f"q-{i}"))[0].id for i in range(3)]
+    assert [store.queue_position(i) for i in ids] == [(1, None), (2, None), (3, None)]
+    job = store.claim_next()
+    assert store.finish(job.id, document(tiny, new_job(tiny, "q-0")))
+    position, estimate = store.queue_position(ids[2])
+    assert position == 2 and estimate is not None and estimate > 0
+    assert store.queue_position(ids[0]) is None
+    assert ("cs101", "queued", 2) in store.counts() and ("cs101", "done", 1) in store.counts()

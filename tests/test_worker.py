@@ -365,3 +365,22 @@ def test_a_backlog_longer_than_the_visibility_timeout_is_graded_once(api, worker
     for job_id in ids:
         assert logs.count(f"[{job_id}] received") == 1, (job_id, logs[-3000:])
         assert config.store.count_results(job_id) == 1
+
+
+def test_a_resubmission_replaces_the_queued_one_and_the_queue_says_where_a_job_is(api, workers):
+    client, config = api
+    older = submit(client, WRONG, "s-again")  # no worker yet: both wait in the queue
+    other = submit(client, RIGHT, "s-someone")
+    newer = submit(client, RIGHT, "s-again")
+    gone = client.get(f"/v1/jobs/{older}").json()
+    assert gone["status"] == "failed" and "superseded" in gone["message"] and newer in gone["message"]
+    waiting = client.get(f"/v1/jobs/{newer}").json()
+    assert waiting["queue"]["position"] == 2 and waiting["timestamps"]["received"]
+    assert client.get(f"/v1/jobs/{other}").json()["queue"]["position"] == 1
+
+    workers.start()
+    for job_id in (other, newer):
+        job = done(client, job_id)
+        assert job["result"]["score"] == 10 and job["queue"] is None and job["timestamps"]["graded"]
+    wait_for(lambda: f"job {older} was superseded" in workers.logs[0].read_text(), 30, what="the drop")
+    assert config.store.count_results(older) == 0

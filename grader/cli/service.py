@@ -160,12 +160,14 @@ def database_for(data_dir: Path, database: str | None) -> Path | str:
 @click.option("--min-free-mib", type=click.FloatRange(0, None), default=64.0, show_default=True,
               help="Free space needed on the database's and the uploads' disks to take a job; "
                    "below it a submission gets 503 and /v1/ready fails.")
+@click.option("--metrics/--no-metrics", default=False, show_default=True,
+              help="Serve Prometheus metrics at /metrics (no token: keep it off the public side of the proxy).")
 @visibility_option
 def serve(assignment_dirs: tuple[str, ...], data_dir: Path, database: str | None, tokens_file: Path | None,
           host: str, port: int, broker: str | None, workers: int, sandbox: str, image: str | None,
           max_body_mib: float, timeout: float | None, callback_allow: tuple[str, ...],
           header_timeout: float, body_timeout: float, keep_alive: float, max_connections: int,
-          min_free_mib: float, visibility_timeout: float) -> None:
+          min_free_mib: float, metrics: bool, visibility_timeout: float) -> None:
     """Run the HTTP API for LMSs: submit files, get a job id, read the JSON result.
 
     Without --broker, grading runs in this process (threads, Docker sandbox) and jobs and
@@ -216,7 +218,7 @@ def serve(assignment_dirs: tuple[str, ...], data_dir: Path, database: str | None
         assignments=assignments, tokens_file=tokens_path, database=where,
         sandbox=box, broker=broker, workers=workers, max_body=int(max_body_mib * 1024 * 1024),
         visibility_timeout=visibility_timeout, timeout=timeout, callback_allow=callback_allow,
-        min_free=int(min_free_mib * 1024 * 1024))
+        min_free=int(min_free_mib * 1024 * 1024), metrics=metrics)
     try:
         app = create_app(config)
     except Exception as exc:

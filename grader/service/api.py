@@ -35,7 +35,7 @@ from typing import Annotated, Any, Literal, NamedTuple
 from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -84,6 +84,7 @@ class ServiceConfig:
     start_method: str | None = None
     timeout: float | None = None
     min_free: int = DEFAULT_MIN_FREE  # bytes free on the database's and the uploads' disks
+    metrics: bool = False  # GET /metrics (Prometheus), no token: keep it off the public side
     store: Store | None = field(default=None, repr=False)  # set by create_app
 
 
@@ -301,6 +302,11 @@ class Service:
         self.egress = callbacks.Egress(callbacks.networks(config.callback_allow))
         self.delivery = callbacks.Deliveries(per_destination=config.callback_per_destination)
         self.dispatcher = _dispatcher(config, store, self.on_done)
+        self.metrics: Any = None
+        if config.metrics:
+            from grader.service.metrics import Metrics
+
+            self.metrics = Metrics(store)
 
     def deliver(self, job_id: str) -> None:
         """POST a finished job's result (or a failure document) to its callback URL, if it has
@@ -325,11 +331,18 @@ class Service:
             log.exception("the callback of job %s could not be made", job_id)
             status = f"failed: the callback could not be made ({type(exc).__name__}: {str(exc)[:200]})"
         self.store.set_callback_status(job_id, status)
+        if self.metrics is not None:
+            self.metrics.delivered(status)
 
     def on_done(self, job_id: str) -> None:
         """A job has its outcome: its callback is sent on a thread of its destination's (one
         LMS that never answers delays only its own callbacks), never on the caller's."""
         job = self.store.job(job_id)
+        if job is not None and self.metrics is not None:
+            try:
+                self.metrics.finished(job, self.store.result(job_id))
+            except Exception:  # metrics must never cost a callback
+                log.exception("counting job %s in the metrics failed", job_id)
         if job is not None and job.callback_url:
             self.delivery.submit(job.callback_url, lambda: self.deliver(job_id))
 
@@ -398,6 +411,13 @@ class Service:
             raise HTTPException(403, f"course {who.name!r} may not use assignment {name!r}")
         return assignment
 
+    def supersede(self, newer: JobRow) -> None:
+        """One queued job per student and assignment: older ones not yet started are replaced
+        by ``newer`` (and, with a broker, their messages dropped when a worker gets them)."""
+        for job_id in self.store.supersede_queued(newer):
+            log.info("job %s is replaced by the same student's newer submission %s", job_id, newer.id)
+            self.dispatcher.drop(job_id)
+
     def regradable(self, job: JobRow) -> bool:
         """A finished job whose outcome says nothing about the student's files: it failed (no
         worker could grade it) or its result is status "error" (the sandbox or grader failed)."""
@@ -415,6 +435,9 @@ class Service:
             "assignment": job.assignment, "student": job.student,
             "submission_hash": job.submission_hash, "created_at": job.created_at,
             "started_at": job.started_at, "finished_at": job.finished_at, "message": job.message,
+            "timestamps": {"received": job.created_at, "queued": job.sent_at or job.created_at,
+                           "started": job.started_at, "graded": job.finished_at, "delivered": job.delivered_at},
+            "queue": None,
             "callback": ({"url": job.callback_url, "format": job.callback_format,
                           "status": job.callback_status} if job.callback_url else None),
             "links": {"self": f"/v1/jobs/{job.id}",
@@ -427,6 +450,10 @@ class Service:
             out["gradable"], out["fault"] = doc.get("gradable", True), jobs.fault_of(doc)
         else:
             out["gradable"], out["fault"] = None, None  # not known yet
+        if job.status == "queued":
+            place = self.store.queue_position(job.id)
+            if place is not None:
+                out["queue"] = {"position": place[0], "estimate_seconds": place[1]}
         if with_result:
             out["result"] = doc
         return out
@@ -460,6 +487,7 @@ class Service:
             except Exception as exc:
                 await run_in_threadpool(self.store.delete_job, job.id)
                 raise HTTPException(503, f"the job could not be queued ({type(exc).__name__}); try again") from None
+            await run_in_threadpool(self.supersede, job)
         elif await run_in_threadpool(self.regradable, job):
             # the earlier try failed for reasons of the grader (a sandbox hiccup, no worker with
             # this assignment): the same files again are a new attempt, not the old error
@@ -617,6 +645,15 @@ def _add_reading_routes(app: FastAPI, service: Service, course: Callable[..., Co
     async def health() -> dict[str, Any]:
         return {"status": "ok", "mode": service.dispatcher.mode, "version": __version__,
                 "assignments": sorted(service.config.assignments)}
+
+    if service.metrics is not None:
+        @app.get("/metrics", tags=["health"], summary="Prometheus metrics (mpgrade serve --metrics; no token)",
+                 responses={200: {"description": "The Prometheus text exposition",
+                                  "content": {"text/plain": {"schema": {"type": "string"}}}},
+                            **_problem_responses(405, 413, 500)})
+        async def metrics() -> Response:
+            data, content_type = await run_in_threadpool(service.metrics.render)
+            return Response(data, media_type=content_type)
 
     @app.get("/v1/ready", tags=["health"],
              summary="Readiness: the service can take jobs now (store writable, disk room, broker or workers)",

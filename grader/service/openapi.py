@@ -94,6 +94,13 @@ SCHEMAS: dict[str, Any] = {
             "result": {"oneOf": [{"type": "null"}, ref("Result")],
                        "description": "The result document, once the job is done."},
             "duplicate": {"type": "boolean", "description": "POST only: these files were already a job."},
+            "timestamps": {"type": "object", "description": "Per phase, ISO 8601 UTC (null until reached).",
+                           "properties": {k: _NULLABLE_TEXT for k in
+                                          ("received", "queued", "started", "graded", "delivered")}},
+            "queue": {"oneOf": [{"type": "null"}, {"type": "object", "properties": {
+                "position": {"type": "integer", "minimum": 1},
+                "estimate_seconds": {"type": ["number", "null"]}}}],
+                "description": "While queued: place in the queue (1 is next) and an estimate from recent throughput."},
         },
     },
     "Results": {

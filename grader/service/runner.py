@@ -36,6 +36,7 @@ class Dispatcher(Protocol):
     def forget(self, job_id: str) -> None: ...
     def stop(self) -> None: ...
     def unready(self) -> str | None: ...
+    def drop(self, job_id: str) -> None: ...
 
 
 class Embedded:
@@ -68,6 +69,9 @@ class Embedded:
 
     def forget(self, job_id: str) -> None:
         """Nothing outside the store remembers a job here."""
+
+    def drop(self, job_id: str) -> None:
+        """Nothing to do: the store no longer lists a superseded job as queued."""
 
     def unready(self) -> str | None:
         """Why this dispatcher cannot grade new jobs (readiness), or None."""
@@ -159,6 +163,13 @@ class Dispatched:
     def forget(self, job_id: str) -> None:
         """Drop the backend's old outcome of a job about to be graded again."""
         self.client.forget(job_id)
+
+    def drop(self, job_id: str) -> None:
+        """A superseded job's message, still in the queue, is dropped by the worker that gets it."""
+        try:
+            self.client.drop(job_id)
+        except Exception:  # the broker away: the worst case is grading it for nothing
+            log.warning("could not mark job %s as dropped in the broker", job_id)
 
     def unready(self) -> str | None:
         """Why jobs cannot be sent now (readiness: the broker does not answer), or None."""

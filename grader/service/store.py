@@ -72,7 +72,9 @@ CREATE INDEX IF NOT EXISTS results_assignment ON results (course, assignment, cr
 # one set of tables for both databases: only the name of a double-precision column differs
 SCHEMA = _TABLES.format(real="REAL")
 # columns added after the first release: a database made by an older version gets them on open
-ADDED_COLUMNS = (("deliveries", "INTEGER NOT NULL DEFAULT 0"),)
+ADDED_COLUMNS = (("deliveries", "INTEGER NOT NULL DEFAULT 0"), ("delivered_at", "TEXT"))
+SUPERSEDED = "superseded by a newer submission of the same student (job {new}) before it was graded"
+RECENT = 600.0  # seconds of finished jobs the queue estimate's throughput is measured over
 SENDING = "sending"  # callback_status while a delivery is under way (interrupted if seen at start)
 PG_SCHEMA = _TABLES.format(real="DOUBLE PRECISION")
 INTERRUPTED = (f"grading was interrupted {MAX_ATTEMPTS} times (the server stopped or crashed while"
@@ -98,6 +100,7 @@ class JobRow:
     started_at: str | None
     finished_at: str | None
     deliveries: int = 0  # callback deliveries begun; with the id, the Idempotency-Key
+    delivered_at: str | None = None  # when the last callback was delivered (2xx)
 
 
 @dataclass(frozen=True)
@@ -146,6 +149,9 @@ class Store(Protocol):
     def count_results(self, job_id: str | None = None) -> int: ...
     def set_callback_status(self, job_id: str, status: str) -> None: ...
     def begin_delivery(self, job_id: str) -> tuple[int, bool]: ...
+    def supersede_queued(self, newer: JobRow) -> list[str]: ...
+    def queue_position(self, job_id: str) -> tuple[int, float | None] | None: ...
+    def counts(self) -> list[tuple[str, str, int]]: ...
     def writable(self) -> None: ...
 
 
@@ -178,7 +184,8 @@ class SQLStore(ABC):
 
     @abstractmethod
     def claim_next(self) -> JobRow | None:
-        """The oldest queued job, now marked running, claimed by this caller only."""
+        """The next queued job (fair share between courses, then the oldest), now marked
+        running, claimed by this caller only."""
 
     def _sql(self, sql: str) -> str:
         """``sql`` with this backend's placeholders (SQLite takes the ``?`` as written)."""
@@ -387,11 +394,73 @@ class SQLStore(ABC):
 
     def set_callback_status(self, job_id: str, status: str) -> None:
         with self._connect() as db:
-            self._execute(db, "UPDATE jobs SET callback_status = ? WHERE id = ?", (self._text(status[:300]), job_id))
+            self._execute(db, "UPDATE jobs SET callback_status = ?, delivered_at = CASE WHEN ? THEN ? ELSE"
+                          " delivered_at END WHERE id = ?", (self._text(status[:300]),
+                                                             status.startswith("delivered"), results.now(), job_id))
+
+    def supersede_queued(self, newer: JobRow) -> list[str]:
+        """The same student's older jobs for the same assignment that are still queued (not
+        started) end here, replaced by ``newer``: one student resubmitting every minute holds one
+        place in the queue, not ten. Their callbacks are not sent (the newer job's is). The ids."""
+        with self._transaction() as db:
+            rows = self._execute(
+                db, f"SELECT id FROM jobs WHERE course = ? AND assignment = ? AND student = ? AND status = ?"
+                f" AND id != ? ORDER BY id{self.LOCK_ROWS}",
+                (newer.course, newer.assignment, newer.student, QUEUED, newer.id)).fetchall()
+            ids = [r["id"] for r in rows]
+            for job_id in ids:
+                self._execute(db, "UPDATE jobs SET status = ?, finished_at = ?, message = ?, callback_status = ?"
+                              " WHERE id = ? AND status = ?",
+                              (FAILED, results.now(), SUPERSEDED.format(new=newer.id),
+                               "not sent: superseded", job_id, QUEUED))
+        return ids
+
+    def queue_position(self, job_id: str) -> tuple[int, float | None] | None:
+        """A queued job's place (1: next) among the queued jobs, and an estimate of the seconds
+        until it is graded from the throughput of the last ``RECENT`` seconds (None without
+        any). The place counts jobs queued before it; fair share between courses may take it
+        sooner. None if the job is not queued."""
+        from datetime import UTC, datetime, timedelta
+
+        with self._connect() as db:
+            job = self._execute(db, "SELECT created_at, status FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if job is None or job["status"] != QUEUED:
+                return None
+            ahead = self._execute(db, "SELECT COUNT(*) AS n FROM jobs WHERE status = ? AND (created_at < ? OR"
+                                  " (created_at = ? AND id < ?))",
+                                  (QUEUED, job["created_at"], job["created_at"], job_id)).fetchone()["n"]
+            since = (datetime.now(UTC) - timedelta(seconds=RECENT)).isoformat(timespec="milliseconds")
+            since = since.replace("+00:00", "Z")
+            recent = self._execute(db, "SELECT COUNT(*) AS n FROM jobs WHERE status = ? AND finished_at >= ?",
+                                   (DONE, since)).fetchone()["n"]
+        position = int(ahead) + 1
+        return position, (round(position * RECENT / recent, 1) if recent else None)
+
+    def counts(self) -> list[tuple[str, str, int]]:
+        """(course, status, jobs) for every course and status: the metrics' queue depths."""
+        with self._connect() as db:
+            rows = self._execute(db, "SELECT course, status, COUNT(*) AS n FROM jobs GROUP BY course, status"
+                                 " ORDER BY course, status").fetchall()
+        return [(r["course"], r["status"], int(r["n"])) for r in rows]
 
 
 # what claiming a job does to it, in both backends' claim_next
 _CLAIM = "UPDATE jobs SET status = ?, started_at = ?, attempts = attempts + 1"
+# which queued job is next: fair share between courses. The course with the fewest jobs being
+# graded goes first, then the one whose last job started longest ago (round robin), then the
+# oldest job of that course; so one course's burst cannot starve another's. Only jobs started
+# in the last day count (the parameter), so the choice reads the recent rows, not a semester.
+_FAIR_PICK = ("SELECT j.id FROM jobs j LEFT JOIN (SELECT course, SUM(CASE WHEN status = ? THEN 1 ELSE 0 END)"
+              " AS running, MAX(started_at) AS last FROM jobs WHERE started_at >= ? GROUP BY course) c"
+              " ON c.course = j.course WHERE j.status = ?"
+              " ORDER BY COALESCE(c.running, 0), COALESCE(c.last, ''), j.created_at, j.id LIMIT 1")
+
+
+def _fair_params() -> tuple[str, str, str]:
+    from datetime import UTC, datetime, timedelta
+
+    day_ago = (datetime.now(UTC) - timedelta(days=1)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return RUNNING, day_ago, QUEUED
 
 
 class SQLiteStore(SQLStore):
@@ -439,11 +508,11 @@ class SQLiteStore(SQLStore):
         return insert.replace("INSERT INTO", "INSERT OR IGNORE INTO", 1)
 
     def claim_next(self) -> JobRow | None:
-        """The oldest queued job, now marked running (one claimer at a time in this process,
-        and the write lock held from the SELECT to the UPDATE against other processes)."""
+        """The next queued job by fair share (``_FAIR_PICK``), now marked running (one claimer
+        at a time in this process, and the write lock held from the SELECT to the UPDATE
+        against other processes)."""
         with self._claim, self._transaction() as db:
-            row = self._execute(db, "SELECT id FROM jobs WHERE status = ? ORDER BY created_at, id LIMIT 1",
-                                (QUEUED,)).fetchone()
+            row = self._execute(db, _FAIR_PICK, _fair_params()).fetchone()
             if row is None:
                 return None
             self._execute(db, f"{_CLAIM} WHERE id = ?", (RUNNING, results.now(), row["id"]))
@@ -593,11 +662,10 @@ class PostgresStore(SQLStore):
         return f"{insert} ON CONFLICT {key + ' ' if key else ''}DO NOTHING"
 
     def claim_next(self) -> JobRow | None:
-        """The oldest queued job nobody else is claiming, now marked running (one statement:
+        """The next queued job by fair share nobody else is claiming, now marked running (one statement:
         the row is locked from the SELECT to the UPDATE; rows another process holds are skipped)."""
         with self._connect() as db:
             row = self._execute(
-                db, f"{_CLAIM} WHERE id = (SELECT id FROM jobs WHERE status = ? ORDER BY created_at, id"
-                " LIMIT 1 FOR UPDATE SKIP LOCKED) AND status = ? RETURNING *",
-                (RUNNING, results.now(), QUEUED, QUEUED)).fetchone()
+                db, f"{_CLAIM} WHERE id = ({_FAIR_PICK} FOR UPDATE OF j SKIP LOCKED) AND status = ? RETURNING *",
+                (RUNNING, results.now(), *_fair_params(), QUEUED)).fetchone()
         return self._row(row)

@@ -80,6 +80,11 @@ def make_celery(broker: str, *, backend: str | None = None,
         if earlier.state == "SUCCESS":  # redelivered after it was done: never grade twice
             return earlier.result
         where = str(self.request.hostname or "a worker")
+        if leases is not None and leases.exists(dropped_key(self.request.id)):
+            from celery.exceptions import Ignore  # replaced by the student's newer submission
+
+            log.info("job %s was superseded before it was graded; dropped", self.request.id)
+            raise Ignore()
         lease = Lease(leases, self.request.id, where)
         if not lease.acquire():  # another live worker grades this job: a duplicate message
             from celery.exceptions import Ignore
@@ -120,6 +125,10 @@ def queued_key(job_id: str) -> str:
 
 def lease_key(job_id: str) -> str:
     return f"mpgrade:lease:{job_id}"
+
+
+def dropped_key(job_id: str) -> str:
+    return f"mpgrade:dropped:{job_id}"
 
 
 def claims_key(job_id: str) -> str:
@@ -254,9 +263,15 @@ class Client:
     def ping(self, timeout: float = 5.0) -> None:
         ping(self.app, timeout)
 
+    def drop(self, job_id: str) -> None:
+        """A queued job is not to be graded (superseded): the worker that gets it drops it."""
+        self.redis.set(dropped_key(job_id), "superseded", ex=RESULT_EXPIRES)
+        self.redis.delete(queued_key(job_id))
+
     def send(self, job_id: str, payload: dict[str, Any]) -> None:
         # the marker first: from now until a worker leases it, the job counts as queued
         self.redis.set(queued_key(job_id), "queued", ex=RESULT_EXPIRES)
+        self.redis.delete(dropped_key(job_id))
         self.app.send_task(TASK, args=[payload], task_id=job_id, queue=QUEUE)
         # send_task subscribes this process to the task's result channel (for result.get());
         # results are polled here instead, so unsubscribe now rather than hold one Redis
