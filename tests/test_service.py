@@ -232,6 +232,16 @@ def test_the_openapi_spec_lists_the_three_routes(serve):
     assert json.dumps(spec)  # plain JSON all the way down
 
 
+def test_serve_refuses_a_callback_allow_that_is_not_a_network(tmp_path):
+    from click.testing import CliRunner
+
+    from grader.cli import main
+
+    out = CliRunner().invoke(main, ["serve", "--data", str(tmp_path), "--sandbox", "local",
+                                    "--callback-allow", "intranet"])
+    assert out.exit_code == 2 and "--callback-allow 'intranet'" in out.output and "Traceback" not in out.output
+
+
 def test_the_service_commands_explain_themselves_with_examples():
     from click.testing import CliRunner
 
@@ -772,6 +782,8 @@ def test_a_client_that_never_finishes_its_headers_is_cut_off():
             drip.sendall(b"X")
         closed, got, took = _closed_within(never, 5)
         assert closed and got.startswith(b"HTTP/1.1 408"), (closed, got, took)
+        head, _, rest = got.partition(b"\r\n\r\n")
+        assert f"Content-Length: {len(rest)}".encode() in head  # a well-formed answer
         assert took < 3
         assert _closed_within(drip, 3)[0]
 

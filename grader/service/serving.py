@@ -28,8 +28,9 @@ from typing import Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-_TIMEOUT_408 = (b"HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain\r\nContent-Length: 41\r\n"
-                b"Connection: close\r\n\r\nthe request headers took too long to send\n")
+_TIMEOUT_BODY = b"the request headers took too long to send\n"
+_TIMEOUT_408 = (b"HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain\r\nContent-Length: "
+                + str(len(_TIMEOUT_BODY)).encode() + b"\r\nConnection: close\r\n\r\n" + _TIMEOUT_BODY)
 
 
 @dataclass(frozen=True)
