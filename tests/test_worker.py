@@ -384,3 +384,24 @@ def test_a_resubmission_replaces_the_queued_one_and_the_queue_says_where_a_job_i
         assert job["result"]["score"] == 10 and job["queue"] is None and job["timestamps"]["graded"]
     wait_for(lambda: f"job {older} was superseded" in workers.logs[0].read_text(), 30, what="the drop")
     assert config.store.count_results(older) == 0
+
+
+def test_a_job_whose_workers_keep_dying_ends_not_gradable(api, workers, broker, tiny_dir):
+    """Three workers already died holding this job (its claims count says so): the fourth
+    does not grade it again but answers not gradable, which is never sent as a grade."""
+    import redis
+
+    from grader.service import jobs
+    from grader.service.api import build_submission
+    from grader.service.tasks import INFRA_ATTEMPTS, claims_key
+
+    client, config = api
+    tiny = assignment_mod.load(tiny_dir)
+    sub = build_submission(tiny, [("add.py", RIGHT.encode())], "s-cursed", "cs101")
+    job_id = jobs.job_key(tiny, "s-cursed", sub.hash, salt="cs101")
+    redis.Redis.from_url(broker).set(claims_key(job_id), INFRA_ATTEMPTS)
+    assert submit(client, RIGHT, "s-cursed") == job_id
+    workers.start()
+    job = done(client, job_id)
+    assert job["status"] == "done" and job["gradable"] is False and job["fault"] == "infrastructure"
+    assert f"lost {INFRA_ATTEMPTS} times" in job["result"]["message"]
