@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
+import signal
+import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from grader import grading
+from grader import grading, processes
 from grader.assignment import Assignment
 from grader.atomic import write_atomic
 from grader.intake.submission import Submission
@@ -58,12 +63,87 @@ def run_check(assignment: Assignment, exercises: tuple[str, ...] = (),
         assignment.exercise(ex_id)  # unknown ids fail early with the list of known ones
     sub = working_copy(assignment, exercises)
     methods = (start_method,) if start_method else assignment.check_start_methods
-    with LocalSandbox() as sandbox, ThreadPoolExecutor(len(methods)) as pool:
+    with nothing_survives():
+        return _run(assignment, exercises, sub, methods)
+
+
+def _run(assignment: Assignment, exercises: tuple[str, ...], sub: Submission,
+         methods: tuple[str, ...]) -> dict[str, Any]:
+    sandbox = LocalSandbox()
+    pool = ThreadPoolExecutor(len(methods))
+    try:
         futures = [pool.submit(grading.grade, sandbox, assignment, sub, grading.Options(
             scope="public", exercises=exercises, start_method=method)) for method in methods]
         docs = [f.result() for f in futures]
+    finally:
+        # First the sandbox: on Ctrl-C it kills the runs still going, so the pool's threads
+        # end at once instead of grading to the end.
+        sandbox.close()
+        pool.shutdown(wait=True, cancel_futures=True)
     assert all(doc is not None for doc in docs)  # only a cancelled run gives None: check never cancels
     return merge_start_methods(list(zip(methods, docs, strict=True)))  # type: ignore[arg-type]
+
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+@contextmanager
+def nothing_survives() -> Iterator[None]:
+    """Nothing the check started outlives it, however it ends (a result, an error, Ctrl-C).
+
+    The sandbox kills the harness's session, and each call's processes die with the harness,
+    but a student's workers live in their call's session and would be re-parented to init,
+    spinning, when the harness is killed mid-call. As a child subreaper (Linux), this process
+    inherits every orphan of its tree instead, and kills and reaps all that is left of its
+    descendants at the end. Elsewhere (macOS) only the harness's own clean-up applies.
+    """
+    _become_subreaper()
+    try:
+        yield
+    finally:
+        kill_descendants()
+
+
+def _become_subreaper() -> bool:
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except Exception:  # not Linux
+        return False
+
+
+def _descendants() -> list[int]:
+    found, todo = [], [os.getpid()]
+    while todo and len(found) < 100_000:
+        for pid in processes.children(todo.pop()):
+            found.append(pid)
+            todo.append(pid)
+    return found
+
+
+def kill_descendants(settle: float = 0.1, limit: float = 3.0) -> None:
+    """Kill and reap every descendant of this process, until none has appeared for ``settle``
+    seconds (an orphan is re-parented here a moment after its parent dies)."""
+    deadline = time.monotonic() + limit
+    quiet_since = time.monotonic()
+    while time.monotonic() < deadline:
+        pids = _descendants()
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        for pid in processes.children(os.getpid()):
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+        if pids:
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since >= settle:
+            return
+        time.sleep(0.01)
 
 
 def merge_start_methods(runs: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:

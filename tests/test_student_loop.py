@@ -7,8 +7,12 @@ real ``mpgrade check`` on a copy of the course with a student's realistic mistak
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 from pathlib import Path
+
+import pytest
 
 from .test_cli import mpgrade
 
@@ -176,8 +180,6 @@ def test_authors_attach_hints_to_diagnoses_as_data(tmp_path):
                                  per_assignment={}) == "E"
     assert diagnosis.choose_hint(["timeout"], test_hint="t", runtime_hint="now", per_test={},
                                  per_exercise={}, per_assignment={"timeout": "A"}) == "now"
-    import pytest
-
     with pytest.raises(ValueError, match="unknown diagnoses"):
         diagnosis.check_hints({"blocked_in_aquire": "typo"}, "x")
 
@@ -202,8 +204,6 @@ def busy():
 def test_hang_locations_name_the_main_thread_a_busy_loop_and_an_import(make_module):
     """Finding 4: the main thread's frame (not the feeder thread's), "running (using CPU)" for a
     busy loop, "while importing" for an import-time hang."""
-    import pytest
-
     from grader.harness.boundary import CallTimeout, StudentRunner
 
     folder = make_module("hangs", HANGS)
@@ -253,8 +253,6 @@ def test_a_students_own_test_file_is_ignored_and_said_so(course_copy):
 
 def test_subclasses_of_plain_types_cross_as_the_plain_type_and_refusals_say_what_to_return(make_module):
     """Finding 7: ``collections.Counter`` (a dict subclass the stub imports) was refused."""
-    import pytest
-
     from grader._boot import mpgrade_plain as plain
     from grader.harness.boundary import StudentRunner
 
@@ -279,3 +277,63 @@ def test_subclasses_of_plain_types_cross_as_the_plain_type_and_refusals_say_what
 
     with pytest.raises(plain.NotPlainData, match="does not compare equal"):
         plain.encode(Liar([1]))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_nothing_of_the_students_survives_ctrl_c_during_a_check(course_copy, tmp_path, signame):
+    """Finding 9: Ctrl-C while workers spin left them running, re-parented to init."""
+    import subprocess
+    import sys
+    import time
+
+    pidfile = tmp_path / "pids"
+    write_exit_codes(course_copy, f'''
+def _spin(code):
+    with open({str(pidfile)!r}, "a") as f:
+        f.write(f"{{os.getpid()}}\\n")
+    while True:
+        pass
+
+
+def exit_codes(codes: list[int]) -> list[int]:
+    procs = [multiprocessing.Process(target=_spin, args=(c,)) for c in codes]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    return [p.exitcode for p in procs]
+''')
+    # Its own session, as a terminal's foreground job: Ctrl-C signals the whole process group.
+    proc = subprocess.Popen([sys.executable, "-m", "grader", "check", "01_spawn", "--start-method", "fork"],
+                            cwd=course_copy, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not (pidfile.exists() and len(pidfile.read_text().split()) >= 3):
+            assert time.monotonic() < deadline and proc.poll() is None, "the workers never started"
+            time.sleep(0.05)
+        pids = [int(p) for p in pidfile.read_text().split()]
+        assert all(_alive(p) for p in pids)
+        os.killpg(proc.pid, getattr(signal, signame))
+        interrupted = time.monotonic()
+        proc.wait(timeout=20)
+        assert time.monotonic() - interrupted < 3, "Ctrl-C waited for the check to end"
+        deadline = time.monotonic() + 5
+        while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not [p for p in pids if _alive(p)], "student processes survived the check"
+    finally:
+        proc.kill()
+        for p in pidfile.read_text().split() if pidfile.exists() else []:
+            try:
+                os.kill(int(p), signal.SIGKILL)
+            except OSError:
+                pass

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
+from types import FrameType
 
 import click
 from rich.console import Console
@@ -39,6 +41,11 @@ def check(exercises: tuple[str, ...], assignment_dir: str | None, json_path: Pat
     from grader import check as check_mod
 
     assignment = load_assignment(assignment_dir)
+    # A closed terminal or a `kill` ends the check as Ctrl-C does: through its clean-up, which
+    # leaves no process of the student's running (grader.check.nothing_survives).
+    for name in ("SIGTERM", "SIGHUP"):  # no SIGHUP on Windows
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), _interrupt)
     try:
         doc = check_mod.run_check(assignment, exercises, start_method)
     except assignment_mod.AssignmentError as exc:
@@ -47,3 +54,7 @@ def check(exercises: tuple[str, ...], assignment_dir: str | None, json_path: Pat
     check_mod.write_json(doc, out)
     render.check_result(doc, assignment, Console(), out)
     sys.exit(0 if check_mod.all_public_passed(doc) else 1)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
