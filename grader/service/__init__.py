@@ -6,8 +6,10 @@ with the same hostile-archive checks as ``mpgrade grade``, grades it with
 ``grader.grading.grade`` (in-process threads, or Celery workers on other hosts) and keeps every
 job and result in a store (:mod:`grader.service.store`), never only in Redis.
 
-Modules: ``jobs`` (what a job carries, and grading one), ``store`` (SQLite or PostgreSQL),
-``auth`` (per-course bearer tokens), ``runner`` (the embedded worker threads), ``tasks``
-(Celery app and the grade task), ``callbacks`` (POSTing results to LMS callback URLs),
-``api`` (the FastAPI app factory). Needs the ``service`` extra: ``pip install 'mpgrade[service]'``.
+Modules: ``jobs`` (what a job carries, grading one, whose failure a result is), ``store``
+(SQLite or PostgreSQL), ``auth`` (per-course bearer tokens), ``runner`` (the embedded worker
+threads, the Celery collector), ``tasks`` (Celery app, the grade task, leases), ``callbacks``
+(POSTing results to LMS callback URLs: the egress policy, per-destination delivery),
+``serving`` (how uvicorn bounds slow clients), ``openapi`` (the response schemas),
+``metrics`` (Prometheus), ``api`` (the FastAPI app factory). Needs the ``service`` extra: ``pip install 'mpgrade[service]'``.
 """
