@@ -337,3 +337,18 @@ def exit_codes(codes: list[int]) -> list[int]:
                 os.kill(int(p), signal.SIGKILL)
             except OSError:
                 pass
+
+
+def test_a_narrow_terminal_keeps_every_wrapped_line_under_its_indentation(course_copy):
+    """Finding 11: at 80 columns hint lines wrapped back to column 0."""
+    write_exit_codes(course_copy, CRASHING_WORKERS)
+    out = mpgrade("check", "01_spawn", "--start-method", "fork", cwd=course_copy, env={"COLUMNS": "80"})
+    lines = out.stdout.splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("✗"))
+    last = next(i for i, line in enumerate(lines) if line.startswith("Public tests:"))
+    assert any("hint:" in line for line in lines[first:last])
+    for line in lines[:first]:
+        assert len(line) <= 80, line
+    for line in lines[first:last]:
+        assert line.startswith(("✗", " ")) or re.match(r"exercises/01_spawn/spawn\.py:\d+: ", line), line
+        assert len(line) <= 80 or re.match(r"exercises/", line), line

@@ -190,7 +190,12 @@ def failed_test(t: dict[str, Any], assignment: Any, console: Console) -> None:
     t = {**t, "message": check_mod.student_paths(t.get("message") or "", assignment, t.get("exercise")),
          "output": check_mod.student_paths(t.get("output") or "", assignment, t.get("exercise"))}
     how = t["outcome"] + (f" under {t['start_method']}" if t.get("start_method") else "")
-    console.print(shown(f"✗ {t['exercise']}: {t['name']}  [{how}]", "bold red"), highlight=False)
+    # A grid: a long name wraps under itself, never back under the mark.
+    title = Table.grid(padding=(0, 1))
+    title.add_column(no_wrap=True)
+    title.add_column()
+    title.add_row(shown("✗", "bold red"), shown(f"{t['exercise']}: {t['name']}  [{how}]", "bold red"))
+    console.print(title)
     for line in t["message"].splitlines()[:12]:
         _indented(console, line)
     raised = check_mod.crashes(t["output"])
@@ -212,7 +217,11 @@ def failed_test(t: dict[str, Any], assignment: Any, console: Console) -> None:
         if more:
             _indented(console, f"... and {more} more lines (tests[].output in the JSON result)", indent=6)
     if t.get("hint"):
-        _indented(console, f"hint: {t['hint']}", "yellow")
+        hint = Table.grid(padding=(0, 1))
+        hint.add_column(no_wrap=True)
+        hint.add_column()
+        hint.add_row(shown("hint:", "yellow"), shown(t["hint"], "yellow"))
+        console.print(Padding(hint, (0, 0, 0, 4)))
     for line in check_mod.editor_lines(t):
         # Column 0 and never wrapped by us: the ``file:line: message`` form editors read.
         console.print(shown(line), highlight=False, soft_wrap=True)
