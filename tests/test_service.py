@@ -701,7 +701,7 @@ def test_a_tarpit_lms_does_not_delay_another_courses_callback(serve, tiny):
             took = time.monotonic() - started
     finally:
         tarpit.close()
-    assert took < 1.0, f"the healthy LMS waited {took:.1f} s behind the tarpit"
+    assert took < 1.5, f"the healthy LMS waited {took:.1f} s behind the tarpit"  # 4 s before
 
 
 class _Uvicorn:
