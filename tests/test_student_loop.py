@@ -352,3 +352,47 @@ def test_a_narrow_terminal_keeps_every_wrapped_line_under_its_indentation(course
     for line in lines[first:last]:
         assert line.startswith(("✗", " ")) or re.match(r"exercises/01_spawn/spawn\.py:\d+: ", line), line
         assert len(line) <= 80 or re.match(r"exercises/", line), line
+
+
+ONE_AT_A_TIME = '''
+import multiprocessing as mp
+
+def _work(q):
+    q.put(1)
+
+def one_at_a_time(n):
+    q = mp.Queue()
+    for _ in range(n):
+        p = mp.Process(target=_work, args=(q,))
+        p.start()
+        p.join()
+    return [q.get() for _ in range(n)]
+
+def together(n):
+    q = mp.Queue()
+    procs = [mp.Process(target=_work, args=(q,)) for _ in range(n)]
+    for p in procs:
+        p.start()
+    out = [q.get() for _ in range(n)]
+    for p in procs:
+        p.join()
+    return out
+'''
+
+
+def test_workers_started_and_joined_in_one_loop_never_count_as_running_together(make_module):
+    """Finding 5: the peak counted the resource tracker, seen between its fork and its exec,
+    as a worker alive all call long, so workers run one at a time sometimes looked concurrent."""
+    from grader.harness.boundary import SparePool, StudentRunner
+
+    pool = SparePool()
+    runner = StudentRunner(path=make_module("loop", ONE_AT_A_TIME), start_method="spawn", call_timeout=10,
+                           spares=pool)
+    try:
+        for _ in range(3):
+            runner.module("loop").one_at_a_time(3)
+            assert runner.last.peak_processes == 1 and len(runner.last.workers) == 3
+        runner.module("loop").together(3)
+        assert runner.last.peak_processes >= 2
+    finally:
+        pool.close()

@@ -20,7 +20,7 @@ JOIN_HINT = ("did you join every process? A process that was never joined stays 
 # --- worker_pids ----------------------------------------------------------------------------
 
 
-@pytest.mark.points(3)
+@pytest.mark.points(2)
 @pytest.mark.hint("Start n multiprocessing.Process objects (not threads, not a direct call); "
                   "each must call os.getpid() itself and send the value to the parent.")
 def test_worker_pids_are_real_children(student):
@@ -38,6 +38,25 @@ def test_worker_pids_are_real_children(student):
                                        "which are not among them")
     assert len(call.workers) == n, (f"worker_pids({n}): expected exactly {n} processes started, "
                                     f"got {len(call.workers)}")
+
+
+@pytest.mark.points(1)
+@pytest.mark.hint("Start every worker first, then join them all: started and joined in the same "
+                  "loop, each worker has ended before the next one starts, so none runs at the "
+                  "same time as another.")
+def test_worker_pids_run_at_the_same_time(student):
+    """worker_pids runs its workers at the same time"""
+    # Under spawn each worker takes tens of milliseconds to boot, so workers started one after
+    # the other are alive together, every run; started and joined in one loop, never.
+    n = rng.randint(3, 4)
+    spawn = student.module("spawn", start_method="spawn", timeout=5)
+    pids = spawn.worker_pids(n)
+    call = student.last
+    assert isinstance(pids, list) and len(set(pids)) == n, (
+        f"worker_pids({n}) under spawn: expected {n} distinct PIDs, got {pids!r}")
+    assert call.peak_processes >= 2, (
+        f"worker_pids({n}): expected the workers to run at the same time, but never two of them "
+        f"were alive at once ({len(call.workers)} processes, one after the other)")
 
 
 @pytest.mark.points(1)
@@ -140,6 +159,20 @@ def test_exit_codes_under_forkserver(student):
         f"saw {len(student.last.workers)}")
 
 
+@pytest.mark.points(1)
+@pytest.mark.hint("Join each process before reading Process.exitcode: before join() it is None "
+                  "while the process still runs.")
+def test_exit_codes_under_spawn(student):
+    """exit_codes joins before it reads the exit codes (under spawn)"""
+    # Under spawn a child takes tens of milliseconds to start: exitcode read right after
+    # start() is None every run, where under fork a child may already have ended.
+    codes = [rng.randint(1, 9) for _ in range(3)]
+    spawn = student.module("spawn", start_method="spawn", timeout=5)
+    got = spawn.exit_codes(codes)
+    assert got == codes, f"exit_codes({codes}) under spawn: expected {codes}, got {got!r}"
+    check_clean(student.last, f"exit_codes({codes}) under spawn", hint=JOIN_HINT)
+
+
 # --- run_with_timeout -----------------------------------------------------------------------
 
 
@@ -158,7 +191,7 @@ def test_run_with_timeout_child_finishes(student):
     check_clean(call, "run_with_timeout(0.2, 5)", hint=JOIN_HINT)
 
 
-@pytest.mark.points(3)
+@pytest.mark.points(2)
 @pytest.mark.hint("Wait with join(timeout); if is_alive() is still true, terminate() it and join() "
                   "it again: exitcode stays None until the terminated process has been joined.")
 def test_run_with_timeout_terminates(student):

@@ -49,6 +49,11 @@ class CallExecution:
         self.pid_floor: int | None = None
         self.child: Child  # set when the call starts
         self.threads: set[int] = set()  # thread IDs seen in the tree: never workers
+        # Each worker's first and last look (poll number) at it alive: the peak is counted from
+        # these once helpers are told apart (one seen between its fork and exec looked like a
+        # worker, alive all call long, and made one worker look like two at the same time).
+        self.polls = 0
+        self.alive_in: dict[int, list[int]] = {}
 
     def run(self) -> StudentFailure | None:
         record = self.record
@@ -112,6 +117,7 @@ class CallExecution:
         finally:
             child.stop(also=set(self.seen))
             record.exit_status = child.proc.returncode
+            record.peak_processes = self._peak()
         self._take_claims()  # again: workers that started while the call was torn down
         record.stdout = child.out.decode(errors="replace")
         record.stderr = child.err.decode(errors="replace")
@@ -167,11 +173,26 @@ class CallExecution:
                     self.record.workers.add(pid)
                 if pid in self.record.workers and st[0] not in ("Z", "X"):
                     workers += 1
+                    self.alive_in.setdefault(pid, [self.polls, self.polls])[1] = self.polls
             rss += st[2]
             stack.extend(processes.children(pid, self.threads))
+        self.polls += 1
         self.live_workers = workers
         self.record.peak_processes = max(self.record.peak_processes, workers)
         self.record.peak_rss = max(self.record.peak_rss, rss)
+
+    def _peak(self) -> int:
+        """The most workers (helpers excluded, as finally told apart) alive at one look."""
+        changes: dict[int, int] = {}
+        for pid, (first, last) in self.alive_in.items():
+            if pid in self.record.workers and pid not in self.record.helpers:
+                changes[first] = changes.get(first, 0) + 1
+                changes[last + 1] = changes.get(last + 1, 0) - 1
+        peak = live = 0
+        for poll in sorted(changes):
+            live += changes[poll]
+            peak = max(peak, live)
+        return peak
 
     @staticmethod
     def _parent_is(pid: int, parent: int) -> bool:
