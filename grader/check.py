@@ -244,6 +244,12 @@ def student_paths(text: str, assignment: Assignment, exercise: str | None) -> st
     return pattern.sub(lambda m: names[m.group(1)], text)
 
 
+def shorter_paths(text: str) -> str:
+    """Paths of the standard library from ``multiprocessing/...`` on, as a traceback's reader
+    needs them (``File "multiprocessing/process.py"``)."""
+    return _STDLIB.sub('File "', text)
+
+
 def _is_student_file(path: str) -> bool:
     """A path :func:`student_paths` made: one of the student's own files."""
     return path.startswith("exercises/") and ".." not in path

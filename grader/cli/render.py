@@ -196,8 +196,9 @@ def failed_test(t: dict[str, Any], assignment: Any, console: Console) -> None:
     title.add_column()
     title.add_row(shown("✗", "bold red"), shown(f"{t['exercise']}: {t['name']}  [{how}]", "bold red"))
     console.print(title)
-    for line in t["message"].splitlines()[:12]:
-        _indented(console, line)
+    for line in check_mod.shorter_paths(t["message"]).splitlines()[:12]:
+        text = line.lstrip(" ")
+        _indented(console, text, indent=4 + min(len(line) - len(text), 12))
     raised = check_mod.crashes(t["output"])
     if raised:
         _indented(console, "your processes raised:", "bold")

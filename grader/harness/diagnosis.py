@@ -33,8 +33,10 @@ DIAGNOSES: dict[str, str] = {
     "memory_limit": "the call ran out of memory",
     "process_limit": "the call started too many processes (a fork bomb?)",
     "no_process_started": "the calls started no process at all (threads, or the work done in the caller)",
-    "blocked_in_acquire": "a process was blocked acquiring a Lock or Semaphore nobody released",
     "blocked_in_get": "a process was blocked receiving (Queue.get, Connection.recv) a message that never came",
+    # After blocked_in_get: a second reader of a Queue waits on the queue's own read lock
+    # (synchronize.py __enter__) while the first waits for the message.
+    "blocked_in_acquire": "a process was blocked acquiring a Lock or Semaphore nobody released",
     "blocked_in_put": "a process was blocked putting into a full Queue",
     "blocked_in_join": "a process was blocked in join() of a process that did not end",
     "busy_loop": "a process was running (using CPU) when the call's time ran out: a loop that never ends",
