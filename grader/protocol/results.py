@@ -182,8 +182,41 @@ def build(
     "public" (a student's ``make check``: only the public tests ran). ``only`` limits the
     document to some exercises (``make check EX=...``, grading one exercise in tests).
     """
-    tests = []
     problems: list[str] = []
+    tests = _tests(report, problems)
+    exercises = _exercises(tests, assignment, scope, only, problems)
+    score = _points(sum(e["score"] for e in exercises))
+    max_score = _points(sum(e["max_score"] for e in exercises))
+    status, message = "graded", ""
+    if problems:
+        status = "error"
+        message = cut("the grader could not grade this submission fully: " + "; ".join(problems[:10]),
+                      MAX_TEXT)
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "submission": capped_submission(submission),
+        "assignment": {
+            "name": assignment.name,
+            "version": assignment.version,
+            "fingerprint": assignment.fingerprint(),
+        },
+        "scope": scope,
+        "score": score if status == "graded" else 0.0,
+        "max_score": _points(assignment.max_score) if scope == "all" and not only else max_score,
+        "status": status,
+        "message": message,
+        "exercises": exercises,
+        "tests": tests,
+        "grader": grader_info(sandbox, start_method),
+        "started_at": started_at,
+        "finished_at": finished_at or now(),
+    }
+
+
+def _tests(report: dict[str, Any], problems: list[str]) -> list[dict[str, Any]]:
+    """The document's ``tests`` from the report's entries (each capped); what is wrong with the
+    run itself (no plugin metadata, too many tests, collection errors) goes into ``problems``."""
+    tests = []
     for entry in report.get("tests", []):
         meta = {}
         for prop in entry.get("user_properties", []) or []:
@@ -192,30 +225,7 @@ def build(
         if not meta:
             problems.append(f"{entry.get('nodeid')}: no mpgrade metadata (is the plugin loaded?)")
             continue
-        outcome = meta.get("outcome", "error")
-        if outcome not in OUTCOMES:
-            outcome = "error"
-        max_score = _points(meta.get("points", 0))
-        duration = sum(
-            float(entry.get(phase, {}).get("duration", 0.0) or 0.0) for phase in ("setup", "call", "teardown")
-        )
-        tests.append(capped_test({
-            "id": _short_nodeid(entry.get("nodeid", "")),
-            "name": meta.get("name") or entry.get("nodeid", ""),
-            "exercise": meta.get("exercise"),
-            "score": max_score if outcome == "passed" else 0.0,
-            "max_score": max_score,
-            "outcome": outcome,
-            "visibility": meta.get("visibility", "visible"),
-            "message": meta.get("message") or "",
-            "hint": meta.get("hint"),
-            "output": meta.get("output") or "",
-            "duration": round(duration, 4),
-            "telemetry": meta.get("telemetry"),
-            **({"start_method": meta["start_method"]} if meta.get("start_method") in START_METHODS else {}),
-            **({"diagnosis": [str(d)[:64] for d in meta["diagnosis"][:20]]}
-               if isinstance(meta.get("diagnosis"), list) and meta["diagnosis"] else {}),
-        }))
+        tests.append(_test(entry, meta))
     if len(tests) > MAX_TESTS:
         problems.append(f"{len(tests)} tests ran, more than the {MAX_TESTS} a document holds")
         tests = tests[:MAX_TESTS]
@@ -223,7 +233,40 @@ def build(
         if collector.get("outcome") == "failed":
             nodeid = collector.get("nodeid") or "collection"
             problems.append(f"{nodeid}: the tests could not be collected")
+    return tests
 
+
+def _test(entry: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
+    """One test of the document from its report entry and the plugin's record of it."""
+    outcome = meta.get("outcome", "error")
+    if outcome not in OUTCOMES:
+        outcome = "error"
+    max_score = _points(meta.get("points", 0))
+    duration = sum(
+        float(entry.get(phase, {}).get("duration", 0.0) or 0.0) for phase in ("setup", "call", "teardown")
+    )
+    return capped_test({
+        "id": _short_nodeid(entry.get("nodeid", "")),
+        "name": meta.get("name") or entry.get("nodeid", ""),
+        "exercise": meta.get("exercise"),
+        "score": max_score if outcome == "passed" else 0.0,
+        "max_score": max_score,
+        "outcome": outcome,
+        "visibility": meta.get("visibility", "visible"),
+        "message": meta.get("message") or "",
+        "hint": meta.get("hint"),
+        "output": meta.get("output") or "",
+        "duration": round(duration, 4),
+        "telemetry": meta.get("telemetry"),
+        **({"start_method": meta["start_method"]} if meta.get("start_method") in START_METHODS else {}),
+        **({"diagnosis": [str(d)[:64] for d in meta["diagnosis"][:20]]}
+           if isinstance(meta.get("diagnosis"), list) and meta["diagnosis"] else {}),
+    })
+
+
+def _exercises(tests: list[dict[str, Any]], assignment: Assignment, scope: str,
+               only: tuple[str, ...], problems: list[str]) -> list[dict[str, Any]]:
+    """Per exercise, the sums of its tests; a real grade's tests must add up to the manifest."""
     exercises = []
     for ex in assignment.exercises:
         if only and ex.id not in only:
@@ -247,33 +290,7 @@ def build(
     orphans = [t["id"] for t in tests if t["exercise"] is None]
     if orphans:
         problems.append(f"tests outside any exercise folder: {', '.join(orphans[:5])}")
-    score = _points(sum(e["score"] for e in exercises))
-    max_score = _points(sum(e["max_score"] for e in exercises))
-    status, message = "graded", ""
-    if problems:
-        status = "error"
-        message = cut("the grader could not grade this submission fully: " + "; ".join(problems[:10]),
-                      MAX_TEXT)
-    doc = {
-        "schema_version": SCHEMA_VERSION,
-        "submission": capped_submission(submission),
-        "assignment": {
-            "name": assignment.name,
-            "version": assignment.version,
-            "fingerprint": assignment.fingerprint(),
-        },
-        "scope": scope,
-        "score": score if status == "graded" else 0.0,
-        "max_score": _points(assignment.max_score) if scope == "all" and not only else max_score,
-        "status": status,
-        "message": message,
-        "exercises": exercises,
-        "tests": tests,
-        "grader": grader_info(sandbox, start_method),
-        "started_at": started_at,
-        "finished_at": finished_at or now(),
-    }
-    return doc
+    return exercises
 
 
 def _short_nodeid(nodeid: str) -> str:
