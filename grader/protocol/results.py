@@ -20,7 +20,7 @@ from grader import __version__
 from grader.assignment import START_METHODS, Assignment
 from grader.protocol import boundedjson
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"  # 1.1: optional start_method and diagnosis per test, gradable, fault
 OUTCOMES = (
     "passed", "failed", "error", "timeout", "crashed", "output_limit",
     "memory_limit", "process_limit", "not_implemented", "skipped",
