@@ -383,6 +383,9 @@ chmod -R go-rwx {SOURCE}
 mkdir -p /autograder/results
 chown root:root /autograder/results
 chmod 0700 /autograder/results
+# Gradescope's metadata (names and emails of the team, earlier submissions and their
+# results, the assignment's dates) is for the grader, not for student code.
+chmod 0600 /autograder/submission_metadata.json 2>/dev/null
 python3 -m grader export gradescope-run --submission /autograder/submission \\
     --results /autograder/results/results.json --assignment {SOURCE}/course \\
     --student-user {STUDENT_USER}
