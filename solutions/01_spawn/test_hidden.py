@@ -170,6 +170,9 @@ def test_exit_codes_under_spawn(student):
     spawn = student.module("spawn", start_method="spawn", timeout=5)
     got = spawn.exit_codes(codes)
     assert got == codes, f"exit_codes({codes}) under spawn: expected {codes}, got {got!r}"
+    assert len(student.last.workers) >= len(codes), (
+        f"exit_codes({codes}) under spawn: expected {len(codes)} child processes, "
+        f"saw {len(student.last.workers)}")
     check_clean(student.last, f"exit_codes({codes}) under spawn", hint=JOIN_HINT)
 
 
