@@ -13,8 +13,10 @@ from pathlib import Path
 
 # Folders every process may write besides the scratch folder; emptied of the student uid's
 # files between calls (see ``StudentRunner.clear_user``): POSIX shared memory and semaphores,
-# POSIX message queues.
-SHARED_WRITABLE = ("/dev/shm", "/dev/mqueue")
+# POSIX message queues, and the system's world-writable folders. In a container the scratch
+# folder is /tmp, but where it is not (the local sandbox with a student user, Gradescope's
+# container) a call could otherwise leave files in /tmp for the next one.
+SHARED_WRITABLE = ("/dev/shm", "/dev/mqueue", "/tmp", "/var/tmp", "/run/lock")
 
 
 def user_ipc(uid: int) -> list[str]:
