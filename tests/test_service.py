@@ -7,6 +7,7 @@ in-process through FastAPI's TestClient; the Celery path is in test_worker.py.
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from fastapi.testclient import TestClient
@@ -1031,3 +1032,32 @@ def test_prometheus_metrics_count_queues_outcomes_waits_and_callbacks(serve, tok
     assert 'mpgrade_wait_seconds_count{course="cs101"} 1.0' in text
     assert 'mpgrade_grade_seconds_count{course="cs101"} 1.0' in text
     assert 'mpgrade_callbacks_total{outcome="delivered"} 1.0' in text
+
+
+def test_the_class_report_is_served_per_course_behind_its_token(serve, tokens):
+    client = serve()
+    for student, code in (("s1", RIGHT), ("s2", WRONG)):
+        response = submit(client, tokens["cs202"], "tiny", {"add.py": code.encode()}, student=student)
+        finished(client, tokens["cs202"], response.json()["job_id"])
+    headers = bearer(tokens["cs202"])
+    index = client.get("/v1/assignments/tiny/report/index.html", headers=headers)
+    assert index.status_code == 200 and index.headers["content-type"].startswith("text/html")
+    assert "default-src 'none'" in index.headers["content-security-policy"]
+    assert index.headers["x-content-type-options"] == "nosniff"
+    students = client.get("/v1/assignments/tiny/report/students.html", headers=headers).text
+    assert "s1" in students and "s2" in students
+    page = re.search(r'href="(students/[^"]+\.html)"', students).group(1)
+    assert client.get(f"/v1/assignments/tiny/report/{page}", headers=headers).status_code == 200
+    # a newer result of a student replaces the older one in the report
+    response = submit(client, tokens["cs202"], "tiny", {"add.py": (RIGHT + "# v2\n").encode()}, student="s2")
+    finished(client, tokens["cs202"], response.json()["job_id"])
+    students = client.get("/v1/assignments/tiny/report/students.html", headers=headers).text
+    pages = set(re.findall(r'href="(students/[^"]+\.html)"', students))
+    scores = [re.search(r'id="score">([^<]+)<', client.get(f"/v1/assignments/tiny/report/{p}",
+                                                          headers=headers).text).group(1) for p in pages]
+    assert sorted(scores) == ["10 / 10", "10 / 10"]
+    # another course has no results here; no token is a 401; not a page of the report is a 404
+    assert client.get("/v1/assignments/tiny/report/index.html", headers=bearer(tokens["cs101"])).status_code == 404
+    assert client.get("/v1/assignments/tiny/report/index.html").status_code == 401
+    assert client.get("/v1/assignments/multiprocessing-basics/report/index.html",
+                      headers=headers).status_code == 403

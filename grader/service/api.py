@@ -35,7 +35,7 @@ from typing import Annotated, Any, Literal, NamedTuple
 from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -47,6 +47,7 @@ from grader.sandbox.base import Sandbox
 from grader.service import callbacks, jobs, openapi
 from grader.service.auth import Course, Tokens
 from grader.service.openapi import TITLES
+from grader.service.reports import Reports
 from grader.service.runner import Dispatched, Dispatcher, Embedded
 from grader.service.store import DONE, FAILED, FINAL, SENDING, JobRow, NewJob, Store, open_store
 
@@ -302,6 +303,7 @@ class Service:
         self.egress = callbacks.Egress(callbacks.networks(config.callback_allow))
         self.delivery = callbacks.Deliveries(per_destination=config.callback_per_destination)
         self.dispatcher = _dispatcher(config, store, self.on_done)
+        self.reports = Reports(store)
         self.metrics: Any = None
         if config.metrics:
             from grader.service.metrics import Metrics
@@ -367,6 +369,7 @@ class Service:
         finally:
             await run_in_threadpool(self.dispatcher.stop)
             self.delivery.shutdown()
+            self.reports.close()
 
     def disks(self) -> list[Path]:
         """The folders whose file systems must have room: the uploads' (temp) and SQLite's."""
@@ -638,6 +641,32 @@ def _add_reading_routes(app: FastAPI, service: Service, course: Callable[..., Co
             r["links"] = {"job": f"/v1/jobs/{r['job_id']}"}
         return {"assignment": assignment.name, "course": who.name, "limit": limit, "offset": offset,
                 "results": rows}
+
+    @app.get("/v1/assignments/{name}/report/{page:path}", tags=["results"],
+             summary="The class report (HTML, mpgrade report) of this course's results for an assignment",
+             response_class=HTMLResponse,
+             responses={200: {"description": "A page of the report (index.html, items.html, hangs.html, "
+                                             "similarity.html, students.html, students/<page>.html)",
+                              "content": {"text/html": {"schema": {"type": "string"}}}},
+                        **_problem_responses(401, 403, 404, 405, 413, 422, 500, 503)})
+    async def report_page(name: Annotated[str, PathParam(pattern=_NAME)], page: str,
+                          who: Annotated[Course, Depends(course)]) -> Response:
+        assignment = service.assignment_for(name, who)
+        from grader import report as report_pkg
+        from grader.report.html import CSP as REPORT_CSP
+
+        try:
+            report_pkg.require_extra()
+        except report_pkg.ReportUnavailable as exc:
+            raise HTTPException(503, str(exc)) from None
+        body = await run_in_threadpool(service.reports.page, who.name, assignment.name, page or "index.html")
+        if body is None:
+            raise HTTPException(404, f"no report page {page!r} (no results yet, or no such page)")
+        # The pages carry their own Content-Security-Policy; the header says it again for browsers
+        # that read headers first, and nothing of the report may be framed or sniffed.
+        return HTMLResponse(body, headers={"Content-Security-Policy": REPORT_CSP + "; frame-ancestors 'none'",
+                                           "X-Content-Type-Options": "nosniff",
+                                           "X-Frame-Options": "DENY", "Cache-Control": "no-store"})
 
     @app.get("/v1/health", tags=["health"], summary="Liveness: the process answers (no token needed)",
              responses={200: openapi.body("Health", "The process answers"),
