@@ -63,8 +63,7 @@ def run_check(assignment: Assignment, exercises: tuple[str, ...] = (),
         assignment.exercise(ex_id)  # unknown ids fail early with the list of known ones
     sub = working_copy(assignment, exercises)
     methods = (start_method,) if start_method else assignment.check_start_methods
-    with nothing_survives():
-        return _run(assignment, exercises, sub, methods)
+    return _run(assignment, exercises, sub, methods)
 
 
 def _run(assignment: Assignment, exercises: tuple[str, ...], sub: Submission,
@@ -96,6 +95,10 @@ def nothing_survives() -> Iterator[None]:
     spinning, when the harness is killed mid-call. As a child subreaper (Linux), this process
     inherits every orphan of its tree instead, and kills and reaps all that is left of its
     descendants at the end. Elsewhere (macOS) only the harness's own clean-up applies.
+
+    It kills *every* descendant of the calling process, so only a process that exists for the
+    check uses it: the ``mpgrade check`` command, not ``run_check`` (a library call inside a
+    test run or a service would kill its caller's other children and stay a subreaper).
     """
     _become_subreaper()
     try:

@@ -73,3 +73,23 @@ def test_a_grade_that_fails_still_claims_every_point(course):
     doc = grading.grade(Breaks(), course, check.working_copy(course))
     results.validate(doc)
     assert doc["scope"] == "all" and doc["max_score"] == course.max_score
+
+
+def test_the_library_call_leaves_its_caller_as_it_was(course):
+    """run_check in a test run or a service must not make the caller a child subreaper (orphans
+    of later, unrelated work would become its unreaped zombies) nor kill its other children;
+    only the `mpgrade check` command, a process of its own, reaps everything it leaves."""
+    import ctypes
+    import subprocess
+    import sys
+
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        check.run_check(course, ("01_spawn",))
+        flag = ctypes.c_int(-1)
+        assert ctypes.CDLL(None).prctl(37, ctypes.byref(flag), 0, 0, 0) == 0  # PR_GET_CHILD_SUBREAPER
+        assert flag.value == 0, "run_check left this process a child subreaper"
+        assert bystander.poll() is None, "run_check killed a child it did not start"
+    finally:
+        bystander.kill()
+        bystander.wait()

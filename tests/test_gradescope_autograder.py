@@ -44,7 +44,8 @@ RUN mkdir -p /autograder/results /autograder/submission \\
  && cp /autograder/source/run_autograder /autograder/run_autograder \\
  && chmod +x /autograder/run_autograder \\
  && MPGRADE_WHEELHOUSE=/tmp/wheels bash /autograder/source/setup.sh \\
- && rm -rf /tmp/wheels
+ && rm -rf /tmp/wheels \\
+ && mkdir -m 1777 /evidence
 """
 
 ATTACK = '''\
@@ -52,7 +53,7 @@ ATTACK = '''\
 import glob
 import os
 
-LOG = "/tmp/attack-log.txt"
+LOG = "/evidence/attack-log.txt"  # not /tmp: the harness empties that of the student's files between calls
 
 
 def _try(what, action):
@@ -67,7 +68,7 @@ def _try(what, action):
 
 def _read_hidden():
     with open("/autograder/source/course/solutions/01_spawn/test_hidden.py") as f:
-        open("/tmp/leaked-tests.py", "w").write(f.read())
+        open("/evidence/leaked-tests.py", "w").write(f.read())
 
 
 def _job_folders():
@@ -182,10 +183,10 @@ def run_autograder(client, tag: str, files: dict[str, bytes]) -> dict:
         status = container.wait(timeout=RUN_TIMEOUT)
         log = container.logs().decode(errors="replace")
         results = file_from(container, "/autograder/results/results.json")
-        attack = file_from(container, "/tmp/attack-log.txt")
+        attack = file_from(container, "/evidence/attack-log.txt")
         return {"status": status["StatusCode"], "log": log, "results": results,
                 "attack_log": attack[0].decode() if attack else None,
-                "leaked": file_from(container, "/tmp/leaked-tests.py"),
+                "leaked": file_from(container, "/evidence/leaked-tests.py"),
                 "stray": file_from(container, "/autograder/results/x")}
     finally:
         container.remove(force=True)

@@ -47,7 +47,8 @@ def check(exercises: tuple[str, ...], assignment_dir: str | None, json_path: Pat
         if hasattr(signal, name):
             signal.signal(getattr(signal, name), _interrupt)
     try:
-        doc = check_mod.run_check(assignment, exercises, start_method)
+        with check_mod.nothing_survives():  # this process exists for the check: it may reap all
+            doc = check_mod.run_check(assignment, exercises, start_method)
     except assignment_mod.AssignmentError as exc:
         render.fail(str(exc))
     out = json_path or assignment.root / check_mod.DEFAULT_JSON
