@@ -20,6 +20,7 @@ MANIFEST = "assignment.toml"
 START_METHODS = ("fork", "spawn", "forkserver")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _MODULE_FILE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}\.py$")
+_HELPERS = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")  # one folder at the root, no path
 
 
 class AssignmentError(ValueError):
@@ -98,8 +99,21 @@ class Assignment:
     start_methods: tuple[str, ...] = ()
     hints: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
     """Hints by diagnosis for every test (``[hints]``; ``grader.harness.diagnosis`` names them)."""
+    helpers: str = ""
+    """The folder (``[assignment] helpers``) of instructor functions tests pass to student code
+    (``student.helper("probes.square")``). Shipped to the student's processes, which can read
+    it: nothing secret belongs there. Empty: none."""
     """Every start method student code must work under (``[assignment] start_methods``);
     ``make check`` runs the public tests under each. Empty: only ``start_method``."""
+
+    @property
+    def helpers_dir(self) -> Path | None:
+        return self.root / self.helpers if self.helpers else None
+
+    def helper_files(self) -> list[Path]:
+        """The helper modules shipped with every job (``*.py`` directly in the folder)."""
+        folder = self.helpers_dir
+        return sorted(p for p in folder.glob("*.py") if p.is_file()) if folder else []
 
     @property
     def check_start_methods(self) -> tuple[str, ...]:
@@ -259,6 +273,11 @@ def load(root: Path) -> Assignment:
     start_methods = meta.get("start_methods", [])
     if not isinstance(start_methods, list) or not all(m in START_METHODS for m in start_methods):
         raise AssignmentError(f"{path}: start_methods must be a list of fork, spawn and forkserver")
+    helpers = meta.get("helpers", "")
+    if not isinstance(helpers, str) or (helpers and not _HELPERS.fullmatch(helpers)):
+        raise AssignmentError(f"{path}: helpers must name a folder of the assignment, like 'helpers'")
+    if helpers and not (root / helpers).is_dir():
+        raise AssignmentError(f"{path}: helpers = {helpers!r}, but the assignment has no folder {helpers}/")
     raw_limits = data.get("limits", {})
     unknown = set(raw_limits) - set(Limits.__dataclass_fields__)
     if unknown:
@@ -293,7 +312,7 @@ def load(root: Path) -> Assignment:
         root=root, name=meta["name"], version=meta["version"], title=str(meta.get("title", meta["name"])),
         start_method=start_method, limits=limits, exercises=tuple(exercises),
         sandbox=dict(data.get("sandbox", {})), start_methods=tuple(dict.fromkeys(start_methods)),
-        hints=_hints(data.get("hints"), f"{path}: [hints]"),
+        hints=_hints(data.get("hints"), f"{path}: [hints]"), helpers=helpers,
     )
 
 

@@ -31,6 +31,9 @@ class Options:
     # The tests' fingerprint this run grades against: a batch hashes its tests once and every
     # document it makes says the same; None: hashed when a document needs it.
     fingerprint: str | None = None
+    # Seconds the tests may spend in student calls together (HarnessConfig.budget): for an LMS
+    # that kills the whole job after a fixed time (PrairieLearn). None: each call's own limit.
+    budget: float | None = None
 
 
 def sandbox_limits(assignment: Assignment, options: Options) -> Limits:
@@ -50,6 +53,8 @@ def make_job(assignment: Assignment, submission: Submission, options: Options, n
         tests = ex.public_tests() + (ex.hidden_tests() if options.scope == "all" else [])
         for path in tests:
             files[str(path.relative_to(root))] = path.read_bytes()
+    for path in assignment.helper_files():
+        files[str(path.relative_to(root))] = path.read_bytes()
     for name, content in submission.files.items():
         files[f"submission/{name}"] = content
     files[wire.JOB_FILE] = json.dumps({
@@ -57,7 +62,9 @@ def make_job(assignment: Assignment, submission: Submission, options: Options, n
         "scope": options.scope,
         "exercises": list(options.exercises),
         "start_method": options.start_method,
-        "limits": {**assignment.limits.to_dict(), **limits.to_dict()},
+        "budget": options.budget,
+        "limits": {**assignment.limits.to_dict(), **limits.to_dict(),
+                   **({"budget": options.budget} if options.budget else {})},
     }).encode()
     return Job(
         files=files,

@@ -1,12 +1,14 @@
-"""The process that runs one call of a student function.
+"""The process that runs one call of a student function, or one session of several.
 
 Started by ``grader.harness.boundary`` as ``python mpgrade_child.py`` in a new session with the boot
 directory on PYTHONPATH. It boots first (the imports every call needs), then reads one request
 line on stdin: the grader may start it well before the call, while the previous call runs.
-Then it imports the student's module, calls the function, and writes exactly one JSON line to
-the result descriptor: the value (plain data) or what went wrong. Then it waits to be killed,
-so the grader can look at the process tree the call left behind (zombies, leftover workers)
-before tearing it all down.
+For a call, it imports the student's module, calls the function (awaiting it if it is an
+``async def``), and writes exactly one JSON line to the result descriptor: the value (plain
+data) or what went wrong. For a session (``student.session()``), it answers request after
+request the same way (``mpgrade_ops``), keeping the student's objects between them. Then it
+waits to be killed, so the grader can look at the process tree the call left behind (zombies,
+leftover workers) before tearing it all down.
 
 Standalone on purpose: it must not import ``grader`` (the student side sees only this folder).
 """
@@ -15,41 +17,8 @@ import json
 import os
 import sys
 import time
-import traceback
 
 from mpgrade_wire import NPROC_ENV  # run as a script: the boot folder is sys.path[0]
-
-MAX_TRACEBACK = 8_000
-
-
-def _student_traceback(exc: BaseException, root: str) -> str:
-    """The traceback limited to frames in the student's files (plus the innermost frame)."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    keep = [f for f in frames if os.path.abspath(f.filename).startswith(root + os.sep)]
-    if frames and (not keep or keep[-1] is not frames[-1]):
-        keep.append(frames[-1])
-    lines = ["Traceback (most recent call last):\n"]
-    lines += traceback.format_list(keep)
-    lines += traceback.format_exception_only(type(exc), exc)
-    text = "".join(lines)
-    if len(text) > MAX_TRACEBACK:
-        text = text[: MAX_TRACEBACK // 2] + "\n[...]\n" + text[-MAX_TRACEBACK // 2 :]
-    return text
-
-
-def _failure(phase: str, exc: BaseException, root: str) -> dict:
-    try:
-        message = str(exc)
-    except Exception:
-        message = "<str() of the exception failed>"
-    return {
-        "ok": False,
-        "phase": phase,
-        "type": type(exc).__name__,
-        "builtin": type(exc).__module__ == "builtins",
-        "message": message[:2000],
-        "traceback": _student_traceback(exc, root),
-    }
 
 
 def _oom_first() -> None:
@@ -61,16 +30,32 @@ def _oom_first() -> None:
         pass
 
 
-def _read_request() -> dict | None:
-    """The request line on stdin; None when stdin closes first (the grader is gone or needs no
-    more calls). Stdin is then /dev/null, as the student's code has always found it."""
-    line = sys.stdin.buffer.readline()
-    fd = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(fd, 0)
-    os.close(fd)
-    if not line.strip():
-        return None
-    return json.loads(line)
+class _Requests:
+    """The request lines on what was stdin. One for a call; one per operation for a session,
+    whose channel stays open (on a descriptor of its own) until the grader closes it. Stdin is
+    /dev/null from the first line on, as the student's code has always found it."""
+
+    def __init__(self) -> None:
+        self.fd = os.dup(0)  # not inheritable: spawned workers never get it
+        self.buffer = b""
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.close(devnull)
+
+    def next(self) -> dict | None:
+        """The next request; None when the channel closes (the grader needs no more)."""
+        while b"\n" not in self.buffer:
+            chunk = os.read(self.fd, 1 << 16)
+            if not chunk:
+                return None
+            self.buffer += chunk
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        if not line.strip():
+            return None
+        return json.loads(line)
+
+    def close(self) -> None:
+        os.close(self.fd)
 
 
 def _confine() -> None:
@@ -97,12 +82,12 @@ def main() -> None:
     _oom_first()
     _confine()
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import importlib
     import multiprocessing
 
-    import mpgrade_plain  # noqa: E402 - from the boot folder, after sys.path is set
+    import mpgrade_ops  # noqa: E402 - from the boot folder, after sys.path is set
 
-    request = _read_request()
+    requests = _Requests()
+    request = requests.next()
     if request is None:
         os._exit(0)
     sitecustomize = sys.modules.get("sitecustomize")
@@ -110,6 +95,7 @@ def main() -> None:
         sitecustomize.unseal()
     result_fd = int(request["result_fd"])
     root = os.path.abspath(request["path"])
+    session = bool(request.get("session"))
 
     def send(obj: dict) -> None:
         data = (json.dumps(obj, separators=(",", ":")) + "\n").encode()
@@ -117,39 +103,26 @@ def main() -> None:
         while view:
             n = os.write(result_fd, view[:1 << 20])
             view = view[n:]
-        os.close(result_fd)
 
     if request.get("start_method"):
         multiprocessing.set_start_method(request["start_method"], force=True)
     sys.path.insert(0, root)
+    mpgrade_ops.on_path(request.get("helpers"))
     os.chdir(request.get("cwd") or root)
-
-    try:
-        module = importlib.import_module(request["module"])
-    except BaseException as exc:  # noqa: BLE001 - SystemExit at import time is a student error too
-        send(_failure("import", exc, root))
+    ops = mpgrade_ops.Operations(root, request.get("helpers"), mpgrade_ops.Table() if session else None)
+    if not session:
+        requests.close()
+        send(ops.perform(request))
+        os.close(result_fd)
         return
-    func = getattr(module, request["function"], None)
-    if not callable(func):
-        send({"ok": False, "phase": "lookup", "type": "AttributeError", "builtin": True,
-              "message": f"{request['module']}.py has no function {request['function']}()",
-              "traceback": ""})
-        return
-    try:
-        args = mpgrade_plain.decode(request["args"])
-        kwargs = mpgrade_plain.decode(request["kwargs"])
-        started = time.perf_counter()
-        value = func(*args, **kwargs)
-        elapsed = time.perf_counter() - started
-    except BaseException as exc:  # noqa: BLE001 - sys.exit() inside the function is reported too
-        send(_failure("call", exc, root))
-        return
-    try:
-        encoded = mpgrade_plain.encode(value)
-    except mpgrade_plain.NotPlainData as exc:
-        send(_failure("return", exc, root))
-        return
-    send({"ok": True, "value": encoded, "elapsed": elapsed})
+    # A session: one answer per request, each tagged with the request's number, until the
+    # grader closes the channel; then wait to be looked at and killed, as after a call.
+    while request is not None:
+        answer = ops.perform(request) if request.get("op") else {"ok": True, "value": None}
+        send({**answer, "seq": request.get("seq")})
+        request = requests.next()
+    requests.close()
+    os.close(result_fd)
 
 
 if __name__ == "__main__":

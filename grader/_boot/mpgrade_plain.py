@@ -18,14 +18,31 @@ from typing import Any
 MAX_DEPTH = 64
 MAX_ITEMS = 2_000_000
 TAG = "$mpgrade"
+# Special methods a test may reach on a student object (``len(obj)``, ``x in obj``,
+# ``obj[k]``, ``with obj:``); every other name that starts with ``_`` is refused, so no test
+# can walk from a handle to ``__class__``, ``__globals__`` or ``__reduce__``.
+SPECIAL = frozenset({"__len__", "__contains__", "__getitem__", "__setitem__", "__delitem__",
+                     "__call__", "__enter__", "__exit__", "__bool__"})
+MAX_TAKE = 100_000
+
+
+def reachable(name: str) -> bool:
+    return isinstance(name, str) and name.isidentifier() and (not name.startswith("_") or name in SPECIAL)
 
 
 class NotPlainData(TypeError):
     """A value that cannot cross the boundary as plain data."""
 
 
-def encode(value: Any) -> Any:
-    """Turn plain data into JSON-able data, tagging what JSON would lose."""
+def encode(value: Any, other: Any = None) -> Any:
+    """Turn plain data into JSON-able data, tagging what JSON would lose.
+
+    ``other`` (a callable) is asked for what is not plain data, wherever it is nested, and
+    returns its tagged reference (``{TAG: "handle", ...}`` or ``{TAG: "helper", ...}``): a
+    session's objects that stay in the student process, a test's helper functions. Without
+    it such values are refused. It is our code's, never the student's: the student side uses
+    it only to put its own objects in the session's table.
+    """
     budget = [MAX_ITEMS]
 
     def enc(v: Any, depth: int) -> Any:
@@ -54,6 +71,8 @@ def encode(value: Any) -> Any:
         plain = _as_plain(v)
         if plain is not None:
             return enc(plain, depth)
+        if other is not None:
+            return other(v)
         raise NotPlainData(
             f"a value of type {t.__module__}.{t.__qualname__} cannot be returned: "
             f"{_suggest(v)}return plain data (None, bool, int, float, str, list, tuple, dict, set)"
@@ -113,34 +132,49 @@ def _suggest(v: Any) -> str:
     return ""
 
 
-def decode(data: Any) -> Any:
-    """Rebuild plain data from :func:`encode`'s output; never constructs other types."""
-    if isinstance(data, list):
-        return [decode(x) for x in data]
-    if isinstance(data, dict):
-        tag = data.get(TAG)
-        if tag is None:
-            return {k: decode(v) for k, v in data.items()}
-        items = data.get("v")
-        if tag == "float" and items in ("nan", "inf", "-inf"):
-            return float(items)
-        if not isinstance(items, list):
-            raise ValueError("malformed tagged value")
-        if tag == "tuple":
-            return tuple(decode(x) for x in items)
-        if tag == "set":
-            return {_hashable(decode(x)) for x in items}
-        if tag == "dict":
-            out = {}
-            for pair in items:
-                if not (isinstance(pair, list) and len(pair) == 2):
-                    raise ValueError("malformed tagged dict")
-                out[_hashable(decode(pair[0]))] = decode(pair[1])
-            return out
-        raise ValueError(f"unknown tag {tag!r}")
-    if data is None or isinstance(data, bool | int | float | str):
-        return data
-    raise ValueError(f"not JSON data: {type(data).__name__}")
+REFERENCES = ("handle", "helper")
+
+
+def decode(data: Any, resolve: Any = None) -> Any:
+    """Rebuild plain data from :func:`encode`'s output; never constructs other types.
+
+    A reference (``handle``, ``helper``) is handed to ``resolve(tag, data)``, whose answer
+    takes its place; without ``resolve`` a reference is malformed data.
+    """
+
+    def dec(data: Any) -> Any:
+        if isinstance(data, list):
+            return [dec(x) for x in data]
+        if isinstance(data, dict):
+            tag = data.get(TAG)
+            if tag is None:
+                return {k: dec(v) for k, v in data.items()}
+            if tag in REFERENCES:
+                if resolve is None:
+                    raise ValueError(f"a {tag} reference where plain data was expected")
+                return resolve(tag, data)
+            items = data.get("v")
+            if tag == "float" and items in ("nan", "inf", "-inf"):
+                return float(items)
+            if not isinstance(items, list):
+                raise ValueError("malformed tagged value")
+            if tag == "tuple":
+                return tuple(dec(x) for x in items)
+            if tag == "set":
+                return {_hashable(dec(x)) for x in items}
+            if tag == "dict":
+                out = {}
+                for pair in items:
+                    if not (isinstance(pair, list) and len(pair) == 2):
+                        raise ValueError("malformed tagged dict")
+                    out[_hashable(dec(pair[0]))] = dec(pair[1])
+                return out
+            raise ValueError(f"unknown tag {tag!r}")
+        if data is None or isinstance(data, bool | int | float | str):
+            return data
+        raise ValueError(f"not JSON data: {type(data).__name__}")
+
+    return dec(data)
 
 
 def _hashable(value: Any) -> Any:

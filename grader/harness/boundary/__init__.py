@@ -10,6 +10,9 @@ and reaped before the call returns: a hang costs one call, never the grader.
 One module per concept, in the order a call meets them:
 
 * ``runner``: the ``student`` fixture's object; ``student.module(name).function(*args)``;
+* ``session``: ``with student.session() as s:``, one process for several operations, its
+  objects reached through handles (``Remote``); ``helper``: the assignment's functions that
+  tests pass to student code;
 * ``pool``: spare children, booted while the previous call runs;
 * ``child``: one started ``mpgrade_child`` (session, uid, pipes, seal word);
 * ``claims``: workers' "I belong to this call" lines, checked against the kernel;
@@ -41,13 +44,16 @@ from grader.harness.boundary.failures import (
     StudentImportError,
 )
 from grader.harness.boundary.hangs import summarize_dump
+from grader.harness.boundary.helper import Helper
 from grader.harness.boundary.pool import SparePool
 from grader.harness.boundary.record import CallRecord
 from grader.harness.boundary.runner import ModuleProxy, StudentRunner
+from grader.harness.boundary.session import Remote, Session, SessionClosed
 
 __all__ = [
     "MAX_RESULT", "MAX_RESULT_DEPTH", "MAX_RESULT_VALUES", "START_METHODS", "BoundaryError",
-    "CallCrashed", "CallRecord", "CallTimeout", "MemoryLimit", "ModuleProxy",
+    "CallCrashed", "CallRecord", "CallTimeout", "Helper", "MemoryLimit", "ModuleProxy", "Remote",
+    "Session", "SessionClosed",
     "NotImplementedByStudent", "OutputLimit", "ProcessLimit", "SparePool", "StudentError",
     "StudentFailure", "StudentImportError", "StudentRunner", "sealed_from_exec", "summarize_dump",
 ]

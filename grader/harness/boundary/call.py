@@ -24,6 +24,7 @@ from grader.harness.boundary.failures import (
     error_class,
 )
 from grader.harness.boundary.hangs import dump_sizes, summarize_dump, wait_for_dumps
+from grader.harness.boundary.helper import Helper
 from grader.harness.boundary.record import CallRecord
 
 if TYPE_CHECKING:
@@ -37,11 +38,17 @@ class _GoneBeforeRequest(Exception):
     """A pre-started child died between being taken and being sent its request."""
 
 
+def _count(value: Any) -> int | None:
+    return value if type(value) is int and 0 <= value < 1 << 31 else None
+
+
 class CallExecution:
     """One call, from start to the last reaped process. Kept apart so the steps read in order."""
 
-    def __init__(self, runner: StudentRunner, record: CallRecord, args: tuple, kwargs: dict, timeout: float):
+    def __init__(self, runner: StudentRunner, record: CallRecord, args: tuple, kwargs: dict, timeout: float,
+                 limit_note: str = ""):
         self.runner, self.record, self.timeout = runner, record, timeout
+        self.limit_note = limit_note  # why the limit is shorter than the call's own (a time budget)
         self.args, self.kwargs = args, kwargs
         self.root = str(Path(runner.path).resolve())
         self.seen: dict[int, tuple[float, int]] = {}
@@ -54,17 +61,36 @@ class CallExecution:
         # worker, alive all call long, and made one worker look like two at the same time).
         self.polls = 0
         self.alive_in: dict[int, list[int]] = {}
+        # A session's state (``open_session`` .. ``close_session``): one process, many operations.
+        self.session = False
+        self.what = ""  # the operation under way, as the messages name it
+        self.module = ""  # the module it imports, for import errors
+        self.seq = 0
+        self.answer: dict[str, Any] = {}
+        self.resolve: Any = None  # turns a handle in an answer into the test's object for it
+        self.ended = ""  # why the session can take no more operations
+        self.closed = False
 
-    def run(self) -> StudentFailure | None:
+    def _request(self) -> dict[str, Any]:
         record = self.record
+        base = {"start_method": record.start_method, "path": self.root,
+                "helpers": str(self.runner.helpers) if self.runner.helpers else None}
+        if self.session:
+            return {**base, "session": True}
+        def other(value: Any) -> dict[str, str]:
+            if isinstance(value, Helper):
+                return value.reference()
+            raise plain.NotPlainData(f"a {type(value).__name__} cannot be passed to student code: pass "
+                                     "plain data or student.helper('module.function')")
+
         try:
-            request = {
-                "module": record.module, "function": record.function,
-                "args": plain.encode(tuple(self.args))["v"], "kwargs": plain.encode(dict(self.kwargs)),
-                "start_method": record.start_method, "path": self.root,
-            }
+            return {**base, "module": record.module, "function": record.function,
+                    "args": plain.encode(tuple(self.args), other=other)["v"],
+                    "kwargs": plain.encode(dict(self.kwargs), other=other)}
         except plain.NotPlainData as exc:
             raise TypeError(f"test bug: arguments must be plain data ({exc})") from None
+
+    def _acquire(self) -> Child:
         runner = self.runner
         key = (runner.python, runner.user, runner.scratch, runner.max_processes if runner.user else None,
                self.root)
@@ -77,23 +103,36 @@ class CallExecution:
             child.spare = True
         if child is None:
             child = Child(*key)
-        try:
-            if spares is not None:
+        if spares is not None:
+            try:
                 spares.prepare(key)  # the next call's child, before this call's PID window opens
+            except BaseException:
+                child.discard()
+                raise
+        return child
+
+    def run(self) -> StudentFailure | None:
+        """A call: start, watch, look at what is left, tear down, say what it meant."""
+        request = self._request()
+        child = self._acquire()
+        try:
             try:
                 return self._run(child, request)
             except _GoneBeforeRequest:
                 child.remove()
-                child = Child(*key)
+                child = Child(*child.key)
                 return self._run(child, request)
         except BaseException:
             child.stop()  # a failure of ours (or Ctrl-C) before the call was under way
             raise
         finally:
-            try:  # first, so that no escaped process can meddle with what is removed next
-                record.escaped = runner.clear_user()
-            finally:
-                child.remove()
+            self._finish(child)
+
+    def _finish(self, child: Child) -> None:
+        try:  # first, so that no escaped process can meddle with what is removed next
+            self.record.escaped = self.runner.clear_user()
+        finally:
+            child.remove()
 
     def _run(self, child: Child, request: dict[str, Any]) -> StudentFailure | None:
         record = self.record
@@ -115,38 +154,136 @@ class CallExecution:
             if outcome == "timeout":
                 failure = CallTimeout(self._timeout_message(child.pid, child.dumps), record)
         finally:
-            child.stop(also=set(self.seen))
-            record.exit_status = child.proc.returncode
-            record.peak_processes = self._peak()
-        self._take_claims()  # again: workers that started while the call was torn down
-        record.stdout = child.out.decode(errors="replace")
-        record.stderr = child.err.decode(errors="replace")
-        record.output_bytes = child.output_total
-        record.cpu_time = sum(cpu for cpu, _ in self.seen.values())
+            self._torn_down(child)
         if failure is not None:
             return failure
+        return self._limit_failure(outcome) or self._interpret(bytes(child.result).split(b"\n", 1)[0])
+
+    def _torn_down(self, child: Child) -> None:
+        """Kill and reap every process of the call, then fill in what the record still lacks."""
+        record = self.record
+        try:
+            child.stop(also=set(self.seen))
+        finally:
+            record.exit_status = child.proc.returncode
+            record.peak_processes = self._peak()
+            self._take_claims()  # again: workers that started while the call was torn down
+            record.stdout = child.out.decode(errors="replace")
+            record.stderr = child.err.decode(errors="replace")
+            record.output_bytes = child.output_total
+            record.cpu_time = sum(cpu for cpu, _ in self.seen.values())
+
+    def _limit_failure(self, outcome: str) -> StudentFailure | None:
         if outcome == "processes":
             return ProcessLimit(f"{self._what()} started more than {self.runner.max_processes - 8} "
-                                "processes at once and was stopped (a fork bomb?)", record)
+                                "processes at once and was stopped (a fork bomb?)", self.record)
         if outcome == "output":
             return OutputLimit(
                 f"{self._what()} printed more than {self.runner.output_limit // (1024 * 1024)} MiB "
-                "and was stopped", record)
-        return self._interpret(outcome)
+                "and was stopped", self.record)
+        return None
+
+    # -- a session: several operations, one process tree ------------------------------------------
+
+    def open_session(self) -> None:
+        """Start the session's process and wait for it to be ready for operations."""
+        request = self._request()
+        child = self._acquire()
+        child.session = True
+        self.child = child
+        self.record.pid = child.pid
+        self.pid_floor = processes.last_pid()
+        try:
+            if not child.send({**request, "cwd": str(child.home), "seq": 0}) and child.spare:
+                child.discard()
+                child = self.child = Child(*child.key)
+                child.session = True
+                self.record.pid = child.pid
+                child.send({**request, "cwd": str(child.home), "seq": 0})
+            self._opened = time.monotonic()
+            failure, _ = self.operate(None, "the session's start", 10.0)
+            if failure is not None:
+                raise failure
+        except BaseException:
+            self.close_session()
+            raise
+
+    def operate(self, op: dict[str, Any] | None, what: str, timeout: float) -> tuple[StudentFailure | None, dict]:
+        """One operation of the session: its failure (the session is over then) or its answer."""
+        child, record = self.child, self.record
+        self.what, self.timeout = what, timeout
+        self.seq += op is not None
+        if op is not None and not child.send_more({**op, "seq": self.seq}):
+            self.ended = f"the session's process stopped reading requests before {what}"
+            return CallCrashed(self.ended, record), {}
+        started = time.monotonic()
+        outcome = self._watch(child.proc, started, arrived=child.answered)
+        record.duration += time.monotonic() - started
+        if outcome == "timeout":
+            failure: StudentFailure | None = CallTimeout(self._timeout_message(child.pid, child.dumps), record)
+        else:
+            failure = self._limit_failure(outcome)
+        if failure is None:
+            line = child.next_answer()
+            if line is None:
+                self._take_claims()
+                self._snapshot(child.pid)
+                failure = self._interpret(bytes(child.result[:MAX_RESULT + 1]) if child.flooded else b"")
+            else:
+                failure, answer = self._answer(line)
+                if failure is None:
+                    return None, answer
+        self.ended = f"the session ended when {what} failed"
+        self._torn_down(child)
+        return failure, {}
+
+    def _answer(self, line: bytes) -> tuple[StudentFailure | None, dict]:
+        failure = self._interpret(line)
+        if failure is not None:
+            return failure, {}
+        answer = self.answer
+        if answer.get("seq") != self.seq:
+            return BoundaryError(f"the answer to {self._what()} was not the session's (something in "
+                                 "the student's process wrote on the grader's result pipe)", self.record), {}
+        return None, answer
+
+    def close_session(self) -> None:
+        """Look at what the session left running, then tear it all down (once)."""
+        if self.closed:
+            return
+        self.closed = True
+        child = self.child
+        try:
+            if not self.ended and child.proc.poll() is None:
+                child.close_requests()
+                self._take_claims()
+                self._snapshot(child.pid)
+            self._torn_down(child)
+        finally:
+            self._finish(child)
 
     # -- watching ----------------------------------------------------------------------------
 
-    def _watch(self, proc: subprocess.Popen, started: float) -> str:
+    def _watch(self, proc: subprocess.Popen, started: float, arrived: Any = None) -> str:
         """Poll the tree until the result arrives, the caller dies, time runs out or output floods."""
         deadline = started + self.timeout
         interval = 0.002
         while True:
-            if self.child.result_done.wait(interval):
-                return "result"
+            if arrived is None:
+                if self.child.result_done.wait(interval):
+                    return "result"
+            else:  # a session's next answer: the event is set once per line
+                self.child.line_ready.wait(interval)
+                self.child.line_ready.clear()
+                if arrived():
+                    return "result"
             self._observe(proc.pid)
             if proc.poll() is not None:
-                self.child.result_done.wait(0.2)  # the last bytes may still be in the pipe
-                return "result" if self.child.result_done.is_set() else "exited"
+                if arrived is None:
+                    self.child.result_done.wait(0.2)  # the last bytes may still be in the pipe
+                    return "result" if self.child.result_done.is_set() else "exited"
+                self.child.line_ready.wait(0.2)
+                return "result" if arrived() else "exited"
             if self.child.output_total > self.runner.output_limit:
                 return "output"
             cap = self.runner.max_processes if self.runner.user else None
@@ -158,6 +295,7 @@ class CallExecution:
 
     def _observe(self, caller: int) -> None:
         stack, workers, rss = [caller], 0, 0
+        threads: set[int] = set()
         while stack:
             pid = stack.pop()
             st = processes.proc_stat(pid)
@@ -175,7 +313,11 @@ class CallExecution:
                     workers += 1
                     self.alive_in.setdefault(pid, [self.polls, self.polls])[1] = self.polls
             rss += st[2]
-            stack.extend(processes.children(pid, self.threads))
+            if st[0] not in ("Z", "X"):
+                stack.extend(processes.children(pid, threads))
+        self.threads |= threads
+        self.record.threads |= threads
+        self.record.peak_threads = max(self.record.peak_threads, len(threads))
         self.polls += 1
         self.live_workers = workers
         self.record.peak_processes = max(self.record.peak_processes, workers)
@@ -210,6 +352,7 @@ class CallExecution:
         self._observe(caller)
         self._recheck_helpers(caller)
         stack, leftover, zombies = [caller], [], []
+        threads: set[int] = set()
         while stack:
             pid = stack.pop()
             st = processes.proc_stat(pid)
@@ -217,7 +360,9 @@ class CallExecution:
                 continue
             if pid in self.record.workers:
                 (zombies if st[0] == "Z" else leftover).append(pid)
-            stack.extend(processes.children(pid))
+            stack.extend(processes.children(pid, threads if st[0] not in ("Z", "X") else None))
+        self.record.threads |= threads
+        self.record.threads_left = len(threads)
         # Workers that escaped the tree (orphans re-parented to init) but stayed in the session.
         for pid in processes.session_members(caller):
             if pid not in leftover and pid != caller and pid in self.record.workers and processes.alive(pid):
@@ -252,11 +397,11 @@ class CallExecution:
     # -- turning what happened into a value or an exception --------------------------------------
 
     def _what(self) -> str:
-        return f"{self.record.module}.{self.record.function}()"
+        return self.what or f"{self.record.module}.{self.record.function}()"
 
-    def _interpret(self, outcome: str) -> StudentFailure | None:
+    def _interpret(self, line: bytes) -> StudentFailure | None:
+        """The answer line as a value (None: it is in ``record.value``) or a failure."""
         record = self.record
-        line = bytes(self.child.result).split(b"\n", 1)[0]
         if not line:
             status = record.exit_status
             how = f"was killed by signal {-status}" if status and status < 0 else f"exited with status {status}"
@@ -275,9 +420,17 @@ class CallExecution:
             if not isinstance(msg, dict):
                 raise ValueError("not an object")
             if msg.get("ok") is True:
-                record.value = plain.decode(msg.get("value"))
+                record.value = plain.decode(msg.get("value"), resolve=self.resolve)
                 record.ok = True
+                elapsed = msg.get("elapsed")
+                record.elapsed = float(elapsed) if type(elapsed) in (int, float) else None
+                tasks = msg.get("async")
+                if isinstance(tasks, dict):
+                    record.tasks = _count(tasks.get("tasks"))
+                    record.peak_tasks = _count(tasks.get("peak_tasks"))
+                self.answer = msg
                 return None
+            self.answer = msg
         except (ValueError, TypeError, RecursionError) as exc:
             return BoundaryError(f"the result of {self._what()} was malformed ({exc})", record)
         phase = str(msg.get("phase"))
@@ -286,14 +439,22 @@ class CallExecution:
         tb = str(msg.get("traceback", ""))[:8000]
         if phase == "import":
             return StudentImportError(
-                f"could not import {record.module}.py: {type_name}: {message}\n{tb}".rstrip(), record)
+                f"could not import {self.module or record.module}.py: {type_name}: {message}\n{tb}".rstrip(),
+                record)
+        if phase == "refused":
+            return BoundaryError(f"test bug: {self._what()} was refused in the student's process: {message}",
+                                 record)
         if phase == "return":
             return BoundaryError(f"{self._what()} returned something that is not plain data: {message}", record)
         if phase == "lookup":
             return StudentImportError(message, record)
         cls = error_class(type_name, bool(msg.get("builtin")))
         if cls is NotImplementedByStudent:
-            text = f"{self._what()} is not implemented yet (it raises NotImplementedError)"
+            stub = str(msg.get("raised_in", ""))[:200]
+            called = self._what().rsplit(".", 1)[-1].removesuffix("()")
+            inner = f": {stub}() still raises NotImplementedError" if stub.isidentifier() and stub != called else \
+                " (it raises NotImplementedError)"
+            text = f"{self._what()} is not implemented yet{inner}"
         else:
             text = f"{self._what()} raised {type_name}: {message}\n{tb}".rstrip()
         try:
@@ -332,9 +493,10 @@ class CallExecution:
         after, elapsed = self._cpu(pids[:12]), time.monotonic() - t0
         running = {pid for pid in before if pid in after
                    and after[pid] - before[pid] >= max(0.02, 0.1 * elapsed)}
+        note = f"; {self.limit_note}" if self.limit_note else ""
         lines = [f"{self._what()} did not return within {self.timeout:g} s "
-                 f"(start method {self.record.start_method}). Where each process was, as its own "
-                 "stack dump says:"]
+                 f"(start method {self.record.start_method}{note}). Where each process was, as its "
+                 "own stack dump says:"]
         for pid in pids[:12]:
             text = processes.read_capped(dumps / f"{pid}.txt", 20_000)
             who = "caller" if pid == caller else "worker"

@@ -29,6 +29,7 @@ MAX_RESULT = 32 * 1024 * 1024
 # a tagged tuple or set (``mpgrade_plain``) is two JSON levels for one of plain.MAX_DEPTH.
 MAX_RESULT_VALUES = 2_000_000
 MAX_RESULT_DEPTH = 2 * plain.MAX_DEPTH + 8
+MAX_UNREAD = 4  # a session's answers ahead of its requests: a student writing on our pipe
 
 
 
@@ -87,14 +88,20 @@ class Child:
         self.out = bytearray()
         self.err = bytearray()
         self.output_total = 0
-        self.result = bytearray()
-        self.result_done = threading.Event()
+        self.result = bytearray()  # the first answer's line (a call has one)
+        self.result_done = threading.Event()  # set at the first answer, or when the pipe ends
+        self.session = False  # set before the first request: answers keep coming, one per request
+        self.lines: list[bytes] = []  # every answer's line, in order (the first is ``result``)
+        self.taken = 0  # how many of them the session has read
+        self.line_ready = threading.Event()
+        self.flooded = False  # an answer over MAX_RESULT, or answers nobody asked for
         self.own_tids: set[int] = set()  # our reader threads take PIDs from the same counter
         self.readers: list[threading.Thread] = []
         self.spare = False  # set when taken from a SparePool
         self.seal_word = b""  # what it said on the ready pipe (see ``sitecustomize.seal``)
         self.sealed_from_exec = sealed_from_exec(python, user)
         self._stopped = False
+        self._ended = False
         try:
             self._start(python, user, max_processes)
         except BaseException:
@@ -199,8 +206,21 @@ class Child:
 
     def send(self, request: dict[str, Any], timeout: float = 5.0) -> bool:
         """Hand the child its request; False if it did not take it within ``timeout`` (gone, or
-        not reading: a write must never block the grader)."""
-        data = memoryview((json.dumps({**request, "result_fd": self.result_w}) + "\n").encode())
+        not reading: a write must never block the grader). A call's request closes the channel;
+        a session's keeps it open for the operations that follow (``send_more``)."""
+        line = (json.dumps({**request, "result_fd": self.result_w}) + "\n").encode()
+        try:
+            return self._write(line, timeout)
+        finally:
+            if not self.session:
+                self.close_requests()
+
+    def send_more(self, request: dict[str, Any], timeout: float = 5.0) -> bool:
+        """One more request of a session (False: the child is not reading them any more)."""
+        return self._write((json.dumps(request) + "\n").encode(), timeout)
+
+    def _write(self, line: bytes, timeout: float) -> bool:
+        data = memoryview(line)
         deadline = time.monotonic() + timeout
         try:
             fd = self.proc.stdin.fileno()
@@ -215,11 +235,23 @@ class Child:
             return True
         except (OSError, ValueError):
             return False
-        finally:
-            try:
-                self.proc.stdin.close()
-            except OSError:
-                pass
+
+    def close_requests(self) -> None:
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+
+    def answered(self) -> bool:
+        """Whether the session's next answer is in (or the pipe ended, or was flooded)."""
+        return len(self.lines) > self.taken or self.flooded or self._ended
+
+    def next_answer(self) -> bytes | None:
+        """The session's next answer line; None if there is none (pipe ended or flooded)."""
+        if len(self.lines) > self.taken:
+            self.taken += 1
+            return self.lines[self.taken - 1]
+        return None
 
     def stop(self, also: set[int] = frozenset()) -> None:
         """Kill the child's whole session, reap it, and stop reading its pipes (once)."""
@@ -278,16 +310,36 @@ class Child:
                 keep.extend(chunk[:room])
 
     def _read_result(self, fd: int) -> None:
+        """Answer lines as they come. A call's ends at its first line; a session's goes on, but
+        never holds more than a few unread answers or one over ``MAX_RESULT``: the student's
+        code holds this descriptor too and could write to it without end."""
         self.own_tids.add(threading.get_native_id())
+        pending = bytearray()
         try:
-            while len(self.result) <= MAX_RESULT:
+            while True:
                 chunk = os.read(fd, 1 << 20)
                 if not chunk:
                     return
-                self.result.extend(chunk)
-                if b"\n" in chunk:
+                pending.extend(chunk)
+                while (end := pending.find(b"\n")) >= 0:
+                    if not self.lines:
+                        self.result.extend(pending[: end + 1])
+                    self.lines.append(bytes(pending[:end]))
+                    del pending[: end + 1]
+                    self.result_done.set()
+                    self.line_ready.set()
+                if self.lines and not self.session:
+                    return
+                if len(pending) > MAX_RESULT or len(self.lines) - self.taken > MAX_UNREAD:
+                    self.flooded = True
+                    if not self.lines:
+                        self.result.extend(pending[: MAX_RESULT + 1])
                     return
         except OSError:
             return
         finally:
+            if not self.lines and pending and not self.flooded:
+                self.result.extend(pending[: MAX_RESULT + 1])
+            self._ended = True
             self.result_done.set()
+            self.line_ready.set()

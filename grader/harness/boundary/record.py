@@ -29,6 +29,13 @@ class CallRecord:
     peak_rss: int = 0
     exit_status: int | None = None
     escaped: int = 0  # processes of the student user killed after the call, outside its session
+    threads: set[int] = field(default_factory=set)  # thread IDs seen (every process's main thread excluded)
+    peak_threads: int = 0  # the most such threads seen alive at one look
+    threads_left: int = 0  # such threads still alive when the call returned (session: when it closed)
+    elapsed: float | None = None  # the call's own time, measured in the student's process
+    tasks: int | None = None  # an ``async def``: tasks its event loop created (None: not async)
+    peak_tasks: int | None = None  # ... and the most of them pending at once
+    operations: int = 0  # a session's operations (calls, attribute reads, takes)
 
     def telemetry(self) -> dict[str, Any]:
         return {
@@ -37,6 +44,8 @@ class CallRecord:
             "cpu_time": round(self.cpu_time, 4),
             "wall_time": round(self.duration, 4),
             "peak_rss": self.peak_rss,
+            "threads": len(self.threads),
+            "peak_threads": self.peak_threads,
         }
 
 

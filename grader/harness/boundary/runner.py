@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,9 +14,14 @@ from grader import processes
 from grader.assignment import START_METHODS
 from grader.harness.boundary.call import CallExecution
 from grader.harness.boundary.failures import MemoryLimit, ProcessLimit, StudentError, StudentFailure
+from grader.harness.boundary.helper import Helper
 from grader.harness.boundary.pool import SparePool
 from grader.harness.boundary.record import CallRecord
 from grader.harness.boundary.residue import SHARED_WRITABLE, clear_user_ipc, remove_entries
+from grader.harness.boundary.session import Session
+
+MIN_BUDGETED_CALL = 0.5
+"""Seconds a call gets at least under a time budget, however little of its test's share is left."""
 
 
 @dataclass
@@ -32,6 +38,10 @@ class StudentRunner:
     cgroup: Path | None = None  # cgroup v2 folder: its event counters name memory / process limits
     max_processes: int | None = None  # RLIMIT_NPROC for the student user (only with ``user``)
     spares: SparePool | None = None  # starts each call's successor ahead of time (the plugin's)
+    helpers: Path | None = None  # the assignment's helpers folder, on the student processes' path
+    # time.monotonic() by which this test's calls must end: its share of the run's time budget
+    # (HarnessConfig.budget, set by the plugin); None: each call has only its own limit.
+    budget_end: float | None = None
     records: list[CallRecord] = field(default_factory=list)
 
     @property
@@ -44,6 +54,26 @@ class StudentRunner:
         if start_method is not None and start_method not in START_METHODS:
             raise ValueError(f"unknown start method {start_method!r}")
         return ModuleProxy(self, name, start_method, timeout)
+
+    def session(self, *, start_method: str | None = None, timeout: float | None = None) -> Session:
+        """One student process for several operations, sharing its objects (``with ... as s:``).
+
+        ``s.module("buffer").BoundedBuffer(2)`` gives a handle to the instance (it stays in the
+        student's process); its methods and attributes are reached through it. Each operation
+        has ``timeout`` (default: the call limit); a failing one ends the session. At the end of
+        the block every process is killed and reaped; ``student.last`` is the session's record.
+        """
+        if start_method is not None and start_method not in START_METHODS:
+            raise ValueError(f"unknown start method {start_method!r}")
+        method = start_method or self.start_method or "fork"
+        record = CallRecord(module="", function="session", start_method=method)
+        self.records.append(record)
+        return Session(self, record, timeout or self.call_timeout)
+
+    def helper(self, name: str) -> Helper:
+        """A function of the assignment's helpers folder, to pass to student code:
+        ``pool.parallel_map(student.helper("probes.square"), [1, 2, 3])``."""
+        return Helper(name)
 
     def call(
         self,
@@ -64,10 +94,24 @@ class StudentRunner:
         record = CallRecord(module=module, function=function, start_method=method)
         self.records.append(record)
         before = self._limit_events()
-        error = CallExecution(self, record, args, kwargs or {}, timeout or self.call_timeout).run()
+        limit, note = self._limit(timeout or self.call_timeout)
+        error = CallExecution(self, record, args, kwargs or {}, limit, note).run()
         if error is not None:
             raise self._explain_limits(error, before)
         return record
+
+    def _limit(self, own: float) -> tuple[float, str]:
+        """The call's time limit and, when the time budget cut it, what the timeout message adds.
+
+        A call may run until its test's share of the budget is used up, never longer than its own
+        limit, and never less than MIN_BUDGETED_CALL (a test whose earlier calls used its share
+        still runs its later ones; the sandbox's wall clock stays the backstop)."""
+        if self.budget_end is None:
+            return own, ""
+        left = round(self.budget_end - time.monotonic(), 2)
+        if left >= own:
+            return own, ""
+        return max(MIN_BUDGETED_CALL, left), f"this test's share of the run's time budget; its own limit is {own:g} s"
 
     def clear_user(self) -> int:
         """Between two calls nothing of the student user is left: no process but the waiting
@@ -110,7 +154,7 @@ class StudentRunner:
         """A call that failed while the container hit its memory or process limit says so."""
         after = self._limit_events()
         what = self.records[-1]
-        name = f"{what.module}.{what.function}()"
+        name = f"{what.module}.{what.function}()" if what.module else "the session"
         out_of_memory = isinstance(error, StudentError) and error.student_type == "MemoryError"
         if after.get("memory", 0) > before.get("memory", 0) or out_of_memory:
             return MemoryLimit(f"{name} ran out of memory: a process was killed at the memory limit "
