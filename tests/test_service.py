@@ -523,6 +523,7 @@ def test_the_collector_refuses_a_result_made_for_other_files(tmp_path, tiny):
     mine_sub = jobs.submission_of(mine)
     row, _ = store.add_job(NewJob(id="a" * 32, course="cs101", assignment="tiny", fingerprint=tiny.fingerprint(),
                                   student="s-mine", submission_hash=mine_sub.hash, payload=mine))
+    store.mark_sent(row.id)  # the broker has it (the collector polls only jobs it has sent)
     forged = jobs.failure_document(tiny, other, "a forged 100%")  # valid, but for another submission
 
     class Backend:
@@ -545,6 +546,7 @@ def test_one_unreadable_backend_entry_does_not_stop_the_collector(tmp_path, tiny
     for job_id, payload, student in (("b" * 32, bad_payload, "s-bad"), ("c" * 32, good_payload, "s-good")):
         store.add_job(NewJob(id=job_id, course="cs101", assignment="tiny", fingerprint=tiny.fingerprint(),
                              student=student, submission_hash=jobs.submission_of(payload).hash, payload=payload))
+        store.mark_sent(job_id)
     good_doc = jobs.failure_document(tiny, good_payload, "graded")
 
     class Backend:

@@ -348,3 +348,40 @@ def test_queue_position_and_counts(store, tiny):
     assert position == 2 and estimate is not None and estimate > 0
     assert store.queue_position(ids[0]) is None
     assert ("cs101", "queued", 2) in store.counts() and ("cs101", "done", 1) in store.counts()
+
+
+def test_jobs_are_sent_to_the_broker_by_fair_share_not_in_arrival_order(store, tiny):
+    """With --broker the API hands the broker the next job by the same fair share: a burst of
+    one course that came first is interleaved with a later course, sent or graded counts as
+    busy, and a job the broker refused goes back to be sent again."""
+    burst = [store.add_job(new_job(tiny, f"a-{i}", course="big"))[0] for i in range(4)]
+    late = [store.add_job(new_job(tiny, f"b-{i}", course="small"))[0] for i in range(2)]
+    order = [store.claim_send().id for _ in range(4)]
+    assert order == [burst[0].id, late[0].id, burst[1].id, late[1].id]
+    assert sorted(store.waiting_sent()) == sorted(order)
+    assert store.job(order[0]).sent_at and store.job(order[0]).status == "queued"
+    nxt = store.claim_send()
+    assert nxt.id == burst[2].id
+    store.unsend(nxt.id)  # the broker refused it: it is the next to send again
+    assert store.job(nxt.id).sent_at is None and store.claim_send().id == burst[2].id
+    assert store.claim_send().id == burst[3].id and store.claim_send() is None
+
+
+def test_two_processes_never_send_the_same_job(opened, tiny):
+    first, second = opened(), opened()
+    ids = {first.add_job(new_job(tiny, f"s{i}", course=f"c{i % 3}"))[0].id for i in range(12)}
+    sent: list[str] = []
+    lock = threading.Lock()
+
+    def claim(store):
+        while (job := store.claim_send()) is not None:
+            with lock:
+                sent.append(job.id)
+
+    threads = [threading.Thread(target=claim, args=(s,)) for s in (first, second) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads)
+    assert sorted(sent) == sorted(ids)  # each job sent exactly once

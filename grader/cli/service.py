@@ -162,12 +162,17 @@ def database_for(data_dir: Path, database: str | None) -> Path | str:
                    "below it a submission gets 503 and /v1/ready fails.")
 @click.option("--metrics/--no-metrics", default=False, show_default=True,
               help="Serve Prometheus metrics at /metrics (no token: keep it off the public side of the proxy).")
+@click.option("--dispatch-ahead", type=click.IntRange(1, 10000), default=4, show_default=True,
+              help="With --broker: jobs handed to the broker that no worker has taken yet, at most. "
+                   "The rest wait in the database and are sent by fair share between courses as "
+                   "workers take jobs; raise it to about the workers' total --concurrency when "
+                   "gradings take under a few seconds.")
 @visibility_option
 def serve(assignment_dirs: tuple[str, ...], data_dir: Path, database: str | None, tokens_file: Path | None,
           host: str, port: int, broker: str | None, workers: int, sandbox: str, image: str | None,
           max_body_mib: float, timeout: float | None, callback_allow: tuple[str, ...],
           header_timeout: float, body_timeout: float, keep_alive: float, max_connections: int,
-          min_free_mib: float, metrics: bool, visibility_timeout: float) -> None:
+          min_free_mib: float, metrics: bool, dispatch_ahead: int, visibility_timeout: float) -> None:
     """Run the HTTP API for LMSs: submit files, get a job id, read the JSON result.
 
     Without --broker, grading runs in this process (threads, Docker sandbox) and jobs and
@@ -218,7 +223,7 @@ def serve(assignment_dirs: tuple[str, ...], data_dir: Path, database: str | None
         assignments=assignments, tokens_file=tokens_path, database=where,
         sandbox=box, broker=broker, workers=workers, max_body=int(max_body_mib * 1024 * 1024),
         visibility_timeout=visibility_timeout, timeout=timeout, callback_allow=callback_allow,
-        min_free=int(min_free_mib * 1024 * 1024), metrics=metrics)
+        min_free=int(min_free_mib * 1024 * 1024), metrics=metrics, lti_dir=data_dir / "lti", dispatch_ahead=dispatch_ahead)
     try:
         app = create_app(config)
     except Exception as exc:

@@ -48,7 +48,7 @@ from grader.service import callbacks, jobs, openapi
 from grader.service.auth import Course, Tokens
 from grader.service.openapi import TITLES
 from grader.service.reports import Reports
-from grader.service.runner import Dispatched, Dispatcher, Embedded
+from grader.service.runner import AHEAD, Dispatched, Dispatcher, Embedded
 from grader.service.store import DONE, FAILED, FINAL, SENDING, JobRow, NewJob, Store, open_store
 
 log = logging.getLogger("mpgrade.service")
@@ -77,6 +77,7 @@ class ServiceConfig:
     max_body: int = DEFAULT_MAX_BODY
     visibility_timeout: float = 3600.0
     poll_interval: float = 0.5
+    dispatch_ahead: int = AHEAD  # with a broker: sent jobs no worker has taken yet, at most
     callback_attempts: int = callbacks.ATTEMPTS
     callback_backoff: float = 1.0
     callback_timeout: float = callbacks.TIMEOUT
@@ -86,6 +87,7 @@ class ServiceConfig:
     timeout: float | None = None
     min_free: int = DEFAULT_MIN_FREE  # bytes free on the database's and the uploads' disks
     metrics: bool = False  # GET /metrics (Prometheus), no token: keep it off the public side
+    lti_dir: Path | None = None  # the LTI 1.3 tool's key and platforms (serve: DATA/lti); None: no /lti routes
     store: Store | None = field(default=None, repr=False)  # set by create_app
 
 
@@ -267,6 +269,14 @@ def create_app(config: ServiceConfig) -> FastAPI:
     course = _course_dependency(tokens)
     _add_submission_route(app, service, course)
     _add_reading_routes(app, service, course)
+    if config.lti_dir is not None:  # mpgrade as an LTI 1.3 tool (grader.service.lti, docs/lti.md)
+        from grader.service.lti.tool import Tool, router, transport_for
+
+        service.lti = Tool(config.lti_dir, store, config.assignments, service.delivery.submit,
+                           transport_for(service.egress, config.callback_attempts, config.callback_backoff,
+                                         config.callback_timeout))
+        app.state.lti = service.lti
+        app.include_router(router(service.lti))
     plain_spec = app.openapi
 
     def spec() -> dict[str, Any]:
@@ -286,7 +296,7 @@ def _dispatcher(config: ServiceConfig, store: Store, on_done: Callable[[str], No
         from grader.service.tasks import Client
 
         return Dispatched(store, Client(config.broker, visibility_timeout=config.visibility_timeout),
-                          on_done, interval=config.poll_interval)
+                          on_done, interval=config.poll_interval, ahead=config.dispatch_ahead)
     if config.sandbox is None:
         raise ValueError("an embedded worker needs a sandbox (or pass a broker URL)")
     return Embedded(store, jobs.Grader(config.assignments, config.sandbox), on_done, threads=config.workers)
@@ -305,6 +315,7 @@ class Service:
         self.dispatcher = _dispatcher(config, store, self.on_done)
         self.reports = Reports(store)
         self.metrics: Any = None
+        self.lti: Any = None  # a grader.service.lti.tool.Tool when config.lti_dir is set
         if config.metrics:
             from grader.service.metrics import Metrics
 
@@ -347,6 +358,11 @@ class Service:
                 log.exception("counting job %s in the metrics failed", job_id)
         if job is not None and job.callback_url:
             self.delivery.submit(job.callback_url, lambda: self.deliver(job_id))
+        if job is not None and self.lti is not None:
+            try:  # scores for the student's LTI launches, on the delivery threads too
+                self.lti.on_done(job_id)
+            except Exception:
+                log.exception("queueing the LTI scores of job %s failed", job_id)
 
     @asynccontextmanager
     async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:

@@ -4,9 +4,12 @@
 jobs from the store, so a job id is returned at once and queued jobs survive a restart (jobs
 that were running go back to the queue when the server starts again).
 
-``Dispatched`` (``--broker redis://...``): the API sends each job as a Celery task and a
+``Dispatched`` (``--broker redis://...``): the API sends jobs as Celery tasks and a
 collector thread polls the result backend for unfinished jobs, persisting each result in the
-store (``INSERT OR IGNORE``: one result per job, however often it comes back).
+store (``INSERT OR IGNORE``: one result per job, however often it comes back). The store stays
+the queue: a sender thread hands the broker the next job by fair share (``store.claim_send``)
+only while fewer than ``ahead`` sent jobs wait there untaken, so the broker's first-in,
+first-out order never lets one course's burst starve another, however many workers take jobs.
 
 Both call ``on_done(job_id)`` once a job has its result (or failed), which sends callbacks.
 """
@@ -26,6 +29,7 @@ from grader.service.tasks import Client
 log = logging.getLogger("mpgrade.service")
 OnDone = Callable[[str], None]
 POLL_ERRORS = 5  # consecutive unreadable backend entries before a job is failed
+AHEAD = 4  # sent jobs no worker has taken yet, at most: how far the broker's own order reaches
 
 
 class Dispatcher(Protocol):
@@ -143,20 +147,62 @@ class Dispatched:
 
     mode = "broker"
 
-    def __init__(self, store: Store, client: Client, on_done: OnDone, interval: float = 0.5) -> None:
+    def __init__(self, store: Store, client: Client, on_done: OnDone, interval: float = 0.5,
+                 ahead: int = AHEAD) -> None:
         self.store, self.client, self.on_done, self.interval = store, client, on_done, interval
+        self.ahead = max(1, ahead)
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._wake = threading.Event()
+        self._threads: list[threading.Thread] = []
         self._errors: dict[str, int] = {}
 
     def start(self) -> None:
-        for job in self.store.unsent():  # stored, then the API stopped before the broker had it
-            log.warning("sending job %s, stored before the last stop but never sent", job.id)
-            self.submit(job)
-        self._thread = threading.Thread(target=self._collect, name="mpgrade-collector", daemon=True)
-        self._thread.start()
+        unsent = len(self.store.unsent())
+        if unsent:  # stored, then the API stopped before the broker had them (or waiting their turn)
+            log.info("%d queued job(s) not yet handed to the broker; sending them by fair share", unsent)
+        for target, name in ((self._collect, "mpgrade-collector"), (self._send_loop, "mpgrade-sender")):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
 
     def submit(self, job: JobRow) -> None:
+        """A new (or retried) job is in the store's queue: the sender hands it on in its turn.
+        Raises when the broker does not answer, so the API answers 503 and keeps nothing queued
+        that no worker could get."""
+        self.client.ping(timeout=2.0)
+        self._wake.set()
+
+    def send_due(self) -> int:
+        """Hand the broker queued jobs, by fair share, until ``ahead`` sent jobs wait there
+        untaken (a worker that takes one deletes its queued marker); how many were sent."""
+        waiting = self.client.waiting(self.store.waiting_sent())
+        sent = 0
+        while waiting < self.ahead:
+            job = self.store.claim_send()  # marked sent first: a crash before the send is "lost", sent again
+            if job is None:
+                break
+            try:
+                self.client.send(job.id, job.payload)
+            except Exception:
+                self.store.unsend(job.id)
+                raise
+            waiting += 1
+            sent += 1
+        return sent
+
+    def _send_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.send_due()
+            except Exception as exc:  # the broker away for a moment: the jobs wait in the store
+                log.warning("handing jobs to the broker failed (%s: %s); trying again", type(exc).__name__,
+                            str(exc)[:200])
+            self._wake.wait(self.interval)
+            self._wake.clear()
+
+    def _resend(self, job: JobRow) -> None:
+        """A job that was sent and is lost (no queued marker, no live lease): send it again now
+        (it already had its turn)."""
         self.client.send(job.id, job.payload)
         self.store.mark_sent(job.id)
 
@@ -181,8 +227,9 @@ class Dispatched:
 
     def stop(self) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        self._wake.set()
+        for thread in self._threads:
+            thread.join(timeout=10)
 
     def _collect(self) -> None:
         while not self._stop.is_set():
@@ -216,7 +263,11 @@ class Dispatched:
                 self._errors.pop(state.id, None)
 
     def _collect_one(self, state: JobState) -> None:
+        if state.status == "queued" and state.sent_at is None:  # waiting its turn in the store
+            return
         got = self.client.poll(state.id)
+        if got.state in ("SUCCESS", "FAILURE", "STARTED"):  # a worker took or finished one: send the next
+            self._wake.set()
         if got.document is not None:
             job = self.store.job(state.id)
             if job is None:
@@ -240,7 +291,7 @@ class Dispatched:
             if job is not None and job.status not in ("done", "failed"):
                 log.warning("job %s is neither queued nor held by a live worker (sent %s): sending it again",
                             job.id, state.sent_at)
-                self.submit(job)
+                self._resend(job)
 
     def _lost(self, state: JobState) -> bool:
         """A job sent a while ago (a lease's lifetime: no race with the send itself) that no

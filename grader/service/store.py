@@ -131,6 +131,9 @@ class Store(Protocol):
     def add_job(self, job: NewJob) -> tuple[JobRow, bool]: ...
     def job(self, job_id: str) -> JobRow | None: ...
     def claim_next(self) -> JobRow | None: ...
+    def claim_send(self) -> JobRow | None: ...
+    def unsend(self, job_id: str) -> None: ...
+    def waiting_sent(self) -> list[str]: ...
     def mark_running(self, job_id: str) -> None: ...
     def requeue_running(self) -> tuple[int, list[str]]: ...
     def unfinished(self) -> list[JobRow]: ...
@@ -163,8 +166,8 @@ class SQLStore(ABC):
     together. What each backend provides: a connection (:meth:`_connect`), a write transaction
     (:meth:`_transaction`), how an insert that would break a unique key is skipped
     (:meth:`_insert_ignoring`), the row lock a read-then-update takes (``LOCK_ROWS``), what
-    text a column can hold (:meth:`_text`) and how the next job is claimed
-    (:meth:`claim_next`, where their locking differs the most).
+    text a column can hold (:meth:`_text`) and how a job is claimed by one caller only
+    (:meth:`_claim`, for :meth:`claim_next` and :meth:`claim_send`; their locking differs the most).
     """
 
     LOCK_ROWS = ""  # appended to a SELECT whose rows the same transaction then changes
@@ -183,9 +186,40 @@ class SQLStore(ABC):
         unique ``key`` (any unique key when empty), so the cursor's rowcount says if it inserted."""
 
     @abstractmethod
+    def _claim(self, pick: str, pick_params: Sequence[Any], update: str, update_params: Sequence[Any],
+               guard: str, guard_params: Sequence[Any]) -> JobRow | None:
+        """The job ``pick`` (a SELECT of one ``j.id``) names, changed by ``update`` (an ``UPDATE
+        jobs SET ...``) if it still matches ``guard``, by this caller only: the backends'
+        locking differs the most here."""
+
     def claim_next(self) -> JobRow | None:
         """The next queued job (fair share between courses, then the oldest), now marked
-        running, claimed by this caller only."""
+        running, claimed by this caller only (the embedded worker)."""
+        return self._claim(_fair_pick(_RUNNING_BUSY, "started_at", _QUEUED_ANY), (RUNNING, _day_ago(), QUEUED),
+                           _CLAIM, (RUNNING, results.now()), "status = ?", (QUEUED,))
+
+    def claim_send(self) -> JobRow | None:
+        """The next queued job not yet handed to the broker, by the same fair share, now marked
+        sent (``sent_at``) by this caller only: with ``--broker`` the API sends jobs from this
+        queue only as workers take the ones already sent, so the broker's own order (first in,
+        first out) never decides who waits. A course counts as busy with the jobs it has sent
+        or running; the round robin is over when each course last had a job sent."""
+        return self._claim(_fair_pick(_SENT_BUSY, "sent_at", _UNSENT), (RUNNING, QUEUED, _day_ago(), QUEUED),
+                           "UPDATE jobs SET sent_at = ?", (results.now(),),
+                           "status = ? AND sent_at IS NULL", (QUEUED,))
+
+    def unsend(self, job_id: str) -> None:
+        """A job the broker did not take after :meth:`claim_send`: back in the queue to send."""
+        with self._connect() as db:
+            self._execute(db, "UPDATE jobs SET sent_at = NULL WHERE id = ? AND status = ?", (job_id, QUEUED))
+
+    def waiting_sent(self) -> list[str]:
+        """Queued jobs already handed to the broker (whether a worker took them yet is the
+        broker's to say: its queued markers)."""
+        with self._connect() as db:
+            rows = self._execute(db, "SELECT id FROM jobs WHERE status = ? AND sent_at IS NOT NULL"
+                                 " ORDER BY sent_at", (QUEUED,)).fetchall()
+        return [r["id"] for r in rows]
 
     def _sql(self, sql: str) -> str:
         """``sql`` with this backend's placeholders (SQLite takes the ``?`` as written)."""
@@ -446,21 +480,31 @@ class SQLStore(ABC):
 
 # what claiming a job does to it, in both backends' claim_next
 _CLAIM = "UPDATE jobs SET status = ?, started_at = ?, attempts = attempts + 1"
-# which queued job is next: fair share between courses. The course with the fewest jobs being
-# graded goes first, then the one whose last job started longest ago (round robin), then the
-# oldest job of that course; so one course's burst cannot starve another's. Only jobs started
-# in the last day count (the parameter), so the choice reads the recent rows, not a semester.
-_FAIR_PICK = ("SELECT j.id FROM jobs j LEFT JOIN (SELECT course, SUM(CASE WHEN status = ? THEN 1 ELSE 0 END)"
-              " AS running, MAX(started_at) AS last FROM jobs WHERE started_at >= ? GROUP BY course) c"
-              " ON c.course = j.course WHERE j.status = ?"
-              " ORDER BY COALESCE(c.running, 0), COALESCE(c.last, ''), j.created_at, j.id LIMIT 1")
+# which queued job is next: fair share between courses. The course with the fewest jobs busy
+# (being graded; with a broker also sent and waiting there) goes first, then the one whose last
+# job started (was sent) longest ago (round robin), then the oldest job of that course; so one
+# course's burst cannot starve another's. Only jobs started (sent) in the last day count (the
+# parameter), so the choice reads the recent rows, not a semester. One student holds at most
+# one queued job per assignment (``supersede_queued``), so resubmitting never pushes the class back.
+_RUNNING_BUSY = "status = ?"  # embedded: busy is being graded
+_SENT_BUSY = "status = ? OR (status = ? AND sent_at IS NOT NULL)"  # broker: graded, or sent
+_QUEUED_ANY = "j.status = ?"
+_UNSENT = "j.status = ? AND j.sent_at IS NULL"
 
 
-def _fair_params() -> tuple[str, str, str]:
+def _fair_pick(busy: str, stamp: str, eligible: str) -> str:
+    return (f"SELECT j.id FROM jobs j LEFT JOIN (SELECT course, SUM(CASE WHEN {busy} THEN 1 ELSE 0 END)"
+            f" AS busy, MAX({stamp}) AS last FROM jobs WHERE {stamp} >= ? GROUP BY course) c"
+            f" ON c.course = j.course WHERE {eligible}"
+            " ORDER BY COALESCE(c.busy, 0), COALESCE(c.last, ''), j.created_at, j.id LIMIT 1")
+
+
+def _day_ago() -> str:
     from datetime import UTC, datetime, timedelta
 
-    day_ago = (datetime.now(UTC) - timedelta(days=1)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    return RUNNING, day_ago, QUEUED
+    return (datetime.now(UTC) - timedelta(days=1)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 
 
 class SQLiteStore(SQLStore):
@@ -474,7 +518,7 @@ class SQLiteStore(SQLStore):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if not self.path.exists():  # results and callback URLs: readable by the service user only
             os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
-        self._claim = threading.Lock()
+        self._claim_lock = threading.Lock()
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(SCHEMA)
@@ -507,15 +551,15 @@ class SQLiteStore(SQLStore):
     def _insert_ignoring(self, insert: str, key: str = "") -> str:
         return insert.replace("INSERT INTO", "INSERT OR IGNORE INTO", 1)
 
-    def claim_next(self) -> JobRow | None:
-        """The next queued job by fair share (``_FAIR_PICK``), now marked running (one claimer
-        at a time in this process, and the write lock held from the SELECT to the UPDATE
-        against other processes)."""
-        with self._claim, self._transaction() as db:
-            row = self._execute(db, _FAIR_PICK, _fair_params()).fetchone()
+    def _claim(self, pick: str, pick_params: Sequence[Any], update: str, update_params: Sequence[Any],
+               guard: str, guard_params: Sequence[Any]) -> JobRow | None:
+        """One claimer at a time in this process, and the write lock held from the SELECT to
+        the UPDATE against other processes."""
+        with self._claim_lock, self._transaction() as db:
+            row = self._execute(db, pick, pick_params).fetchone()
             if row is None:
                 return None
-            self._execute(db, f"{_CLAIM} WHERE id = ?", (RUNNING, results.now(), row["id"]))
+            self._execute(db, f"{update} WHERE id = ? AND {guard}", (*update_params, row["id"], *guard_params))
             return self._job(db, row["id"])
 
 
@@ -661,11 +705,12 @@ class PostgresStore(SQLStore):
     def _insert_ignoring(self, insert: str, key: str = "") -> str:
         return f"{insert} ON CONFLICT {key + ' ' if key else ''}DO NOTHING"
 
-    def claim_next(self) -> JobRow | None:
-        """The next queued job by fair share nobody else is claiming, now marked running (one statement:
-        the row is locked from the SELECT to the UPDATE; rows another process holds are skipped)."""
+    def _claim(self, pick: str, pick_params: Sequence[Any], update: str, update_params: Sequence[Any],
+               guard: str, guard_params: Sequence[Any]) -> JobRow | None:
+        """One statement: the picked row is locked from the SELECT to the UPDATE; rows another
+        process holds are skipped (``SKIP LOCKED``), so two processes never claim one job."""
         with self._connect() as db:
             row = self._execute(
-                db, f"{_CLAIM} WHERE id = ({_FAIR_PICK} FOR UPDATE OF j SKIP LOCKED) AND status = ? RETURNING *",
-                (RUNNING, results.now(), *_fair_params(), QUEUED)).fetchone()
+                db, f"{update} WHERE id = ({pick} FOR UPDATE OF j SKIP LOCKED) AND {guard} RETURNING *",
+                (*update_params, *pick_params, *guard_params)).fetchone()
         return self._row(row)

@@ -260,6 +260,16 @@ class Client:
         lease is there). False means lost: no copy of it is waiting or being graded."""
         return bool(self.redis.exists(queued_key(job_id), lease_key(job_id)))
 
+    def waiting(self, job_ids: list[str]) -> int:
+        """How many of these sent jobs still wait in the broker: their queued marker is there
+        (the worker that takes a job deletes it), so a job being graded is not counted."""
+        if not job_ids:
+            return 0
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.exists(queued_key(job_id))
+        return sum(1 for found in pipe.execute() if found)
+
     def ping(self, timeout: float = 5.0) -> None:
         ping(self.app, timeout)
 
