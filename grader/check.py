@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from grader import grading, processes
-from grader.assignment import Assignment
+from grader.assignment import Assignment, AssignmentError
 from grader.atomic import write_atomic
 from grader.intake.submission import Submission
 from grader.protocol import results
@@ -64,6 +64,33 @@ def run_check(assignment: Assignment, exercises: tuple[str, ...] = (),
     sub = working_copy(assignment, exercises)
     methods = (start_method,) if start_method else assignment.check_start_methods
     return _run(assignment, exercises, sub, methods)
+
+
+def run_notebook_check(assignment: Assignment, path: Path, exercises: tuple[str, ...] = (),
+                       start_method: str | None = None) -> dict[str, Any]:
+    """The public tests of the exercise a notebook stands for, against the notebook's code.
+
+    The notebook is read as ``mpgrade grade`` reads a handed-in one
+    (:func:`grader.intake.submission.from_notebook`: its ``mpgrade`` metadata or its name
+    says which module it is; magics dropped, each drop listed under "not run"), so a check
+    from Jupyter tests exactly what will be graded: the saved file, not the kernel's state.
+    """
+    from grader.intake.submission import NotASubmission, from_notebook
+
+    try:
+        sub = from_notebook(path, assignment)
+    except NotASubmission as exc:
+        raise AssignmentError(f"{exc} (a released notebook names its module in its metadata)") from None
+    if sub.error:
+        raise AssignmentError(f"{path}: {sub.error}")
+    own = tuple(dict.fromkeys(ex.id for name in sub.files
+                              if (ex := assignment.exercise_of_file(name)) is not None))
+    for ex_id in exercises:
+        if ex_id not in own:
+            raise AssignmentError(f"{path.name} is the code of {', '.join(own)}, not of {ex_id}")
+    sub.id, sub.missing = "notebook", []
+    methods = (start_method,) if start_method else assignment.check_start_methods
+    return _run(assignment, own, sub, methods)
 
 
 def _run(assignment: Assignment, exercises: tuple[str, ...], sub: Submission,
@@ -194,6 +221,52 @@ def merge_start_methods(runs: list[tuple[str, dict[str, Any]]]) -> dict[str, Any
     doc["score"] = round(sum(ex["score"] for ex in doc["exercises"]), 6)
     doc["duration"] = max(float(d.get("duration", 0.0)) for _, d in runs)
     return results.validate(doc)
+
+
+# --------------------------------------------------------------------------- --watch
+#
+# ``mpgrade check --watch`` re-runs an exercise's public tests when one of its files is saved.
+# Modification times are polled (a few stat calls a second): the standard library on every
+# system, no watcher package, and an editor's save (write a temp file, rename it over) is seen
+# like any other write.
+
+Stamp = tuple[int, int] | None  # (mtime in ns, size), None for a missing file
+WATCH_POLL = 0.25  # seconds between looks
+WATCH_SETTLE = 0.2  # a change counts once the files have stayed the same this long
+
+
+def watched_files(assignment: Assignment, exercises: tuple[str, ...] = ()) -> dict[Path, str]:
+    """The student's files of ``exercises`` (all: empty), each with its exercise's id."""
+    return {ex.public_dir / name: ex.id for ex in assignment.exercises
+            if not exercises or ex.id in exercises for name in ex.files}
+
+
+def stamps(files: dict[Path, str] | list[Path]) -> dict[Path, Stamp]:
+    out: dict[Path, Stamp] = {}
+    for path in files:
+        try:
+            st = path.stat()
+            out[path] = (st.st_mtime_ns, st.st_size)
+        except OSError:
+            out[path] = None
+    return out
+
+
+def wait_for_change(files: dict[Path, str], before: dict[Path, Stamp], *,
+                    poll: float = WATCH_POLL, settle: float = WATCH_SETTLE) -> list[Path]:
+    """Block until some of ``files`` differ from ``before`` and have then stayed the same for
+    ``settle`` seconds (an editor may write a file in several steps); the changed files, in
+    the order of ``files``. Ctrl-C (KeyboardInterrupt) is the way out."""
+    while True:
+        now = stamps(files)
+        if now != before:
+            while True:
+                time.sleep(settle)
+                later = stamps(files)
+                if later == now:
+                    return [path for path in files if now[path] != before.get(path)]
+                now = later
+        time.sleep(poll)
 
 
 def write_json(doc: dict[str, Any], path: Path) -> None:

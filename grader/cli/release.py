@@ -17,11 +17,14 @@ from grader.escaping import terminal
               help="Write one student notebook per exercise (<exercise id>.ipynb) into OUT_DIR.")
 @assignment_option
 def release(notebooks_dir: Path, assignment_dir: str | None) -> None:
-    """Make what students get: one Jupyter notebook per exercise.
+    """Make what students get: one Jupyter notebook per exercise, and what checks them.
 
     Each notebook holds the exercise's statement and its stub module in one code cell, and
     names the module in its metadata, so `mpgrade grade` grades a handed-in notebook as that
-    module (IPython magics dropped). Writing twice gives identical files.
+    module (IPython magics dropped). Next to them go assignment.toml and each exercise's
+    public tests (never the hidden ones), so a student checks from the notebook itself
+    (`%mpgrade check 01_spawn`, the notebook says how). Writing twice gives identical files,
+    readable by everyone (mode 644).
 
     \b
     Example:
@@ -32,6 +35,7 @@ def release(notebooks_dir: Path, assignment_dir: str | None) -> None:
     assignment = load_assignment(assignment_dir)
     try:
         paths = notebook.release_notebooks(assignment, notebooks_dir)
+        paths += notebook.release_checkable(assignment, notebooks_dir)
     except OSError as exc:
         render.fail(f"cannot write the notebooks to {notebooks_dir}: {exc}")
     for path in paths:

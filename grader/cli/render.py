@@ -128,9 +128,11 @@ def counting_progress(label: str, total: int, console: Console) -> Iterator[Call
 # --------------------------------------------------------------------------- mpgrade check
 
 
-def check_result(doc: dict[str, Any], assignment: Any, console: Console, json_path: Path) -> None:
+def check_result(doc: dict[str, Any], assignment: Any, console: Console, json_path: Path,
+                 notebook: Path | None = None) -> None:
     """The student's table and failures, and where the JSON is. Messages, hints and output come
-    from the student's code (an exception can say anything): every text is escaped."""
+    from the student's code (an exception can say anything): every text is escaped. For a
+    notebook's check, ``notebook`` is the notebook: the module it became is named as it is."""
     from grader.check import all_public_passed
 
     table = Table(title=shown(f"{assignment.title} — public tests"), title_justify="left")
@@ -163,9 +165,13 @@ def check_result(doc: dict[str, Any], assignment: Any, console: Console, json_pa
     if len(ignored) > 5:
         console.print(f"not run: {len(ignored) - 5} more files (submission.ignored in the JSON result)",
                       highlight=False)
+    if notebook is not None:
+        modules = ", ".join(sorted(doc.get("submission", {}).get("files", []) or ["the module"]))
+        console.print(joined(("Checked: ", ""), notebook, (f" (its code cells, in order, as {modules}: "
+                             "line numbers count from the first code cell)", "")), highlight=False)
     for t in doc["tests"]:
         if t["outcome"] != "passed":
-            failed_test(t, assignment, console)
+            failed_test(t, assignment, console, student_paths=notebook is None)
     if doc["status"] != "graded":
         console.print(shown(f"The check could not run: {doc['message']}", "bold red"))
     passed = sum(t["outcome"] == "passed" for t in doc["tests"])
@@ -181,14 +187,18 @@ def _indented(console: Console, text: str, style: str = "", indent: int = 4, mul
     console.print(Padding(shown(text, style, multiline=multiline), (0, 0, 0, indent)), highlight=False)
 
 
-def failed_test(t: dict[str, Any], assignment: Any, console: Console) -> None:
+def failed_test(t: dict[str, Any], assignment: Any, console: Console, student_paths: bool = True) -> None:
     """One failing test of ``make check``: its name, outcome and start method, the message, what
     each of the student's processes raised and printed, the hint, and ``file:line: message``
-    lines an editor jumps to. Paths are the student's (``exercises/01_spawn/spawn.py``)."""
+    lines an editor jumps to. Paths are the student's (``exercises/01_spawn/spawn.py``; left as
+    the module's name when ``student_paths`` is false: a notebook's code)."""
     from grader import check as check_mod
 
-    t = {**t, "message": check_mod.student_paths(t.get("message") or "", assignment, t.get("exercise")),
-         "output": check_mod.student_paths(t.get("output") or "", assignment, t.get("exercise"))}
+    if student_paths:
+        t = {**t, "message": check_mod.student_paths(t.get("message") or "", assignment, t.get("exercise")),
+             "output": check_mod.student_paths(t.get("output") or "", assignment, t.get("exercise"))}
+    else:
+        t = {**t, "message": t.get("message") or "", "output": t.get("output") or ""}
     how = t["outcome"] + (f" under {t['start_method']}" if t.get("start_method") else "")
     # A grid: a long name wraps under itself, never back under the mark.
     title = Table.grid(padding=(0, 1))

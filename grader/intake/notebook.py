@@ -69,11 +69,41 @@ def release_notebooks(assignment: Assignment, out_dir: Path) -> list[Path]:
     for ex in assignment.exercises:
         for module in ex.files:
             nb = student_notebook(assignment, ex, module)
-            name = f"{ex.id}.ipynb" if len(ex.files) == 1 else f"{ex.id}_{module[:-3]}.ipynb"
-            path = out_dir / name
-            write_atomic(path, nbformat.writes(nb).encode() + b"\n")
+            path = out_dir / _notebook_name(ex, module)
+            write_atomic(path, nbformat.writes(nb).encode() + b"\n", mode=RELEASED_MODE)
             written.append(path)
     return written
+
+
+RELEASED_MODE = 0o644  # handed out: readable by whoever copies, serves or opens them
+
+
+def release_checkable(assignment: Assignment, out_dir: Path) -> list[Path]:
+    """Write what a check from the notebooks in ``out_dir`` needs next to them, and return
+    the paths: ``assignment.toml``, each exercise's public tests and statement (the folder
+    ``exercises/NN_name/`` without the module files, whose stub the notebook holds: a stub
+    next to the notebook would be what ``mpgrade check`` grades) and the helpers folder.
+    Only regular files are copied, never the hidden tests or the solutions."""
+    written = [out_dir / "assignment.toml"]
+    write_atomic(written[0], (assignment.root / "assignment.toml").read_bytes(), mode=RELEASED_MODE)
+    sources: list[tuple[Path, Path]] = []
+    for ex in assignment.exercises:
+        for path in sorted(ex.public_dir.iterdir()):
+            if path.name in ex.files or path.name.startswith(".") or path in ex.other_tests():
+                continue
+            sources.append((path, out_dir / "exercises" / ex.id / path.name))
+    # The instructor's helper modules, where the assignment has them (``[assignment] helpers``).
+    for path in getattr(assignment, "helper_files", list)():
+        sources.append((path, out_dir / path.relative_to(assignment.root)))
+    for src, dest in sources:
+        if src.is_file() and not src.is_symlink():
+            write_atomic(dest, src.read_bytes(), mode=RELEASED_MODE)
+            written.append(dest)
+    return written
+
+
+def _notebook_name(ex: Exercise, module: str) -> str:
+    return f"{ex.id}.ipynb" if len(ex.files) == 1 else f"{ex.id}_{module[:-3]}.ipynb"
 
 
 def student_notebook(assignment: Assignment, ex: Exercise, module: str) -> nbformat.NotebookNode:
@@ -112,7 +142,23 @@ def _handin_note(ex: Exercise, module: str) -> str:
         "On macOS and Windows (start method `spawn`), a `Process` whose target is defined in "
         "this notebook fails *inside Jupyter* (the child cannot import the notebook). That is "
         f"a limitation of notebooks, not of your code: the grader runs the code as `{module}`, "
-        f"where it works. To test under every start method, run `mpgrade check {ex.id}`."
+        "where it works.\n\n"
+        "## Checking your work from this notebook\n\n"
+        "Save the notebook (the check reads the saved file, as the grader will), then run in a "
+        "new cell:\n\n"
+        "```python\n"
+        "%load_ext grader.notebook\n"
+        f"%mpgrade check {ex.id}\n"
+        "```\n\n"
+        f"or, without the magic, `import grader.notebook; grader.notebook.check(\"{ex.id}\")`. "
+        f"It runs the public tests on this notebook's code as `{module}`, under every start "
+        "method, in separate processes with time limits, exactly as `mpgrade check` does in a "
+        "terminal: a mistake cannot hang or crash your kernel. Keep that cell out of the "
+        "handed-in code (the `%` lines are dropped anyway). It needs the folder this notebook "
+        "was released in (`assignment.toml` and `exercises/` with the public tests) and "
+        "mpgrade installed for the kernel's Python (`python -m pip install COURSE_FOLDER`, or "
+        "a kernel started from the course's `.venv`). From a terminal in that folder: "
+        f"`python -m grader check --notebook {_notebook_name(ex, module)}`."
     )
 
 
@@ -179,7 +225,8 @@ def _json_problem(exc: Exception) -> str:
         return f"too {exc.kind} to read ({exc})"
     if not isinstance(exc, json.JSONDecodeError):
         return f"not valid JSON ({type(exc).__name__})"
-    if exc.pos >= len(exc.doc.rstrip()):
+    # A string that never closes ran into the end too (its position is where it began).
+    if exc.pos >= len(exc.doc.rstrip()) or exc.msg.startswith("Unterminated string"):
         return f"not valid JSON: it ends early, at line {exc.lineno} (a truncated file?)"
     return f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
 
