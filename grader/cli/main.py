@@ -16,6 +16,7 @@ from grader.cli.check import check
 from grader.cli.export import export
 from grader.cli.grade import grade
 from grader.cli.image import image
+from grader.cli.lti import lti
 from grader.cli.release import release, schema
 from grader.cli.report import report_command
 from grader.cli.service import serve, token, worker
@@ -36,11 +37,12 @@ def main() -> None:
                   mpgrade report RESULTS --out report/  (the class at a glance, HTML)
                   mpgrade release --notebooks OUT
     LMSs:         mpgrade serve                 (HTTP API; mpgrade worker on more hosts)
+                  mpgrade lti register ...      (serve as an LTI 1.3 tool: docs/lti.md)
     """
 
 
 for command in (check, grade, image, validate, release, schema, export, report_command, serve, worker,
-                token):
+                token, lti):
     main.add_command(command)
 
 

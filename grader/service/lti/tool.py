@@ -1,0 +1,158 @@
+"""The LTI tool put together, and its routes (``/lti/jwks``, ``/lti/login``, ``/lti/launch``).
+
+``create_app`` makes one :class:`Tool` when the service has an LTI folder (``mpgrade serve``:
+``DATA/lti``), includes :func:`router` and calls :meth:`Tool.on_done` for every finished job.
+Every request to a platform runs on the service's callback delivery threads (one queue per
+destination, so a platform that never answers holds only its own scores) and goes through
+the service's egress policy and retry settings (``--callback-allow`` and friends).
+
+No ``from __future__ import annotations`` here: FastAPI reads the route signatures at runtime.
+"""
+
+import logging
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+
+from grader.service import callbacks
+from grader.service.lti import ags, nrps, page
+from grader.service.lti.keys import ToolKey
+from grader.service.lti.launch import MAX_TOKEN, Accepted, LaunchError, begin, validate
+from grader.service.lti.platform_keys import PlatformKeys
+from grader.service.lti.records import Launch, Records
+from grader.service.lti.registry import Platform, Registry
+from grader.service.lti.token import Tokens
+from grader.service.lti.transport import PlatformError, Transport
+from grader.service.store import Store
+
+log = logging.getLogger("mpgrade.service")
+Submit = Callable[[str, Callable[[], None]], None]
+
+
+class Tool:
+    """Keys, registrations, records and the platform clients of one service."""
+
+    def __init__(self, folder: Path, store: Store, assignments: Mapping[str, Any], submit: Submit,
+                 transport: Transport) -> None:
+        self.folder = Path(folder)
+        self.key = ToolKey.load_or_create(self.folder)
+        self.registry = Registry(self.folder)
+        self.records = Records(store)
+        self.store, self.assignments, self.submit = store, assignments, submit
+        self.transport = transport
+        self.platform_keys = PlatformKeys(transport)
+        self.tokens = Tokens(self.key, transport)
+
+    # ------------------------------------------------------------------ launches
+
+    def login(self, params: dict[str, str]) -> str:
+        return begin(params, self.registry, self.records)
+
+    def launch(self, id_token: str, state: str) -> tuple[str, Platform]:
+        """A validated launch recorded, its roster fetched, its page made."""
+        accepted = validate(id_token, state, self.registry, self.records, self.platform_keys,
+                            frozenset(self.assignments))
+        launch = accepted.launch
+        self.records.add_launch(launch)
+        self.records.set_members(launch.issuer, launch.client_id, launch.context_id,
+                                 [(launch.sub, list(accepted.student_ids[1:]), accepted.name)])
+        if launch.nrps_url:
+            try:
+                nrps.sync(accepted.platform, launch, self.tokens, self.transport, self.records)
+            except PlatformError as exc:  # the page still shows what the token's own ids find
+                log.warning("the roster of %s could not be read: %s", launch.context_id[:80], exc)
+        ids = self.records.student_ids(launch.issuer, launch.client_id, launch.context_id, launch.sub)
+        doc = self.records.latest_result(launch.course, launch.assignment, ids)
+        self._send_latest_grade(accepted, ids)
+        title = getattr(self.assignments.get(launch.assignment), "title", "") or launch.assignment
+        return page.render(accepted.name, title, doc, accepted.platform), accepted.platform
+
+    def _send_latest_grade(self, accepted: Accepted, ids: list[str]) -> None:
+        """A grade given before the student's first launch (no AGS endpoint was known then)."""
+        launch = accepted.launch
+        latest = self.records.latest_grade(launch.course, launch.assignment, ids)
+        if latest is None or not (launch.lineitem or launch.lineitems):
+            return
+        job_id, doc = latest
+        if any(s["status"].startswith("sent") and s["sub"] == launch.sub
+                                 for s in self.records.scores(job_id)):
+            return
+        self._queue(accepted.platform, launch, job_id, doc)
+
+    # ------------------------------------------------------------------ grades
+
+    def on_done(self, job_id: str) -> None:
+        """A job finished: its score (or nothing, for a result that is not a grade) to every
+        launch of its student that has a gradebook endpoint."""
+        job = self.store.job(job_id)
+        if job is None:
+            return
+        doc = self.store.result(job_id)
+        if doc is None:  # the job failed without a result: not a grade, nothing to send
+            return
+        for launch in self.records.launches(job.course, job.assignment, job.student):
+            platform = self.registry.find(launch.issuer, launch.client_id)
+            if platform is not None and (launch.lineitem or launch.lineitems):
+                self._queue(platform, launch, job_id, doc)
+
+    def _queue(self, platform: Platform, launch: Launch, job_id: str, doc: dict[str, Any]) -> None:
+        url = launch.lineitem or launch.lineitems or platform.token_url
+        self.submit(url, lambda: self.post(platform, launch, job_id, doc))
+
+    def post(self, platform: Platform, launch: Launch, job_id: str, doc: dict[str, Any]) -> str:
+        assignment = self.assignments.get(launch.assignment)
+        maximum = float(getattr(assignment, "max_score", None) or doc.get("max_score") or 0) or 1.0
+        label = getattr(assignment, "title", "") or launch.assignment
+        status = ags.post(platform, launch, doc, job_id, self.tokens, self.transport, self.records, label, maximum)
+        log.info("LTI score of job %s for %s: %s", job_id, launch.sub[:80], status)
+        return status
+
+
+def transport_for(egress: callbacks.Egress, attempts: int, backoff: float, timeout: float) -> Transport:
+    return Transport(egress=egress, attempts=attempts, backoff=backoff, timeout=timeout)
+
+
+def router(tool: Tool) -> APIRouter:
+    """The tool's three routes."""
+    routes = APIRouter(prefix="/lti", tags=["lti"])
+
+    @routes.get("/jwks", summary="The tool's public key set (give this URL to the platform)")
+    async def jwks() -> JSONResponse:
+        return JSONResponse(tool.key.jwks(), headers={"Cache-Control": "public, max-age=300"})
+
+    @routes.api_route("/login", methods=["GET", "POST"], summary="OIDC login initiation (the platform starts it)",
+                      response_class=RedirectResponse, status_code=302)
+    async def login(request: Request) -> RedirectResponse:
+        params = dict(request.query_params)
+        if request.method == "POST":
+            params.update({k: v for k, v in (await request.form()).items() if isinstance(v, str)})
+        params = {k: v[:2000] for k, v in params.items()}
+        try:
+            url = await run_in_threadpool(tool.login, params)
+        except LaunchError as exc:
+            raise HTTPException(exc.status, str(exc)) from None
+        return RedirectResponse(url, status_code=302, headers={"Cache-Control": "no-store"})
+
+    @routes.post("/launch", summary="The launch: the platform POSTs id_token and state here",
+                 response_class=HTMLResponse)
+    async def launch(request: Request) -> HTMLResponse:
+        form = await request.form()
+        id_token, state = form.get("id_token"), form.get("state")
+        if not isinstance(id_token, str) or not isinstance(state, str):
+            raise HTTPException(400, "a launch needs id_token and state (form fields)")
+        if len(id_token) > MAX_TOKEN:
+            raise HTTPException(413, f"the id_token is larger than {MAX_TOKEN} characters")
+        try:
+            body, platform = await run_in_threadpool(tool.launch, id_token, state)
+        except LaunchError as exc:
+            raise HTTPException(exc.status, str(exc)) from None
+        return HTMLResponse(body, headers={"Content-Security-Policy": page.csp(platform),
+                                           "X-Content-Type-Options": "nosniff", "Cache-Control": "no-store",
+                                           "Referrer-Policy": "no-referrer"})
+
+    return routes

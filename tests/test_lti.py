@@ -1,0 +1,280 @@
+"""mpgrade as an LTI 1.3 tool, against a platform of the tests' own on loopback (lti_platform).
+
+The whole flow with real JWTs: a student launches from the LMS (OIDC login, signed id_token),
+the tool reads the roster (NRPS) to learn that the LMS user ``lti-user-alice`` is the student
+``s-alice`` of the submissions, a submission is graded, and its score arrives in the
+gradebook (AGS) in a line item the tool made once, with a token the platform issued for the
+tool's signed client assertion. Then what must fail does: a forged token, a replay, another
+tool's token, an expired one; a platform that answers 500 once still gets the score; and a
+grader error never wipes a good grade.
+"""
+
+from __future__ import annotations
+
+import json
+import stat
+import time
+
+import jwt
+import pytest
+from click.testing import CliRunner
+
+from grader.cli.main import main
+from grader.sandbox.local import LocalSandbox
+
+from .lti_helpers import fresh_state, launch, login, lti, platform  # noqa: F401 - fixtures
+from .lti_platform import SCOPE_SCORE, new_key
+from .service_helpers import RIGHT, WRONG, wait_for
+from .test_service import finished, serve, submit, tiny, tokens  # noqa: F401 - fixtures
+
+ALICE = "lti-user-alice"
+
+
+def graded(client, tokens, student: str, source: str) -> dict:  # noqa: F811
+    response = submit(client, tokens["cs101"], "tiny", {"add.py": source.encode()}, student=student)
+    assert response.status_code in (200, 202), response.text
+    return finished(client, tokens["cs101"], response.json()["job_id"])
+
+
+def grade_of(platform, user: str = ALICE) -> float | None:  # noqa: F811
+    [item] = platform.lineitems
+    return platform.grades.get((item["id"], user), "absent")
+
+
+def test_launch_roster_line_item_and_score_end_to_end(lti, platform, tokens):  # noqa: F811
+    client = lti()
+    page = launch(client, platform)
+    assert page.status_code == 200, page.text
+    assert "No result yet" in page.text and "Alice Example" in page.text
+    assert "script-src" not in page.headers["content-security-policy"]
+    assert f"frame-ancestors {platform.issuer}" in page.headers["content-security-policy"]
+    # the roster was read, all its pages, with a token from the client-credentials grant
+    assert [p for m, p in platform.requests if p.startswith("/nrps")] == ["/nrps/course-context-9"] * 2
+    assert ("POST", "/token") in platform.requests and platform.jtis
+
+    # the submission carries the SIS id; the gradebook gets the LMS user id (sub) from the roster
+    job = graded(client, tokens, "s-alice", RIGHT)
+    assert job["result"]["score"] == 10
+    wait_for(lambda: platform.grades, 30, what="the score on the platform")
+    [item] = platform.lineitems
+    assert item["resourceId"] == "tiny" and item["scoreMaximum"] == 10 and item["resourceLinkId"] == "link-1"
+    [score] = platform.scores
+    assert score["userId"] == ALICE and score["scoreGiven"] == 10 and score["scoreMaximum"] == 10
+    assert score["gradingProgress"] == "FullyGraded" and score["activityProgress"] == "Completed"
+    assert grade_of(platform) == 10
+
+    # a second graded submission: a new score in the same line item (found, not made again)
+    job = graded(client, tokens, "s-alice", WRONG)
+    wait_for(lambda: len(platform.scores) == 2, 30, what="the second score")
+    assert len(platform.lineitems) == 1 and grade_of(platform) == 0
+    records = client.app.state.lti.records
+    assert records.scores(job["job_id"])[0]["status"] == "sent: 0/10"
+
+    # the launch page shows the latest result and its visible feedback, nothing hidden
+    page = launch(client, platform)
+    assert "Score: 0 / 10" in page.text and "add(1, 2) is 3" in page.text and "Hint: return a + b" in page.text
+    assert "10**12" not in page.text  # the hidden test
+
+
+def test_a_grade_given_before_the_first_launch_is_sent_at_the_launch(lti, platform, tokens):  # noqa: F811
+    client = lti()
+    graded(client, tokens, "s-alice", RIGHT)
+    assert platform.scores == []  # nobody launched yet: no gradebook is known
+    page = launch(client, platform)
+    assert "Score: 10 / 10" in page.text
+    wait_for(lambda: platform.grades, 30, what="the score on the platform")
+    assert grade_of(platform) == 10
+    launch(client, platform)  # a second launch does not send the same grade again
+    time.sleep(0.5)
+    assert len(platform.scores) == 1
+
+
+class BreaksAfter(LocalSandbox):
+    """The local sandbox for its first ``good`` runs, then a sandbox that always fails."""
+
+    def __init__(self, good: int) -> None:
+        super().__init__()
+        self.good = good
+
+    def run(self, job):
+        if self.good > 0:
+            self.good -= 1
+            return super().run(job)
+        raise RuntimeError("the sandbox failed")
+
+
+def test_a_student_graded_full_marks_who_then_hits_a_grader_error_keeps_them(lti, platform, tokens):  # noqa: F811
+    client = lti(sandbox=BreaksAfter(good=1))
+    launch(client, platform)
+    graded(client, tokens, "s-alice", RIGHT)
+    wait_for(lambda: platform.grades, 30, what="the first score")
+    assert grade_of(platform) == 10
+
+    job = graded(client, tokens, "s-alice", RIGHT + "\n# resubmitted\n")
+    assert job["result"]["status"] == "error", job["result"]["status"]
+    records = client.app.state.lti.records
+    [entry] = wait_for(lambda: records.scores(job["job_id"]), 30, what="the withheld score's record")
+    assert entry["status"].startswith("withheld: ") and entry["sub"] == ALICE
+    assert len(platform.scores) == 1 and grade_of(platform) == 10  # nothing sent: the 10 stays
+    page = launch(client, platform)
+    assert "could not be graded" in page.text and "grade you had before is kept" in page.text
+
+
+def test_a_platform_that_answers_500_then_200_gets_the_score(lti, platform, tokens):  # noqa: F811
+    client = lti()
+    launch(client, platform)
+    platform.score_statuses = [500]
+    job = graded(client, tokens, "s-alice", RIGHT)
+    records = client.app.state.lti.records
+    wait_for(lambda: [s for s in records.scores(job["job_id"]) if s["status"].startswith("sent")], 30,
+             what="the score sent after a retry")
+    assert [s["status"] for s in platform.scores] == [500, 200]
+    assert grade_of(platform) == 10
+
+
+def test_a_platform_that_keeps_failing_leaves_a_failed_status_not_a_crash(lti, platform, tokens):  # noqa: F811
+    client = lti(callback_attempts=2)
+    launch(client, platform)
+    platform.score_statuses = [503, 503]
+    job = graded(client, tokens, "s-alice", RIGHT)
+    records = client.app.state.lti.records
+    [entry] = wait_for(lambda: [s for s in records.scores(job["job_id"]) if s["status"].startswith("failed")],
+                       30, what="the failed status")
+    assert "HTTP 503 after 2 attempt(s)" in entry["status"] and platform.grades == {}
+
+
+# --------------------------------------------------------------------------- refused launches
+
+
+def post_launch(client, claims_or_token, state: str):
+    return client.post("/lti/launch", data={"id_token": claims_or_token, "state": state})
+
+
+def test_a_forged_id_token_is_refused_and_does_not_spend_the_login(lti, platform):  # noqa: F811
+    client = lti()
+    state, nonce = fresh_state(client, platform)
+    forged = platform.sign(platform.claims(nonce), key=new_key())  # same kid, another key
+    response = post_launch(client, forged, state)
+    assert response.status_code == 401 and "signature" in response.json()["detail"]
+    assert post_launch(client, platform.sign(platform.claims(nonce)), state).status_code == 200
+
+
+def test_a_replayed_launch_is_refused(lti, platform):  # noqa: F811
+    client = lti()
+    state, nonce = fresh_state(client, platform)
+    token = platform.sign(platform.claims(nonce))
+    assert post_launch(client, token, state).status_code == 200
+    again = post_launch(client, token, state)
+    assert again.status_code == 400 and "state" in again.json()["detail"]
+    other_state, _ = fresh_state(client, platform)  # the same token with a new login
+    replay = post_launch(client, token, other_state)
+    assert replay.status_code == 401 and "nonce" in replay.json()["detail"]
+
+
+def test_the_nonce_store_refuses_a_nonce_seen_before(lti, platform):  # noqa: F811
+    records = lti().app.state.lti.records
+    assert records.use_nonce(platform.issuer, "n-1", int(time.time()) + 60) is True
+    assert records.use_nonce(platform.issuer, "n-1", int(time.time()) + 60) is False
+
+
+@pytest.mark.parametrize(("claims", "why"), [
+    ({"aud": "another-tool"}, "not for this tool"),
+    ({"aud": ["another-tool", "mpgrade-tool-17"]}, "azp"),
+    ({"iss": "https://evil.example"}, "issuer"),
+    ({"exp": int(time.time()) - 3600, "iat": int(time.time()) - 4000}, "expired"),
+    ({"iat": int(time.time()) + 3600, "exp": int(time.time()) + 7200}, "not valid"),
+    ({"https://purl.imsglobal.org/spec/lti/claim/deployment_id": "deployment-2"}, "deployment"),
+    ({"https://purl.imsglobal.org/spec/lti/claim/version": "1.1"}, "1.3.0"),
+    ({"https://purl.imsglobal.org/spec/lti/claim/custom": {"assignment": "multiprocessing-basics"}}, "assignment"),
+])
+def test_a_token_with_a_wrong_claim_is_refused(lti, platform, claims, why):  # noqa: F811
+    client = lti()
+    state, nonce = fresh_state(client, platform)
+    response = post_launch(client, platform.sign(platform.claims(nonce, **claims)), state)
+    assert response.status_code in (400, 401), response.text
+    assert why in response.json()["detail"], response.json()["detail"]
+
+
+def test_a_token_without_a_nonce_or_with_another_is_refused(lti, platform):  # noqa: F811
+    client = lti()
+    state, _ = fresh_state(client, platform)
+    response = post_launch(client, platform.sign(platform.claims("not-the-login's")), state)
+    assert response.status_code == 401 and "nonce" in response.json()["detail"]
+    claims = platform.claims("x")
+    del claims["nonce"]
+    assert post_launch(client, platform.sign(claims), state).status_code == 401
+
+
+def test_an_unknown_state_or_platform_is_refused(lti, platform):  # noqa: F811
+    client = lti()
+    _, nonce = fresh_state(client, platform)
+    assert post_launch(client, platform.sign(platform.claims(nonce)), "made-up").status_code == 400
+    response = login(client, platform, iss="https://unregistered.example")
+    assert response.status_code == 400 and "registered" in response.json()["detail"]
+    assert login(client, platform, lti_deployment_id="other").status_code == 400
+
+
+# --------------------------------------------------------------------------- keys, registration, CLI
+
+
+def test_the_tool_key_is_made_once_private_and_published(lti, platform, tmp_path):  # noqa: F811
+    client = lti()
+    key_file = tmp_path / "lti" / "tool-key.pem"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "lti" / "platforms.json").stat().st_mode) == 0o600
+    published = client.get("/lti/jwks").json()
+    [key] = published["keys"]
+    assert key["kty"] == "RSA" and key["alg"] == "RS256" and key["use"] == "sig" and "d" not in key
+    before = key_file.read_bytes()
+    from grader.service.lti.keys import ToolKey
+
+    again = ToolKey.load_or_create(tmp_path / "lti")
+    assert key_file.read_bytes() == before and again.jwks() == published
+    # what the tool signs, the published key verifies
+    claims = jwt.decode(again.sign({"iss": "x", "aud": "y"}), jwt.PyJWK(key).key, algorithms=["RS256"],
+                        audience="y")
+    assert claims["iss"] == "x"
+
+
+def test_the_token_endpoint_refuses_another_tools_assertion(lti, platform):  # noqa: F811
+    """The platform checks what the tool signs: an assertion by another key gets no token."""
+    from grader.service.lti.keys import ToolKey
+    from grader.service.lti.registry import Platform as Registration
+    from grader.service.lti.token import Tokens
+    from grader.service.lti.transport import PlatformError
+
+    tool = lti().app.state.lti
+    impostor = ToolKey(new_key(), tool.key.kid)
+    with pytest.raises(PlatformError, match="HTTP 401"):
+        Tokens(impostor, tool.transport).get(Registration.from_dict(platform.registration()), (SCOPE_SCORE,))
+    assert any("invalid_client" in r for r in platform.refusals)
+
+
+def test_register_list_and_remove_from_the_command_line(tmp_path):
+    runner = CliRunner()
+    base = ["--data", str(tmp_path)]
+    args = ["lti", "register", "--issuer", "https://canvas.instructure.com", "--client-id", "10000000000123",
+            "--deployment-id", "42:abc", "--course", "cs101", "--assignment", "tiny",
+            "--tool-url", "https://grader.example.edu",
+            "--login-url", "https://sso.canvaslms.com/api/lti/authorize_redirect",
+            "--token-url", "https://sso.canvaslms.com/login/oauth2/token",
+            "--jwks-url", "https://sso.canvaslms.com/api/lti/security/jwks", *base]
+    result = runner.invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "https://grader.example.edu/lti/login" in result.output
+    listed = json.loads(runner.invoke(main, ["lti", "list", *base]).output)
+    assert [p["client_id"] for p in listed] == ["10000000000123"]
+    assert runner.invoke(main, args).exit_code == 0  # the same again replaces it
+    assert len(json.loads(runner.invoke(main, ["lti", "list", *base]).output)) == 1
+
+    bad = runner.invoke(main, [*args[:-2], "--token-url", "http://lms.example.edu/token", *base])
+    assert bad.exit_code == 2 and "https" in bad.output and "Traceback" not in bad.output
+
+    keys = runner.invoke(main, ["lti", "jwks", *base])
+    assert keys.exit_code == 0 and json.loads(keys.output)["keys"][0]["kty"] == "RSA"
+    assert "BEGIN PUBLIC KEY" in runner.invoke(main, ["lti", "jwks", "--pem", *base]).output
+
+    gone = runner.invoke(main, ["lti", "remove", "--issuer", "https://canvas.instructure.com",
+                                "--client-id", "10000000000123", *base])
+    assert gone.exit_code == 0 and json.loads(runner.invoke(main, ["lti", "list", *base]).output) == []
+    assert runner.invoke(main, ["lti", "remove", "--issuer", "x", "--client-id", "y", *base]).exit_code == 2
