@@ -175,6 +175,24 @@ class MpgradePlugin:
         request.node.stash[_runner_key] = runner
         return runner
 
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_fixture_setup(self, fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest) -> Any:
+        """A test's ``tmp_path`` (and ``tmpdir``, made from it) is a folder student code can
+        write when it runs as another user: a test that hands it to the student's function
+        (``student.module("m").save(tmp_path / "out.txt")``) works in every sandbox, not only
+        where student code runs as the supervisor's own user (see :func:`share_tmp_path`)."""
+        from grader.harness.boundary.residue import remove_entries
+
+        outcome = yield
+        user = self.config.student_user
+        if fixturedef.argname != "tmp_path" or user is None or outcome.excinfo is not None:
+            return
+        path = outcome.get_result()
+        share_tmp_path(path, request.config)
+        # What the student wrote there is gone when the test ends: a later test's calls never
+        # find it (between the calls of one test it stays, for the test to read).
+        fixturedef.addfinalizer(lambda: remove_entries(path, owner=user[0]))
+
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
         """Each test's metadata, read once: a bad marker is a usage error before anything runs."""
         for item in items:
@@ -190,6 +208,30 @@ class MpgradePlugin:
             item.user_properties.append(("mpgrade", _finish(item, data)))
         outcome = yield
         _record_outcome(data, call, outcome.get_result())
+
+
+def share_tmp_path(path: Path, config: pytest.Config) -> None:
+    """Open a test's ``tmp_path`` to the student user, as ``/tmp`` is open to everyone.
+
+    pytest makes the base folder and every ``tmp_path`` root's and private (0o700): student
+    processes of another uid (the Docker sandbox, the two-user local one) got PermissionError
+    writing where the test told them to. Now the folders above it can be traversed, not
+    listed (0o711: no test's folder is found by listing), and the test's own folder is
+    world-writable and sticky (0o1777): student code adds files there, but cannot remove or
+    replace what the test itself put there. It stays root's, so the student cannot chmod it.
+    """
+    import os
+
+    factory = getattr(config, "_tmp_path_factory", None)
+    base = factory.getbasetemp() if factory is not None else path.parent
+    os.chmod(path, 0o1777)
+    folder = path.parent
+    while folder != base and base in folder.parents:
+        os.chmod(folder, 0o711)
+        folder = folder.parent
+    os.chmod(base, 0o711)
+    if base.parent.name.startswith("pytest-of-"):  # pytest's default place, when run by hand
+        os.chmod(base.parent, 0o711)
 
 
 # --- per-test metadata ---------------------------------------------------------------------------

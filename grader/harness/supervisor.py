@@ -89,6 +89,10 @@ def run(job_dir: Path, private: Path) -> dict[str, Any]:
     args = [
         *tests, "-c", str(ini), "--rootdir", str(job_dir), "-q", "-p", "no:cacheprovider",
         "--import-mode=importlib", "--json-report-file=none",
+        # Tests' tmp_path folders under the job's scratch folder, where the plugin opens them to
+        # the student user (``grader.harness.plugin.share_tmp_path``): not in a folder shared
+        # with earlier sessions of this user, whose retention rules would then apply.
+        "--basetemp", str(scratch / f"pytest-{os.urandom(6).hex()}"),
         "--json-report-omit", "log", "streams", "traceback", "warnings",
         f"--timeout={assignment.limits.test_timeout}", "--timeout-method=signal",
     ]
