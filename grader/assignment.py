@@ -142,6 +142,16 @@ class Assignment:
     def submitted_files(self) -> tuple[str, ...]:
         return tuple(f for ex in self.exercises for f in ex.files)
 
+    def grading_files(self) -> list[Path]:
+        """Everything of the course that grading reads (``grading.make_job`` sends a sandbox
+        these and the submitted modules): the manifest, the helper modules and every test file.
+        What an LMS's grading container is given of the course: no reference solutions, no
+        mutants."""
+        files = [self.root / MANIFEST, *self.helper_files()]
+        for ex in self.exercises:
+            files += ex.public_tests() + ex.hidden_tests()
+        return files
+
     def fingerprint(self) -> str:
         """Hash of the manifest and every test file: a changed test means results must be redone."""
         h = hashlib.sha256()

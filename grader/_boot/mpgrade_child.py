@@ -32,20 +32,30 @@ def _oom_first() -> None:
 
 class _Requests:
     """The request lines on what was stdin. One for a call; one per operation for a session,
-    whose channel stays open (on a descriptor of its own) until the grader closes it. Stdin is
-    /dev/null from the first line on, as the student's code has always found it."""
+    whose channel stays open (moved to a descriptor of its own) until the grader closes it.
+    Stdin is /dev/null from the first line on, as the student's code has always found it."""
 
     def __init__(self) -> None:
-        self.fd = os.dup(0)  # not inheritable: spawned workers never get it
+        self.fd = 0
         self.buffer = b""
+
+    def first(self) -> dict | None:
+        request = self.next()
+        if request is not None and request.get("session"):
+            self.fd = os.dup(0)  # not inheritable: spawned workers never get it
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)
         os.close(devnull)
+        return request
 
     def next(self) -> dict | None:
         """The next request; None when the channel closes (the grader needs no more)."""
         while b"\n" not in self.buffer:
-            chunk = os.read(self.fd, 1 << 16)
+            try:
+                chunk = os.read(self.fd, 1 << 16)
+            except BlockingIOError:  # the student's code made our channel non-blocking
+                os.set_blocking(self.fd, True)
+                continue
             if not chunk:
                 return None
             self.buffer += chunk
@@ -55,7 +65,8 @@ class _Requests:
         return json.loads(line)
 
     def close(self) -> None:
-        os.close(self.fd)
+        if self.fd != 0:
+            os.close(self.fd)
 
 
 def _confine() -> None:
@@ -87,7 +98,7 @@ def main() -> None:
     import mpgrade_ops  # noqa: E402 - from the boot folder, after sys.path is set
 
     requests = _Requests()
-    request = requests.next()
+    request = requests.first()
     if request is None:
         os._exit(0)
     sitecustomize = sys.modules.get("sitecustomize")
@@ -111,7 +122,6 @@ def main() -> None:
     os.chdir(request.get("cwd") or root)
     ops = mpgrade_ops.Operations(root, request.get("helpers"), mpgrade_ops.Table() if session else None)
     if not session:
-        requests.close()
         send(ops.perform(request))
         os.close(result_fd)
         return

@@ -217,6 +217,11 @@ class Operations:
                 return obj, ""
             if not reachable(attr):
                 raise Refused(f"{attr!r} is not reachable: names starting with _ are refused")
+            if attr in SPECIAL and getattr(type(obj), attr, None) is None:
+                # As Python looks them up (on the type): len() of an object without __len__ is
+                # a TypeError, which list() and the like expect to catch.
+                return {"ok": False, "phase": "call", "type": "TypeError", "builtin": True,
+                        "message": f"a {type(obj).__name__} object has no {attr}", "traceback": ""}
             try:
                 return getattr(obj, attr), attr
             except BaseException as exc:  # noqa: BLE001 - a property raising is the student's

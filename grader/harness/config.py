@@ -42,13 +42,24 @@ class HarnessConfig:
     """cgroup v2 folder whose memory / pids events tell memory and process limits apart."""
     scratch: Path | None = None
     """Where per-call scratch folders go; None: the system's temporary folder."""
+    helpers: Path | None = None
+    """The assignment's helpers, copied where student processes may read them; None: the
+    assignment's own folder (authoring)."""
     prestart: bool = True
     """Boot each call's process while the previous call runs (hides 40-60 ms a call)."""
+    budget: float | None = None
+    """Seconds the run's tests may spend in student calls together, counted from collection
+    (an LMS that kills the whole job after a fixed time: PrairieLearn's 30 s). A call gets its
+    own limit while every later test keeps a second, and at least an equal share of what is
+    left (``grader.harness.boundary.runner.TimeShare``), so a submission that hangs in every
+    test still ends, with every test that passes scored. None: every call has only its own limit."""
 
     def __post_init__(self) -> None:
         # Checked once, whoever built it (the command line's choices checked it before).
         if self.start_method is not None and self.start_method not in START_METHODS:
             raise ValueError(f"start method {self.start_method!r} is not one of {START_METHODS}")
+        if self.budget is not None and not self.budget > 0:
+            raise ValueError(f"the time budget must be a positive number of seconds, not {self.budget!r}")
 
 
 def parse_user(spec: str | None) -> tuple[int, int] | None:

@@ -18,6 +18,7 @@ registered, no test is looked at or changed and there is no ``student`` fixture.
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ import pytest
 from grader import assignment as assignment_mod
 from grader.harness import diagnosis
 from grader.harness.boundary import START_METHODS, SparePool, StudentFailure, StudentRunner
+from grader.harness.boundary.runner import TimeShare
 from grader.harness.config import HarnessConfig, parse_user
 
 VISIBILITIES = ("visible", "hidden", "after_due_date")
@@ -132,6 +134,9 @@ class MpgradePlugin:
     def __init__(self, config: HarnessConfig) -> None:
         self.config = config
         self._pool: SparePool | None = None
+        # The time budget (HarnessConfig.budget): when it ends, and how many tests still share it.
+        self._budget_end: float | None = None
+        self._tests_left = 0
 
     def pytest_configure(self, config: pytest.Config) -> None:
         """The markers exist only in an mpgrade run: another suite may use the names itself."""
@@ -171,6 +176,8 @@ class MpgradePlugin:
             cgroup=harness.cgroup,
             max_processes=harness.max_processes,
             spares=self._spares(),
+            helpers=harness.helpers or (assignment.helpers_dir if assignment else None),
+            budget=TimeShare(self._budget_end, self._tests_left - 1) if self._budget_end is not None else None,
         )
         request.node.stash[_runner_key] = runner
         return runner
@@ -197,6 +204,9 @@ class MpgradePlugin:
         """Each test's metadata, read once: a bad marker is a usage error before anything runs."""
         for item in items:
             item.stash[_outcome_key] = {"meta": test_metadata(item)}
+        self._tests_left = len(items)
+        if self.config.budget is not None:
+            self._budget_end = time.monotonic() + self.config.budget
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
@@ -206,6 +216,7 @@ class MpgradePlugin:
             data = item.stash[_outcome_key] = {"meta": test_metadata(item)}
         if call.when == "teardown":
             item.user_properties.append(("mpgrade", _finish(item, data)))
+            self._tests_left -= 1
         outcome = yield
         _record_outcome(data, call, outcome.get_result())
 
@@ -363,6 +374,8 @@ def _finish(item: pytest.Item, data: dict[str, Any]) -> dict[str, Any]:
             "cpu_time": round(sum(r.cpu_time for r in records), 4),
             "wall_time": round(sum(r.duration for r in records), 4),
             "peak_rss": max(r.peak_rss for r in records),
+            "threads": sum(len(r.threads) for r in records),
+            "peak_threads": max(r.peak_threads for r in records),
         }
         output = _call_output(records[-1])
     outcome = data.get("outcome", "error")

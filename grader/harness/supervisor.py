@@ -12,6 +12,7 @@ The job folder holds ``job.json``, ``assignment.toml``, the test folders and ``s
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -26,11 +27,11 @@ from grader.harness.config import HarnessConfig, parse_user
 from grader.protocol import wire
 
 
-def _prepare_workdir(job_dir: Path, base: Path) -> Path:
+def _prepare_workdir(job_dir: Path, base: Path, folder: str = "submission", prefix: str = "student-") -> Path:
     """Copy the submitted modules to a folder student processes may read (and not the tests)."""
-    work = Path(tempfile.mkdtemp(prefix="student-", dir=base))
+    work = Path(tempfile.mkdtemp(prefix=prefix, dir=base))
     os.chmod(work, 0o755)
-    src = job_dir / "submission"
+    src = job_dir / folder
     if src.is_dir():
         for item in sorted(src.iterdir()):
             if item.is_file() and not item.is_symlink():
@@ -42,9 +43,10 @@ def _prepare_workdir(job_dir: Path, base: Path) -> Path:
 
 
 def harness_config(env: Mapping[str, str], work: Path, scratch: Path, start_method: str,
-                   limits: Any) -> HarnessConfig:
-    """The plugin's configuration: the job's start method and the assignment's limits, and what
-    the sandbox provides, from the sandbox's environment (:mod:`grader.protocol.wire`)."""
+                   limits: Any, budget: float | None = None) -> HarnessConfig:
+    """The plugin's configuration: the job's start method, time budget and the assignment's
+    limits, and what the sandbox provides, from the sandbox's environment
+    (:mod:`grader.protocol.wire`)."""
     user = parse_user(env.get(wire.STUDENT_USER_ENV))
     student_python = env.get(wire.STUDENT_PYTHON_ENV)
     if not (user and student_python and os.access(student_python, os.X_OK)):
@@ -63,6 +65,7 @@ def harness_config(env: Mapping[str, str], work: Path, scratch: Path, start_meth
         max_processes=int(nproc) if nproc else None,
         cgroup=Path(cgroup) if cgroup else None,
         scratch=scratch,
+        budget=budget,
     )
 
 
@@ -81,8 +84,12 @@ def run(job_dir: Path, private: Path) -> dict[str, Any]:
     sandbox = os.environ.get(wire.SANDBOX_ENV, "local")
     submission = job["submission"]
     scratch = Path(os.environ.get("TMPDIR") or tempfile.gettempdir())
+    budget = job.get("budget")
     harness = harness_config(os.environ, _prepare_workdir(job_dir, scratch), scratch,
-                             start_method, assignment.limits)
+                             start_method, assignment.limits, float(budget) if budget else None)
+    if assignment.helpers:  # the instructor's helpers, readable by student processes, as shipped
+        harness = dataclasses.replace(
+            harness, helpers=_prepare_workdir(job_dir, scratch, assignment.helpers, "helpers-"))
     ini = private / "pytest.ini"
     ini.write_text("[pytest]\n")
     tests = [str(p.relative_to(job_dir)) for p in _test_files(assignment, job.get("scope", "all"))]

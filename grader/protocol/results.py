@@ -20,7 +20,7 @@ from grader import __version__
 from grader.assignment import START_METHODS, Assignment
 from grader.protocol import boundedjson
 
-SCHEMA_VERSION = "1.1"  # 1.1: optional start_method and diagnosis per test, gradable, fault
+SCHEMA_VERSION = "1.2"  # 1.1: optional start_method and diagnosis per test, gradable, fault; 1.2: thread telemetry
 OUTCOMES = (
     "passed", "failed", "error", "timeout", "crashed", "output_limit",
     "memory_limit", "process_limit", "not_implemented", "skipped",
@@ -45,7 +45,7 @@ MAX_PATH = 1000  # not in the schema: a path or reason in submission.ignored, th
 MAX_STUDENT_FIELDS = 50  # and an LMS identity (submission.student) of short plain values
 VISIBILITIES = ("visible", "hidden", "after_due_date")
 TELEMETRY = {"calls": int, "processes": int, "peak_processes": int, "cpu_time": float,
-             "wall_time": float, "peak_rss": int}
+             "wall_time": float, "peak_rss": int, "threads": int, "peak_threads": int}
 
 
 class InvalidResult(ValueError):

@@ -228,16 +228,23 @@ class CallExecution:
             if line is None:
                 self._take_claims()
                 self._snapshot(child.pid)
-                failure = self._interpret(bytes(child.result[:MAX_RESULT + 1]) if child.flooded else b"")
+                if child.flooded and not child.overflow:
+                    failure = BoundaryError(f"{self._what()} was answered more often than asked (something in "
+                                            "the student's process wrote on the grader's result pipe)", record)
+                else:
+                    failure = self._interpret(child.overflow)
             else:
                 failure, answer = self._answer(line)
-                if failure is None:
-                    return None, answer
+                if failure is None or self.answer.get("seq") == self.seq:
+                    # Answered, in order: the student's exception (or a value that is not plain
+                    # data) fails this operation only; the session goes on.
+                    return failure, answer
         self.ended = f"the session ended when {what} failed"
         self._torn_down(child)
         return failure, {}
 
     def _answer(self, line: bytes) -> tuple[StudentFailure | None, dict]:
+        self.answer = {}
         failure = self._interpret(line)
         if failure is not None:
             return failure, {}
@@ -403,8 +410,10 @@ class CallExecution:
         """The answer line as a value (None: it is in ``record.value``) or a failure."""
         record = self.record
         if not line:
-            status = record.exit_status
+            status = record.exit_status if record.exit_status is not None else self.child.proc.poll()
             how = f"was killed by signal {-status}" if status and status < 0 else f"exited with status {status}"
+            if status is None:
+                how = "stopped answering (its channel to the grader was closed or taken over)"
             return CallCrashed(f"the process running {self._what()} {how} before returning a value "
                                "(os._exit(), a crash, or a signal)", record)
         if len(line) > MAX_RESULT:

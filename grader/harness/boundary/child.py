@@ -95,6 +95,7 @@ class Child:
         self.taken = 0  # how many of them the session has read
         self.line_ready = threading.Event()
         self.flooded = False  # an answer over MAX_RESULT, or answers nobody asked for
+        self.overflow = b""  # the start of an answer over MAX_RESULT
         self.own_tids: set[int] = set()  # our reader threads take PIDs from the same counter
         self.readers: list[threading.Thread] = []
         self.spare = False  # set when taken from a SparePool
@@ -332,8 +333,9 @@ class Child:
                     return
                 if len(pending) > MAX_RESULT or len(self.lines) - self.taken > MAX_UNREAD:
                     self.flooded = True
+                    self.overflow = bytes(pending[: MAX_RESULT + 1])
                     if not self.lines:
-                        self.result.extend(pending[: MAX_RESULT + 1])
+                        self.result.extend(self.overflow)
                     return
         except OSError:
             return

@@ -20,8 +20,33 @@ from grader.harness.boundary.record import CallRecord
 from grader.harness.boundary.residue import SHARED_WRITABLE, clear_user_ipc, remove_entries
 from grader.harness.boundary.session import Session
 
-MIN_BUDGETED_CALL = 0.5
-"""Seconds a call gets at least under a time budget, however little of its test's share is left."""
+
+@dataclass(frozen=True)
+class TimeShare:
+    """What one test may spend of the run's time budget (``HarnessConfig.budget``).
+
+    A call may take its own limit as long as that leaves every later test ``RESERVE`` seconds
+    and this test no more than half of what is left, and always at least an equal share of what
+    is left: correct code, fast in every test, is not cut short (a heavy test of it, such as
+    100,000 items through a queue, gets the time the fast ones left), while a submission that
+    hangs in every test hangs for ever shorter limits, then for an equal share each, so that
+    every test runs and the run ends in time. Never less than ``MIN_CALL`` (a test whose earlier
+    calls used its share still runs its later ones; the sandbox's wall clock is the backstop).
+    """
+
+    end: float  # time.monotonic() when the run's budget is spent
+    tests_after: int  # tests still to run after this one
+    RESERVE = 1.5  # seconds every later test keeps: a spawn-started call of correct code needs ~1 s
+    MIN_CALL = 0.5
+
+    def limit(self, own: float) -> tuple[float, str]:
+        """The call's time limit and, when the budget cut it, what the timeout message adds."""
+        left = self.end - time.monotonic()
+        share = max(left / (self.tests_after + 1), min(left / 2, left - self.tests_after * self.RESERVE))
+        if share >= own:
+            return own, ""
+        return (max(self.MIN_CALL, round(share, 2)),
+                f"this test's share of the run's time budget; its own limit is {own:g} s")
 
 
 @dataclass
@@ -39,9 +64,9 @@ class StudentRunner:
     max_processes: int | None = None  # RLIMIT_NPROC for the student user (only with ``user``)
     spares: SparePool | None = None  # starts each call's successor ahead of time (the plugin's)
     helpers: Path | None = None  # the assignment's helpers folder, on the student processes' path
-    # time.monotonic() by which this test's calls must end: its share of the run's time budget
-    # (HarnessConfig.budget, set by the plugin); None: each call has only its own limit.
-    budget_end: float | None = None
+    # This test's part of the run's time budget (HarnessConfig.budget, set by the plugin);
+    # None: each call has only its own limit.
+    budget: TimeShare | None = None
     records: list[CallRecord] = field(default_factory=list)
 
     @property
@@ -94,24 +119,12 @@ class StudentRunner:
         record = CallRecord(module=module, function=function, start_method=method)
         self.records.append(record)
         before = self._limit_events()
-        limit, note = self._limit(timeout or self.call_timeout)
+        own = timeout or self.call_timeout
+        limit, note = self.budget.limit(own) if self.budget is not None else (own, "")
         error = CallExecution(self, record, args, kwargs or {}, limit, note).run()
         if error is not None:
             raise self._explain_limits(error, before)
         return record
-
-    def _limit(self, own: float) -> tuple[float, str]:
-        """The call's time limit and, when the time budget cut it, what the timeout message adds.
-
-        A call may run until its test's share of the budget is used up, never longer than its own
-        limit, and never less than MIN_BUDGETED_CALL (a test whose earlier calls used its share
-        still runs its later ones; the sandbox's wall clock stays the backstop)."""
-        if self.budget_end is None:
-            return own, ""
-        left = round(self.budget_end - time.monotonic(), 2)
-        if left >= own:
-            return own, ""
-        return max(MIN_BUDGETED_CALL, left), f"this test's share of the run's time budget; its own limit is {own:g} s"
 
     def clear_user(self) -> int:
         """Between two calls nothing of the student user is left: no process but the waiting

@@ -63,6 +63,8 @@ class Remote:
         return self._session._call(target, args, kwargs, f"{self._name()}()")
 
     def __len__(self) -> int:
+        if self._kind in ("generator", "iterator"):
+            raise TypeError(f"a student {self._kind} has no len()")
         value = self._special("__len__")
         if type(value) is not int:
             raise TypeError(f"len() of {self._name()} gave {value!r}")
@@ -195,10 +197,12 @@ class Session:
         execution = self._execution
         execution.module = module
         self.record.operations += 1
+        before = self._runner._limit_events()
         failure, answer = execution.operate(op, what, timeout or self._timeout)
         if failure is not None:
-            self._open = False
-            raise self._runner._explain_limits(failure, {})
+            if execution.ended:  # a hang, a crash, a limit: the session's processes are gone
+                self._open = False
+            raise self._runner._explain_limits(failure, before)
         return answer
 
     def _encode_args(self, args: tuple, kwargs: dict) -> tuple[Any, Any]:
