@@ -2,23 +2,52 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+PIP_INSTALL ?= $(PY) -m pip install --quiet --disable-pip-version-check
+VERSION_OF = $(shell $(1) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+# The Python the venv is for: PYTHON when given (PYTHON=python3.12 make check), else the
+# existing venv's own, so a venv made with PYTHON=... is reused, never rebuilt by a plain make.
+ifeq ($(origin PYTHON),file)
+PYVER  := $(or $(call VERSION_OF,$(PY)),$(call VERSION_OF,$(PYTHON)))
+else
+PYVER  := $(call VERSION_OF,$(PYTHON))
+endif
+SUM    := $(shell cat pyproject.toml | cksum | cut -d' ' -f1)-py$(PYVER)
+STAMP  := $(VENV)/.installed-$(SUM)
+# Students: only what `mpgrade check` needs (the base install, no service, report or dev
+# packages); a maintainer's full install serves as well.
+CHECK_STAMP := $(VENV)/.check-$(SUM)
 EX     ?=
 OUT    ?= out/demo
 
 .DEFAULT_GOAL := help
-.PHONY: help venv check test lint image grade-demo validate bench clean
+.PHONY: help venv student-venv check test lint image grade-demo validate bench clean
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+# A venv for this Python: made when missing, made again (and said so) when PYTHON names
+# another version than the venv's; the version check comes first.
+define venv_for_python
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "mpgrade needs Python 3.11 or newer (found %s); set PYTHON=python3.11" % sys.version.split()[0])'
+	@have="$$($(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)"; \
+	if [ -n "$$have" ] && [ "$$have" != "$(PYVER)" ]; then \
+		echo "$(VENV) is for Python $$have, not $(PYVER) ($(PYTHON)): making it again"; rm -rf $(VENV); \
+	fi
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,service,report]'
-	@rm -f $(VENV)/.installed-*; touch $@
+endef
 
-venv: $(STAMP) ## create .venv and install mpgrade into it
+$(STAMP): pyproject.toml
+	$(venv_for_python)
+	@$(PIP_INSTALL) -e '.[dev,service,report]'
+	@rm -f $(VENV)/.installed-* $(VENV)/.check-*; touch $@ $(CHECK_STAMP)
+
+$(CHECK_STAMP): pyproject.toml
+	$(venv_for_python)
+	@$(PIP_INSTALL) -e .
+	@rm -f $(VENV)/.check-*; touch $@
+
+venv: $(STAMP) ## create .venv with everything (grading, service, reports, tests, lint)
+student-venv: $(CHECK_STAMP) ## students: .venv with only what make check needs
 
 # The benchmark needs mpgrade and matplotlib only, not the service's packages: on a fresh
 # machine that keeps the install out of `make bench`'s time.
@@ -29,8 +58,8 @@ $(BENCH_STAMP): pyproject.toml
 	@$(PY) -m pip install --quiet --disable-pip-version-check -e '.[bench]'
 	@rm -f $(VENV)/.bench-*; touch $@
 
-check: $(STAMP) ## students: public tests of exercises/ (one exercise: make check EX=02_pingpong)
-	@$(PY) -m grader check $(EX)
+check: $(CHECK_STAMP) ## students: public tests of exercises/ (make check EX=02_pingpong WATCH=1)
+	@$(PY) -m grader check $(if $(WATCH),--watch) $(EX)
 
 test: $(STAMP) ## maintainers: the grader's whole test suite (Docker tests run when CI=true or an engine answers)
 	$(PY) -m pytest tests --durations=10

@@ -21,6 +21,9 @@ import psutil
 # student's macOS laptop running ``make check``) psutil does the same job.
 
 HAVE_PROC = os.path.isdir("/proc/self/task")
+# What is weaker without /proc (README "Windows and macOS"): kill_user and user_processes find
+# nothing (the two-user sandbox is Linux only), last_pid and is_thread cannot tell, and
+# ``mpgrade check`` is no child subreaper, so an orphan of the student's is not stopped.
 
 
 def children(pid: int, threads: set[int] | None = None) -> list[int]:
@@ -191,8 +194,42 @@ def gone(pid: int, state: str) -> bool:
     return True
 
 
+def can_see_children() -> bool:
+    """Whether this system lets mpgrade find a process's children: through /proc, else
+    psutil (macOS, Windows). Asked by starting a short-lived child and looking for it: where
+    neither works (a Linux without /proc, where psutil reads /proc too), the grader could not
+    tell a student's processes from threads, nor stop what they leave behind."""
+    if HAVE_PROC:
+        return True
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            if child.pid in children(os.getpid()):
+                return True
+            time.sleep(0.02)
+        return False
+    finally:
+        child.kill()
+        child.wait()
+
+
+def all_pids() -> list[int]:
+    """Every process ID this process can see; [] when neither /proc nor psutil can tell
+    (a Linux without /proc: psutil reads it there too, and fails with odd errors)."""
+    try:
+        return [int(n) for n in os.listdir("/proc") if n.isdigit()] if HAVE_PROC else psutil.pids()
+    except Exception:  # noqa: BLE001 - psutil over an empty /proc raises IndexError
+        return []
+
+
 def session_members(sid: int) -> list[int]:
-    pids = [int(n) for n in os.listdir("/proc") if n.isdigit()] if HAVE_PROC else psutil.pids()
+    pids = all_pids()
     members = []
     for pid in pids:
         st = proc_stat(pid)
