@@ -76,6 +76,15 @@ class Exercise:
     def hidden_tests(self) -> list[Path]:
         return sorted(self.hidden_dir.glob("test_*.py")) if self.hidden_dir.is_dir() else []
 
+    def points_problem(self, tests_worth: float) -> str | None:
+        """What is wrong when this exercise's tests are worth other points than the manifest
+        says, or None. The one check of it: grading applies it to the tests that ran (the
+        grade is then an ``error``, never a score against the wrong total), and the author's
+        commands to the tests' markers beforehand (:meth:`Assignment.points_problems`)."""
+        if abs(tests_worth - self.points) <= 1e-6:
+            return None
+        return f"the tests of {self.id} are worth {tests_worth:g} points, the manifest says {self.points:g}"
+
     def public_points(self) -> float:
         """What the public tests are worth: the maximum of a ``make check`` of this exercise.
 
@@ -151,6 +160,22 @@ class Assignment:
         for ex in self.exercises:
             files += ex.public_tests() + ex.hidden_tests()
         return files
+
+    def points_problems(self) -> list[str]:
+        """Each exercise whose tests' ``points`` markers add up to other points than the
+        manifest says (:meth:`Exercise.points_problem`), found before anything is graded: every
+        grade of such an assignment would be an ``error`` worth 0. Only exercises whose hidden
+        tests are here (the author's copy, ``solutions/``) are counted: a student's copy holds
+        the public tests alone. Markers are read statically (:func:`declared_points`)."""
+        found = []
+        for ex in self.exercises:
+            if not ex.hidden_dir.is_dir():
+                continue
+            worth = sum(declared_points(path) for path in ex.public_tests() + ex.hidden_tests())
+            problem = ex.points_problem(worth)
+            if problem:
+                found.append(problem)
+        return found
 
     def fingerprint(self) -> str:
         """Hash of the manifest and every test file: a changed test means results must be redone."""

@@ -23,6 +23,7 @@ from grader import grading
 from grader.assignment import START_METHODS, Assignment
 from grader.intake.submission import Submission
 from grader.protocol import results
+from grader.sandbox.base import Sandbox
 from grader.sandbox.local import LocalSandbox
 
 
@@ -122,6 +123,7 @@ class Report:
     flaky: list[dict[str, Any]] = field(default_factory=list)
     stubs: dict[str, Any] = field(default_factory=dict)
     mutants: list[dict[str, Any]] = field(default_factory=list)
+    sandbox: str = "local"  # what the proof holds for: the sandbox every trial was graded in
 
     @property
     def ok(self) -> bool:
@@ -129,7 +131,7 @@ class Report:
                 and bool(self.stubs.get("ok")) and all(m["ok"] for m in self.mutants))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "references": self.references, "flaky": self.flaky,
+        return {"ok": self.ok, "sandbox": self.sandbox, "references": self.references, "flaky": self.flaky,
                 "stubs": self.stubs, "mutants": self.mutants, "finished_at": results.now()}
 
 
@@ -156,12 +158,19 @@ def run(
     jobs: int = 2,
     mutants: list[Mutant] | None = None,
     progress: Progress | None = None,
+    sandbox: Sandbox | None = None,
 ) -> Report:
-    """Grade references, stubs and mutants concurrently and say whether the tests hold."""
+    """Grade references, stubs and mutants concurrently and say whether the tests hold.
+
+    ``sandbox`` is where: it should be the one the grading will use (``mpgrade validate``
+    picks Docker when an engine answers), since a proof made in another does not carry over
+    (a test that student code of another uid cannot follow passes only locally). It is
+    closed at the end; without one, a LocalSandbox.
+    """
     say = progress or (lambda message: None)
     mutants = load_mutants(assignment) if mutants is None else mutants
-    sandbox = LocalSandbox()
-    report = Report()
+    sandbox = LocalSandbox() if sandbox is None else sandbox
+    report = Report(sandbox=sandbox.name)
 
     def grade(sub: Submission, **options: Any) -> dict[str, Any]:
         doc = grading.grade(sandbox, assignment, sub, grading.Options(**options))
@@ -251,4 +260,20 @@ def _judge_mutant(assignment: Assignment, mutant: Mutant, doc: dict[str, Any]) -
         "id": mutant.id, "exercise": mutant.exercise, "description": mutant.description,
         "score": own["score"] if own else None, "max_score": own["max_score"] if own else None,
         "failed_tests": failed, "ok": not problems, "problems": problems,
+        **mutant_evidence(doc, mutant.exercise),
     }
+
+
+MAX_EVIDENCE_MESSAGE = 300  # characters of a failing test's message kept per mutant
+
+
+def mutant_evidence(doc: dict[str, Any], exercise: str) -> dict[str, Any]:
+    """What the grading of a mutant showed, so an author sees why without grading it by hand:
+    each test that did not pass (anywhere) with its outcome, start method and the start of
+    its message, and the tests of the mutant's own exercise that passed (all of them, for a
+    mutant that was not caught)."""
+    failures = [{"test": t["id"], "outcome": t["outcome"], "start_method": t.get("start_method"),
+                 "message": (t.get("message") or "")[:MAX_EVIDENCE_MESSAGE]}
+                for t in doc["tests"] if t["outcome"] != "passed"]
+    passed = [t["id"] for t in doc["tests"] if t["outcome"] == "passed" and t["exercise"] == exercise]
+    return {"failures": failures, "passed_tests": passed}

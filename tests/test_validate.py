@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 
 from grader import assignment as assignment_mod
 from grader import validate
+
+from .conftest import REPO
 
 
 @pytest.fixture(scope="session")
@@ -122,3 +128,121 @@ def test_a_listed_test_that_does_not_exist_is_reported(course):
                              source=b"", fails=["test_a"], may_fail=["test_bb"])
     judged = validate._judge_mutant(course, mutant, _graded(["test_a"]))
     assert judged["problems"] == ["lists tests 01_spawn does not have: test_bb"]
+
+
+# --- a tiny course whose tests hand pytest's tmp_path to student code (#17) ----------------------
+
+WRITER_STUB = '''
+def save(path, text):
+    """Write text to the file at path."""
+    raise NotImplementedError
+'''
+
+WRITER = '''
+def save(path, text):
+    """Write text to the file at path."""
+    with open(path, "w") as f:
+        f.write(text)
+'''
+
+WRITER_TEST = '''
+import pytest
+
+
+@pytest.mark.points({points})
+@pytest.mark.hint("open the file for writing and write the text")
+def test_save_{name}(student, tmp_path):
+    """save(path, text) writes text to path"""
+    target = tmp_path / "out.txt"
+    student.module("writer").save(str(target), "{text}")
+    got = target.read_text()
+    assert got == "{text}", f"expected the file to hold {text!r}, got {{got!r}}"
+'''
+
+
+def tiny_writer_course(root, *, points: int = 2, mutants: dict[str, tuple[str, str]] | None = None):
+    """A one-exercise course (writer.save) whose public and hidden tests use tmp_path; each
+    mutant is ``id: (old, new)``, a change of the reference."""
+    (root / "exercises" / "01_writer").mkdir(parents=True)
+    (root / "solutions" / "01_writer").mkdir(parents=True)
+    (root / "assignment.toml").write_text(
+        '[assignment]\nname = "writer"\nversion = "1"\nstart_method = "fork"\n\n'
+        f'[[exercise]]\nid = "01_writer"\ntitle = "Files"\nfiles = ["writer.py"]\npoints = {points}\n')
+    (root / "exercises" / "01_writer" / "writer.py").write_text(WRITER_STUB)
+    (root / "exercises" / "01_writer" / "test_public.py").write_text(
+        WRITER_TEST.format(points=1, name="public", text="hello"))
+    (root / "solutions" / "01_writer" / "writer.py").write_text(WRITER)
+    (root / "solutions" / "01_writer" / "test_hidden.py").write_text(
+        'import pytest\n\npytestmark = pytest.mark.visibility("hidden")\n'
+        + WRITER_TEST.format(points=1, name="hidden", text="a longer text"))
+    for mutant_id, (old, new) in (mutants or {}).items():
+        folder = root / "solutions" / "mutants" / mutant_id
+        folder.mkdir(parents=True)
+        (folder / "mutant.toml").write_text(
+            f'exercise = "01_writer"\ndescription = "{mutant_id}"\n\n'
+            f'[[change]]\nold = {old!r}\nnew = {new!r}\n'.replace("'", '"'))
+    return assignment_mod.load(root)
+
+
+def test_a_mutants_failed_tests_and_their_messages_are_kept_and_a_missed_one_shows_what_passed(tmp_path):
+    course = tiny_writer_course(tmp_path, mutants={
+        "truncates": ("f.write(text)", "f.write(text[:5])"),  # caught by the hidden test only
+        "same": ("f.write(text)", "f.write(text[:])"),  # no mistake at all: not caught
+    })
+    report = validate.run(course, repeat=1, start_methods=("fork",), jobs=2)
+    verdict = {m["id"]: m for m in report.mutants}
+    caught = verdict["truncates"]
+    assert caught["failures"] == [{
+        "test": "01_writer/test_hidden.py::test_save_hidden", "outcome": "failed", "start_method": "fork",
+        "message": "expected the file to hold 'a longer text', got 'a lon'"}], caught
+    assert caught["passed_tests"] == ["01_writer/test_public.py::test_save_public"]
+    missed = verdict["same"]
+    assert not missed["ok"] and missed["failures"] == []
+    assert sorted(missed["passed_tests"]) == ["01_writer/test_hidden.py::test_save_hidden",
+                                              "01_writer/test_public.py::test_save_public"]
+    saved = report.to_dict()
+    assert saved["sandbox"] == "local"
+    assert saved["mutants"][0]["failures"] or saved["mutants"][1]["failures"]
+
+
+def _mpgrade(*args: str, cwd, env: dict | None = None, timeout: float = 600):
+    """The command as an author runs it, on this checkout's grader."""
+    return subprocess.run([sys.executable, "-m", "grader", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout,
+                          env={**os.environ, "COLUMNS": "200", "PYTHONPATH": str(REPO), **(env or {})})
+
+
+def test_the_command_shows_each_failing_mutants_tests_and_names_its_sandbox(tmp_path):
+    tiny_writer_course(tmp_path, mutants={"same": ("f.write(text)", "f.write(text[:])")})
+    out = _mpgrade("validate", "--repeat", "1", "--start-methods", "fork", "--sandbox", "local", cwd=tmp_path)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "mutant same: not caught" in out.stdout
+    assert "passed: 01_writer/test_hidden.py::test_save_hidden, 01_writer/test_public.py::test_save_public" \
+        in out.stdout or "passed: 01_writer/test_public.py::test_save_public, 01_writer/test_hidden.py" \
+        "::test_save_hidden" in out.stdout, out.stdout
+    assert "Sandbox: local" in out.stdout
+    saved = json.loads((tmp_path / "validate.json").read_text())
+    assert saved["sandbox"] == "local" and saved["mutants"][0]["passed_tests"]
+
+
+def test_without_an_engine_validate_says_it_falls_back_to_the_local_sandbox(tmp_path):
+    tiny_writer_course(tmp_path)
+    out = _mpgrade("validate", "--repeat", "1", "--start-methods", "fork", cwd=tmp_path,
+                   env={"DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"})
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "validating with the LOCAL sandbox" in out.stderr and "no Docker engine answers" in out.stderr
+    assert json.loads((tmp_path / "validate.json").read_text())["sandbox"] == "local"
+
+
+@pytest.mark.docker
+def test_validate_grades_in_docker_by_default_where_a_test_using_tmp_path_passes(
+        tmp_path, docker_client, grading_image):
+    """The #17 report: this reference validated at 100% locally and lost points in Docker."""
+    tiny_writer_course(tmp_path, mutants={"truncates": ("f.write(text)", "f.write(text[:5])")})
+    out = _mpgrade("validate", "--repeat", "1", "--start-methods", "fork,spawn", "--image", grading_image,
+                   cwd=tmp_path)
+    saved = json.loads((tmp_path / "validate.json").read_text())
+    assert saved["sandbox"] == "docker"
+    assert [r["ok"] for r in saved["references"]] == [True, True], saved["references"]
+    assert saved["stubs"]["ok"] and saved["mutants"][0]["ok"], saved
+    assert out.returncode == 0, out.stdout + out.stderr

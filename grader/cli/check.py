@@ -16,7 +16,7 @@ from rich.text import Text
 from grader import assignment as assignment_mod
 from grader.assignment import START_METHODS
 from grader.cli import render
-from grader.cli.common import assignment_option, load_assignment
+from grader.cli.common import assignment_option, load_assignment, require_points_agree
 from grader.escaping import terminal
 
 EXIT_INTERRUPTED = 130
@@ -58,6 +58,7 @@ def check(exercises: tuple[str, ...], assignment_dir: str | None, json_path: Pat
     from grader import check as check_mod
 
     assignment = load_assignment(assignment_dir)
+    require_points_agree(assignment)
     if notebook_path is not None and watch:
         render.fail("--watch reads exercise files; for a notebook run the check again after saving it")
     # A closed terminal or a `kill` ends the check as Ctrl-C does: through its clean-up, which
@@ -74,7 +75,7 @@ def check(exercises: tuple[str, ...], assignment_dir: str | None, json_path: Pat
                 doc = check_mod.run_notebook_check(assignment, notebook_path, exercises, start_method)
             else:
                 doc = check_mod.run_check(assignment, exercises, start_method)
-    except (assignment_mod.AssignmentError, check_mod.CheckCannotRun) as exc:
+    except assignment_mod.AssignmentError as exc:
         render.fail(str(exc))
     except KeyboardInterrupt:
         if not watch:

@@ -32,6 +32,20 @@ def load_assignment(path: str | None) -> assignment_mod.Assignment:
         fail(str(exc))
 
 
+def require_points_agree(assignment: assignment_mod.Assignment) -> None:
+    """Exit with one clear line when the tests' points disagree with the manifest's.
+
+    Called by the commands an author runs before students are graded (check, validate,
+    release, grade): such an assignment makes every grade an ``error`` worth 0, so it must
+    stop there, not in each student's result (``Assignment.points_problems``).
+    """
+    problems = assignment.points_problems()
+    if problems:
+        fail(f"assignment.toml and the tests disagree: {'; '.join(problems)} (counted from the tests' "
+             "@pytest.mark.points markers). Every grade would be an error worth 0: make the "
+             "exercise's points in assignment.toml the sum of its tests' points, or change the tests.")
+
+
 def make_sandbox(kind: str, assignment: assignment_mod.Assignment, image: str | None, *,
                  warm: int = 0) -> Sandbox:
     """A LocalSandbox, or a DockerSandbox on the current image (stale containers swept first),
@@ -50,6 +64,25 @@ def make_sandbox(kind: str, assignment: assignment_mod.Assignment, image: str | 
     client = docker_sandbox.connect()
     docker_sandbox.sweep(client)
     return docker_sandbox.DockerSandbox(image or _default_image(image_mod), client=client, warm=warm)
+
+
+def sandbox_kind(kind: str | None) -> tuple[str, str | None]:
+    """The sandbox a command runs in when ``--sandbox`` is not given, and why if not Docker.
+
+    Docker when an engine answers: the sandbox ``mpgrade grade`` grades in by default, so what
+    a command proves holds for the grading (student code as another uid, read-only job,
+    limits); else local, with the engine's one-line reason for the caller to show.
+    """
+    if kind is not None:
+        return kind, None
+    from grader.sandbox import docker as docker_sandbox
+    from grader.sandbox.base import SandboxUnavailable
+
+    try:
+        docker_sandbox.connect(timeout=3)
+    except SandboxUnavailable as exc:
+        return "local", str(exc)
+    return "docker", None
 
 
 def _default_image(image_mod: Any) -> str:

@@ -13,7 +13,13 @@ from rich.console import Console
 
 from grader.assignment import START_METHODS
 from grader.cli import render
-from grader.cli.common import assignment_option, load_assignment, make_sandbox, sigterm_as_interrupt
+from grader.cli.common import (
+    assignment_option,
+    load_assignment,
+    make_sandbox,
+    require_points_agree,
+    sigterm_as_interrupt,
+)
 
 REMOTE_JOBS = 32  # with --broker: submissions waited for at once (the workers set the real pace)
 
@@ -72,6 +78,7 @@ def grade(paths: tuple[Path, ...], out_dir: Path, jobs: int | None, sandbox: str
     from grader.sandbox.base import SandboxUnavailable
 
     assignment = load_assignment(assignment_dir)
+    require_points_agree(assignment)
     options = grading.Options(scope="all", start_method=start_method, timeout=timeout)
     stop = threading.Event()
     box: Any = None

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from grader.cli import render
-from grader.cli.common import assignment_option, load_assignment
+from grader.cli.common import assignment_option, load_assignment, require_points_agree
 from grader.escaping import terminal
 
 
@@ -33,6 +33,7 @@ def release(notebooks_dir: Path, assignment_dir: str | None) -> None:
     from grader.intake import notebook
 
     assignment = load_assignment(assignment_dir)
+    require_points_agree(assignment)
     try:
         paths = notebook.release_notebooks(assignment, notebooks_dir)
         paths += notebook.release_checkable(assignment, notebooks_dir)

@@ -283,6 +283,20 @@ def histogram(scores: list[float], top: float, buckets: int = 5) -> Table:
 # --------------------------------------------------------------------------- mpgrade validate
 
 
+def mutant_evidence(m: dict[str, Any], console: Console) -> None:
+    """Under a mutant that failed validation: the tests it failed, with their messages, and
+    for one not caught the tests that passed (``grader.validate.mutant_evidence``)."""
+    console.print(joined((f"mutant {m['id']}:", "red"), (" " + "; ".join(m["problems"]), "")), highlight=False)
+    for f in m.get("failures", []):
+        how = f["outcome"] + (f" under {f['start_method']}" if f.get("start_method") else "")
+        _indented(console, f"✗ {f['test']} ({how}): {f['message'] or '(no message)'}", indent=4)
+    if not m.get("failures"):
+        _indented(console, "no test failed", "yellow", indent=4)
+    not_caught = not m.get("failures") or any("not caught" in p for p in m["problems"])
+    if not_caught and m.get("passed_tests"):
+        _indented(console, "passed: " + ", ".join(m["passed_tests"]), indent=4)
+
+
 def validation_report(report: Any, console: Console, json_path: Path) -> None:
     """References per start method, flaky tests, stubs, mutants, the verdict and the report's
     file. Mutant descriptions and problems quote test output: escaped."""
@@ -313,5 +327,9 @@ def validation_report(report: Any, console: Console, json_path: Path) -> None:
                    "[green]yes[/]" if m["ok"] else "[red]NO[/]",
                    shown(m["description"] if m["ok"] else "; ".join(m["problems"])))
     console.print(mt)
+    for m in report.mutants:
+        if not m["ok"]:
+            mutant_evidence(m, console)
+    console.print(joined(("Sandbox: ", ""), report.sandbox), highlight=False)
     console.print("[bold green]All claims hold.[/]" if report.ok else "[bold red]Validation failed.[/]")
     console.print(joined(("Report: ", ""), json_path), highlight=False)

@@ -11,7 +11,13 @@ from rich.console import Console
 
 from grader import assignment as assignment_mod
 from grader.cli import render
-from grader.cli.common import assignment_option, load_assignment
+from grader.cli.common import (
+    assignment_option,
+    load_assignment,
+    make_sandbox,
+    require_points_agree,
+    sandbox_kind,
+)
 
 
 @click.command()
@@ -23,27 +29,37 @@ from grader.cli.common import assignment_option, load_assignment
               help="Gradings at once (default: the number of CPUs, so the machine is loaded).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
               default=Path("validate.json"), show_default=True, help="Where to write the JSON report.")
+@click.option("--sandbox", type=click.Choice(["docker", "local"]), default=None,
+              help="Where to grade: docker (one container per grading, as `mpgrade grade` does) or "
+                   "local. Default: docker when a Docker engine answers, else local with a warning.")
+@click.option("--image", default=None, help="Grading image (default: the one `mpgrade image build` makes).")
 @assignment_option
 def validate(repeat: int, start_methods: str, jobs: int | None, json_path: Path,
-             assignment_dir: str | None) -> None:
+             sandbox: str | None, image: str | None, assignment_dir: str | None) -> None:
     """Prove the tests before release: references 100%, stubs 0, every mutant caught.
 
     The references are graded REPEAT times under each start method, concurrently, and any
     test that ever fails is reported as flaky with its failure rate. Each mutant in
     solutions/mutants/ must lose points in its own exercise (exactly the tests its
-    mutant.toml lists, if it lists them), with a hint, and nowhere else.
-    Exit code 0 only when all of that holds.
+    mutant.toml lists, if it lists them), with a hint, and nowhere else; for each mutant
+    that does not, the tests it failed (with their messages) and passed are shown.
+    Everything is graded in the sandbox the grading uses (Docker when an engine answers):
+    a proof made with the local sandbox does not hold in Docker, where student code runs
+    as another user. Exit code 0 only when all of that holds.
 
     \b
     Examples:
       mpgrade validate                       # 5 runs x 3 start methods, stubs, mutants
       mpgrade validate --repeat 2 --start-methods spawn
+      mpgrade validate --sandbox local       # no Docker here (trusted code only)
       make validate
     """
     from grader import check as check_mod
     from grader import validate as validate_mod
+    from grader.sandbox.base import SandboxUnavailable
 
     assignment = load_assignment(assignment_dir)
+    require_points_agree(assignment)
     methods = tuple(m.strip() for m in start_methods.split(",") if m.strip())
     unknown = set(methods) - set(validate_mod.START_METHODS)
     if unknown or not methods:
@@ -52,11 +68,21 @@ def validate(repeat: int, start_methods: str, jobs: int | None, json_path: Path,
         mutants = validate_mod.load_mutants(assignment)
     except (ValueError, KeyError, OSError, assignment_mod.AssignmentError) as exc:
         render.fail(f"cannot read the mutants: {exc}")
+    kind, why_not_docker = sandbox_kind(sandbox)
+    if why_not_docker:
+        render.note("warning:", "yellow", f"validating with the LOCAL sandbox: {why_not_docker}. "
+                    "What it proves may not hold in Docker (student code runs as another user "
+                    "there); validate where you grade.")
+    try:
+        box = make_sandbox(kind, assignment, image)
+    except SandboxUnavailable as exc:
+        render.fail(str(exc))
     console = Console()
     total = repeat * len(methods) + 1 + len(mutants)
-    with render.counting_progress("validating", total, console) as advance:
+    with render.counting_progress(f"validating ({kind} sandbox)", total, console) as advance:
         report = validate_mod.run(assignment, repeat=repeat, start_methods=methods,
-                                  jobs=jobs or os.cpu_count() or 2, mutants=mutants, progress=advance)
+                                  jobs=jobs or os.cpu_count() or 2, mutants=mutants, progress=advance,
+                                  sandbox=box)
     check_mod.write_json(report.to_dict(), json_path)
     render.validation_report(report, console, json_path)
     sys.exit(0 if report.ok else 1)

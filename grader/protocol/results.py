@@ -275,8 +275,9 @@ def _exercises(tests: list[dict[str, Any]], assignment: Assignment, scope: str,
         if not mine and scope == "public" and not ex.public_tests():
             continue
         ex_max = _points(sum(t["max_score"] for t in mine))
-        if scope == "all" and abs(ex_max - ex.points) > 1e-6:
-            problems.append(f"the tests of {ex.id} are worth {ex_max:g} points, the manifest says {ex.points:g}")
+        problem = ex.points_problem(ex_max) if scope == "all" else None
+        if problem:
+            problems.append(problem)
         exercises.append({
             "name": ex.id,
             "title": ex.title,
