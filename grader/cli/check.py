@@ -75,7 +75,7 @@ def check(exercises: tuple[str, ...], assignment_dir: str | None, json_path: Pat
                 doc = check_mod.run_notebook_check(assignment, notebook_path, exercises, start_method)
             else:
                 doc = check_mod.run_check(assignment, exercises, start_method)
-    except assignment_mod.AssignmentError as exc:
+    except (assignment_mod.AssignmentError, check_mod.CheckCannotRun) as exc:
         render.fail(str(exc))
     except KeyboardInterrupt:
         if not watch:
