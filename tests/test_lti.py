@@ -48,8 +48,8 @@ def test_launch_roster_line_item_and_score_end_to_end(lti, platform, tokens):  #
     assert "No result yet" in page.text and "Alice Example" in page.text
     assert "script-src" not in page.headers["content-security-policy"]
     assert f"frame-ancestors {platform.issuer}" in page.headers["content-security-policy"]
-    # the roster was read, all its pages, with a token from the client-credentials grant
-    assert [p for m, p in platform.requests if p.startswith("/nrps")] == ["/nrps/course-context-9"] * 2
+    # the roster is read, all its pages, with a token from the client-credentials grant
+    wait_for(lambda: len([p for m, p in platform.requests if p.startswith("/nrps")]) == 2, 30, what="the roster")
     assert ("POST", "/token") in platform.requests and platform.jtis
 
     # the submission carries the SIS id; the gradebook gets the LMS user id (sub) from the roster
@@ -74,6 +74,38 @@ def test_launch_roster_line_item_and_score_end_to_end(lti, platform, tokens):  #
     page = launch(client, platform)
     assert "Score: 0 / 10" in page.text and "add(1, 2) is 3" in page.text and "Hint: return a + b" in page.text
     assert "10**12" not in page.text  # the hidden test
+
+
+TEACHER = {"sub": "lti-user-teacher", "name": "T", "email": "t@example.edu",
+           "https://purl.imsglobal.org/spec/lti/claim/lis": {},
+           "https://purl.imsglobal.org/spec/lti/claim/roles": [
+               "http://purl.imsglobal.org/vocab/lis/v2/membership#Instructor"]}
+
+
+def test_after_the_teachers_launch_every_student_on_the_roster_gets_scores(lti, platform, tokens,  # noqa: F811
+                                                                            monkeypatch):
+    """Students need not launch: the teacher's launch gives the gradebook and the roster."""
+    from grader.service.lti import tool
+
+    client = lti()
+    assert launch(client, platform, **TEACHER).status_code == 200
+    records = client.app.state.lti.records
+    wait_for(lambda: records.roster_synced(platform.issuer, platform.client_id, platform.context_id), 30,
+             what="the roster")
+    graded(client, tokens, "s-bob", RIGHT)  # Bob never launched; the roster says s-bob is lti-user-bob
+    wait_for(lambda: platform.grades, 30, what="Bob's score")
+    assert grade_of(platform, "lti-user-bob") == 10 and [s["userId"] for s in platform.scores] == ["lti-user-bob"]
+
+    # a student who joined after the roster was read: it is read again, then the score goes
+    monkeypatch.setattr(tool, "ROSTER_RETRY", 0.0)
+    platform.members.append({"user_id": "lti-user-carol", "lis_person_sourcedid": "s-carol", "name": "Carol"})
+    graded(client, tokens, "s-carol", WRONG)
+    wait_for(lambda: len(platform.scores) == 2, 30, what="Carol's score")
+    assert grade_of(platform, "lti-user-carol") == 0
+    # nobody on the roster has this id: nothing is sent, nobody else's grade changes
+    job = graded(client, tokens, "s-stranger", RIGHT)
+    time.sleep(1)
+    assert len(platform.scores) == 2 and records.scores(job["job_id"]) == []
 
 
 def test_a_grade_given_before_the_first_launch_is_sent_at_the_launch(lti, platform, tokens):  # noqa: F811
@@ -278,3 +310,53 @@ def test_register_list_and_remove_from_the_command_line(tmp_path):
                                 "--client-id", "10000000000123", *base])
     assert gone.exit_code == 0 and json.loads(runner.invoke(main, ["lti", "list", *base]).output) == []
     assert runner.invoke(main, ["lti", "remove", "--issuer", "x", "--client-id", "y", *base]).exit_code == 2
+
+
+# --------------------------------------------------------------------------- the records, in both databases
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def lti_store(request, tmp_path):
+    """The service's store on SQLite or on a fresh PostgreSQL database (conftest.postgres_url)."""
+    from grader.service.store import PostgresStore, open_store
+
+    where = str(tmp_path / "service.db") if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    store = open_store(where)
+    yield store
+    if isinstance(store, PostgresStore):
+        store.close()
+
+
+def test_the_lti_records_keep_states_nonces_rosters_and_line_items(lti_store):
+    from grader.service.lti.records import Launch, Records, State
+
+    records = Records(lti_store)
+    Records(lti_store)  # a second API process opening the same database: the tables are there
+    records.add_state(State("s1", "n1", "https://lms", "c1", "https://tool/lti/launch"))
+    assert records.state("s1").nonce == "n1" and records.state("nope") is None
+    assert records.consume_state("s1") is True and records.consume_state("s1") is False
+    assert records.state("s1") is None
+    expires = int(time.time()) + 60
+    assert records.use_nonce("https://lms", "n1", expires) and not records.use_nonce("https://lms", "n1", expires)
+    assert records.use_nonce("https://other-lms", "n1", expires)  # nonces are per issuer
+
+    launch = Launch("https://lms", "c1", "d1", "ctx", "teacher", "cs101", "tiny", "link", "https://lms/items", None,
+                    ("score",), "https://lms/roster")
+    records.add_launch(launch)
+    records.add_launch(launch)  # the same launch again: updated, not doubled
+    assert records.contexts("cs101", "tiny") == [launch] and records.contexts("cs101", "other") == []
+    records.set_members("https://lms", "c1", "ctx", [("u-1", ["s-1", "one@x"], "One"), ("u-2", ["s-2"], "Two"),
+                                                    ("u-3", ["shared@x"], ""), ("u-4", ["shared@x"], "")])
+    assert records.member_for("https://lms", "c1", "ctx", "s-1") == "u-1"
+    assert records.member_for("https://lms", "c1", "ctx", "one@x") == "u-1"
+    assert records.member_for("https://lms", "c1", "ctx", "u-2") == "u-2"
+    assert records.member_for("https://lms", "c1", "ctx", "s-") is None  # no prefix matches
+    assert records.member_for("https://lms", "c1", "ctx", "shared@x") is None  # two members: nobody
+    assert records.student_ids("https://lms", "c1", "ctx", "u-1") == ["u-1", "one@x", "s-1"]
+    assert records.lineitem("https://lms", "c1", "ctx", "tiny") is None
+    records.set_lineitem("https://lms", "c1", "ctx", "tiny", "https://lms/items/1")
+    records.set_lineitem("https://lms", "c1", "ctx", "tiny", "https://lms/items/1")
+    assert records.lineitem("https://lms", "c1", "ctx", "tiny") == "https://lms/items/1"
+    records.set_score("job", "u-1", "https://lms/items/1", "failed: HTTP 500")
+    records.set_score("job", "u-1", "https://lms/items/1", "sent: 10/10")
+    assert records.scores("job") == [{"sub": "u-1", "lineitem": "https://lms/items/1", "status": "sent: 10/10"}]

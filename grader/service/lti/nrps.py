@@ -58,4 +58,6 @@ def sync(platform: Platform, launch: Launch, tokens: Tokens, transport: Transpor
         found += members(answer.json())
         match = _NEXT.search(answer.headers.get("link", ""))
         url = match.group(1) if match else None
-    return records.set_members(platform.issuer, platform.client_id, launch.context_id, found[:MAX_MEMBERS])
+    stored = records.set_members(platform.issuer, platform.client_id, launch.context_id, found[:MAX_MEMBERS])
+    records.set_roster_synced(platform.issuer, platform.client_id, launch.context_id)
+    return stored

@@ -12,6 +12,7 @@ processes sharing a PostgreSQL database share login states and used nonces too:
   (AGS) and roster (NRPS) endpoints the platform gave.
 - ``lti_members``: the roster: a platform user (``sub``) and the ids a submission may carry
   for them (the ``sub`` itself, the SIS id, the e-mail address).
+- ``lti_rosters``: when each context's roster was last read.
 - ``lti_lineitems``: the line item found or made for a context and ``resourceId``.
 - ``lti_scores``: what happened to each score (sent, withheld, failed), per job and user.
 """
@@ -42,6 +43,8 @@ _TABLES = (
     "CREATE TABLE IF NOT EXISTS lti_members (issuer TEXT NOT NULL, client_id TEXT NOT NULL,"
     " context_id TEXT NOT NULL, sub TEXT NOT NULL, student_ids TEXT NOT NULL, name TEXT,"
     " PRIMARY KEY (issuer, client_id, context_id, sub))",
+    "CREATE TABLE IF NOT EXISTS lti_rosters (issuer TEXT NOT NULL, client_id TEXT NOT NULL,"
+    " context_id TEXT NOT NULL, synced BIGINT NOT NULL, PRIMARY KEY (issuer, client_id, context_id))",
     "CREATE TABLE IF NOT EXISTS lti_lineitems (issuer TEXT NOT NULL, client_id TEXT NOT NULL,"
     " context_id TEXT NOT NULL, resource_id TEXT NOT NULL, url TEXT NOT NULL,"
     " PRIMARY KEY (issuer, client_id, context_id, resource_id))",
@@ -148,19 +151,34 @@ class Records:
             "lineitem": launch.lineitem, "scopes": " ".join(launch.scopes), "nrps_url": launch.nrps_url,
             "updated": int(time.time())})
 
-    def launches(self, course: str, assignment: str, student: str) -> list[Launch]:
-        """Launches of ``assignment`` by the platform user(s) whose ids include ``student``."""
-        rows = self._rows(
-            "SELECT l.* FROM lti_launches l WHERE l.course = ? AND l.assignment = ? AND (l.sub = ? OR l.sub IN"
-            " (SELECT m.sub FROM lti_members m WHERE m.issuer = l.issuer AND m.client_id = l.client_id"
-            " AND m.context_id = l.context_id AND m.student_ids LIKE ?))",
-            (course, assignment, student, f'%{json.dumps(student)}%'))
-        out = []
+    def contexts(self, course: str, assignment: str) -> list[Launch]:
+        """The latest launch of ``assignment`` with a gradebook endpoint, per context: where its
+        scores go (a student's launch or the teacher's; ``sub`` is that launcher's)."""
+        rows = self._rows("SELECT * FROM lti_launches WHERE course = ? AND assignment = ? AND (lineitems IS NOT NULL"
+                          " OR lineitem IS NOT NULL) ORDER BY updated DESC", (course, assignment))
+        latest: dict[tuple[str, str, str], Launch] = {}
         for r in rows:
-            ids = self.student_ids(r["issuer"], r["client_id"], r["context_id"], r["sub"])
-            if student in ids:  # LIKE found a candidate; the exact list decides
-                out.append(_launch(r))
-        return out
+            latest.setdefault((r["issuer"], r["client_id"], r["context_id"]), _launch(r))
+        return list(latest.values())
+
+    def member_for(self, issuer: str, client_id: str, context_id: str, student: str) -> str | None:
+        """The ``sub`` of the context's member one of whose ids is ``student`` (None: unknown)."""
+        rows = self._rows("SELECT sub, student_ids FROM lti_members WHERE issuer = ? AND client_id = ? AND"
+                          " context_id = ? AND (sub = ? OR student_ids LIKE ?) ORDER BY sub",
+                          (issuer, client_id, context_id, student, f"%{json.dumps(student)}%"))
+        exact = [r["sub"] for r in rows if r["sub"] == student]  # the LMS's own id wins
+        ids = [r["sub"] for r in rows if student in json.loads(r["student_ids"])]
+        found = exact or ids
+        return found[0] if len(set(found)) == 1 else None  # one id, two members: ambiguous, nobody
+
+    def roster_synced(self, issuer: str, client_id: str, context_id: str) -> int | None:
+        rows = self._rows("SELECT synced FROM lti_rosters WHERE issuer = ? AND client_id = ? AND context_id = ?",
+                          (issuer, client_id, context_id))
+        return int(rows[0]["synced"]) if rows else None
+
+    def set_roster_synced(self, issuer: str, client_id: str, context_id: str) -> None:
+        self._upsert("lti_rosters", {"issuer": issuer, "client_id": client_id, "context_id": context_id},
+                     {"synced": int(time.time())})
 
     def set_members(self, issuer: str, client_id: str, context_id: str,
                     members: Iterable[tuple[str, Sequence[str], str]]) -> int:

@@ -10,7 +10,9 @@ No ``from __future__ import annotations`` here: FastAPI reads the route signatur
 """
 
 import logging
+import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,8 @@ from grader.service.store import Store
 
 log = logging.getLogger("mpgrade.service")
 Submit = Callable[[str, Callable[[], None]], None]
+ROSTER_TTL = 300.0  # a launch reads the context's roster again when it is older than this
+ROSTER_RETRY = 60.0  # a score for a student the roster does not know reads it again at most this often
 
 
 class Tool:
@@ -54,23 +58,42 @@ class Tool:
         return begin(params, self.registry, self.records)
 
     def launch(self, id_token: str, state: str) -> tuple[str, Platform]:
-        """A validated launch recorded, its roster fetched, its page made."""
+        """A validated launch recorded and its page made; the roster is read in the background."""
         accepted = validate(id_token, state, self.registry, self.records, self.platform_keys,
                             frozenset(self.assignments))
         launch = accepted.launch
         self.records.add_launch(launch)
         self.records.set_members(launch.issuer, launch.client_id, launch.context_id,
                                  [(launch.sub, list(accepted.student_ids[1:]), accepted.name)])
-        if launch.nrps_url:
-            try:
-                nrps.sync(accepted.platform, launch, self.tokens, self.transport, self.records)
-            except PlatformError as exc:  # the page still shows what the token's own ids find
-                log.warning("the roster of %s could not be read: %s", launch.context_id[:80], exc)
         ids = self.records.student_ids(launch.issuer, launch.client_id, launch.context_id, launch.sub)
         doc = self.records.latest_result(launch.course, launch.assignment, ids)
         self._send_latest_grade(accepted, ids)
+        self.refresh_roster(accepted.platform, launch, then=None)
         title = getattr(self.assignments.get(launch.assignment), "title", "") or launch.assignment
         return page.render(accepted.name, title, doc, accepted.platform), accepted.platform
+
+    def refresh_roster(self, platform: Platform, launch: Launch, then: Callable[[], None] | None,
+                       older_than: float = ROSTER_TTL) -> bool:
+        """Read the context's roster on a delivery thread (then run ``then``) unless it was read
+        less than ``older_than`` seconds ago; whether a read was queued."""
+        if not launch.nrps_url:
+            return False
+        synced = self.records.roster_synced(launch.issuer, launch.client_id, launch.context_id)
+        if synced is not None and time.time() - synced < older_than:
+            return False
+
+        def work() -> None:
+            try:
+                n = nrps.sync(platform, launch, self.tokens, self.transport, self.records)
+                log.info("LTI roster of %s: %d members", launch.context_id[:80], n)
+            except PlatformError as exc:
+                self.records.set_roster_synced(launch.issuer, launch.client_id, launch.context_id)  # not again at once
+                log.warning("the LTI roster of %s could not be read: %s", launch.context_id[:80], exc)
+            if then is not None:
+                then()
+
+        self.submit(launch.nrps_url, work)
+        return True
 
     def _send_latest_grade(self, accepted: Accepted, ids: list[str]) -> None:
         """A grade given before the student's first launch (no AGS endpoint was known then)."""
@@ -80,25 +103,38 @@ class Tool:
             return
         job_id, doc = latest
         if any(s["status"].startswith("sent") and s["sub"] == launch.sub
-                                 for s in self.records.scores(job_id)):
+               for s in self.records.scores(job_id)):
             return
         self._queue(accepted.platform, launch, job_id, doc)
 
     # ------------------------------------------------------------------ grades
 
     def on_done(self, job_id: str) -> None:
-        """A job finished: its score (or nothing, for a result that is not a grade) to every
-        launch of its student that has a gradebook endpoint."""
+        """A job finished: its score (or nothing, for a result that is not a grade) to the
+        gradebook of every context that launched the assignment and has the student on its
+        roster; a context whose roster does not know the student reads it again first (at most
+        every ``ROSTER_RETRY`` seconds)."""
         job = self.store.job(job_id)
         if job is None:
             return
         doc = self.store.result(job_id)
         if doc is None:  # the job failed without a result: not a grade, nothing to send
             return
-        for launch in self.records.launches(job.course, job.assignment, job.student):
-            platform = self.registry.find(launch.issuer, launch.client_id)
-            if platform is not None and (launch.lineitem or launch.lineitems):
-                self._queue(platform, launch, job_id, doc)
+        for context in self.records.contexts(job.course, job.assignment):
+            platform = self.registry.find(context.issuer, context.client_id)
+            if platform is None:
+                continue
+            sub = self.records.member_for(context.issuer, context.client_id, context.context_id, job.student)
+            if sub is not None:
+                self._queue(platform, replace(context, sub=sub), job_id, doc)
+                continue
+
+            def again(platform: Platform = platform, context: Launch = context) -> None:
+                found = self.records.member_for(context.issuer, context.client_id, context.context_id, job.student)
+                if found is not None:
+                    self._queue(platform, replace(context, sub=found), job_id, doc)
+
+            self.refresh_roster(platform, context, then=again, older_than=ROSTER_RETRY)
 
     def _queue(self, platform: Platform, launch: Launch, job_id: str, doc: dict[str, Any]) -> None:
         url = launch.lineitem or launch.lineitems or platform.token_url
