@@ -302,6 +302,9 @@ class _Stalling:
             except OSError:
                 return
             self.conns.append(conn)
+            if self.stop.is_set():  # accepted while closing: close() may have missed it
+                conn.close()
+                return
             if self.drip:
                 answer = itertools.cycle(b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 50)
                 try:
@@ -311,7 +314,13 @@ class _Stalling:
                     pass
 
     def close(self) -> None:
+        import socket
+
         self.stop.set()
+        try:  # wakes the accept() under way (closing alone leaves it listening, on Linux)
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self.sock.close()
         for conn in self.conns:
             conn.close()
@@ -705,6 +714,46 @@ def test_a_tarpit_lms_does_not_delay_another_courses_callback(serve, tiny):
     finally:
         tarpit.close()
     assert took < 1.5, f"the healthy LMS waited {took:.1f} s behind the tarpit"  # 4 s before
+
+
+def test_a_course_with_many_dead_lms_hosts_cannot_take_every_delivery_thread():
+    """Course dead sends six callbacks, each to another tarpit (accepts, never answers), with
+    four delivery threads in all; then course alive sends one to a healthy LMS. Per destination
+    alone the six take all four threads for their whole deadline; with a per-course share the
+    healthy one is sent while every tarpit delivery is still waiting, and none is lost."""
+    import threading
+
+    from grader.service import callbacks
+
+    egress = callbacks.Egress(callbacks.networks(["127.0.0.0/8"]))
+    pool = callbacks.Deliveries(per_destination=2, max_threads=4, per_course=2)
+    tarpits = [_Stalling(drip=False) for _ in range(6)]
+    outcomes: dict[str, str] = {}
+    lock = threading.Lock()
+
+    def send(url: str, name: str):
+        def work() -> None:
+            status = callbacks.post(url, {"score": 1}, attempts=1, timeout=60.0, egress=egress)
+            with lock:
+                outcomes[name] = status
+        return work
+
+    try:
+        with Receiver() as lms:
+            for i, tarpit in enumerate(tarpits):
+                pool.submit(tarpit.url, send(tarpit.url, f"dead-{i}"), course="dead")
+            pool.submit(lms.url + "/alive", send(lms.url + "/alive", "alive"), course="alive")
+            wait_for(lambda: lms.received, 30, interval=0.02, what="the healthy course's callback")
+            with lock:
+                assert [n for n in outcomes if n != "alive"] == [], outcomes  # the tarpits still hold theirs
+            assert sum(len(t.conns) for t in tarpits) <= 2  # the dead course had its share, no more
+    finally:
+        for tarpit in tarpits:
+            tarpit.close()
+    wait_for(lambda: len(outcomes) == 7, 60, what="every delivery to end")
+    assert all(outcomes[f"dead-{i}"].startswith("failed: ") for i in range(6)), outcomes
+    assert outcomes["alive"] == "delivered: HTTP 200"
+    pool.shutdown()
 
 
 class _Uvicorn:

@@ -83,6 +83,7 @@ class ServiceConfig:
     callback_timeout: float = callbacks.TIMEOUT
     callback_allow: Sequence[str] = ()  # CIDRs callbacks may reach besides public addresses
     callback_per_destination: int = callbacks.PER_DESTINATION
+    callback_per_course: int = callbacks.PER_COURSE  # sending threads one course may hold
     start_method: str | None = None
     timeout: float | None = None
     min_free: int = DEFAULT_MIN_FREE  # bytes free on the database's and the uploads' disks
@@ -311,7 +312,8 @@ class Service:
     def __init__(self, config: ServiceConfig, store: Store) -> None:
         self.config, self.store = config, store
         self.egress = callbacks.Egress(callbacks.networks(config.callback_allow))
-        self.delivery = callbacks.Deliveries(per_destination=config.callback_per_destination)
+        self.delivery = callbacks.Deliveries(per_destination=config.callback_per_destination,
+                                             per_course=config.callback_per_course)
         self.dispatcher = _dispatcher(config, store, self.on_done)
         self.reports = Reports(store)
         self.metrics: Any = None
@@ -348,8 +350,9 @@ class Service:
             self.metrics.delivered(status)
 
     def on_done(self, job_id: str) -> None:
-        """A job has its outcome: its callback is sent on a thread of its destination's (one
-        LMS that never answers delays only its own callbacks), never on the caller's."""
+        """A job has its outcome: its callback is sent on a delivery thread within its
+        destination's and its course's share (one LMS that never answers, or one course's many
+        dead LMSs, delay only their own callbacks), never on the caller's."""
         job = self.store.job(job_id)
         if job is not None and self.metrics is not None:
             try:
@@ -357,7 +360,7 @@ class Service:
             except Exception:  # metrics must never cost a callback
                 log.exception("counting job %s in the metrics failed", job_id)
         if job is not None and job.callback_url:
-            self.delivery.submit(job.callback_url, lambda: self.deliver(job_id))
+            self.delivery.submit(job.callback_url, lambda: self.deliver(job_id), course=job.course)
         if job is not None and self.lti is not None:
             try:  # scores for the student's LTI launches, on the delivery threads too
                 self.lti.on_done(job_id)

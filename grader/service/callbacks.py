@@ -14,7 +14,9 @@ service", docs/service.md "Callbacks"):
   (``mpgrade serve --callback-allow 10.0.0.0/8``).
 - **What it costs** (:class:`Deliveries`): every destination (host and port) has its own queue
   and at most ``per_destination`` sending threads, so an LMS that accepts connections and never
-  answers holds only its own callbacks, never another course's.
+  answers holds only its own callbacks, never another course's; and every course at most
+  ``per_course`` threads, so a course whose many callback URLs are all dead cannot take the
+  whole delivery capacity from the others.
 - **What is sent**: only the result (or an LTI AGS score object), with an ``Idempotency-Key``
   (job id and delivery number) that stays the same when one delivery is retried or sent again
   after a restart, so a receiver can drop duplicates; redirects are not followed; each attempt
@@ -41,6 +43,7 @@ ATTEMPTS = 3
 TIMEOUT = 10.0
 MAX_URL = 2000
 PER_DESTINATION = 2  # sending threads one callback host may hold
+PER_COURSE = 8  # sending threads one course's callbacks may hold, whatever their hosts
 MAX_THREADS = 32  # sending threads in all
 WITHHELD = "withheld: "  # an LTI callback for a result that is not a grade: nothing was sent
 BLOCKED = "blocked: "  # the start of a callback status the egress policy refused (never retried)
@@ -319,61 +322,85 @@ class _DeadlineStream:
 
 
 class Deliveries:
-    """Callback sending, isolated per destination: each (host, port) has its own queue, served
-    by at most ``per_destination`` threads, and at most ``max_threads`` threads run in all.
+    """Callback sending, isolated per destination and per course: each (course, host, port) has
+    its own queue; at most ``per_destination`` threads send to one host and port (whichever
+    course), at most ``per_course`` threads send one course's callbacks (whatever the hosts) and
+    at most ``max_threads`` run in all.
 
-    A thread exists only while its destination has work, so a thousand LMS hosts cost nothing
-    when idle; an LMS that never answers keeps at most ``per_destination`` threads busy (each
-    attempt ends at its deadline), and every other destination is served by threads of its
-    own. Should ``max_threads`` be busy, new work waits in its queue and is taken, across
-    destinations in turn, as threads finish.
+    A thread exists only while there is work it may take, so a thousand LMS hosts cost nothing
+    when idle. An LMS that never answers keeps at most ``per_destination`` threads busy (each
+    attempt ends at its deadline) and a course whose callbacks all go to dead hosts at most
+    ``per_course``; every other destination and course is served by the threads left. A thread
+    that finishes a delivery takes the next one that is allowed, queues in turn (round robin),
+    so a freed place goes to whoever waits, not to the queue that had it.
     """
 
-    def __init__(self, per_destination: int = PER_DESTINATION, max_threads: int = MAX_THREADS) -> None:
+    def __init__(self, per_destination: int = PER_DESTINATION, max_threads: int = MAX_THREADS,
+                 per_course: int = PER_COURSE) -> None:
         self.per_destination, self.max_threads = max(1, per_destination), max(1, max_threads)
-        self._queues: dict[tuple[str, int], deque[Callable[[], None]]] = {}
-        self._busy: dict[tuple[str, int], int] = {}
+        self.per_course = max(1, per_course)
+        self._queues: dict[tuple[str, str, int], deque[Callable[[], None]]] = {}  # in turn: dicts keep order
+        self._by_destination: dict[tuple[str, int], int] = {}  # threads sending, per destination
+        self._by_course: dict[str, int] = {}  # threads sending, per course
         self._lock = threading.Lock()
         self._threads = 0
         self._closed = False
 
-    def submit(self, url: str, work: Callable[[], None]) -> None:
-        """Run ``work`` (one delivery to ``url``) on a thread of ``url``'s destination."""
-        key = destination(url)
+    def submit(self, url: str, work: Callable[[], None], course: str = "") -> None:
+        """Run ``work`` (one delivery of ``course`` to ``url``) on a sending thread, in turn."""
+        key = (course, *destination(url))
         with self._lock:
             if self._closed:
                 return
             self._queues.setdefault(key, deque()).append(work)
-            self._spawn(key)
+            self._fill()
 
-    def _spawn(self, key: tuple[str, int]) -> None:
-        """With the lock held: a new thread for ``key`` if it has waiting work and room."""
-        if (self._queues.get(key) and self._busy.get(key, 0) < self.per_destination
-                and self._threads < self.max_threads):
-            self._busy[key] = self._busy.get(key, 0) + 1
+    def _next(self) -> tuple[tuple[str, str, int], Callable[[], None]] | None:
+        """With the lock held: the first queued delivery whose course and destination have room
+        (its place is taken and its queue moved to the back), or None."""
+        for key, queue in self._queues.items():
+            course, dest = key[0], key[1:]
+            if (self._by_course.get(course, 0) < self.per_course
+                    and self._by_destination.get(dest, 0) < self.per_destination):
+                work = queue.popleft()
+                del self._queues[key]
+                if queue:
+                    self._queues[key] = queue  # to the back: the next turn is another queue's
+                self._by_course[course] = self._by_course.get(course, 0) + 1
+                self._by_destination[dest] = self._by_destination.get(dest, 0) + 1
+                return key, work
+        return None
+
+    def _done(self, key: tuple[str, str, int]) -> None:
+        """With the lock held: ``key``'s delivery ended; its places are free again."""
+        _release(self._by_course, key[0])
+        _release(self._by_destination, key[1:])
+
+    def _fill(self) -> None:
+        """With the lock held: new threads while there is allowed work and room for them."""
+        while not self._closed and self._threads < self.max_threads:
+            picked = self._next()
+            if picked is None:
+                return
             self._threads += 1
-            threading.Thread(target=self._serve, args=(key,), name=f"mpgrade-callback-{key[0][:40]}",
+            threading.Thread(target=self._serve, args=picked, name=f"mpgrade-callback-{picked[0][1][:40]}",
                              daemon=True).start()
 
-    def _serve(self, key: tuple[str, int]) -> None:
+    def _serve(self, key: tuple[str, str, int], work: Callable[[], None]) -> None:
         while True:
-            with self._lock:
-                queue = self._queues.get(key)
-                if self._closed or not queue:
-                    self._busy[key] -= 1
-                    self._threads -= 1
-                    if not self._busy[key]:
-                        del self._busy[key]
-                        if not queue:
-                            self._queues.pop(key, None)
-                    for other in list(self._queues):  # a freed slot goes to whoever waits
-                        self._spawn(other)
-                    return
-                work = queue.popleft()
             try:
                 work()
-            except Exception:  # one delivery's bug must not end the destination's thread
+            except Exception:  # one delivery's bug must not end the thread
                 log.exception("a callback delivery failed")
+            with self._lock:
+                self._done(key)
+                picked = None if self._closed else self._next()
+                if picked is None:
+                    self._threads -= 1
+                    self._fill()  # a freed place may let another queue's delivery start
+                    return
+                key, work = picked
+                self._fill()  # the end of one delivery can free two queues (its course, its host)
 
     def pending(self) -> int:
         """Deliveries queued and not yet started (all destinations)."""
@@ -384,3 +411,10 @@ class Deliveries:
         """No new deliveries; queued ones are dropped (they are owed again at the next start)."""
         with self._lock:
             self._closed = True
+
+
+def _release(counts: dict[Any, int], name: Any) -> None:
+    """One thread fewer for ``name``; a name without threads is forgotten."""
+    counts[name] -= 1
+    if not counts[name]:
+        del counts[name]
