@@ -62,8 +62,26 @@ def run_check(assignment: Assignment, exercises: tuple[str, ...] = (),
     for ex_id in exercises:
         assignment.exercise(ex_id)  # unknown ids fail early with the list of known ones
     sub = working_copy(assignment, exercises)
-    methods = (start_method,) if start_method else assignment.check_start_methods
-    return _run(assignment, exercises, sub, methods)
+    return _run(assignment, exercises, sub, start_methods(assignment, start_method))
+
+
+def start_methods(assignment: Assignment, start_method: str | None = None) -> tuple[str, ...]:
+    """``start_method``, or every start method of the assignment this system has (the default
+    first): macOS has all three; a method the system lacks is left out, and said in the
+    output's "Start methods" line, rather than failing every test."""
+    import multiprocessing
+
+    have = multiprocessing.get_all_start_methods()
+    if start_method:
+        if start_method not in have:
+            raise CheckCannotRun(f"this system has no {start_method!r} start method (it has "
+                                 f"{', '.join(have)})")
+        return (start_method,)
+    methods = tuple(m for m in assignment.check_start_methods if m in have)
+    if not methods:
+        raise CheckCannotRun(f"this system has none of the assignment's start methods "
+                             f"({', '.join(assignment.check_start_methods)}; it has {', '.join(have)})")
+    return methods
 
 
 def run_notebook_check(assignment: Assignment, path: Path, exercises: tuple[str, ...] = (),
@@ -89,8 +107,7 @@ def run_notebook_check(assignment: Assignment, path: Path, exercises: tuple[str,
         if ex_id not in own:
             raise AssignmentError(f"{path.name} is the code of {', '.join(own)}, not of {ex_id}")
     sub.id, sub.missing = "notebook", []
-    methods = (start_method,) if start_method else assignment.check_start_methods
-    return _run(assignment, own, sub, methods)
+    return _run(assignment, own, sub, start_methods(assignment, start_method))
 
 
 class CheckCannotRun(RuntimeError):
@@ -103,8 +120,16 @@ NO_PROCESSES = ("this system lets mpgrade see no processes (no /proc, and psutil
                 "psutil: python -m pip install --force-reinstall psutil)")
 
 
+POSIX = os.name == "posix"
+NOT_POSIX = ("mpgrade check needs a POSIX system (Linux, macOS): it stops your processes "
+             "through process sessions and signals Windows does not have. On Windows, use WSL "
+             "(wsl --install, then run the check inside it)")
+
+
 def _run(assignment: Assignment, exercises: tuple[str, ...], sub: Submission,
          methods: tuple[str, ...]) -> dict[str, Any]:
+    if not POSIX:
+        raise CheckCannotRun(NOT_POSIX)
     if not processes.can_see_children():
         # Graded blind, a correct solution "started no process": refusing is the honest answer.
         raise CheckCannotRun(NO_PROCESSES)

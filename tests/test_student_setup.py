@@ -143,3 +143,20 @@ def test_make_check_watch_runs_the_watch(tmp_path):
     out = make("-n", "check", "WATCH=1", "EX=01_spawn", f"VENV={tmp_path / 'v'}")
     assert out.returncode == 0, out.stderr
     assert "-m grader check --watch 01_spawn" in out.stdout
+
+
+def test_the_check_runs_the_start_methods_the_system_has(course, monkeypatch):
+    import multiprocessing
+
+    monkeypatch.setattr(multiprocessing, "get_all_start_methods", lambda: ["spawn"])  # as Windows
+    assert check.start_methods(course) == ("spawn",)
+    with pytest.raises(check.CheckCannotRun, match="no 'fork' start method"):
+        check.start_methods(course, "fork")
+    monkeypatch.setattr(multiprocessing, "get_all_start_methods", lambda: ["fork", "spawn", "forkserver"])
+    assert check.start_methods(course) == ("fork", "spawn", "forkserver")
+
+
+def test_on_windows_the_check_says_to_use_wsl_instead_of_crashing(course, monkeypatch):
+    monkeypatch.setattr(check, "POSIX", False)
+    with pytest.raises(check.CheckCannotRun, match="WSL"):
+        check.run_check(course, ("01_spawn",))
