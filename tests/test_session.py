@@ -125,6 +125,20 @@ def leave_running():
     p.start()
     return p.pid
 
+def _chatter(i):
+    for k in range(20):
+        print("worker", i, "line", k)
+
+def chatter(n, method):
+    ctx = mp.get_context(method)
+    ps = [ctx.Process(target=_chatter, args=(i,)) for i in range(n)]
+    for p in ps:
+        p.start()
+    for p in ps:
+        p.join()
+    print("caller done")
+    return [p.pid for p in ps]
+
 def stub():
     raise NotImplementedError
 
@@ -295,6 +309,20 @@ def test_threads_are_counted_like_processes(runner):
     assert call.threads_left == 0 and call.workers == set(), "threads are never workers"
     runner.module("shop").leave_thread()
     assert runner.last.threads_left == 1
+
+
+# -- output ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_what_each_process_printed_in_order_and_whole(runner, method):
+    pids = runner.module("shop").chatter(3, method)
+    call = runner.last
+    assert "\x00" not in call.stdout and "\x1e" not in call.stdout, "no frame reaches the text"
+    for i, pid in enumerate(pids):
+        assert call.printed_by(pid) == [f"worker {i} line {k}" for k in range(20)]
+    assert call.printed_by(call.pid) == ["caller done"]
+    assert sorted(call.stdout.splitlines()) == sorted(line.text for line in call.printed)
 
 
 # -- stubs -------------------------------------------------------------------------------------------

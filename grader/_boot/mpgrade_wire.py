@@ -20,3 +20,9 @@ SEAL_NONE = b"0"  # not sealed: PR_SET_DUMPABLE failed; the supervisor discards 
 SEAL_SELF = b"1"  # sealed itself just now (a window existed between exec and this word)
 SEAL_AT_EXEC = b"2"  # already sealed by the kernel at exec (execute-only interpreter)
 SEALED = (SEAL_SELF, SEAL_AT_EXEC)
+
+# What each student process writes to its stdout and stderr starts with this frame, so the
+# grader can tell which process printed which line (``sitecustomize._framed``): b"\x00\x1e"
+# PID b"\x1f". Advisory (the student's code can write without it, or forge one): it only says
+# whose output is whose, for feedback and for tests that read ``CallRecord.printed``.
+OUTPUT_FRAME = b"\x00\x1e%d\x1f"

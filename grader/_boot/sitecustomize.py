@@ -35,15 +35,52 @@ def _role() -> str:
 
 
 def _line_buffered() -> None:
-    """Whole lines on the call's pipes: the grader starts every process unbuffered (so nothing
-    printed before a hang is lost), where each ``print`` argument is its own write and the
-    output of processes printing at once interleaves mid-line. Line buffering keeps every
-    line (and every frame of a crashing worker's traceback) in one write."""
-    for stream in (sys.stdout, sys.stderr):
+    """Whole lines on the call's pipes, each framed with the PID that wrote it.
+
+    The grader starts every process unbuffered (so nothing printed before a hang is lost),
+    where each ``print`` argument is its own write and the output of processes printing at
+    once interleaves mid-line. Line buffering keeps every line (and every frame of a crashing
+    worker's traceback) in one write; the frame (``mpgrade_wire.OUTPUT_FRAME``, with the PID
+    of the process writing, so a forked child's lines are its own) lets the grader say what
+    each process printed, in order."""
+    if globals().get("_framed"):
+        return  # a forked child: its parent's streams are framed already, with its own PID
+    globals()["_framed"] = True
+    import io
+
+    class Framed(io.RawIOBase):
+        def __init__(self, fd: int) -> None:
+            self.fd = fd
+
+        def writable(self) -> bool:
+            return True
+
+        def fileno(self) -> int:
+            return self.fd
+
+        def isatty(self) -> bool:
+            return False
+
+        def write(self, data) -> int:
+            data = bytes(data)
+            out = memoryview((_wire.OUTPUT_FRAME % os.getpid()) + data)
+            while out:  # one write for a line (atomic on a pipe up to 4 KiB)
+                out = out[os.write(self.fd, out):]
+            return len(data)
+
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
         try:
-            stream.reconfigure(line_buffering=True, write_through=False)
+            fd = stream.fileno()
+            framed = io.TextIOWrapper(io.BufferedWriter(Framed(fd)), encoding=stream.encoding,
+                                      errors=stream.errors, line_buffering=True)
+            stream.flush()
+            setattr(sys, name, framed)
         except Exception:
-            pass
+            try:
+                stream.reconfigure(line_buffering=True, write_through=False)
+            except Exception:
+                pass
 
 
 def _install(role: str) -> None:

@@ -143,13 +143,18 @@ def _gone(pid: int, within: float = 10) -> bool:
 def test_a_handle_of_another_session_is_refused_before_anything_is_sent(runner):
     with runner.session() as first:
         theirs = first.module("hostile").Forger()
-        with runner.session() as second:
-            with pytest.raises(ValueError, match="another session"):
-                second.module("hostile").lingering(theirs)
-            with pytest.raises(ValueError, match="another session"):
-                second.take(theirs, 1)
+        with pytest.raises(RuntimeError, match="while a session is open"):
+            runner.session()
+        with pytest.raises(RuntimeError, match="while a session is open"):
+            runner.module("hostile").lingering()
     with pytest.raises(SessionClosed):
         theirs.flood()
+    with runner.session() as second:
+        with pytest.raises(ValueError, match="another session"):
+            second.module("hostile").lingering(theirs)
+        with pytest.raises(ValueError, match="another session"):
+            second.take(theirs, 1)
+        assert second.module("hostile").lingering() == 1
 
 
 @pytest.mark.parametrize("name", ["__class__", "__reduce__", "__dict__", "__globals__", "__getattribute__",
@@ -201,7 +206,7 @@ def test_stolen_requests_cost_one_operations_limit(runner):
 
 
 def test_bad_answers_of_student_objects_fail_that_operation(runner):
-    with runner.session() as s:
+    with runner.session(timeout=30) as s:  # 40 MB through a pipe on a loaded machine
         forger = s.module("hostile").Forger()
         with pytest.raises(TypeError):
             len(forger)

@@ -25,6 +25,7 @@ from grader.harness.boundary.failures import (
 )
 from grader.harness.boundary.hangs import dump_sizes, summarize_dump, wait_for_dumps
 from grader.harness.boundary.helper import Helper
+from grader.harness.boundary.output import unframe
 from grader.harness.boundary.record import CallRecord
 
 if TYPE_CHECKING:
@@ -168,8 +169,9 @@ class CallExecution:
             record.exit_status = child.proc.returncode
             record.peak_processes = self._peak()
             self._take_claims()  # again: workers that started while the call was torn down
-            record.stdout = child.out.decode(errors="replace")
-            record.stderr = child.err.decode(errors="replace")
+            record.stdout, out_lines = unframe(bytes(child.out), "stdout")
+            record.stderr, err_lines = unframe(bytes(child.err), "stderr")
+            record.printed = out_lines + err_lines
             record.output_bytes = child.output_total
             record.cpu_time = sum(cpu for cpu, _ in self.seen.values())
 

@@ -35,7 +35,12 @@ class CallRecord:
     elapsed: float | None = None  # the call's own time, measured in the student's process
     tasks: int | None = None  # an ``async def``: tasks its event loop created (None: not async)
     peak_tasks: int | None = None  # ... and the most of them pending at once
+    printed: list[Any] = field(default_factory=list)  # ``output.Printed`` lines: (pid, stream, text)
     operations: int = 0  # a session's operations (calls, attribute reads, takes)
+
+    def printed_by(self, pid: int, stream: str = "stdout") -> list[str]:
+        """The lines process ``pid`` printed on ``stream``, in the order it printed them."""
+        return [line.text for line in self.printed if line.pid == pid and line.stream == stream]
 
     def telemetry(self) -> dict[str, Any]:
         return {

@@ -68,6 +68,9 @@ class StudentRunner:
     # None: each call has only its own limit.
     budget: TimeShare | None = None
     records: list[CallRecord] = field(default_factory=list)
+    # The session whose block is running: one student process tree at a time (the clean-up
+    # after any call kills every process of the student user, which would end the session).
+    active: Any = None
 
     @property
     def last(self) -> CallRecord:
@@ -90,6 +93,7 @@ class StudentRunner:
         """
         if start_method is not None and start_method not in START_METHODS:
             raise ValueError(f"unknown start method {start_method!r}")
+        self._one_at_a_time("a session")
         method = start_method or self.start_method or "fork"
         record = CallRecord(module="", function="session", start_method=method)
         self.records.append(record)
@@ -115,6 +119,7 @@ class StudentRunner:
         Raises a StudentFailure subclass when the call did not return a value; the record is
         appended either way so tests and telemetry can see it.
         """
+        self._one_at_a_time(f"{module}.{function}()")
         method = start_method or self.start_method or "fork"
         record = CallRecord(module=module, function=function, start_method=method)
         self.records.append(record)
@@ -125,6 +130,11 @@ class StudentRunner:
         if error is not None:
             raise self._explain_limits(error, before)
         return record
+
+    def _one_at_a_time(self, what: str) -> None:
+        if self.active is not None:
+            raise RuntimeError(f"test bug: {what} while a session is open; inside the block, reach the "
+                               "student's code through the session (s.module(...), s.helper(...))")
 
     def clear_user(self) -> int:
         """Between two calls nothing of the student user is left: no process but the waiting

@@ -146,8 +146,11 @@ class Session:
     # -- lifetime -----------------------------------------------------------------------------
 
     def __enter__(self) -> Session:
+        if self._runner.active is not None:
+            raise RuntimeError("test bug: a session while another is open: one student process tree at a time")
         self._execution.open_session()
         self._open = True
+        self._runner.active = self
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -155,7 +158,9 @@ class Session:
 
     def close(self) -> None:
         """End the session: record what is still running, kill and reap it all (once)."""
-        if self._open:
+        if self._runner.active is self:
+            self._runner.active = None
+        if not self._execution.closed:
             self._open = False
             self._execution.close_session()
 

@@ -1,0 +1,49 @@
+"""What a call's processes printed: the text, and which process printed which line.
+
+Every student process writes its stdout and stderr through ``sitecustomize``'s framed,
+line-buffered streams: each write starts with ``mpgrade_wire.OUTPUT_FRAME`` (the writer's PID).
+Here the frames are taken out again: ``text`` is what was printed, ``lines`` says by whom.
+Frames are advisory (student code can write around them, or forge one), so they only ever
+decide whose output a line is, never a score on their own; bytes written without a frame
+(``os.write(1, ...)``, a program that is not Python) belong to the frame before them, or to PID 0.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+_FRAME = re.compile(rb"\x00\x1e(\d{1,10})\x1f")
+_CUT = re.compile(rb"\x00(?:\x1e\d{0,10})?\Z")
+
+
+class Printed(NamedTuple):
+    """One line a process printed (without its newline)."""
+
+    pid: int
+    stream: str  # "stdout" or "stderr"
+    text: str
+
+
+def unframe(raw: bytes, stream: str) -> tuple[str, list[Printed]]:
+    """The text ``raw`` holds without frames, and its lines with the PID that wrote each."""
+    raw = _CUT.sub(b"", raw)  # a frame cut by the capture's cap, at the very end
+    pieces: list[tuple[int, bytes]] = []
+    pid, start = 0, 0
+    for match in _FRAME.finditer(raw):
+        if match.start() > start:
+            pieces.append((pid, raw[start:match.start()]))
+        pid, start = int(match.group(1)), match.end()
+    if start < len(raw):
+        pieces.append((pid, raw[start:]))
+    text = b"".join(chunk for _, chunk in pieces).decode(errors="replace")
+    lines: list[Printed] = []
+    pending: dict[int, str] = {}
+    for who, chunk in pieces:
+        part = pending.pop(who, "") + chunk.decode(errors="replace")
+        *whole, rest = part.split("\n")
+        lines.extend(Printed(who, stream, line) for line in whole)
+        if rest:
+            pending[who] = rest
+    lines.extend(Printed(who, stream, rest) for who, rest in pending.items())
+    return text, lines
