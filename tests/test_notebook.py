@@ -163,3 +163,55 @@ def test_convert_reports_why_a_notebook_was_not_used(course):
                            "reason": "spawn.ipynb, code cell 1: shell escape '!ls' dropped"}]
     big = notebook.convert(code_notebook("x = 1\n" * 100), "spawn.ipynb", course, 100)
     assert big.module is None and "larger than 100 bytes" in big.ignored[0]["reason"]
+
+
+# --- top-level await: valid in Jupyter, a SyntaxError in a module (#17) --------------------------
+
+ASYNC_DEF = "import asyncio\n\n\nasync def limited(n):\n    await asyncio.sleep(0)\n    return n"
+
+
+def test_a_cell_that_awaits_at_the_top_level_is_dropped_and_the_module_compiles(course):
+    data = code_notebook(
+        ASYNC_DEF,
+        "print(await limited(3))",  # a cell trying the function, as Jupyter allows
+        "async with asyncio.timeout(1):\n    await limited(1)\nx = 2",
+        "values = [v async for v in gen()]\nprint('kept')",
+    )
+    conv = notebook.convert(data, "spawn.ipynb", course, 100_000)
+    assert conv.module == "spawn.py", conv.ignored
+    source = conv.source.decode()
+    compile(source, "spawn.py", "exec", dont_inherit=True)  # before: 'await' outside function
+    assert "async def limited(n):\n    await asyncio.sleep(0)" in source  # an async def stays
+    assert "x = 2" in source and "print('kept')" in source and "await limited(1)" not in source
+    reasons = [entry["reason"] for entry in conv.ignored]
+    assert reasons == [
+        "spawn.ipynb, code cell 2: top-level await 'print(await limited(3))' dropped (a module "
+        "cannot await outside an async def; Jupyter can)",
+        "spawn.ipynb, code cell 3: top-level await 'async with asyncio.timeout(1):' dropped (a "
+        "module cannot await outside an async def; Jupyter can)",
+        "spawn.ipynb, code cell 4: top-level await 'values = [v async for v in gen()]' dropped (a "
+        "module cannot await outside an async def; Jupyter can)",
+    ]
+
+
+def test_a_name_only_a_top_level_await_sets_refuses_the_notebook_saying_what_to_change(course):
+    data = code_notebook(ASYNC_DEF, "n = await limited(3)", "def twice():\n    return 2 * n")
+    conv = notebook.convert(data, "spawn.ipynb", course, 100_000)
+    assert conv.module is None and conv.source is None
+    reason = conv.ignored[-1]["reason"]
+    assert reason.startswith("spawn.ipynb, code cell 2, line 1: 'n = await limited(3)' awaits at the top level")
+    assert "uses n that it sets" in reason and "asyncio.run(main())" in reason
+    with pytest.raises(notebook.NotebookError, match="code cell 2, line 1"):
+        notebook.extract_module(data, "spawn.ipynb")
+
+
+def test_a_name_set_elsewhere_too_is_not_a_reason_to_refuse(course):
+    data = code_notebook(ASYNC_DEF, "n = 0", "n = await limited(3)", "def twice():\n    return 2 * n")
+    conv = notebook.convert(data, "spawn.ipynb", course, 100_000)
+    assert conv.module == "spawn.py" and b"n = 0" in conv.source and b"await limited(3)" not in conv.source
+
+
+def test_a_real_syntax_error_next_to_an_await_is_left_for_python_to_report(course):
+    data = code_notebook("await x\ndef broken(:\n    pass")
+    conv = notebook.convert(data, "spawn.ipynb", course, 100_000)
+    assert conv.module == "spawn.py" and b"def broken(:" in conv.source and b"await x" in conv.source

@@ -18,6 +18,7 @@ count of the rest (a 16 MiB notebook of magic lines once cost the host 2.5 GB).
 
 from __future__ import annotations
 
+import ast
 import io
 import json
 import re
@@ -40,6 +41,7 @@ NOTEBOOK_MAX_DEPTH = 64  # widget state in the metadata nests ~10 levels
 MAX_CELLS = 10_000
 MAX_CODE = 2 * 1024 * 1024  # characters in all code cells, before the magics are dropped,
 MAX_CODE_LINES = 100_000  # and their lines: tokenizing them costs ~2 us a token
+MAX_AWAIT_PARSED = 256 * 1024  # characters of code parsed to find top-level await, per notebook
 MAX_NOTES = 20  # notes about dropped lines per notebook; then one note counts the rest
 MAX_MESSAGE = 200  # validation messages can quote the whole offending cell: keep them short
 _SHOWN = 60  # how much of a dropped line a note quotes
@@ -138,7 +140,8 @@ def _handin_note(ex: Exercise, module: str) -> str:
         f"Write your code in the code cell below (it becomes `{module}`): the grader takes the "
         "code cells of this notebook, in order, and nothing else. Lines starting with `%`, "
         "`%%` or `!` (IPython magics and shell commands) are dropped, and so are markdown "
-        "cells and outputs. Keep experiments under `if __name__ == \"__main__\":`.\n\n"
+        "cells, outputs and statements that `await` outside an `async def` (Jupyter runs them, "
+        "a module cannot). Keep experiments under `if __name__ == \"__main__\":`.\n\n"
         "On macOS and Windows (start method `spawn`), a `Process` whose target is defined in "
         "this notebook fails *inside Jupyter* (the child cannot import the notebook). That is "
         f"a limitation of notebooks, not of your code: the grader runs the code as `{module}`, "
@@ -248,8 +251,11 @@ def extract_module(data: bytes, filename: str) -> tuple[bytes, list[str]]:
     SyntaxError in a module, so it is dropped: a cell that starts with a cell magic
     (``%%time``, ``%%bash``...) entirely, line magics (``%matplotlib``), shell escapes
     (``!pip``, ``x = !ls``) and ``get_ipython()`` lines one by one. A dropped line inside a
-    block becomes ``pass`` so the block stays valid. Raises NotebookError for anything that is
-    not a valid notebook. After :data:`MAX_NOTES` notes, one more says how many were left out.
+    block becomes ``pass`` so the block stays valid. A top-level ``await`` (``async for``,
+    ``async with``), which Jupyter runs and a module cannot, is dropped as a statement, noted
+    too; when the rest of the code uses a name only it set, the notebook is refused instead
+    (NotebookError naming the cell and what to change). Raises NotebookError for anything that
+    is not a valid notebook. After :data:`MAX_NOTES` notes, one more says how many were left out.
     """
     return _extract(load(data, filename), filename)
 
@@ -277,6 +283,8 @@ def _extract(nb: nbformat.NotebookNode, filename: str) -> tuple[bytes, list[str]
     name = PurePosixPath(filename).name
     notes = _Notes()
     parts: list[str] = []
+    awaited: list[_Awaited] = []
+    budget = [MAX_AWAIT_PARSED]
     number = 0
     for cell in nb.cells:
         if cell.get("cell_type") != "code":
@@ -290,10 +298,163 @@ def _extract(nb: nbformat.NotebookNode, filename: str) -> tuple[bytes, list[str]
                          "(the whole cell)")
             continue
         cleaned = _drop_ipython_lines(source, f"{name}, code cell {number}", notes)
+        cleaned = _drop_top_level_await(cleaned, f"{name}, code cell {number}", notes, awaited, budget)
         if cleaned.strip():
             parts.append(cleaned.strip("\n"))
     text = "\n\n\n".join(parts)
+    if awaited:
+        _refuse_lost_names(parts, awaited, [MAX_AWAIT_PARSED])
     return (text + "\n" if text else "").encode("utf-8"), notes.lines()
+
+
+# --------------------------------------------------------------------------------------------
+# Top-level await: valid in a Jupyter cell (IPython runs the cell in its event loop), a
+# SyntaxError at the top level of a module. Such a statement is a cell's way of running
+# something (``await main()``, ``async for``/``async with`` at the top), as experiments are: it
+# is dropped with a note, like a magic. When it also binds a name that the rest of the code
+# uses (``data = await fetch()``, then ``len(data)``), dropping it would only turn the
+# SyntaxError into a NameError at import: the notebook is refused, saying what to change.
+
+_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
+
+
+@dataclass
+class _Awaited:
+    """A dropped top-level statement that awaits: where it was and the names it bound."""
+
+    where: str
+    line: int
+    text: str
+    names: set[str]
+
+
+def _drop_top_level_await(source: str, where: str, notes: _Notes, awaited: list[_Awaited],
+                          budget: list[int]) -> str:
+    """``source`` without its top-level statements that await (each noted in ``notes`` and
+    recorded in ``awaited``); unchanged when it is valid module code, or not valid even for
+    Jupyter (the student then sees Python's own SyntaxError)."""
+    if "await" not in source and "async" not in source:
+        return source  # nothing that could await: spare it the parsing
+    tree = _parsed(source, budget)  # parsed, not compiled: "await outside function" is the compiler's
+    if tree is None:
+        return source  # not Python even for Jupyter (or over budget): Python reports it in the sandbox
+    lines: list[str | None] = list(source.splitlines())
+    found = [stmt for stmt in tree.body if _awaits(stmt)]
+    if not found:
+        return source
+    for stmt in found:
+        first, last = stmt.lineno, stmt.end_lineno or stmt.lineno
+        text = (lines[first - 1] or "").strip()
+        notes.append(f"{where}: top-level await {_quote(text)} dropped (a module cannot await "
+                     "outside an async def; Jupyter can)")
+        awaited.append(_Awaited(where, first, text, _bound(stmt)))
+        for n in range(first, last + 1):
+            lines[n - 1] = None
+    return "\n".join(line for line in lines if line is not None)
+
+
+def _awaits(stmt: ast.stmt) -> bool:
+    """Does the statement await outside any function (``await``, ``async for``/``with``, an
+    async comprehension)? What is inside a def, lambda or class is not looked at."""
+    if isinstance(stmt, _SCOPES):
+        return False  # its body runs when called, not when the module is imported
+    todo: list[ast.AST] = [stmt]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, ast.Await | ast.AsyncFor | ast.AsyncWith):
+            return True
+        if isinstance(node, ast.comprehension) and node.is_async:
+            return True
+        todo.extend(child for child in ast.iter_child_nodes(node) if not isinstance(child, _SCOPES))
+    return False
+
+
+def _bound(tree: ast.AST) -> set[str]:
+    """Names a statement (or module) binds in its own scope: what a def, lambda or class binds
+    inside stays there (only its own name counts)."""
+    names: set[str] = set()
+    todo: list[ast.AST] = [tree]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store | ast.Del):
+            names.add(node.id)
+        elif isinstance(node, ast.alias):
+            names.add((node.asname or node.name).split(".")[0])
+        elif isinstance(node, ast.ExceptHandler | ast.MatchAs | ast.MatchStar) and node.name:
+            names.add(node.name)
+        if isinstance(node, _SCOPES) and node is not tree:
+            if not isinstance(node, ast.Lambda):
+                names.add(node.name)
+            continue
+        todo.extend(ast.iter_child_nodes(node))
+    return names
+
+
+def _function_locals(fn: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda) -> set[str]:
+    """A function's own names: its parameters and what its body binds, but not those it
+    declares ``global``."""
+    args = fn.args
+    params = {a.arg for a in (*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg) if a}
+    if isinstance(fn, ast.Lambda):
+        return params
+    declared = {name for node in ast.walk(fn) if isinstance(node, ast.Global) for name in node.names}
+    body: set[str] = set()
+    for stmt in fn.body:
+        body |= _bound(stmt)
+    return (params | body) - declared
+
+
+def _globals_used(tree: ast.Module) -> set[str]:
+    """Names the code reads that are not local to the function reading them: module names
+    (or builtins) it needs when it runs."""
+    used: set[str] = set()
+    todo: list[tuple[ast.AST, frozenset[str]]] = [(tree, frozenset())]
+    while todo:
+        node, local = todo.pop()
+        for child in ast.iter_child_nodes(node):
+            inner = local
+            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+                inner = local | _function_locals(child)
+            elif isinstance(child, ast.Name) and isinstance(child.ctx, ast.Load) and child.id not in local:
+                used.add(child.id)
+            todo.append((child, inner))
+    return used
+
+
+def _parsed(source: str, budget: list[int]) -> ast.Module | None:
+    """The code's tree, or None when it does not parse or the notebook's parsing budget
+    (``budget[0]`` characters left, :data:`MAX_AWAIT_PARSED` to begin with) is spent: what
+    parsing hostile code costs the host stays bounded, about a second per notebook."""
+    if len(source) > budget[0]:
+        return None
+    budget[0] -= len(source)
+    try:
+        return ast.parse(source)
+    except Exception:  # noqa: BLE001 - SyntaxError, or the parser's limits on hostile code
+        return None
+
+
+def _refuse_lost_names(parts: list[str], awaited: list[_Awaited], budget: list[int]) -> None:
+    """NotebookError when a dropped statement bound a name the remaining code uses and that
+    nothing else defines: the module would fail with a NameError that the note explains less
+    well than this. Cell by cell, within the parsing budget (a cell beyond it is not looked
+    at: the NameError then says it)."""
+    used: set[str] = set()
+    defined: set[str] = set()
+    for part in parts:
+        tree = _parsed(part, budget)
+        if tree is not None:
+            used |= _globals_used(tree)
+            defined |= _bound(tree)
+    for drop in awaited:
+        lost = sorted((drop.names & used) - defined)
+        if lost:
+            raise NotebookError(
+                f"{drop.where}, line {drop.line}: {_quote(drop.text)} awaits at the top level, which "
+                f"a module cannot do (Jupyter can), and the code uses {', '.join(lost[:3])} that it "
+                "sets. Move that code into an async def (async def main(): ...) and run it with "
+                "asyncio.run(main()) under if __name__ == \"__main__\":, or compute it in a "
+                "function the code calls")
 
 
 @dataclass

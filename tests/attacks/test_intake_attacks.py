@@ -600,3 +600,42 @@ def test_ten_thousand_stray_entries_are_counted_not_listed_one_by_one(tmp_path, 
     assert record.error.startswith("10000 entries of canvas.zip match no student")
     assert record.error.count("junk") == lms.UNMATCHED_LISTED and "and 9950 more" in record.error
     assert len(record.error) < 5000
+
+
+def _code_notebook(*cells: str) -> bytes:
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(src, id=f"c{i}") for i, src in enumerate(cells)]
+    return nbformat.writes(nb).encode()
+
+
+def test_top_level_awaits_in_bulk_cost_the_host_a_bounded_parse(course, monkeypatch):
+    """Finding top-level await parses the cells on the host (#17): 100,000 awaiting lines in 20
+    cells (the most code a notebook may hold) are parsed only up to the notebook's budget, the
+    rest left as it is for Python to refuse in the sandbox."""
+    import ast
+
+    parsed: list[int] = []
+    real = ast.parse
+
+    def counting(source, *args, **kwargs):
+        parsed.append(len(source))
+        return real(source, *args, **kwargs)
+
+    monkeypatch.setattr(ast, "parse", counting)
+    cells = ["x = await y\n" * 5000 for _ in range(20)]
+    conv = notebook.convert(_code_notebook(*cells), "spawn.ipynb", course, 4 * 1024 * 1024)
+    assert sum(parsed) <= 2 * notebook.MAX_AWAIT_PARSED
+    assert conv.module is not None or conv.ignored  # an answer either way, never an exception
+    assert len(conv.ignored) <= notebook.MAX_NOTES + 1
+
+
+@pytest.mark.parametrize("cell", [
+    "await (" + "(" * 5000 + ")" * 5000 + ")",  # deeper than the parser allows
+    "x = " + "-" * 200_000 + "1\nawait y",  # deep enough to exhaust a recursive walk
+    "await y\n" + "if x:\n" + "".join(" " * i + "if x:\n" for i in range(1, 99)) + " " * 99 + "pass\n",
+])
+def test_hostile_awaiting_cells_never_crash_the_intake(course, cell):
+    conv = notebook.convert(_code_notebook(cell), "spawn.ipynb", course, 4 * 1024 * 1024)
+    assert conv.module == "spawn.py" or conv.ignored
