@@ -68,7 +68,8 @@ def test_launch_roster_line_item_and_score_end_to_end(lti, platform, tokens):  #
     wait_for(lambda: len(platform.scores) == 2, 30, what="the second score")
     assert len(platform.lineitems) == 1 and grade_of(platform) == 0
     records = client.app.state.lti.records
-    assert records.scores(job["job_id"])[0]["status"] == "sent: 0/10"
+    [entry] = wait_for(lambda: records.scores(job["job_id"]), 30, what="the score's record")
+    assert entry["status"] == "sent: 0/10"
 
     # the launch page shows the latest result and its visible feedback, nothing hidden
     page = launch(client, platform)
@@ -280,6 +281,14 @@ def test_the_token_endpoint_refuses_another_tools_assertion(lti, platform):  # n
     with pytest.raises(PlatformError, match="HTTP 401"):
         Tokens(impostor, tool.transport).get(Registration.from_dict(platform.registration()), (SCOPE_SCORE,))
     assert any("invalid_client" in r for r in platform.refusals)
+
+
+def test_the_openapi_spec_lists_the_lti_routes(lti, platform):  # noqa: F811
+    spec = lti().get("/openapi.json").json()
+    assert {"/lti/jwks", "/lti/login", "/lti/launch"} <= set(spec["paths"])
+    launch_responses = spec["paths"]["/lti/launch"]["post"]["responses"]
+    assert {"200", "400", "401", "413"} <= set(launch_responses)
+    assert "text/html" in launch_responses["200"]["content"]
 
 
 def test_register_list_and_remove_from_the_command_line(tmp_path):

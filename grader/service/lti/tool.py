@@ -21,7 +21,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from grader.service import callbacks
+from grader.service import callbacks, openapi
 from grader.service.lti import ags, nrps, page
 from grader.service.lti.keys import ToolKey
 from grader.service.lti.launch import MAX_TOKEN, Accepted, LaunchError, begin, validate
@@ -157,12 +157,17 @@ def router(tool: Tool) -> APIRouter:
     """The tool's three routes."""
     routes = APIRouter(prefix="/lti", tags=["lti"])
 
-    @routes.get("/jwks", summary="The tool's public key set (give this URL to the platform)")
+    @routes.get("/jwks", summary="The tool's public key set (give this URL to the platform)",
+                responses={200: {"description": "A JWK set (RFC 7517) of the tool's RSA signing key",
+                                 "content": {"application/json": {"schema": {"type": "object"}}}},
+                           **openapi.problems(405, 500)})
     async def jwks() -> JSONResponse:
         return JSONResponse(tool.key.jwks(), headers={"Cache-Control": "public, max-age=300"})
 
-    @routes.api_route("/login", methods=["GET", "POST"], summary="OIDC login initiation (the platform starts it)",
-                      response_class=RedirectResponse, status_code=302)
+    login_doc = {"response_class": RedirectResponse, "status_code": 302,
+                 "responses": {302: {"description": "To the platform's authorization URL, with state and nonce"},
+                               **openapi.problems(400, 405, 413, 500)}}
+
     async def login(request: Request) -> RedirectResponse:
         params = dict(request.query_params)
         if request.method == "POST":
@@ -174,8 +179,17 @@ def router(tool: Tool) -> APIRouter:
             raise HTTPException(exc.status, str(exc)) from None
         return RedirectResponse(url, status_code=302, headers={"Cache-Control": "no-store"})
 
+    # the platform may start the login with a GET or a form POST (Security Framework 5.1.1.1)
+    routes.add_api_route("/login", login, methods=["GET"], operation_id="lti_login_get",
+                         summary="OIDC login initiation (the platform starts it)", **login_doc)
+    routes.add_api_route("/login", login, methods=["POST"], operation_id="lti_login_post",
+                         summary="OIDC login initiation, as a form POST", **login_doc)
+
     @routes.post("/launch", summary="The launch: the platform POSTs id_token and state here",
-                 response_class=HTMLResponse)
+                 response_class=HTMLResponse,
+                 responses={200: {"description": "The student's latest result and feedback",
+                                  "content": {"text/html": {"schema": {"type": "string"}}}},
+                            **openapi.problems(400, 401, 405, 413, 500)})
     async def launch(request: Request) -> HTMLResponse:
         form = await request.form()
         id_token, state = form.get("id_token"), form.get("state")
