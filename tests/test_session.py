@@ -17,6 +17,7 @@ from grader.harness.boundary import (
     StudentError,
     StudentRunner,
 )
+from grader.harness.boundary.runner import TimeShare
 
 SHOP = '''
 import asyncio, multiprocessing as mp, os, threading, time
@@ -213,6 +214,15 @@ def test_a_method_call_that_hangs_costs_its_limit_and_ends_the_session(runner):
         with pytest.raises(SessionClosed):
             buf.put(1)
     assert not _alive(runner.last.pid)
+
+
+def test_a_sessions_operations_keep_to_the_runs_time_budget(runner):
+    """Under a time budget (PrairieLearn's whole-job limit) a session's hang costs its share."""
+    runner.budget = TimeShare(end=time.monotonic() + 3, tests_after=0)
+    with runner.session(timeout=60) as s:
+        buf = s.module("shop").BoundedBuffer(1)
+        with pytest.raises(CallTimeout, match="share of the run's time budget"):
+            buf.get()
 
 
 def test_a_process_subclass_is_started_and_joined_through_its_handle(runner):

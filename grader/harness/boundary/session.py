@@ -203,7 +203,10 @@ class Session:
         execution.module = module
         self.record.operations += 1
         before = self._runner._limit_events()
-        failure, answer = execution.operate(op, what, timeout or self._timeout)
+        own = timeout or self._timeout
+        budget = self._runner.budget  # a run with a time budget (PrairieLearn): its share
+        limit, execution.limit_note = budget.limit(own) if budget is not None else (own, "")
+        failure, answer = execution.operate(op, what, limit)
         if failure is not None:
             if execution.ended:  # a hang, a crash, a limit: the session's processes are gone
                 self._open = False
