@@ -369,3 +369,11 @@ def test_the_lti_records_keep_states_nonces_rosters_and_line_items(lti_store):
     records.set_score("job", "u-1", "https://lms/items/1", "failed: HTTP 500")
     records.set_score("job", "u-1", "https://lms/items/1", "sent: 10/10")
     assert records.scores("job") == [{"sub": "u-1", "lineitem": "https://lms/items/1", "status": "sent: 10/10"}]
+
+
+def test_a_broken_platforms_file_is_a_503_that_names_no_path(lti, platform, tmp_path):  # noqa: F811
+    client = lti()
+    (tmp_path / "lti" / "platforms.json").write_text("{not json")
+    response = login(client, platform)
+    assert response.status_code == 503 and "registrations cannot be read" in response.json()["detail"]
+    assert str(tmp_path) not in response.text

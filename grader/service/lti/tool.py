@@ -27,7 +27,7 @@ from grader.service.lti.keys import ToolKey
 from grader.service.lti.launch import MAX_TOKEN, Accepted, LaunchError, begin, validate
 from grader.service.lti.platform_keys import PlatformKeys
 from grader.service.lti.records import Launch, Records
-from grader.service.lti.registry import Platform, Registry
+from grader.service.lti.registry import Platform, Registry, RegistryError
 from grader.service.lti.token import Tokens
 from grader.service.lti.transport import PlatformError, Transport
 from grader.service.store import Store
@@ -153,6 +153,12 @@ def transport_for(egress: callbacks.Egress, attempts: int, backoff: float, timeo
     return Transport(egress=egress, attempts=attempts, backoff=backoff, timeout=timeout)
 
 
+def unavailable(exc: Exception) -> HTTPException:
+    """A 503 for a registrations file that cannot be read: the reason (a path) goes to the log only."""
+    log.error("the LTI platforms file cannot be read: %s", exc)
+    return HTTPException(503, "the LTI registrations cannot be read; the server's log says why")
+
+
 def router(tool: Tool) -> APIRouter:
     """The tool's three routes."""
     routes = APIRouter(prefix="/lti", tags=["lti"])
@@ -166,7 +172,7 @@ def router(tool: Tool) -> APIRouter:
 
     login_doc = {"response_class": RedirectResponse, "status_code": 302,
                  "responses": {302: {"description": "To the platform's authorization URL, with state and nonce"},
-                               **openapi.problems(400, 405, 413, 500)}}
+                               **openapi.problems(400, 405, 413, 500, 503)}}
 
     async def login(request: Request) -> RedirectResponse:
         params = dict(request.query_params)
@@ -177,6 +183,8 @@ def router(tool: Tool) -> APIRouter:
             url = await run_in_threadpool(tool.login, params)
         except LaunchError as exc:
             raise HTTPException(exc.status, str(exc)) from None
+        except RegistryError as exc:  # a broken platforms file: say so, do not guess
+            raise unavailable(exc) from None
         return RedirectResponse(url, status_code=302, headers={"Cache-Control": "no-store"})
 
     # the platform may start the login with a GET or a form POST (Security Framework 5.1.1.1)
@@ -189,7 +197,7 @@ def router(tool: Tool) -> APIRouter:
                  response_class=HTMLResponse,
                  responses={200: {"description": "The student's latest result and feedback",
                                   "content": {"text/html": {"schema": {"type": "string"}}}},
-                            **openapi.problems(400, 401, 405, 413, 500)})
+                            **openapi.problems(400, 401, 405, 413, 500, 503)})
     async def launch(request: Request) -> HTMLResponse:
         form = await request.form()
         id_token, state = form.get("id_token"), form.get("state")
@@ -201,6 +209,8 @@ def router(tool: Tool) -> APIRouter:
             body, platform = await run_in_threadpool(tool.launch, id_token, state)
         except LaunchError as exc:
             raise HTTPException(exc.status, str(exc)) from None
+        except RegistryError as exc:
+            raise unavailable(exc) from None
         return HTMLResponse(body, headers={"Content-Security-Policy": page.csp(platform),
                                            "X-Content-Type-Options": "nosniff", "Cache-Control": "no-store",
                                            "Referrer-Policy": "no-referrer"})
