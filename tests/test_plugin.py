@@ -111,3 +111,21 @@ def test_student_users_are_uids_or_names():
     assert parse_user("1000") == (1000, 1000)
     assert parse_user("1000:2000") == (1000, 2000)
     assert parse_user("root") == (0, 0)
+
+
+def test_a_pytest_raises_that_did_not_raise_is_a_failure_not_a_timeout():
+    """``pytest.raises(TimeoutError)`` around student code that returned is an unmet
+    expectation (failed, with pytest's message), never the test's time limit because the
+    message contains "Timeout", nor a grader error; pytest-timeout's own failure stays a timeout."""
+    import pytest_timeout
+
+    from grader.harness import plugin
+
+    with pytest.raises(pytest.fail.Exception) as did_not_raise:
+        with pytest.raises(TimeoutError):
+            pass
+    outcome, message, _ = plugin._classify(did_not_raise)
+    assert (outcome, message) == ("failed", "DID NOT RAISE TimeoutError")
+    with pytest.raises(pytest.fail.Exception) as timed_out:
+        pytest.fail(pytest_timeout.PYTEST_FAILURE_MESSAGE % 60.0)
+    assert plugin._classify(timed_out)[0] == "timeout"

@@ -17,6 +17,7 @@ registered, no test is looked at or changed and there is no ``student`` fixture.
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from pathlib import Path
@@ -311,6 +312,10 @@ def _clean_message(exc: BaseException) -> str:
     return text.strip() or type(exc).__name__
 
 
+_PYTEST_TIMEOUT = re.compile(r"Timeout \(?>[\d.]+s")
+"""How pytest-timeout words the failure of a test that ran past ``test_timeout``."""
+
+
 def _classify(excinfo: pytest.ExceptionInfo[BaseException]) -> tuple[str, str, str | None]:
     """(outcome, message, hint) for a failure."""
     exc = excinfo.value
@@ -320,8 +325,13 @@ def _classify(excinfo: pytest.ExceptionInfo[BaseException]) -> tuple[str, str, s
     if isinstance(exc, AssertionError):
         return "failed", _clean_message(exc), hint
     text = str(exc)
-    if excinfo.typename == "Failed" and "Timeout" in text:
-        return "timeout", "the test ran past its time limit and was stopped", hint
+    if isinstance(exc, pytest.fail.Exception):
+        # pytest-timeout fails a test with "Timeout (>60.0s) from pytest-timeout."; every other
+        # pytest.fail (pytest.raises' "DID NOT RAISE TimeoutError" among them) is an expectation
+        # of the test the student's code did not meet: failed, as an assert is.
+        if _PYTEST_TIMEOUT.match(text):
+            return "timeout", "the test ran past its time limit and was stopped", hint
+        return "failed", _clean_message(exc), hint
     if isinstance(exc, pytest.skip.Exception):
         return "skipped", text, hint
     return "error", f"{excinfo.typename}: {_clean_message(exc)}", hint
