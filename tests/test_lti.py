@@ -70,6 +70,8 @@ def test_launch_roster_line_item_and_score_end_to_end(lti, platform, tokens):  #
     records = client.app.state.lti.records
     [entry] = wait_for(lambda: records.scores(job["job_id"]), 30, what="the score's record")
     assert entry["status"] == "sent: 0/10"
+    # one token for the roster, one for the gradebook: the second score reused it
+    assert platform.requests.count(("POST", "/token")) == 2
 
     # the launch page shows the latest result and its visible feedback, nothing hidden
     page = launch(client, platform)
@@ -107,6 +109,33 @@ def test_after_the_teachers_launch_every_student_on_the_roster_gets_scores(lti, 
     job = graded(client, tokens, "s-stranger", RIGHT)
     time.sleep(1)
     assert len(platform.scores) == 2 and records.scores(job["job_id"]) == []
+
+
+def test_a_launch_that_names_its_line_item_gets_scores_there_and_no_new_one(lti, platform, tokens):  # noqa: F811
+    """Canvas and Moodle bind a line item to an assignment made with the tool (AGS ``lineitem``)."""
+    from .lti_platform import AGS
+
+    item = {"id": f"{platform.issuer}/ags/{platform.context_id}/lineitems/77", "label": "Made by Canvas",
+            "scoreMaximum": 50, "resourceLinkId": "link-1"}
+    platform.lineitems.append(item)
+    client = lti()
+    launch(client, platform, **{AGS: {"scope": [SCOPE_SCORE], "lineitem": item["id"]}})
+    graded(client, tokens, "s-alice", RIGHT)
+    wait_for(lambda: platform.grades, 30, what="the score")
+    assert platform.lineitems == [item] and platform.grades == {(item["id"], ALICE): 10}
+    assert ("GET", f"/ags/{platform.context_id}/lineitems") not in platform.requests  # nothing looked up
+
+
+def test_a_revoked_token_is_replaced_once(lti, platform, tokens):  # noqa: F811
+    client = lti()
+    launch(client, platform)
+    graded(client, tokens, "s-alice", RIGHT)
+    wait_for(lambda: platform.grades, 30, what="the first score")
+    platform.tokens.clear()  # the platform revokes every token it gave
+    job = graded(client, tokens, "s-alice", WRONG)
+    records = client.app.state.lti.records
+    [entry] = wait_for(lambda: records.scores(job["job_id"]), 30, what="the second score's record")
+    assert entry["status"] == "sent: 0/10" and grade_of(platform) == 0
 
 
 def test_a_grade_given_before_the_first_launch_is_sent_at_the_launch(lti, platform, tokens):  # noqa: F811
