@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from grader import processes
 from grader.harness.boundary import (
     BoundaryError,
     CallCrashed,
@@ -126,11 +127,7 @@ def runner(tmp_path: Path) -> StudentRunner:
 
 
 def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except OSError:
-        return False
+    return processes.alive(pid)  # a zombie is not alive
 
 
 def _gone(pid: int, within: float = 10) -> bool:
