@@ -94,7 +94,9 @@ def test_processes_are_started(student):
 def test_no_leftover_processes(student):
     """produce_consume joins every producer and consumer"""
     items = random_items(40)
-    prodcons = student.module("prodcons", timeout=5)
+    # Under fork (or spawn) the student's process is its workers' parent, so a worker never
+    # joined stays its zombie; under forkserver the server reaps it and nothing shows.
+    prodcons = student.module("prodcons", start_method="fork", timeout=5)
     prodcons.produce_consume(items, 2, 2)
     assert len(student.last.workers) >= 4, (
         f"produce_consume(40 items, 2, 2): expected 4 processes, saw {len(student.last.workers)}")
@@ -190,7 +192,8 @@ def test_word_count_uses_workers(student):
     """word_count starts and joins exactly `workers` processes"""
     lines = random_lines(12)
     workers = rng.randint(3, 4)
-    prodcons = student.module("prodcons", timeout=5)
+    # fork: a worker never joined stays the student's zombie (forkserver's server reaps it).
+    prodcons = student.module("prodcons", start_method="fork", timeout=5)
     prodcons.word_count(lines, workers)
     call = student.last
     assert len(call.workers) == workers, (f"word_count(12 lines, {workers}): expected {workers} "
