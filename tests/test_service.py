@@ -1085,6 +1085,26 @@ def test_prometheus_metrics_count_queues_outcomes_waits_and_callbacks(serve, tok
     assert 'mpgrade_callbacks_total{outcome="delivered"} 1.0' in text
 
 
+def test_the_wait_of_a_broker_job_whose_start_the_collector_missed_is_still_observed(tmp_path, tiny):
+    """With --broker a short grading can go from queued to done between two polls, so the job
+    has no started_at in the store: the wait comes from the document's own start."""
+    from grader.service.metrics import Metrics
+
+    store = SQLiteStore(tmp_path / "service.db")
+    payload = _payload(tiny, "s-quick")
+    row, _ = store.add_job(NewJob(id="d" * 32, course="cs101", assignment="tiny", fingerprint=tiny.fingerprint(),
+                                  student="s-quick", submission_hash=jobs.submission_of(payload).hash,
+                                  payload=payload))
+    assert store.finish(row.id, jobs.failure_document(tiny, payload, "graded elsewhere"))
+    job = store.job(row.id)
+    assert job.started_at is None
+    metrics = Metrics(store)
+    metrics.finished(job, store.result(row.id))
+    text = metrics.render()[0].decode()
+    assert 'mpgrade_wait_seconds_count{course="cs101"} 1.0' in text
+    assert 'mpgrade_grade_seconds_count{course="cs101"} 1.0' in text
+
+
 def test_the_class_report_is_served_per_course_behind_its_token(serve, tokens):
     client = serve()
     for student, code in (("s1", RIGHT), ("s2", WRONG)):

@@ -73,10 +73,13 @@ class Metrics:
         else:
             outcome = str(document.get("status") or "error")
         self.outcomes.labels(job.course, outcome).inc()
-        waited = _seconds(job.created_at, job.started_at)
+        # with --broker the store learns of a start only if the collector saw it (a short
+        # grading can go from queued to done between two polls): the document says when
+        started = job.started_at or (document or {}).get("started_at")
+        waited = _seconds(job.created_at, started)
         if waited is not None:
             self.wait.labels(job.course).observe(waited)
-        took = _seconds(job.started_at, job.finished_at)
+        took = _seconds(started, job.finished_at)
         if took is not None and job.status != FAILED:
             self.grade.labels(job.course).observe(took)
 
