@@ -57,7 +57,9 @@ def grade(paths: tuple[Path, ...], out_dir: Path, jobs: int | None, sandbox: str
 
     PATHS are submissions (a folder, a .zip, or a module file) or folders of them; the
     grader finds the exercise modules by name, flat or in exercises/NN_name/. Anything else
-    is reported and skipped. Running the same command again only grades what changed.
+    is reported and skipped. A folder laid out as the assignment's references (every
+    exercise's modules in NN_name/, as in solutions/) is one submission, its mutants/ left
+    out. Running the same command again only grades what changed.
 
     \b
     Examples:
@@ -69,6 +71,7 @@ def grade(paths: tuple[Path, ...], out_dir: Path, jobs: int | None, sandbox: str
       mpgrade grade submissions/ --out results/ --jobs 4 --warm 0   # nothing started ahead
       mpgrade grade submissions/ --out results/ --broker redis://queue.example:6379/0   # Celery workers
       mpgrade grade submissions/ --out results/ --report report/   # and the HTML class report
+      mpgrade grade solutions/ --out /tmp/refs   # the assignment's own references: one submission
 
     \b
     Outputs in --out: <id>.json (README "The JSON result"), summary.json, scores.csv.

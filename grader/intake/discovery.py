@@ -35,6 +35,22 @@ def looks_like_submission(folder: Path, assignment: Assignment) -> bool:
     return False
 
 
+# In an assignment's references folder (``solutions/``): the mutants, each a copy of a module
+# with one mistake, are never part of the references' submission.
+REFERENCE_SKIP = frozenset({"mutants"})
+
+
+def looks_like_references(folder: Path, assignment: Assignment) -> bool:
+    """Is this folder laid out as the assignment's references (``solutions/``): every module
+    in a subfolder named after its exercise (``01_spawn/spawn.py``)? Then it is one
+    submission, the way an author grades the references (``mpgrade grade course/solutions``),
+    not a folder of one submission per exercise. Every exercise must be there: a folder of
+    students, one of whom is named like an exercise, stays a folder of students."""
+    return bool(assignment.exercises) and all(
+        (folder / ex.id / name).is_file() and not (folder / ex.id / name).is_symlink()
+        for ex in assignment.exercises for name in ex.files)
+
+
 def discover(paths: list[Path], assignment: Assignment) -> tuple[list[Submission], list[str]]:
     """Every submission under the given paths, and a message for each thing that is not one.
 
@@ -85,6 +101,8 @@ def discover(paths: list[Path], assignment: Assignment) -> tuple[list[Submission
                 skipped.append(f"{path}: does not exist")
             elif not path.is_symlink() and lms_download(path):
                 continue
+            elif path.is_dir() and not path.is_symlink() and looks_like_references(path, assignment):
+                found.append(submission.from_folder(path, assignment, skip=REFERENCE_SKIP))
             elif path.is_dir() and not looks_like_submission(path, assignment):
                 for entry in sorted(path.iterdir()):
                     if entry.name in SKIP_DIRS or entry.name in QUIET_HIDDEN \

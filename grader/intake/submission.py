@@ -178,8 +178,10 @@ class Collection:
                 sub.ignored.append({"path": c.rel, "reason": f"another {module} was used ({winner.rel})"})
 
 
-def from_folder(path: Path, assignment: Assignment, sub_id: str | None = None) -> Submission:
-    """A student's folder: its module files (flat or ``exercises/NN/``), to MAX_DEPTH levels."""
+def from_folder(path: Path, assignment: Assignment, sub_id: str | None = None,
+                skip: frozenset[str] = frozenset()) -> Submission:
+    """A student's folder: its module files (flat or ``exercises/NN/``), to MAX_DEPTH levels;
+    subfolders named in ``skip`` (at any depth) are not looked into."""
     sub = Submission(id=sub_id or submission_id(path.name), source=str(path))
     found = Collection(assignment, sub)
     root = path.resolve()
@@ -194,7 +196,8 @@ def from_folder(path: Path, assignment: Assignment, sub_id: str | None = None) -
             rel = str(child.relative_to(root))
             is_link = child.is_symlink()
             if not is_link and child.is_dir():
-                if depth < MAX_DEPTH and child.name not in SKIP_DIRS and not child.name.startswith("."):
+                if depth < MAX_DEPTH and child.name not in SKIP_DIRS and child.name not in skip \
+                        and not child.name.startswith("."):
                     walk(child, depth + 1)
             elif is_link or child.is_file():
                 found.take(folder_entry(child, rel, PurePosixPath(rel).parts, is_link), rel, rel)
