@@ -391,6 +391,13 @@ def test_the_lti_records_keep_states_nonces_rosters_and_line_items(lti_store):
     assert records.member_for("https://lms", "c1", "ctx", "s-") is None  # no prefix matches
     assert records.member_for("https://lms", "c1", "ctx", "shared@x") is None  # two members: nobody
     assert records.student_ids("https://lms", "c1", "ctx", "u-1") == ["u-1", "one@x", "s-1"]
+    odd = 'o"dd\\id%_'  # quotes, a backslash and LIKE's wildcards are just characters
+    records.set_members("https://lms", "c1", "ctx", [("u-5", [odd], "")])
+    assert records.member_for("https://lms", "c1", "ctx", odd) == "u-5"
+    assert records.member_for("https://lms", "c1", "ctx", 'o"dd\\id%%') is None
+    records.set_members("https://lms", "c1", "ctx", [("u-1", ["s-1-new"], "One")])  # the member's ids replaced
+    assert records.member_for("https://lms", "c1", "ctx", "s-1") is None
+    assert records.member_for("https://lms", "c1", "ctx", "s-1-new") == "u-1"
     assert records.lineitem("https://lms", "c1", "ctx", "tiny") is None
     records.set_lineitem("https://lms", "c1", "ctx", "tiny", "https://lms/items/1")
     records.set_lineitem("https://lms", "c1", "ctx", "tiny", "https://lms/items/1")

@@ -3,7 +3,7 @@
 A submission reaches the service with the id the LMS (or a script) sends as ``student``; a
 gradebook wants the platform's LTI user id (``sub``). The roster gives, per member, the
 ``user_id`` (the ``sub``), ``lis_person_sourcedid`` (the SIS id) and ``email``; each of these
-is a student id the member's submissions may carry (``records.lti_members``). Pages are
+is a student id the member's submissions may carry (``records``' ``lti_member_ids``). Pages are
 followed through ``Link: <...>; rel="next"`` (at most ``MAX_PAGES``), each through the same
 egress policy; members beyond ``MAX_MEMBERS`` are ignored.
 """

@@ -10,8 +10,9 @@ processes sharing a PostgreSQL database share login states and used nonces too:
   refused even if its state were somehow usable again.
 - ``lti_launches``: who launched which assignment from which context, with the gradebook
   (AGS) and roster (NRPS) endpoints the platform gave.
-- ``lti_members``: the roster: a platform user (``sub``) and the ids a submission may carry
-  for them (the ``sub`` itself, the SIS id, the e-mail address).
+- ``lti_member_ids``: the roster: per platform user (``sub``), one row for each id a
+  submission may carry for them (the ``sub`` itself, the SIS id, the e-mail address), so a
+  lookup is one indexed equality, the same in both databases.
 - ``lti_rosters``: when each context's roster was last read.
 - ``lti_lineitems``: the line item found or made for a context and ``resourceId``.
 - ``lti_scores``: what happened to each score (sent, withheld, failed), per job and user.
@@ -19,7 +20,6 @@ processes sharing a PostgreSQL database share login states and used nonces too:
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -40,9 +40,9 @@ _TABLES = (
     " assignment TEXT NOT NULL, resource_link_id TEXT NOT NULL, lineitems TEXT, lineitem TEXT,"
     " scopes TEXT NOT NULL, nrps_url TEXT, updated BIGINT NOT NULL,"
     " PRIMARY KEY (issuer, client_id, deployment_id, context_id, sub, assignment))",
-    "CREATE TABLE IF NOT EXISTS lti_members (issuer TEXT NOT NULL, client_id TEXT NOT NULL,"
-    " context_id TEXT NOT NULL, sub TEXT NOT NULL, student_ids TEXT NOT NULL, name TEXT,"
-    " PRIMARY KEY (issuer, client_id, context_id, sub))",
+    "CREATE TABLE IF NOT EXISTS lti_member_ids (issuer TEXT NOT NULL, client_id TEXT NOT NULL,"
+    " context_id TEXT NOT NULL, student_id TEXT NOT NULL, sub TEXT NOT NULL,"
+    " PRIMARY KEY (issuer, client_id, context_id, student_id, sub))",
     "CREATE TABLE IF NOT EXISTS lti_rosters (issuer TEXT NOT NULL, client_id TEXT NOT NULL,"
     " context_id TEXT NOT NULL, synced BIGINT NOT NULL, PRIMARY KEY (issuer, client_id, context_id))",
     "CREATE TABLE IF NOT EXISTS lti_lineitems (issuer TEXT NOT NULL, client_id TEXT NOT NULL,"
@@ -162,14 +162,14 @@ class Records:
         return list(latest.values())
 
     def member_for(self, issuer: str, client_id: str, context_id: str, student: str) -> str | None:
-        """The ``sub`` of the context's member one of whose ids is ``student`` (None: unknown)."""
-        rows = self._rows("SELECT sub, student_ids FROM lti_members WHERE issuer = ? AND client_id = ? AND"
-                          " context_id = ? AND (sub = ? OR student_ids LIKE ?) ORDER BY sub",
-                          (issuer, client_id, context_id, student, f"%{json.dumps(student)}%"))
-        exact = [r["sub"] for r in rows if r["sub"] == student]  # the LMS's own id wins
-        ids = [r["sub"] for r in rows if student in json.loads(r["student_ids"])]
-        found = exact or ids
-        return found[0] if len(set(found)) == 1 else None  # one id, two members: ambiguous, nobody
+        """The ``sub`` of the context's member one of whose ids is ``student`` (None: unknown).
+        A member whose ``sub`` is ``student`` wins; an id two members share maps to nobody."""
+        subs = sorted({r["sub"] for r in self._rows(
+            "SELECT sub FROM lti_member_ids WHERE issuer = ? AND client_id = ? AND context_id = ? AND student_id = ?",
+            (issuer, client_id, context_id, student))})
+        if student in subs:
+            return student
+        return subs[0] if len(subs) == 1 else None
 
     def roster_synced(self, issuer: str, client_id: str, context_id: str) -> int | None:
         rows = self._rows("SELECT synced FROM lti_rosters WHERE issuer = ? AND client_id = ? AND context_id = ?",
@@ -182,21 +182,25 @@ class Records:
 
     def set_members(self, issuer: str, client_id: str, context_id: str,
                     members: Iterable[tuple[str, Sequence[str], str]]) -> int:
-        """Replace nothing, add or update each (sub, student ids, name); how many."""
+        """Each (sub, student ids, name) replaces that member's ids, in one transaction; how many
+        members. Members not named are kept (a roster page lists who is there, not who left)."""
         n = 0
-        for sub, ids, name in members:
-            self._upsert("lti_members", {"issuer": issuer, "client_id": client_id, "context_id": context_id,
-                                         "sub": sub},
-                         {"student_ids": json.dumps(sorted(set(ids) | {sub})), "name": name[:200]})
-            n += 1
+        where = "issuer = ? AND client_id = ? AND context_id = ? AND sub = ?"
+        insert = self.store._insert_ignoring(
+            "INSERT INTO lti_member_ids (issuer, client_id, context_id, student_id, sub) VALUES (?, ?, ?, ?, ?)")
+        with self.store._transaction() as db:
+            for sub, ids, _name in members:
+                self.store._execute(db, f"DELETE FROM lti_member_ids WHERE {where}", (issuer, client_id, context_id, sub))
+                for student_id in sorted({sub, *ids}):
+                    self.store._execute(db, insert, (issuer, client_id, context_id, student_id, sub))
+                n += 1
         return n
 
     def student_ids(self, issuer: str, client_id: str, context_id: str, sub: str) -> list[str]:
         """The ids a submission of this platform user may carry: ``sub``, and the roster's others."""
-        rows = self._rows("SELECT student_ids FROM lti_members WHERE issuer = ? AND client_id = ? AND"
-                          " context_id = ? AND sub = ?", (issuer, client_id, context_id, sub))
-        ids = json.loads(rows[0]["student_ids"]) if rows else []
-        return [sub, *[i for i in ids if i != sub]]
+        rows = self._rows("SELECT student_id FROM lti_member_ids WHERE issuer = ? AND client_id = ? AND"
+                          " context_id = ? AND sub = ? ORDER BY student_id", (issuer, client_id, context_id, sub))
+        return [sub, *[r["student_id"] for r in rows if r["student_id"] != sub]]
 
     def latest_result(self, course: str, assignment: str, students: Sequence[str]) -> dict[str, Any] | None:
         """The newest result document of any of ``students`` (the ids of one person)."""
