@@ -322,6 +322,9 @@ def test_the_openapi_spec_lists_the_lti_routes(lti, platform):  # noqa: F811
 
 def test_register_list_and_remove_from_the_command_line(tmp_path):
     runner = CliRunner()
+    for command in (["lti"], ["lti", "register"]):
+        shown = runner.invoke(main, [*command, "--help"])
+        assert shown.exit_code == 0 and "Example" in shown.output and "mpgrade lti register" in shown.output
     base = ["--data", str(tmp_path)]
     args = ["lti", "register", "--issuer", "https://canvas.instructure.com", "--client-id", "10000000000123",
             "--deployment-id", "42:abc", "--course", "cs101", "--assignment", "tiny",
@@ -413,3 +416,17 @@ def test_a_broken_platforms_file_is_a_503_that_names_no_path(lti, platform, tmp_
     response = login(client, platform)
     assert response.status_code == 503 and "registrations cannot be read" in response.json()["detail"]
     assert str(tmp_path) not in response.text
+
+
+def test_serve_with_a_broken_tool_key_is_one_line_and_exit_2(tmp_path, tokens):  # noqa: F811
+    from grader.service import auth
+
+    from .conftest import REPO
+
+    auth.add_token(tmp_path / "tokens.json", "cs101", ["multiprocessing-basics"])
+    (tmp_path / "lti").mkdir()
+    (tmp_path / "lti" / "tool-key.pem").write_text("not a key")
+    out = CliRunner().invoke(main, ["serve", "--data", str(tmp_path), "--assignment", str(REPO),
+                                    "--sandbox", "local"])
+    assert out.exit_code == 2 and "tool-key.pem is not an unencrypted PEM private key" in out.output, out.output
+    assert "Traceback" not in out.output

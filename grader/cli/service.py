@@ -179,6 +179,8 @@ def serve(assignment_dirs: tuple[str, ...], data_dir: Path, database: str | None
     results are kept in SQLite: a small course needs nothing else. With --broker the API
     sends jobs to Celery workers (mpgrade worker) on any number of hosts and keeps the
     results in its own database. The OpenAPI spec is at /openapi.json, docs at /docs.
+    It is also an LTI 1.3 tool for Canvas and Moodle (mpgrade lti register, docs/lti.md):
+    /lti/login, /lti/launch and /lti/jwks, its key made in DATA/lti/ on the first start.
 
     \b
     Examples:
@@ -223,10 +225,15 @@ def serve(assignment_dirs: tuple[str, ...], data_dir: Path, database: str | None
         assignments=assignments, tokens_file=tokens_path, database=where,
         sandbox=box, broker=broker, workers=workers, max_body=int(max_body_mib * 1024 * 1024),
         visibility_timeout=visibility_timeout, timeout=timeout, callback_allow=callback_allow,
-        min_free=int(min_free_mib * 1024 * 1024), metrics=metrics, lti_dir=data_dir / "lti", dispatch_ahead=dispatch_ahead)
+        min_free=int(min_free_mib * 1024 * 1024), metrics=metrics, lti_dir=data_dir / "lti",
+        dispatch_ahead=dispatch_ahead)
     try:
         app = create_app(config)
     except Exception as exc:
+        from grader.service.lti.keys import KeyFileError
+
+        if isinstance(exc, KeyFileError):
+            fail(str(exc))
         if not is_postgres_url(where):
             raise
         fail(f"cannot use the database {redacted(where)}: {type(exc).__name__}: "

@@ -23,6 +23,10 @@ KEY_FILE = "tool-key.pem"
 ALGORITHM = "RS256"
 
 
+class KeyFileError(ValueError):
+    """The tool's key file cannot be used; the message names it and says what to do."""
+
+
 @dataclass(frozen=True)
 class ToolKey:
     """The private key (never leaves this process) and its public JWK."""
@@ -56,10 +60,11 @@ class ToolKey:
             path.chmod(0o600)
         try:
             private = serialization.load_pem_private_key(path.read_bytes(), password=None)
-        except ValueError as exc:
-            raise ValueError(f"{path} is not a PEM private key ({exc}); move it away to make a new one") from None
+        except (ValueError, TypeError) as exc:
+            raise KeyFileError(f"{path} is not an unencrypted PEM private key ({exc}); move it away and "
+                               "start again to make a new one (platforms then fetch the new key set)") from None
         if not isinstance(private, rsa.RSAPrivateKey) or private.key_size < 2048:
-            raise ValueError(f"{path} is not an RSA key of 2048 bits or more")
+            raise KeyFileError(f"{path} is not an RSA key of 2048 bits or more; move it away to make a new one")
         return cls(private, thumbprint(public_jwk(private)))
 
     def jwks(self) -> dict[str, Any]:
