@@ -430,3 +430,21 @@ def test_serve_with_a_broken_tool_key_is_one_line_and_exit_2(tmp_path, tokens): 
                                     "--sandbox", "local"])
     assert out.exit_code == 2 and "tool-key.pem is not an unencrypted PEM private key" in out.output, out.output
     assert "Traceback" not in out.output
+
+
+def test_jobs_finishing_during_a_roster_read_wait_for_it_instead_of_reading_again(lti, platform):  # noqa: F811
+    from grader.service.lti.records import Launch
+
+    tool = lti().app.state.lti
+    queued: list = []
+    tool.submit = lambda url, work: queued.append(work)
+    context = Launch(platform.issuer, platform.client_id, platform.deployment_id, platform.context_id, "x",
+                     "cs101", "tiny", "link-1", None, None, (), f"{platform.issuer}/nrps/{platform.context_id}")
+    registration = tool.registry.find(platform.issuer, platform.client_id)
+    ran: list[int] = []
+    for n in range(3):
+        assert tool.refresh_roster(registration, context, then=lambda n=n: ran.append(n), older_than=0) is True
+    assert len(queued) == 1 and ran == []
+    queued[0]()  # the one read, against the platform
+    assert ran == [0, 1, 2] and platform.requests.count(("GET", f"/nrps/{platform.context_id}")) == 2
+    assert tool.refresh_roster(registration, context, then=None) is False  # just read: not again

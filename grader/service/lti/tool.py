@@ -10,6 +10,7 @@ No ``from __future__ import annotations`` here: FastAPI reads the route signatur
 """
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -51,6 +52,8 @@ class Tool:
         self.transport = transport
         self.platform_keys = PlatformKeys(transport)
         self.tokens = Tokens(self.key, transport)
+        self._reading: dict[tuple[str, str, str], list[Callable[[], None]]] = {}  # rosters being read
+        self._reading_lock = threading.Lock()
 
     # ------------------------------------------------------------------ launches
 
@@ -75,22 +78,34 @@ class Tool:
     def refresh_roster(self, platform: Platform, launch: Launch, then: Callable[[], None] | None,
                        older_than: float = ROSTER_TTL) -> bool:
         """Read the context's roster on a delivery thread (then run ``then``) unless it was read
-        less than ``older_than`` seconds ago; whether a read was queued."""
+        less than ``older_than`` seconds ago; whether a read is under way for it. Jobs that
+        finish while a read is under way wait for that read instead of starting another."""
         if not launch.nrps_url:
             return False
-        synced = self.records.roster_synced(launch.issuer, launch.client_id, launch.context_id)
-        if synced is not None and time.time() - synced < older_than:
-            return False
+        key = (launch.issuer, launch.client_id, launch.context_id)
+        with self._reading_lock:
+            waiting = self._reading.get(key)
+            if waiting is not None:
+                if then is not None:
+                    waiting.append(then)
+                return True
+            synced = self.records.roster_synced(*key)
+            if synced is not None and time.time() - synced < older_than:
+                return False
+            self._reading[key] = [then] if then is not None else []
 
         def work() -> None:
             try:
                 n = nrps.sync(platform, launch, self.tokens, self.transport, self.records)
                 log.info("LTI roster of %s: %d members", launch.context_id[:80], n)
             except PlatformError as exc:
-                self.records.set_roster_synced(launch.issuer, launch.client_id, launch.context_id)  # not again at once
+                self.records.set_roster_synced(*key)  # not again at once
                 log.warning("the LTI roster of %s could not be read: %s", launch.context_id[:80], exc)
-            if then is not None:
-                then()
+            finally:
+                with self._reading_lock:
+                    waiting = self._reading.pop(key, [])
+            for callback in waiting:
+                callback()
 
         self.submit(launch.nrps_url, work)
         return True
