@@ -262,6 +262,8 @@ def test_a_token_without_a_nonce_or_with_another_is_refused(lti, platform):  # n
     state, _ = fresh_state(client, platform)
     response = post_launch(client, platform.sign(platform.claims("not-the-login's")), state)
     assert response.status_code == 401 and "nonce" in response.json()["detail"]
+    response = post_launch(client, platform.sign(platform.claims("nonce-\u00e9\u4e2d")), state)  # not ASCII
+    assert response.status_code == 401 and "nonce" in response.json()["detail"]
     claims = platform.claims("x")
     del claims["nonce"]
     assert post_launch(client, platform.sign(claims), state).status_code == 401

@@ -108,9 +108,9 @@ def validate(id_token: str, state_value: str, registry: Registry, records: Recor
     good, so a forged token cannot spend a real student's login."""
     import jwt
 
-    if len(id_token) > MAX_TOKEN or len(state_value) > 200:
+    if len(id_token) > MAX_TOKEN:
         raise LaunchError(413, f"the id_token is larger than {MAX_TOKEN} characters")
-    state = records.state(state_value) if state_value else None
+    state = records.state(state_value) if 0 < len(state_value) <= 200 else None
     if state is None:
         raise LaunchError(400, "unknown or expired state: start the launch again from the LMS")
     platform = registry.find(state.issuer, state.client_id)
@@ -148,7 +148,7 @@ def validate(id_token: str, state_value: str, registry: Registry, records: Recor
     except jwt.PyJWTError as exc:
         raise LaunchError(401, f"the id_token is not valid ({type(exc).__name__}: {str(exc)[:200]})") from None
     accepted = _lti_claims(claims, platform, assignments)
-    if not isinstance(claims["nonce"], str) or not hmac.compare_digest(claims["nonce"], state.nonce):
+    if not isinstance(claims["nonce"], str) or not hmac.compare_digest(claims["nonce"].encode(), state.nonce.encode()):
         raise LaunchError(401, "the id_token's nonce is not the one sent with this login")
     if not records.consume_state(state.state):
         raise LaunchError(400, "this login was already used: start the launch again from the LMS")
