@@ -29,6 +29,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -42,13 +43,14 @@ class NotebookCheckError(Exception):
 
 def check(exercise: str | None = None, notebook: str | os.PathLike[str] | None = None, *,
           start_method: str | None = None, assignment: str | os.PathLike[str] | None = None,
-          echo: Callable[[str], Any] | None = None) -> int:
+          echo: Callable[[str], Any] | None = None, timeout: float | None = None) -> int:
     """Run the public tests of ``exercise`` on the code of ``notebook`` (default: the notebook
     this kernel runs, found as :func:`this_notebook` says), show the result, and return the
     check's exit code (0: every public test passed).
 
     ``assignment`` is the folder with ``assignment.toml`` (default: the notebook's folder or
-    the nearest one above); ``start_method`` limits the check to one start method.
+    the nearest one above); ``start_method`` limits the check to one start method; after
+    ``timeout`` seconds (default: none, each call has its own limit) the check is stopped.
     """
     echo = echo or print
     path = this_notebook(exercise, notebook)
@@ -57,12 +59,14 @@ def check(exercise: str | None = None, notebook: str | os.PathLike[str] | None =
         args += ["--start-method", start_method]
     if assignment:
         args += ["--assignment", str(assignment)]
-    return run(args, cwd=path.parent, echo=echo)
+    return run(args, cwd=path.parent, echo=echo, timeout=timeout)
 
 
-def run(args: list[str], *, cwd: Path, echo: Callable[[str], Any] | None = None) -> int:
+def run(args: list[str], *, cwd: Path, echo: Callable[[str], Any] | None = None,
+        timeout: float | None = None) -> int:
     """``python -m grader check ARGS`` in a child process, its output passed to ``echo`` line
-    by line as it comes; its exit code. An interrupt stops the child as Ctrl-C would."""
+    by line as it comes; its exit code. An interrupt, or ``timeout`` seconds, stops the child
+    as Ctrl-C would."""
     echo = echo or print
     command = [sys.executable, "-m", "grader", "check", *args]
     env = {**os.environ, "COLUMNS": os.environ.get("COLUMNS", "100"), "TERM": "dumb"}
@@ -70,7 +74,11 @@ def run(args: list[str], *, cwd: Path, echo: Callable[[str], Any] | None = None)
     proc = subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             encoding="utf-8", errors="replace", start_new_session=posix)
+    timer = threading.Timer(timeout, _stop, (proc, posix)) if timeout is not None else None
     try:
+        if timer is not None:
+            timer.daemon = True
+            timer.start()
         assert proc.stdout is not None
         for line in proc.stdout:
             echo(line.rstrip("\n"))
@@ -80,6 +88,8 @@ def run(args: list[str], *, cwd: Path, echo: Callable[[str], Any] | None = None)
         echo("Check stopped: nothing of yours is left running.")
         return 130
     finally:
+        if timer is not None:
+            timer.cancel()
         if proc.poll() is None:
             proc.kill()
             proc.wait()

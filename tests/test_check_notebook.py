@@ -60,7 +60,7 @@ def test_a_check_from_the_notebook_grades_the_saved_notebook_not_a_stub_beside_i
     stub.write_text((REPO / "exercises/01_spawn/spawn.py").read_text())
     monkeypatch.chdir(released)  # a kernel starts in its notebook's folder
     lines: list[str] = []
-    code = nb_check.check("01_spawn", start_method="fork", echo=lines.append)
+    code = nb_check.check("01_spawn", start_method="fork", echo=lines.append, timeout=300)
     text = "\n".join(lines)
     assert code == 0, text
     assert "Public tests: 3/3 passed, 5/5 points" in text
@@ -83,9 +83,11 @@ def test_the_magic_runs_every_start_method_and_catches_a_spawn_only_bug(released
     shell = Shell()
     nb_check.load_ipython_extension(shell)
     magic = shell.magics[("line", "mpgrade")]
+    real_run = nb_check.run
     monkeypatch.chdir(released)
     lines: list[str] = []
     monkeypatch.setattr("builtins.print", lines.append)
+    monkeypatch.setattr(nb_check, "run", lambda args, cwd, echo=None: real_run(args, cwd=cwd, timeout=300))
     magic("check 01_spawn")
     text = "\n".join(lines)
     assert "Start methods: fork, spawn, forkserver" in text, text
@@ -108,3 +110,55 @@ def test_which_notebook_is_found_and_a_clear_error_when_it_cannot_be(tmp_path, m
     lines: list[str] = []
     nb_check.magic("grade everything", echo=lines.append)
     assert lines and lines[0].startswith("usage: %mpgrade check")
+
+
+KERNEL = """
+import sys
+import grader.notebook
+sys.exit(grader.notebook.check("01_spawn", start_method="fork", timeout=240) == 130 and 7)
+"""
+
+
+def test_interrupting_the_kernel_stops_the_check_and_every_process_of_the_student(released, tmp_path):
+    """Jupyter's stop button sends SIGINT to the kernel alone; the check (its own session)
+    is stopped by the kernel and its workers with it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from .test_student_loop import _alive
+
+    pidfile = tmp_path / "pids"
+    reference = (REPO / "solutions/01_spawn/spawn.py").read_text()
+    spinning = reference.replace("def _exit_with(code: int) -> None:\n",
+                                 "def _exit_with(code: int) -> None:\n"
+                                 f"    open({str(pidfile)!r}, 'a').write(f'{{os.getpid()}}\\n')\n"
+                                 "    while True:\n        pass\n", 1)
+    assert spinning != reference
+    paste(released / "01_spawn.ipynb", spinning)
+    kernel = subprocess.Popen([sys.executable, "-c", KERNEL], cwd=released, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (pidfile.exists() and len(pidfile.read_text().split()) >= 3):
+            assert time.monotonic() < deadline and kernel.poll() is None, "the workers never started"
+            time.sleep(0.05)
+        pids = [int(p) for p in pidfile.read_text().split()]
+        os.kill(kernel.pid, signal.SIGINT)
+        out, _ = kernel.communicate(timeout=120)
+        assert kernel.returncode == 7, out
+        assert "Check stopped: nothing of yours is left running." in out
+        deadline = time.monotonic() + 10
+        while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not [p for p in pids if _alive(p)], "student processes survived the interrupt"
+    finally:
+        kernel.kill()
+        kernel.wait(timeout=30)
+        for p in pidfile.read_text().split() if pidfile.exists() else []:
+            try:
+                os.kill(int(p), signal.SIGKILL)
+            except OSError:
+                pass
