@@ -31,7 +31,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from grader.assignment import MANIFEST, Assignment
+from grader.assignment import Assignment
 from grader.atomic import write_atomic
 from grader.escaping import file_name, json_safe, json_text, spreadsheet_row
 from grader.protocol import results
@@ -422,11 +422,8 @@ def autograder_members(assignment: Assignment) -> dict[str, tuple[bytes, int]]:
                 or any(p.startswith(".") for p in rel.parts) or path.suffix in (".pyc", ".pyo")):
             continue
         members[f"mpgrade/{rel.as_posix()}"] = (path.read_bytes(), 0o644)
-    root = assignment.root
-    members[f"course/{MANIFEST}"] = ((root / MANIFEST).read_bytes(), 0o644)
-    for ex in assignment.exercises:
-        for path in ex.public_tests() + ex.hidden_tests():
-            members[f"course/{path.relative_to(root).as_posix()}"] = (path.read_bytes(), 0o644)
+    for path in assignment.grading_files():
+        members[f"course/{path.relative_to(assignment.root).as_posix()}"] = (path.read_bytes(), 0o644)
     return dict(sorted(members.items()))
 
 

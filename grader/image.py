@@ -47,6 +47,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from docker import DockerClient
 
+    from grader.assignment import Assignment
+
 __all__ = [
     "DEFAULT_BASE_IMAGE",
     "DEFAULT_IMAGE_REPO",
@@ -54,10 +56,12 @@ __all__ = [
     "WHEELHOUSE_ENV",
     "ImageBuildError",
     "build_image",
+    "build_prairielearn_image",
     "checkout_root",
     "ensure_offline_base",
     "image_exists",
     "image_tag",
+    "prairielearn_tag",
     "wheel_cache_dir",
 ]
 
@@ -645,6 +649,95 @@ def build_image(
             if not offline and not image_exists(client, base):
                 raise ImageBuildError(f"{exc} (could not get base {base}; try --offline)") from exc
             raise
+    if not image_exists(client, tag):
+        raise ImageBuildError(f"docker build finished but {tag} does not exist")
+    log(f"built {tag} in {time.monotonic() - started:.0f}s")
+    return tag
+
+
+# ----------------------------------------------------------------- PrairieLearn
+
+PRAIRIELEARN_REPO = "mpgrade-prairielearn"
+"""Repository part of the PrairieLearn external grader's tag."""
+
+_PL_FILES = {  # build context name -> file of the checkout
+    "Dockerfile": "docker/prairielearn.Dockerfile",
+    "requirements.txt": "docker/prairielearn-requirements.txt",
+    "entrypoint.sh": "docker/prairielearn-entrypoint.sh",
+}
+
+
+def _course_files(assignment: Assignment) -> dict[str, bytes]:
+    """``course/<path>`` -> bytes: what grading reads of the course (``grading_files``)."""
+    return {f"course/{p.relative_to(assignment.root).as_posix()}": p.read_bytes()
+            for p in assignment.grading_files()}
+
+
+def prairielearn_tag(root: Path, assignment: Assignment) -> str:
+    """``mpgrade-prairielearn:<hash12>`` of the grading image's tag, the layer's files and the
+    course baked in: a changed test or grader means a new tag (PrairieLearn pulls by name, so
+    push it under a name of yours: docs/prairielearn.md)."""
+    root = Path(root)
+    digest = hashlib.sha256(image_tag(root).encode() + b"\0")
+    files = {name: (root / rel).read_bytes() for name, rel in _PL_FILES.items()}
+    for name, data in sorted({**files, **_course_files(assignment)}.items()):
+        digest.update(f"{name}\0{len(data)}\0".encode() + data)
+    return f"{PRAIRIELEARN_REPO}:{digest.hexdigest()[:12]}"
+
+
+def build_prairielearn_image(
+    root: Path,
+    assignment: Assignment,
+    *,
+    offline: bool,
+    base: str | None = None,
+    client: DockerClient | None = None,
+    log: Log = print,
+    force: bool = False,
+) -> str:
+    """Make sure PrairieLearn's external grader image for ``assignment`` exists; return its tag.
+
+    It is the grading image (:func:`build_image`, built or reused first) plus one layer: the
+    command line's few packages (``docker/prairielearn-requirements.txt``, wheels fetched on the
+    host like every other), the course's manifest, helpers and tests in ``/opt/mpgrade-course``
+    (root's only) and the entrypoint. The build runs without network, like the grading image's.
+    """
+    root = Path(root).resolve()
+    for rel in _PL_FILES.values():
+        if not (root / rel).is_file():
+            raise ImageBuildError(f"{root / rel} is missing: is {root} an mpgrade checkout?")
+    client = _connect(client)
+    grader = build_image(root, offline=offline, base=base, client=client, log=log, force=force)
+    tag = prairielearn_tag(root, assignment)
+    if not force and image_exists(client, tag):
+        log(f"image {tag} is up to date")
+        return tag
+    started = time.monotonic()
+    wheelhouse, pinned = wheel_cache_dir()
+    with tempfile.TemporaryDirectory(prefix="mpgrade-pl-context-") as tmp:
+        context = Path(tmp)
+        for name, rel in _PL_FILES.items():
+            shutil.copy2(root / rel, context / name)
+        for name, data in _course_files(assignment).items():
+            (context / name).parent.mkdir(parents=True, exist_ok=True)
+            (context / name).write_bytes(data)
+        _fetch(["-r", str(context / "requirements.txt")], context / "wheels", wheelhouse=wheelhouse,
+               pinned=pinned, target=_target_args(_daemon_arch(client)),
+               what="fetching the PrairieLearn layer's wheels (docker/prairielearn-requirements.txt)", log=log)
+        log(f"building {tag} FROM {grader} with {assignment.name} {assignment.version} ...")
+        for line in _stream_build(
+            client,
+            path=str(context),
+            tag=tag,
+            buildargs={"GRADER": grader},
+            labels={"mpgrade.grader-image": grader, "mpgrade.assignment": f"{assignment.name} {assignment.version}"},
+            rm=True,
+            forcerm=True,
+            pull=False,
+            network_mode="none",
+            timeout=None,
+        ):
+            log(f"  {line}")
     if not image_exists(client, tag):
         raise ImageBuildError(f"docker build finished but {tag} does not exist")
     log(f"built {tag} in {time.monotonic() - started:.0f}s")

@@ -6,7 +6,6 @@ code 2, and files a script can read. Registered on the main CLI with ``main.add_
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import click
 
 from grader import export as export_mod
 from grader.cli.render import done, fail, note, warn
-from grader.escaping import json_text, terminal, valid_unicode
+from grader.escaping import terminal, valid_unicode
 
 results_dir_arg = click.argument("results_dir", type=click.Path(path_type=Path), metavar="RESULTS_DIR")
 
@@ -68,6 +67,7 @@ def export() -> None:
       mpgrade export canvas results/ --gradebook canvas.csv --out canvas-import.csv
       mpgrade export scores results/ --out lms-scores.csv
       mpgrade export prairielearn results/ --out pl/
+      mpgrade export prairielearn-run        # PrairieLearn's external grader (docs/prairielearn.md)
 
     Formats and rules: docs/lms-exports.md.
     """
@@ -166,41 +166,69 @@ def gradescope_run(submission_dir: Path, results_file: Path, assignment_dir: str
       mpgrade export gradescope-run    # in run_autograder, with the defaults above
       mpgrade export gradescope-run --submission /tmp/sub --results /tmp/results.json
     """
-    import pwd
+    from grader import autograder, grading
 
-    from grader import assignment as assignment_mod
-    from grader import grading
-    from grader.atomic import write_atomic
-    from grader.intake import submission as intake
-    from grader.sandbox.local import LocalSandbox
-
-    if os.geteuid() != 0:
-        fail("gradescope-run must run as root (Gradescope runs run_autograder so): it drops to "
-             f"{student_user} for student code")
     try:
-        user = pwd.getpwnam(student_user)
-    except KeyError:
-        fail(f"no user {student_user!r}: setup.sh creates it (useradd)")
-    if user.pw_uid == 0 or user.pw_gid == 0:
-        fail(f"{student_user!r} is root or in root's group: student code must not be")
-    try:
-        assignment = assignment_mod.load(assignment_mod.locate(assignment_dir))
-    except assignment_mod.AssignmentError as exc:
+        user = autograder.student_account(student_user)
+        assignment = autograder.load_assignment(assignment_dir)
+        doc = autograder.grade_folder(submission_dir, assignment, user, grading.Options(scope="all"))
+    except autograder.AutograderError as exc:
         fail(str(exc))
-    sub = intake.from_folder(submission_dir, assignment, "submission")
-    with LocalSandbox(student_user=(user.pw_uid, user.pw_gid)) as box:
-        doc = grading.grade(box, assignment, sub, grading.Options(scope="all"))
-    if doc is None:
-        fail("grading was cancelled")
     done(f"{doc['status']}: {doc['score']:g}/{doc['max_score']:g} ", doc["message"][:2000])
     try:
         data = export_mod.gradescope_results(doc)
     except export_mod.Withheld as exc:
         note("not sent:", "bold red", str(exc))
         sys.exit(1)
-    results_file.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(results_file, json_text(data, indent=2).encode() + b"\n")
+    autograder.write_results(results_file, data)
     done("wrote ", results_file)
+
+
+@export.command("prairielearn-run")
+@click.option("--grade", "grade_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("/grade"), show_default=True,
+              help="PrairieLearn's job folder: student/ in, results/results.json out.")
+@click.option("--assignment", "assignment_dir", metavar="DIR", default="/opt/mpgrade-course",
+              show_default=True,
+              help="Folder with assignment.toml and the tests: the course baked into the image, or "
+                   "one under /grade/serverFilesCourse/.")
+@click.option("--exercise", "exercises", multiple=True, metavar="ID",
+              help="The exercise(s) this question grades (repeatable; default: those whose files "
+                   "were submitted).")
+@click.option("--timeout", type=float, default=30.0, show_default=True,
+              help="The question's externalGradingOptions.timeout: grading is planned to end "
+                   "within it.")
+@click.option("--student-user", default="student", show_default=True,
+              help="The unprivileged user student code runs as (uid 10001 of the grading image).")
+def prairielearn_run(grade_dir: Path, assignment_dir: str, exercises: tuple[str, ...], timeout: float,
+                     student_user: str) -> None:
+    """Grade one PrairieLearn submission in the external grader's container (its entrypoint).
+
+    Runs as root; every student process runs as --student-user, which can read nothing of
+    /grade (the tests, data.json) and cannot write results/. The calls share a time budget
+    inside --timeout (each test an equal share of what is left), so a deadlocking submission
+    still ends in time with the tests it passes scored. results.json is always written, by
+    root, after grading: a submission that could not be graded (nothing submitted, a grader
+    failure, past the time) is "gradable": false, never a 0, and the attempt is not counted.
+    Exit code 0 whenever results.json was written: PrairieLearn reads it only then.
+
+    \b
+    Examples:
+      mpgrade export prairielearn-run                          # the image's default entrypoint
+      mpgrade export prairielearn-run --exercise 03_prodcons --timeout 60
+      mpgrade export prairielearn-run --assignment /grade/serverFilesCourse/mpgrade-course
+    """
+    from grader import autograder
+
+    results = autograder.prairielearn_grade(grade_dir, assignment_dir, exercises=exercises,
+                                            timeout=timeout, student_user=student_user,
+                                            log=lambda line: note("mpgrade:", "bold", line))
+    target = grade_dir / "results" / "results.json"
+    try:
+        autograder.write_results(target, results)
+    except OSError as exc:
+        fail(f"cannot write {target}: {exc.strerror or exc}")
+    done("wrote ", target)
 
 
 @export.command()

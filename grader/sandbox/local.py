@@ -47,14 +47,17 @@ class LocalSandbox(Sandbox):
     name = "local"
 
     def __init__(self, python: str = sys.executable, warm: int = 0,
-                 student_user: tuple[int, int] | None = None) -> None:
+                 student_user: tuple[int, int] | None = None, student_python: str | None = None) -> None:
         """``student_user`` (uid, gid): student processes run as that user (the harness drops to
         it, as in the Docker sandbox), at most ``Limits.pids`` of them, and every process of it
-        is killed after each job. Needs root; Gradescope's container is where it is used
-        (``mpgrade export gradescope-run``). Without it everything runs as the caller."""
+        is killed after each job. Needs root; an LMS's own container is where it is used
+        (``grader.autograder``: Gradescope, PrairieLearn). Without it everything runs as the
+        caller. ``student_python``: the execute-only interpreter for student code, as in the
+        grading image (``/opt/mpgrade/bin/python-student``), which seals student processes from exec."""
         self.python = python
         self.warm = max(0, warm)
         self.student_user = student_user
+        self.student_python = student_python
         self._running: dict[int, subprocess.Popen] = {}
         self._lock = threading.Lock()
         self._closed = False
@@ -125,6 +128,8 @@ class LocalSandbox(Sandbox):
                 uid, gid = self.student_user
                 env[wire.STUDENT_USER_ENV] = f"{uid}:{gid}"
                 env[wire.STUDENT_NPROC_ENV] = str(limits.pids)
+                if self.student_python:
+                    env[wire.STUDENT_PYTHON_ENV] = self.student_python
             with self._lock:
                 if self._closed:
                     shutil.rmtree(tmp, ignore_errors=True)

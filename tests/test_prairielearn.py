@@ -1,0 +1,170 @@
+"""PrairieLearn's external grader: `mpgrade image build --target prairielearn` and its entrypoint
+(#19 item 8).
+
+The image runs as PrairieLearn's grader host runs a job (tests/prairielearn_helpers.py): the job
+folder at /grade, no network, memory and pids limits, killed at the question's timeout, and
+results.json read only after an exit with status 0. One question grades one exercise, as a
+PrairieLearn question usually is (03_prodcons here: its 100,000-item test is the heaviest call
+of the course, and the example deadlock hangs in it).
+
+Checked: the reference scores 1.0 in a valid results.json; a deadlocking submission is graded
+within PrairieLearn's default 30 s with a partial score (its other tests pass); nothing
+submitted, no file of the question, a grader that cannot start: each "gradable": false with
+the reason, never a 0. The attack (a submission that reads the hidden tests or writes the
+results) is tests/attacks/test_prairielearn_attacks.py. The time plan and the budget's
+arithmetic are checked without Docker.
+"""
+
+from __future__ import annotations
+
+import time
+import zipfile
+
+import pytest
+
+from grader import autograder
+from grader.escaping import json_text
+from grader.harness.boundary.runner import TimeShare
+from tests.prairielearn_helpers import REPO, prairielearn_image, run_grader, valid_results  # noqa: F401
+
+PRODCONS = (REPO / "solutions" / "03_prodcons" / "prodcons.py").read_bytes()
+
+
+def deadlocking_prodcons() -> bytes:
+    """Carol's prodcons.py from the bundled examples: it joins its producers before draining the
+    queue, so it hangs once the items outgrow the pipe (the 100,000-item test)."""
+    with zipfile.ZipFile(REPO / "examples" / "submissions" / "carol-deadlock.zip") as zf:
+        return zf.read("carol-deadlock/exercises/03_prodcons/prodcons.py")
+
+
+# --------------------------------------------------------------------------- in the image
+
+
+@pytest.mark.docker
+def test_the_reference_scores_1_in_a_valid_results_json(docker_client, prairielearn_image):  # noqa: F811
+    out = run_grader(docker_client, prairielearn_image, {"prodcons.py": PRODCONS})
+    assert out["status"] == 0 and out["results"] is not None, out["log"]
+    results = valid_results(out["results"])
+    assert results["gradable"] is True and results["score"] == 1.0, out["log"]
+    names = [t["name"] for t in results["tests"]]
+    assert names and all(n.startswith("03_prodcons") for n in names), names
+    assert "03_prodcons: hidden tests" in names  # hidden tests only as a total, never by name
+    assert sum(t["points"] for t in results["tests"]) == sum(t["max_points"] for t in results["tests"])
+    assert out["results_files"] == ["results.json"] and out["results_mode"] == 0o644
+    assert out["grade_mode"] == 0o700, "the job folder is closed to student code"
+
+
+@pytest.mark.docker
+def test_a_deadlocking_submission_is_graded_within_prairielearns_timeout(docker_client, prairielearn_image):  # noqa: F811
+    # PrairieLearn kills the container at the timeout and then has no result at all: run_grader
+    # does the same, so a result here means the grading ended in time.
+    out = run_grader(docker_client, prairielearn_image, {"prodcons.py": deadlocking_prodcons()}, timeout=30)
+    assert out["status"] == 0, "killed at PrairieLearn's 30 s, or failed: " + out["log"][-3000:]
+    results = valid_results(out["results"])
+    assert results["gradable"] is True, results
+    assert 0.0 < results["score"] < 1.0, results["score"]
+    hidden = next(t for t in results["tests"] if t["name"] == "03_prodcons: hidden tests")
+    assert 0 < hidden["points"] < hidden["max_points"], hidden
+    assert "calls 22 s of PrairieLearn's 30 s" in out["log"], out["log"][-2000:]
+
+
+@pytest.mark.docker
+def test_no_student_folder_is_not_gradable(docker_client, prairielearn_image):  # noqa: F811
+    out = run_grader(docker_client, prairielearn_image, None)
+    assert out["status"] == 0, out["log"]
+    results = valid_results(out["results"])
+    assert results["gradable"] is False and "score" not in results
+    assert "/grade/student is missing" in results["message"]
+    assert results["format_errors"] == [results["message"]]
+
+
+@pytest.mark.docker
+def test_files_of_no_exercise_are_not_gradable(docker_client, prairielearn_image):  # noqa: F811
+    out = run_grader(docker_client, prairielearn_image, {"prodcons (1).py": PRODCONS, "notes.txt": b"hi"})
+    results = valid_results(out["results"])
+    assert out["status"] == 0 and results["gradable"] is False, out["log"]
+    assert "None of the files" in results["message"] and "prodcons.py" in results["message"]
+
+
+@pytest.mark.docker
+def test_a_grader_that_cannot_start_still_writes_a_not_gradable_result(docker_client, prairielearn_image):  # noqa: F811
+    # A wrong entrypoint argument: the command line refuses it before grading anything; the
+    # entrypoint's fallback writes the result, and exits 0 so PrairieLearn reads it.
+    out = run_grader(docker_client, prairielearn_image, {"prodcons.py": PRODCONS},
+                     command=["/opt/mpgrade/bin/prairielearn-grade", "--no-such-option"])
+    assert out["status"] == 0, out["log"]
+    results = valid_results(out["results"])
+    assert results["gradable"] is False and "could not start" in results["message"]
+
+
+@pytest.mark.docker
+def test_an_unknown_exercise_is_a_setup_error_not_a_zero(docker_client, prairielearn_image):  # noqa: F811
+    out = run_grader(docker_client, prairielearn_image, {"prodcons.py": PRODCONS},
+                     command=["/opt/mpgrade/bin/prairielearn-grade", "--exercise", "99_nope"])
+    results = valid_results(out["results"])
+    assert out["status"] == 0 and results["gradable"] is False
+    assert "not set up right" in results["message"] and "99_nope" in results["message"]
+
+
+# --------------------------------------------------------------------------- the time plan
+
+
+def test_the_time_plan_ends_before_prairielearns_timeout():
+    plan = autograder.prairielearn_plan(30)
+    assert plan.budget < plan.wall < plan.timeout == 30
+    assert plan.timeout - plan.wall >= autograder.PL_CONTAINER_RESERVE
+    long = autograder.prairielearn_plan(600)
+    assert long.wall == 540 and long.budget == 486
+    for bad in (5, 601):
+        with pytest.raises(autograder.AutograderError, match="--timeout"):
+            autograder.prairielearn_plan(bad)
+
+
+def test_a_call_keeps_its_own_limit_while_the_budget_allows():
+    share = TimeShare(end=time.monotonic() + 100, tests_after=3)
+    assert share.limit(5.0) == (5.0, "")
+
+
+def test_a_heavy_call_gets_what_the_later_tests_can_spare():
+    share = TimeShare(end=time.monotonic() + 20, tests_after=4)  # 4 later tests keep 1.5 s each
+    limit, note = share.limit(25.0)
+    assert 9.0 < limit <= 10.0  # half of what is left, 20 - 4 * 1.5 = 14 being more
+    assert "its own limit is 25 s" in note
+
+
+def test_when_the_budget_runs_low_every_test_gets_an_equal_share():
+    share = TimeShare(end=time.monotonic() + 6, tests_after=5)  # 6 s for this and 5 more tests
+    limit, _ = share.limit(5.0)
+    assert 0.9 < limit <= 1.0
+    spent = TimeShare(end=time.monotonic() - 1, tests_after=2)
+    assert spent.limit(5.0)[0] == TimeShare.MIN_CALL
+
+
+def test_a_call_cut_by_the_budget_says_so(make_module):
+    from grader.harness.boundary import CallTimeout, StudentRunner
+
+    folder = make_module("hang", "import time\n\ndef f():\n    time.sleep(60)\n")
+    runner = StudentRunner(path=folder, budget=TimeShare(end=time.monotonic() + 1.0, tests_after=0))
+    with pytest.raises(CallTimeout) as info:
+        runner.module("hang", timeout=30).f()
+    assert "share of the run's time budget; its own limit is 30 s" in str(info.value)
+    assert runner.last.duration < 30
+
+
+def test_the_course_baked_in_is_what_grading_reads_and_nothing_else():
+    from grader import assignment, image
+
+    course = assignment.load(REPO)
+    names = set(image._course_files(course))
+    assert "course/assignment.toml" in names
+    assert "course/solutions/03_prodcons/test_hidden.py" in names
+    assert not any(n.endswith(("prodcons.py", "spawn.py")) or "mutants" in n for n in names), names
+    assert image.prairielearn_tag(REPO, course).startswith("mpgrade-prairielearn:")
+
+
+def test_results_over_a_megabyte_are_cut_to_fit():
+    big = {"gradable": True, "score": 0.5, "message": "m",
+           "tests": [{"name": f"t{i}", "output": "x" * 4000, "message": "y" * 4000} for i in range(300)]}
+    fitted = autograder.fit(big)
+    assert len(json_text(fitted).encode()) < autograder.PL_MAX_RESULTS
+    assert fitted["score"] == 0.5 and len(fitted["tests"]) == 300
