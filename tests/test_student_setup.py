@@ -160,3 +160,33 @@ def test_on_windows_the_check_says_to_use_wsl_instead_of_crashing(course, monkey
     monkeypatch.setattr(check, "POSIX", False)
     with pytest.raises(check.CheckCannotRun, match="WSL"):
         check.run_check(course, ("01_spawn",))
+
+
+# What only the extras install (pyproject: dev, service, report, bench): a student has none.
+EXTRAS_ONLY = ("fastapi", "uvicorn", "multipart", "python_multipart", "celery", "redis", "httpx",
+               "psycopg", "prometheus_client", "matplotlib", "copydetect", "ruff", "importlinter",
+               "playwright")
+WITHOUT_EXTRAS = f"""
+import importlib.abc, runpy, sys
+class NotInstalled(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {EXTRAS_ONLY!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+sys.meta_path.insert(0, NotInstalled())
+sys.argv = ["mpgrade", *sys.argv[1:]]
+runpy.run_module("grader", run_name="__main__")
+"""
+
+
+def test_a_check_needs_none_of_the_extras(course_copy):
+    """The student install is the base package: a check (and --help of every command a student
+    sees) must run with none of the service, report or development packages importable."""
+    spawn_py = course_copy / "exercises" / "01_spawn" / "spawn.py"
+    spawn_py.write_text((REPO / "solutions" / "01_spawn" / "spawn.py").read_text())
+    out = subprocess.run([sys.executable, "-c", WITHOUT_EXTRAS, "check", "01_spawn", "--start-method", "fork"],
+                         cwd=course_copy, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "3/3 passed" in out.stdout
+    helped = subprocess.run([sys.executable, "-c", WITHOUT_EXTRAS, "--help"], cwd=course_copy,
+                            capture_output=True, text=True, timeout=60)
+    assert helped.returncode == 0, helped.stderr
