@@ -173,13 +173,14 @@ def test_a_student_graded_full_marks_who_then_hits_a_grader_error_keeps_them(lti
     assert grade_of(platform) == 10
 
     job = graded(client, tokens, "s-alice", RIGHT + "\n# resubmitted\n")
-    assert job["result"]["status"] == "error", job["result"]["status"]
+    assert job["result"]["status"] == "error" and "the sandbox failed" in job["result"]["message"], job["result"]
     records = client.app.state.lti.records
     [entry] = wait_for(lambda: records.scores(job["job_id"]), 30, what="the withheld score's record")
     assert entry["status"].startswith("withheld: ") and entry["sub"] == ALICE
     assert len(platform.scores) == 1 and grade_of(platform) == 10  # nothing sent: the 10 stays
     page = launch(client, platform)
     assert "could not be graded" in page.text and "grade you had before is kept" in page.text
+    assert "on our side" in page.text and "the sandbox failed" not in page.text  # diagnostics stay ours
 
 
 def test_a_platform_that_answers_500_then_200_gets_the_score(lti, platform, tokens):  # noqa: F811

@@ -9,7 +9,8 @@ origins frame it (an LMS shows a launch in an iframe), see :func:`csp`.
 
 Only what students may see is shown: the score, each exercise's score and the tests whose
 visibility is ``visible``; hidden and after-due-date tests appear only inside the exercise
-totals, as in every other export.
+totals, as in every other export. A result that failed on the grader's side
+(``jobs.fault_of``: infrastructure) says so without its message (grader diagnostics).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from grader.report.html import text
+from grader.service.jobs import fault_of
 from grader.service.lti.registry import Platform
 
 MAX_MESSAGE = 2000
@@ -72,9 +74,13 @@ def _result(doc: dict[str, Any]) -> str:
     if status == "graded":
         out.append(f"<p><strong>Score: {_num(doc.get('score'))} / {_num(doc.get('max_score'))}</strong> "
                    f"<span class=\"note\">(graded {text(doc.get('finished_at') or '', multiline=False)})</span></p>")
+    elif fault_of(doc) == "infrastructure":  # ours: the details are grader diagnostics, not feedback
+        out.append("<p class=\"error\"><strong>Your latest submission could not be graded: the grader failed"
+                   " on our side, not because of your code.</strong> A grade you had before is kept; send it"
+                   " again later or ask your teacher.</p>")
     else:
         out.append(f"<p class=\"error\"><strong>Your latest submission could not be graded ({text(status)}).</strong>"
-                   " A grade you had before is kept; your teacher has been told.</p>")
+                   " A grade you had before is kept.</p>")
         if doc.get("message"):
             out.append(f"<pre>{text(str(doc['message'])[:MAX_MESSAGE])}</pre>")
     rows = "".join(f"<tr><td>{text(ex.get('title') or ex.get('name'), multiline=False)}</td>"
