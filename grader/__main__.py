@@ -1,4 +1,4 @@
-"""``python -m grader`` is ``mpgrade``: the entry that needs no ``make`` (Windows, macOS).
+"""``python -m grader`` is ``mpgrade``: the entry that needs no ``make`` (macOS, WSL).
 
 Run with a Python that lacks mpgrade's packages (outside the course's ``.venv``), it says
 which package is missing and how to install it, in a line, instead of a traceback.

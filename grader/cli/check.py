@@ -52,7 +52,7 @@ def check(exercises: tuple[str, ...], assignment_dir: str | None, json_path: Pat
       mpgrade check 01_spawn --watch     # again each time you save spawn.py (Ctrl-C ends it)
       mpgrade check --start-method spawn # the way macOS and Windows start processes
       mpgrade check --notebook 01_spawn.ipynb   # a released notebook (save it first)
-      python -m grader check             # the same without make (Windows, macOS)
+      python -m grader check             # the same without make (macOS; Windows: in WSL)
       make check EX=03_prodcons          # the same through make (WATCH=1 for --watch)
     """
     from grader import check as check_mod
