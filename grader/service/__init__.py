@@ -11,5 +11,6 @@ Modules: ``jobs`` (what a job carries, grading one, whose failure a result is), 
 threads, the Celery collector), ``tasks`` (Celery app, the grade task, leases), ``callbacks``
 (POSTing results to LMS callback URLs: the egress policy, per-destination delivery),
 ``serving`` (how uvicorn bounds slow clients), ``openapi`` (the response schemas),
-``metrics`` (Prometheus), ``api`` (the FastAPI app factory). Needs the ``service`` extra: ``pip install 'mpgrade[service]'``.
+``metrics`` (Prometheus), ``api`` (the FastAPI app factory), and the package ``lti`` (the LTI 1.3
+tool: launches, roster, gradebook; docs/lti.md). Needs the ``service`` extra: ``pip install 'mpgrade[service]'``.
 """
