@@ -363,10 +363,11 @@ def _call_output(record: Any) -> str:
     return out + err
 
 
-def _relative(text: str, folder: Path) -> str:
-    """``text`` with the folder the call ran the student's modules from taken out of paths."""
+def _relative(text: str, folder: Path, to: str = "") -> str:
+    """``text`` with the folder the call ran the student's modules from taken out of paths
+    (or, given ``to``, replaced by it: the helpers' copy by the assignment's folder name)."""
     for root in {str(folder), str(Path(folder).resolve())}:
-        text = text.replace(root.rstrip("/") + "/", "")
+        text = text.replace(root.rstrip("/") + "/", to)
     return text
 
 
@@ -402,6 +403,9 @@ def _finish(item: pytest.Item, data: dict[str, Any]) -> dict[str, Any]:
         # imported (``/tmp/mpgrade-job-.../scratch/student-.../spawn.py``); the host puts the
         # student's own folder in front (``grader.cli.render``).
         message, output = (_relative(text, runner.path) for text in (message, output))
+        if runner.helpers is not None:  # a helper in a traceback: helpers/probes.py, not its copy
+            shown = f"{assignment.helpers if assignment and assignment.helpers else runner.helpers.name}/"
+            message, output = (_relative(text, runner.helpers, shown) for text in (message, output))
     meta = {k: v for k, v in meta.items() if k != "hints_when"}
     return {
         **meta,

@@ -1,0 +1,121 @@
+"""Hidden tests for exercise 02 (a thread-safe bounded buffer)."""
+
+import os
+import random
+
+import pytest
+
+from grader.testing import Mistake
+
+pytestmark = pytest.mark.visibility("hidden")
+
+rng = random.Random(os.urandom(16))
+
+WHILE_HINT = ("A woken thread must check the condition again: wait in a `while` loop (or use "
+              "Condition.wait_for), never an `if`; another consumer may have taken the item first.")
+NOTIFY_HINT = ("After get() removes an item, notify the threads waiting in put() "
+               "(cond.notify_all()): otherwise a producer waits for space forever.")
+THREADS_HINT = ("Start all producer and consumer threads first, then join them all: a producer "
+                "joined before the consumers start waits forever on a full buffer.")
+
+
+@pytest.mark.points(3)
+@pytest.mark.hint("get() returns the oldest item: popleft() from a deque, not pop().")
+def test_fifo_order(student):
+    """items come out in the order they went in"""
+    items = [rng.randint(0, 999) for _ in range(rng.randint(4, 8))]
+    with student.session() as s:
+        buf = s.module("buffer").BoundedBuffer(len(items))
+        for item in items:
+            buf.put(item)
+        got = [buf.get() for _ in items]
+    assert got == items, f"put {items}: expected them back in that order, got {got}"
+
+
+@pytest.mark.points(3)
+@pytest.mark.hint("put() waits while len == capacity (and gives up with False after `timeout`); "
+                  "get() waits while it is empty (and raises TimeoutError after `timeout`).")
+def test_full_and_empty_wait(student):
+    """put on a full buffer gives up with False after its timeout; get on an empty one raises TimeoutError"""
+    capacity = rng.randint(1, 4)
+    with student.session() as s:
+        buf = s.module("buffer").BoundedBuffer(capacity)
+        for i in range(capacity):
+            buf.put(i)
+        refused = buf.put("extra", 0.1)
+        size = len(buf)
+        for _ in range(capacity):
+            buf.get()
+        try:
+            late = buf.get(0.1)
+        except TimeoutError:
+            late = TimeoutError
+    assert late is TimeoutError, f"get(0.1) on an empty buffer: expected TimeoutError, got {late!r}"
+    assert refused is False, f"put() on a full buffer of {capacity}: expected False after the timeout, got {refused!r}"
+    assert size == capacity, f"expected the buffer to hold at most {capacity} items, got {size}"
+
+
+@pytest.mark.points(2)
+@pytest.mark.hint("Check the capacity in __init__: raise ValueError when it is below 1.")
+def test_capacity_must_be_positive(student):
+    """BoundedBuffer(0) raises ValueError"""
+    with student.session() as s:
+        mod = s.module("buffer")
+        with pytest.raises(ValueError):
+            mod.BoundedBuffer(0)
+
+
+@pytest.mark.points(4)
+@pytest.mark.hint(WHILE_HINT)
+def test_woken_consumers_wait_again(student):
+    """several consumers waiting on an empty buffer each get one item, none raises"""
+    consumers = rng.randint(3, 4)
+    with student.session(timeout=15) as s:
+        buf = s.module("buffer").BoundedBuffer(consumers)
+        got = s.helper("probes.racing_consumers")(buf, consumers)
+    raised = [name for kind, name in got if kind == "raised"]
+    if raised:
+        raise Mistake(f"{consumers} consumers waiting in get(), woken by one put(): expected each to get an "
+                      f"item, got {len(raised)} raising {', '.join(sorted(set(raised)))}", hint=WHILE_HINT)
+    items = sorted(value for _, value in got)
+    assert items == list(range(consumers)), f"expected the items 0..{consumers - 1}, got {items}"
+
+
+@pytest.mark.points(4)
+@pytest.mark.hint(NOTIFY_HINT)
+def test_get_wakes_a_waiting_producer(student):
+    """a producer waiting in put() on a full buffer is woken when get() makes room"""
+    capacity = rng.randint(1, 3)
+    with student.session(timeout=15) as s:
+        buf = s.module("buffer").BoundedBuffer(capacity)
+        seen = s.helper("probes.blocked_producer")(buf)
+    if not seen["waiting"]:
+        raise Mistake(f"put() on a full buffer of {capacity}: expected it to wait for room, got it returned",
+                      hint="put() must wait while the buffer is full: cond.wait() in a while loop.")
+    assert seen["first"] == 0, f"expected get() to return the oldest item 0, got {seen['first']!r}"
+    if not seen["woken"]:
+        raise Mistake("expected the producer waiting in put() to finish once get() made room, got it still "
+                      "waiting 3 s later", hint=NOTIFY_HINT)
+
+
+@pytest.mark.points(6)
+@pytest.mark.hint(THREADS_HINT)
+def test_pipeline_with_threads(student):
+    """pipeline moves every item through a small buffer with producer and consumer threads, and joins them"""
+    # Enough items through a buffer of 1 that the threads live long enough to be seen.
+    producers, consumers, items = rng.randint(2, 3), rng.randint(2, 3), rng.randint(1500, 2000)
+    buffer = student.module("buffer", timeout=8)
+    got = buffer.pipeline(1, producers, consumers, items)
+    call = student.last
+    what = f"pipeline(1, {producers}, {consumers}, {items})"
+    total = producers * items
+    if got != list(range(total)):
+        missing = sorted(set(range(total)) - set(got or []))[:5]
+        raise Mistake(f"{what}: expected the {total} numbers 0..{total - 1}, got {len(got or [])} items"
+                      + (f" (missing {missing}...)" if missing else ""),
+                      hint=THREADS_HINT + " Join them before returning the list.")
+    assert not call.workers, f"{what}: expected threads, got {len(call.workers)} processes"
+    assert call.threads, f"{what}: expected producer and consumer threads, saw none"
+    if call.threads_left:
+        raise Mistake(f"{what}: expected every thread joined, got {call.threads_left} still running after it returned",
+                      hint="join() every thread you started before returning.")
