@@ -10,6 +10,26 @@ from grader.service.lti.registry import Platform as Registration
 from grader.service.lti.registry import Registry
 
 from .lti_platform import TOOL, Platform
+from .service_helpers import make_tiny_course
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """The service tests' one-function assignment, worth 100 points here (40 public, 60 hidden),
+    so "graded 100" reads as it does in the issue. Overrides ``tests.test_service.tiny`` for
+    the modules that import this one."""
+    from grader import assignment as assignment_mod
+
+    root = make_tiny_course(tmp_path_factory.mktemp("tiny100"))
+    manifest = root / "assignment.toml"
+    manifest.write_text(manifest.read_text().replace("points = 10\n", "points = 100\n"))
+    for path, before, after in ((root / "exercises" / "01_add" / "test_public.py", "points(4)", "points(40)"),
+                                (root / "solutions" / "01_add" / "test_hidden.py", "points(6)", "points(60)")):
+        assert before in path.read_text()
+        path.write_text(path.read_text().replace(before, after))
+    loaded = assignment_mod.load(root)
+    assert loaded.max_score == 100
+    return loaded
 
 
 @pytest.fixture

@@ -22,10 +22,10 @@ from click.testing import CliRunner
 from grader.cli.main import main
 from grader.sandbox.local import LocalSandbox
 
-from .lti_helpers import fresh_state, launch, login, lti, platform  # noqa: F401 - fixtures
+from .lti_helpers import fresh_state, launch, login, lti, platform, tiny  # noqa: F401 - fixtures
 from .lti_platform import SCOPE_SCORE, new_key
 from .service_helpers import RIGHT, WRONG, wait_for
-from .test_service import finished, serve, submit, tiny, tokens  # noqa: F401 - fixtures
+from .test_service import finished, serve, submit, tokens  # noqa: F401 - fixtures
 
 ALICE = "lti-user-alice"
 
@@ -54,14 +54,14 @@ def test_launch_roster_line_item_and_score_end_to_end(lti, platform, tokens):  #
 
     # the submission carries the SIS id; the gradebook gets the LMS user id (sub) from the roster
     job = graded(client, tokens, "s-alice", RIGHT)
-    assert job["result"]["score"] == 10
+    assert job["result"]["score"] == 100
     wait_for(lambda: platform.grades, 30, what="the score on the platform")
     [item] = platform.lineitems
-    assert item["resourceId"] == "tiny" and item["scoreMaximum"] == 10 and item["resourceLinkId"] == "link-1"
+    assert item["resourceId"] == "tiny" and item["scoreMaximum"] == 100 and item["resourceLinkId"] == "link-1"
     [score] = platform.scores
-    assert score["userId"] == ALICE and score["scoreGiven"] == 10 and score["scoreMaximum"] == 10
+    assert score["userId"] == ALICE and score["scoreGiven"] == 100 and score["scoreMaximum"] == 100
     assert score["gradingProgress"] == "FullyGraded" and score["activityProgress"] == "Completed"
-    assert grade_of(platform) == 10
+    assert grade_of(platform) == 100
 
     # a second graded submission: a new score in the same line item (found, not made again)
     job = graded(client, tokens, "s-alice", WRONG)
@@ -69,13 +69,13 @@ def test_launch_roster_line_item_and_score_end_to_end(lti, platform, tokens):  #
     assert len(platform.lineitems) == 1 and grade_of(platform) == 0
     records = client.app.state.lti.records
     [entry] = wait_for(lambda: records.scores(job["job_id"]), 30, what="the score's record")
-    assert entry["status"] == "sent: 0/10"
+    assert entry["status"] == "sent: 0/100"
     # one token for the roster, one for the gradebook: the second score reused it
     assert platform.requests.count(("POST", "/token")) == 2
 
     # the launch page shows the latest result and its visible feedback, nothing hidden
     page = launch(client, platform)
-    assert "Score: 0 / 10" in page.text and "add(1, 2) is 3" in page.text and "Hint: return a + b" in page.text
+    assert "Score: 0 / 100" in page.text and "add(1, 2) is 3" in page.text and "Hint: return a + b" in page.text
     assert "10**12" not in page.text  # the hidden test
 
 
@@ -97,7 +97,7 @@ def test_after_the_teachers_launch_every_student_on_the_roster_gets_scores(lti, 
              what="the roster")
     graded(client, tokens, "s-bob", RIGHT)  # Bob never launched; the roster says s-bob is lti-user-bob
     wait_for(lambda: platform.grades, 30, what="Bob's score")
-    assert grade_of(platform, "lti-user-bob") == 10 and [s["userId"] for s in platform.scores] == ["lti-user-bob"]
+    assert grade_of(platform, "lti-user-bob") == 100 and [s["userId"] for s in platform.scores] == ["lti-user-bob"]
 
     # a student who joined after the roster was read: it is read again, then the score goes
     monkeypatch.setattr(tool, "ROSTER_RETRY", 0.0)
@@ -122,7 +122,7 @@ def test_a_launch_that_names_its_line_item_gets_scores_there_and_no_new_one(lti,
     launch(client, platform, **{AGS: {"scope": [SCOPE_SCORE], "lineitem": item["id"]}})
     graded(client, tokens, "s-alice", RIGHT)
     wait_for(lambda: platform.grades, 30, what="the score")
-    assert platform.lineitems == [item] and platform.grades == {(item["id"], ALICE): 10}
+    assert platform.lineitems == [item] and platform.grades == {(item["id"], ALICE): 100}
     assert ("GET", f"/ags/{platform.context_id}/lineitems") not in platform.requests  # nothing looked up
 
 
@@ -135,7 +135,7 @@ def test_a_revoked_token_is_replaced_once(lti, platform, tokens):  # noqa: F811
     job = graded(client, tokens, "s-alice", WRONG)
     records = client.app.state.lti.records
     [entry] = wait_for(lambda: records.scores(job["job_id"]), 30, what="the second score's record")
-    assert entry["status"] == "sent: 0/10" and grade_of(platform) == 0
+    assert entry["status"] == "sent: 0/100" and grade_of(platform) == 0
 
 
 def test_a_grade_given_before_the_first_launch_is_sent_at_the_launch(lti, platform, tokens):  # noqa: F811
@@ -143,9 +143,9 @@ def test_a_grade_given_before_the_first_launch_is_sent_at_the_launch(lti, platfo
     graded(client, tokens, "s-alice", RIGHT)
     assert platform.scores == []  # nobody launched yet: no gradebook is known
     page = launch(client, platform)
-    assert "Score: 10 / 10" in page.text
+    assert "Score: 100 / 100" in page.text
     wait_for(lambda: platform.grades, 30, what="the score on the platform")
-    assert grade_of(platform) == 10
+    assert grade_of(platform) == 100
     launch(client, platform)  # a second launch does not send the same grade again
     time.sleep(0.5)
     assert len(platform.scores) == 1
@@ -165,19 +165,19 @@ class BreaksAfter(LocalSandbox):
         raise RuntimeError("the sandbox failed")
 
 
-def test_a_student_graded_full_marks_who_then_hits_a_grader_error_keeps_them(lti, platform, tokens):  # noqa: F811
+def test_a_student_graded_100_who_then_hits_a_grader_error_still_has_100_on_the_platform(lti, platform, tokens):  # noqa: F811
     client = lti(sandbox=BreaksAfter(good=1))
     launch(client, platform)
     graded(client, tokens, "s-alice", RIGHT)
     wait_for(lambda: platform.grades, 30, what="the first score")
-    assert grade_of(platform) == 10
+    assert grade_of(platform) == 100
 
     job = graded(client, tokens, "s-alice", RIGHT + "\n# resubmitted\n")
     assert job["result"]["status"] == "error" and "the sandbox failed" in job["result"]["message"], job["result"]
     records = client.app.state.lti.records
     [entry] = wait_for(lambda: records.scores(job["job_id"]), 30, what="the withheld score's record")
     assert entry["status"].startswith("withheld: ") and entry["sub"] == ALICE
-    assert len(platform.scores) == 1 and grade_of(platform) == 10  # nothing sent: the 10 stays
+    assert len(platform.scores) == 1 and grade_of(platform) == 100  # nothing sent: the 100 stays
     page = launch(client, platform)
     assert "could not be graded" in page.text and "grade you had before is kept" in page.text
     assert "on our side" in page.text and "the sandbox failed" not in page.text  # diagnostics stay ours
@@ -192,7 +192,7 @@ def test_a_platform_that_answers_500_then_200_gets_the_score(lti, platform, toke
     wait_for(lambda: [s for s in records.scores(job["job_id"]) if s["status"].startswith("sent")], 30,
              what="the score sent after a retry")
     assert [s["status"] for s in platform.scores] == [500, 200]
-    assert grade_of(platform) == 10
+    assert grade_of(platform) == 100
 
 
 def test_a_platform_that_keeps_failing_leaves_a_failed_status_not_a_crash(lti, platform, tokens):  # noqa: F811

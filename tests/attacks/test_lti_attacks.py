@@ -25,10 +25,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from jwt.algorithms import RSAAlgorithm
 
-from tests.lti_helpers import fresh_state, launch, login, lti, platform  # noqa: F401 - fixtures
+from tests.lti_helpers import fresh_state, launch, login, lti, platform, tiny  # noqa: F401 - fixtures
 from tests.lti_platform import AGS, CLAIM, NRPS, SCOPE_LINEITEM, SCOPE_SCORE, new_key
 from tests.service_helpers import wait_for
-from tests.test_service import finished, serve, submit, tiny, tokens  # noqa: F401 - fixtures
+from tests.test_service import finished, serve, submit, tokens  # noqa: F401 - fixtures
 
 INJECTION = '<script>window.__pwned=1</script>"><img src=x onerror=alert(1)>'
 
