@@ -95,7 +95,7 @@ def release_checkable(assignment: Assignment, out_dir: Path) -> list[Path]:
                 continue
             sources.append((path, out_dir / "exercises" / ex.id / path.name))
     # The instructor's helper modules, where the assignment has them (``[assignment] helpers``).
-    for path in getattr(assignment, "helper_files", list)():
+    for path in assignment.helper_files():
         sources.append((path, out_dir / path.relative_to(assignment.root)))
     for src, dest in sources:
         if src.is_file() and not src.is_symlink():
