@@ -127,6 +127,8 @@ class Platform:
             CLAIM + "roles": ["http://purl.imsglobal.org/vocab/lis/v2/membership#Learner"],
             CLAIM + "custom": {"assignment": "tiny"},
             CLAIM + "lis": {"person_sourcedid": "s-alice"},
+            CLAIM + "launch_presentation": {"document_target": "iframe",
+                                             "return_url": "https://school.example.edu/courses/1/modules"},
             AGS: {"scope": [SCOPE_LINEITEM, SCOPE_SCORE], "lineitems": base + "/lineitems"},
             NRPS: {"context_memberships_url": f"{self.issuer}/nrps/{self.context_id}", "service_versions": ["2.0"]},
             **extra,

@@ -47,7 +47,9 @@ def test_launch_roster_line_item_and_score_end_to_end(lti, platform, tokens):  #
     assert page.status_code == 200, page.text
     assert "No result yet" in page.text and "Alice Example" in page.text
     assert "script-src" not in page.headers["content-security-policy"]
-    assert f"frame-ancestors {platform.issuer}" in page.headers["content-security-policy"]
+    # framed by the LMS only: its issuer's origin and the page around the launch (signed return_url)
+    assert page.headers["content-security-policy"].endswith(
+        f"frame-ancestors {platform.issuer} https://school.example.edu")
     # the roster is read, all its pages, with a token from the client-credentials grant
     wait_for(lambda: len([p for m, p in platform.requests if p.startswith("/nrps")]) == 2, 30, what="the roster")
     assert ("POST", "/token") in platform.requests and platform.jtis
@@ -345,6 +347,12 @@ def test_register_list_and_remove_from_the_command_line(tmp_path):
 
     bad = runner.invoke(main, [*args[:-2], "--token-url", "http://lms.example.edu/token", *base])
     assert bad.exit_code == 2 and "https" in bad.output and "Traceback" not in bad.output
+    framed = runner.invoke(main, [*args, "--frame-origin", "https://canvas.example.edu"])
+    assert framed.exit_code == 0, framed.output
+    assert json.loads(runner.invoke(main, ["lti", "list", *base]).output)[0]["frame_origins"] == [
+        "https://canvas.example.edu"]
+    bad = runner.invoke(main, [*args, "--frame-origin", "https://canvas.example.edu/courses; script-src *"])
+    assert bad.exit_code == 2 and "frame origin" in bad.output
 
     keys = runner.invoke(main, ["lti", "jwks", *base])
     assert keys.exit_code == 0 and json.loads(keys.output)["keys"][0]["kty"] == "RSA"

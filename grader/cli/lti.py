@@ -50,12 +50,16 @@ def lti() -> None:
 @click.option("--course", required=True, help="The mpgrade course launches belong to (as in mpgrade token add).")
 @click.option("--assignment", "assignments", metavar="NAME", multiple=True, required=True,
               help="An assignment launches may open (custom parameter assignment=NAME); repeatable.")
+@click.option("--frame-origin", "frame_origins", metavar="URL", multiple=True,
+              help="An origin that may show the launch page in a frame besides the issuer's and the login "
+                   "URL's (a self-hosted LMS on another host); repeatable. Canvas's own host comes signed "
+                   "with each launch.")
 @click.option("--tool-url", required=True, help="Where the platform reaches mpgrade serve, e.g. "
                                                "https://grader.example.edu (launch: TOOL_URL/lti/launch).")
 @data_option
 def register(issuer: str, client_id: str, deployment_ids: tuple[str, ...], login_url: str, token_url: str,
-             jwks_url: str, token_audience: str, course: str, assignments: tuple[str, ...], tool_url: str,
-             data_dir: Path) -> None:
+             jwks_url: str, token_audience: str, course: str, assignments: tuple[str, ...],
+             frame_origins: tuple[str, ...], tool_url: str, data_dir: Path) -> None:
     """Register a platform (or replace its registration: same issuer and client id).
 
     \b
@@ -74,7 +78,7 @@ def register(issuer: str, client_id: str, deployment_ids: tuple[str, ...], login
         platform = Platform(issuer=issuer, client_id=client_id, deployment_ids=tuple(deployment_ids),
                             auth_login_url=login_url, token_url=token_url, jwks_url=jwks_url, course=course,
                             assignments=tuple(dict.fromkeys(assignments)), tool_url=tool_url,
-                            token_audience=token_audience)
+                            token_audience=token_audience, frame_origins=tuple(frame_origins))
         new = Registry(data_dir / "lti").register(platform)
     except (RegistryError, OSError) as exc:
         fail(str(exc))

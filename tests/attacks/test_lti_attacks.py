@@ -249,3 +249,16 @@ def test_a_second_platform_cannot_launch_with_the_first_ones_login(lti, platform
         state, nonce = fresh_state(client, platform)
         response = post_launch(client, other.sign(other.claims(nonce)), state)
         assert response.status_code == 401, response.text
+
+
+@pytest.mark.parametrize("return_url", [
+    "https://lms.example;script-src *", "https://lms.example,evil.example", "https://*.example/",
+    "https://lms.example 'unsafe-inline'", "javascript:alert(1)", "data:text/html,x",
+])
+def test_a_return_url_cannot_widen_the_launch_pages_policy(lti, platform, return_url):  # noqa: F811
+    client = lti()
+    page = launch(client, platform, **{CLAIM + "launch_presentation": {"return_url": return_url}})
+    assert page.status_code == 200, page.text
+    policy = page.headers["content-security-policy"]
+    assert policy.endswith(f"frame-ancestors {platform.issuer}"), policy
+    assert "script-src" not in policy and "unsafe-inline'" not in policy.split("style-src")[0]

@@ -62,6 +62,7 @@ class Accepted:
     roles: tuple[str, ...]
     student_ids: tuple[str, ...]
     claims: dict[str, Any] = field(repr=False)
+    framed_by: tuple[str, ...] = ()  # the origin of the launch's return URL (the LMS page around the tool)
 
 
 def on_site(url: str, platform: Platform) -> bool:
@@ -212,4 +213,7 @@ def _lti_claims(claims: dict[str, Any], platform: Platform, assignments: frozens
     launch = Launch(platform.issuer, platform.client_id, deployment, context_id, sub, platform.course, assignment,
                     link_id, _url(ags.get("lineitems")), _url(ags.get("lineitem")), scopes,
                     _url(nrps.get("context_memberships_url")))
-    return Accepted(launch, platform, str(name)[:200], roles, tuple(dict.fromkeys([sub, *others])), claims)
+    presentation = claims.get(CLAIM + "launch_presentation")
+    back = _url(presentation.get("return_url")) if isinstance(presentation, dict) else None
+    return Accepted(launch, platform, str(name)[:200], roles, tuple(dict.fromkeys([sub, *others])), claims,
+                    (back,) if back else ())

@@ -4,8 +4,9 @@ Everything on the page that is not the page's own markup came from someone else:
 and roles from the platform's id_token, test names, messages and hints from the result (and
 so, in part, from the student's code). All of it goes through ``grader.report.html.text``
 (escaped, controls made visible), never into an attribute or a URL. The page has no script;
-its CSP forbids scripts, forms, plugins and base URLs, and lets only the platform's own
-origins frame it (an LMS shows a launch in an iframe), see :func:`csp`.
+its CSP (sent as a header: browsers ignore ``frame-ancestors`` in a meta tag) forbids
+scripts, forms, plugins and base URLs, and lets only the platform's own origins frame it (an
+LMS shows a launch in an iframe), see :func:`csp`.
 
 Only what students may see is shown: the score, each exercise's score and the tests whose
 visibility is ``visible``; hidden and after-due-date tests appear only inside the exercise
@@ -15,6 +16,7 @@ totals, as in every other export. A result that failed on the grader's side
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -29,9 +31,12 @@ _STYLE = ("body{font:15px/1.45 system-ui,sans-serif;max-width:52rem;margin:1.5re
           "padding:.4rem;margin:.2rem 0}.passed{color:#17612b}.failed,.error{color:#a01414}.note{color:#555}")
 
 
-def csp(platform: Platform) -> str:
-    """No script, no form, no plugin; framed only by the platform's origins."""
-    origins = sorted({_origin(u) for u in (platform.issuer, platform.auth_login_url) if _origin(u)})
+def csp(platform: Platform, framed_by: Sequence[str] = ()) -> str:
+    """No script, no form, no plugin; framed only by the platform's origins: its issuer's, its
+    login URL's, the registration's ``frame_origins`` and ``framed_by`` (from the signed
+    launch: Canvas frames the tool from the school's own host, not its issuer's)."""
+    wanted = (platform.issuer, platform.auth_login_url, *platform.frame_origins, *framed_by)
+    origins = sorted({_origin(u) for u in wanted if _origin(u)})
     return ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'; "
             f"frame-ancestors {' '.join(origins) or chr(39) + 'none' + chr(39)}")
 
@@ -52,7 +57,7 @@ def _num(value: Any) -> str:
     return f"{value:g}" if isinstance(value, int | float) else text(value)
 
 
-def render(name: str, assignment: str, doc: dict[str, Any] | None, platform: Platform) -> str:
+def render(name: str, assignment: str, doc: dict[str, Any] | None, policy: str) -> str:
     """The whole page for one launch."""
     who = text(name or "student", multiline=False)
     parts = [f"<h1>{text(assignment, multiline=False)}</h1>", f"<p>Signed in through the LMS as {who}.</p>"]
@@ -62,7 +67,7 @@ def render(name: str, assignment: str, doc: dict[str, Any] | None, platform: Pla
         parts.append(_result(doc))
     body = "\n".join(parts)
     return ("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<meta http-equiv=\"Content-Security-Policy\" content=\"{text(csp(platform), multiline=False)}\">"
+            f"<meta http-equiv=\"Content-Security-Policy\" content=\"{text(policy, multiline=False)}\">"
             "<meta name=\"referrer\" content=\"no-referrer\">"
             f"<title>mpgrade: {text(assignment, multiline=False)}</title><style>{_STYLE}</style></head>"
             f"<body>\n{body}\n</body></html>\n")

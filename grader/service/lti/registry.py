@@ -46,7 +46,8 @@ class Platform:
     course: str
     assignments: tuple[str, ...]
     tool_url: str
-    token_audience: str = ""  # the client assertion's aud when it is not the token URL (Moodle: none)
+    token_audience: str = ""  # the client assertion's aud when it is not the token URL
+    frame_origins: tuple[str, ...] = ()  # more origins that may frame the launch page (the LMS's own host)
 
     def __post_init__(self) -> None:
         for name in ("issuer", "client_id"):
@@ -59,6 +60,10 @@ class Platform:
             why = endpoint_problem(getattr(self, name))
             if why:
                 raise RegistryError(f"{name}: {why}")
+        for origin in self.frame_origins:
+            parts = urlsplit(origin)
+            if endpoint_problem(origin) or parts.path not in ("", "/") or parts.query or parts.fragment:
+                raise RegistryError(f"frame origin {origin[:100]!r}: an https:// origin (scheme and host, no path)")
         if not _NAME.fullmatch(self.course):
             raise RegistryError(f"course {self.course!r}: letters, digits, '.', '_' and '-' (at most 64)")
         if not self.assignments or not all(_NAME.fullmatch(a) for a in self.assignments):
@@ -75,13 +80,15 @@ class Platform:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["deployment_ids"], data["assignments"] = list(self.deployment_ids), list(self.assignments)
+        data["frame_origins"] = list(self.frame_origins)
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Platform:
         try:
             return cls(**{**data, "deployment_ids": tuple(map(str, data["deployment_ids"])),
-                          "assignments": tuple(map(str, data["assignments"]))})
+                          "assignments": tuple(map(str, data["assignments"])),
+                          "frame_origins": tuple(map(str, data.get("frame_origins", ())))})
         except (KeyError, TypeError) as exc:
             raise RegistryError(f"a registration is incomplete ({exc})") from None
 

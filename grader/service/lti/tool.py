@@ -60,8 +60,9 @@ class Tool:
     def login(self, params: dict[str, str]) -> str:
         return begin(params, self.registry, self.records)
 
-    def launch(self, id_token: str, state: str) -> tuple[str, Platform]:
-        """A validated launch recorded and its page made; the roster is read in the background."""
+    def launch(self, id_token: str, state: str) -> tuple[str, str]:
+        """A validated launch recorded and its page made (the page, its CSP); the roster is read
+        in the background."""
         accepted = validate(id_token, state, self.registry, self.records, self.platform_keys,
                             frozenset(self.assignments))
         launch = accepted.launch
@@ -73,7 +74,8 @@ class Tool:
         self._send_latest_grade(accepted, ids)
         self.refresh_roster(accepted.platform, launch, then=None)
         title = getattr(self.assignments.get(launch.assignment), "title", "") or launch.assignment
-        return page.render(accepted.name, title, doc, accepted.platform), accepted.platform
+        policy = page.csp(accepted.platform, accepted.framed_by)
+        return page.render(accepted.name, title, doc, policy), policy
 
     def refresh_roster(self, platform: Platform, launch: Launch, then: Callable[[], None] | None,
                        older_than: float = ROSTER_TTL) -> bool:
@@ -221,12 +223,12 @@ def router(tool: Tool) -> APIRouter:
         if len(id_token) > MAX_TOKEN:
             raise HTTPException(413, f"the id_token is larger than {MAX_TOKEN} characters")
         try:
-            body, platform = await run_in_threadpool(tool.launch, id_token, state)
+            body, policy = await run_in_threadpool(tool.launch, id_token, state)
         except LaunchError as exc:
             raise HTTPException(exc.status, str(exc)) from None
         except RegistryError as exc:
             raise unavailable(exc) from None
-        return HTMLResponse(body, headers={"Content-Security-Policy": page.csp(platform),
+        return HTMLResponse(body, headers={"Content-Security-Policy": policy,
                                            "X-Content-Type-Options": "nosniff", "Cache-Control": "no-store",
                                            "Referrer-Policy": "no-referrer"})
 
