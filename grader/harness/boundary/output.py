@@ -6,11 +6,15 @@ Here the frames are taken out again: ``text`` is what was printed, ``lines`` say
 Frames are advisory (student code can write around them, or forge one), so they only ever
 decide whose output a line is, never a score on their own; bytes written without a frame
 (``os.write(1, ...)``, a program that is not Python) belong to the frame before them, or to PID 0.
+Given the PIDs the grader saw in the call from outside (``known``), a frame naming any other PID
+counts as PID 0 too: a student can still say one of its own processes printed a line, but never
+invent processes (``printed_by(4000000)`` for workers that never ran).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from typing import NamedTuple
 
 _FRAME = re.compile(rb"\x00\x1e(\d{1,10})\x1f")
@@ -25,8 +29,9 @@ class Printed(NamedTuple):
     text: str
 
 
-def unframe(raw: bytes, stream: str) -> tuple[str, list[Printed]]:
-    """The text ``raw`` holds without frames, and its lines with the PID that wrote each."""
+def unframe(raw: bytes, stream: str, known: Collection[int] | None = None) -> tuple[str, list[Printed]]:
+    """The text ``raw`` holds without frames, and its lines with the PID that wrote each
+    (0: unframed bytes before any frame, or a frame naming a PID not in ``known`` when given)."""
     raw = _CUT.sub(b"", raw)  # a frame cut by the capture's cap, at the very end
     pieces: list[tuple[int, bytes]] = []
     pid, start = 0, 0
@@ -34,6 +39,8 @@ def unframe(raw: bytes, stream: str) -> tuple[str, list[Printed]]:
         if match.start() > start:
             pieces.append((pid, raw[start:match.start()]))
         pid, start = int(match.group(1)), match.end()
+        if known is not None and pid not in known:
+            pid = 0
     if start < len(raw):
         pieces.append((pid, raw[start:]))
     text = b"".join(chunk for _, chunk in pieces).decode(errors="replace")

@@ -1,0 +1,274 @@
+"""A second look at the session surface (#17), as a hostile student: output frames, telemetry
+that outlives its operation, what a session keeps of its answers, and (in Docker) what a
+session can leave behind for the next test.
+
+Each test shows one hole. Those marked ``xfail(strict=True)`` need a fix in code this file's
+author may not change (``call.py``, ``child.py``): the reason says which; strict, so the fix
+makes them pass and the marker must go.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from grader.harness.boundary import StudentRunner
+from grader.harness.boundary.output import unframe
+
+REPO = Path(__file__).resolve().parents[2]
+
+HOSTILE = r'''
+import asyncio, os, sys
+
+def invented_workers(n):
+    """Lines "printed by" workers that never ran: frames forged by the calling process."""
+    fake = [4_000_000 + i for i in range(n)]
+    for i, pid in enumerate(fake):
+        os.write(1, b"\x00\x1e%d\x1fworker %d ready\n" % (pid, i))
+        os.write(1, b"\x00\x1e%d\x1fworker %d done\n" % (pid, i))
+    return fake
+
+def count_to(n):
+    for i in range(n):
+        print(i)
+    return n
+
+def blank_lines(n):
+    for _ in range(n):
+        sys.stdout.write("\n")
+    return n
+
+async def overlapping(n):
+    async def one(x):
+        await asyncio.sleep(0.01)
+        return x
+    return await asyncio.gather(*(one(x) for x in range(n)))
+
+def sequential(n):
+    return list(range(n))
+
+class Big:
+    def blob(self, mib):
+        return "x" * (mib * 1024 * 1024)
+'''
+
+
+@pytest.fixture
+def runner(tmp_path: Path) -> StudentRunner:
+    (tmp_path / "hostile.py").write_text(HOSTILE)
+    return StudentRunner(path=tmp_path, start_method="fork", call_timeout=20)
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+# -- output frames ------------------------------------------------------------------------------
+
+
+def test_a_frame_naming_a_process_that_never_ran_is_nobodys():
+    raw = b"\x00\x1e7\x1fmine\n\x00\x1e4000000\x1fforged\n\x00\x1e7\x1fmine again\n"
+    text, lines = unframe(raw, "stdout", known={7})
+    assert text == "mine\nforged\nmine again\n"
+    assert [(line.pid, line.text) for line in lines] == [(7, "mine"), (0, "forged"), (7, "mine again")]
+    # Without what the grader saw, the frame is taken at its word (the documented advisory use).
+    assert [line.pid for line in unframe(raw, "stdout")[1]] == [7, 4000000, 7]
+
+
+@pytest.mark.xfail(strict=True, reason="call.py _torn_down does not pass unframe() the PIDs it saw "
+                   "(known={record.pid, *record.workers, *record.helpers, *self.seen})")
+def test_printed_by_never_vouches_for_a_process_that_never_ran(runner):
+    """The authoring docs' own example (``printed_by(pid) == [...]`` for the PIDs the function
+    returns) passes for a function that starts no process at all and forges their lines."""
+    pids = runner.module("hostile").invented_workers(3)
+    call = runner.last
+    assert not call.workers
+    assert all(call.printed_by(pid) == [] for pid in pids), [call.printed_by(pid) for pid in pids]
+
+
+@pytest.mark.xfail(strict=True, reason="child.py keeps KEEP_OUTPUT bytes of *framed* output: a frame "
+                   "per line (~10 bytes) leaves honest short lines out of record.stdout; keep ~16x raw "
+                   "and cut the unframed text to KEEP_OUTPUT instead")
+def test_frames_do_not_shrink_what_is_kept_of_the_output(runner):
+    """2000 short lines (under 9 KB of text) fitted in the 16 KiB kept before frames."""
+    runner.module("hostile").count_to(2000)
+    assert runner.last.stdout.split() == [str(i) for i in range(2000)]
+
+
+@pytest.mark.xfail(strict=True, reason="child.py counts frame bytes in output_total: 1 MB of blank "
+                   "lines is 8 MB framed; count a frame as 1 byte (or the unframed text) against the limit")
+def test_frames_do_not_count_against_the_output_limit(tmp_path):
+    (tmp_path / "hostile.py").write_text(HOSTILE)
+    small = StudentRunner(path=tmp_path, start_method="fork", call_timeout=20, output_limit=1024 * 1024)
+    assert small.module("hostile").blank_lines(200_000) == 200_000  # 200 KB printed, limit 1 MiB
+
+
+# -- telemetry ---------------------------------------------------------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason="call.py _interpret keeps record.tasks/peak_tasks of an earlier "
+                   "operation when an answer has no 'async': reset both to None for every answer")
+def test_async_telemetry_is_the_last_operations(runner):
+    """A session: an honest overlapping coroutine first, then the graded work done plainly:
+    ``s.last.peak_tasks`` must not still say the first operation's 5."""
+    with runner.session() as s:
+        mod = s.module("hostile")
+        mod.overlapping(5)
+        assert s.last.peak_tasks == 5
+        assert mod.sequential(5) == [0, 1, 2, 3, 4]
+        assert s.last.tasks is None and s.last.peak_tasks is None, (s.last.tasks, s.last.peak_tasks)
+
+
+# -- what a session keeps ----------------------------------------------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason="child.py keeps every answer line of a session in Child.lines "
+                   "until it ends (next_answer never drops one): drop a line once it is taken")
+def test_a_session_does_not_keep_every_answer(tmp_path):
+    """Each answer may be 32 MB; a session of many operations held them all in the grader
+    (8 answers of 16 MiB: 128 MiB more, for as long as the session lasts)."""
+    (tmp_path / "hostile.py").write_text(HOSTILE)
+    runner = StudentRunner(path=tmp_path, start_method="fork", call_timeout=60)
+    with runner.session() as s:
+        big = s.module("hostile").Big()
+        big.blob(1)
+        before = _rss()
+        for _ in range(8):
+            big.blob(16)
+        grown = _rss() - before
+    assert grown < 64 * 1024 * 1024, f"the grader holds {grown // (1024 * 1024)} MiB more after 8 answers"
+
+
+# -- in Docker: nothing of a session survives it -------------------------------------------------
+
+ESCAPE = r'''
+import os, sys, time
+
+MARK = "mpgrade-review-daemon"
+DAEMON = """
+import os, sys, time
+# mpgrade-review-daemon
+end = time.time() + 120
+while time.time() < end:
+    for fd in (1, 2):
+        try:
+            os.write(fd, b"\\x00\\x1e1\\x1fforged by a daemon\\n")
+        except OSError:
+            pass
+    time.sleep(0.01)
+"""
+
+def plant():
+    """A double-forked, setsid daemon holding the session's output pipes; and writes to the
+    helpers folder, the modules' folder and a __pycache__ beside the helpers, for later tests."""
+    pid = os.fork()
+    if pid == 0:
+        os.setsid()
+        if os.fork() == 0:
+            os.execv(sys.executable, [sys.executable, "-c", DAEMON])
+        os._exit(0)
+    os.waitpid(pid, 0)
+    end = time.time() + 5
+    while not survivors() and time.time() < end:
+        time.sleep(0.01)
+    wrote = [] if survivors() else ["the daemon did not start"]
+    import probes
+    helpers = os.path.dirname(probes.__file__)
+    here = os.path.dirname(os.path.abspath(__file__))
+    for path, text in ((os.path.join(helpers, "probes.py"), "def square(x):\n    return 'cheated'\n"),
+                       (os.path.join(helpers, "extra.py"), "x = 1\n"),
+                       (os.path.join(here, "probes.py"), "def square(x):\n    return 'cheated'\n")):
+        try:
+            with open(path, "w") as f:
+                f.write(text)
+            wrote.append(path)
+        except OSError:
+            pass
+    try:
+        os.mkdir(os.path.join(helpers, "__pycache__"))
+        wrote.append("__pycache__")
+    except OSError:
+        pass
+    return wrote
+
+def survivors():
+    me, found = os.getuid(), []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            if os.stat(f"/proc/{name}").st_uid != me:
+                continue
+            with open(f"/proc/{name}/cmdline", "rb") as f:
+                if MARK.encode() in f.read():
+                    found.append(int(name))
+        except OSError:
+            pass
+    return found
+
+def use(f, x):
+    return f(x)
+'''
+
+ESCAPE_TESTS = r'''
+import pytest
+
+
+@pytest.mark.points(1)
+def test_a_plant(student):
+    """a session leaves a daemon and tries to change the helpers"""
+    with student.session(timeout=5) as s:
+        wrote = s.module("escape").plant()
+    assert wrote == [], f"wrote {wrote}"
+
+
+@pytest.mark.points(1)
+def test_b_nothing_survived(student):
+    """no process of the session is left"""
+    assert student.module("escape").survivors() == []
+
+
+@pytest.mark.points(1)
+def test_c_the_helper_is_the_instructors(student):
+    """the helper is the instructor's in the next call"""
+    assert student.module("escape").use(student.helper("probes.square"), 3) == 9
+    assert not any("forged by a daemon" in line.text for line in student.last.printed)
+'''
+
+
+def _course(root: Path) -> Path:
+    course = root / "course"
+    (course / "exercises" / "01_escape").mkdir(parents=True)
+    (course / "helpers").mkdir()
+    (course / "helpers" / "probes.py").write_text("def square(x):\n    return x * x\n")
+    (course / "assignment.toml").write_text(
+        '[assignment]\nname = "session-review"\nversion = "1"\nstart_method = "fork"\nhelpers = "helpers"\n\n'
+        '[limits]\ncall_timeout = 8.0\ntest_timeout = 60.0\nsubmission_timeout = 300.0\n\n'
+        '[[exercise]]\nid = "01_escape"\ntitle = "escape"\nfiles = ["escape.py"]\npoints = 3\n')
+    (course / "exercises" / "01_escape" / "escape.py").write_text("def plant():\n    return []\n")
+    (course / "exercises" / "01_escape" / "test_public.py").write_text(ESCAPE_TESTS)
+    return course
+
+
+@pytest.mark.docker
+def test_a_session_leaves_nothing_for_the_next_test_in_docker(grading_image, tmp_path):
+    course = _course(tmp_path)
+    sub = tmp_path / "subs" / "mallory"
+    sub.mkdir(parents=True)
+    (sub / "escape.py").write_text(ESCAPE)
+    out = tmp_path / "out"
+    run = subprocess.run([sys.executable, "-m", "grader", "grade", str(sub), "--assignment", str(course),
+                          "--out", str(out), "--sandbox", "docker", "--image", grading_image, "--jobs", "1"],
+                         capture_output=True, timeout=600, cwd=REPO)
+    assert run.returncode in (0, 1), run.stderr.decode(errors="replace")[-3000:]
+    doc = json.loads(next(p for p in out.glob("*.json") if p.name not in ("summary.json",)).read_text())
+    assert doc["status"] == "graded", doc.get("message")
+    assert len(doc["tests"]) == 3
+    failed = {t["id"]: (t["outcome"], t["message"][:300]) for t in doc["tests"] if t["outcome"] != "passed"}
+    assert not failed, failed
