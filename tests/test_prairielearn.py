@@ -168,3 +168,45 @@ def test_results_over_a_megabyte_are_cut_to_fit():
     fitted = autograder.fit(big)
     assert len(json_text(fitted).encode()) < autograder.PL_MAX_RESULTS
     assert fitted["score"] == 0.5 and len(fitted["tests"]) == 300
+
+
+# --------------------------------------------------------------------------- without Docker
+
+
+def test_prairielearn_run_explains_itself_with_examples():
+    from click.testing import CliRunner
+
+    from grader.cli.main import main
+
+    result = CliRunner().invoke(main, ["export", "prairielearn-run", "--help"])
+    assert result.exit_code == 0 and "Examples:" in result.output
+    assert "mpgrade export prairielearn-run --exercise 03_prodcons --timeout 60" in result.output
+    result = CliRunner().invoke(main, ["image", "build", "--help"])
+    assert "--target prairielearn" in result.output
+    result = CliRunner().invoke(main, ["image", "build", "--assignment", "."])
+    assert result.exit_code == 2 and "--target prairielearn" in result.output
+
+
+def test_a_job_folder_closed_to_the_student_keeps_its_owner(tmp_path):
+    grade = tmp_path / "grade"
+    grade.mkdir(mode=0o755)
+    autograder.close_grade_folder(grade, (10001, 10001))
+    owner = grade.stat().st_uid, grade.stat().st_gid
+    for folder in (grade, grade / "results"):
+        st = folder.stat()
+        assert st.st_mode & 0o777 == 0o700 and (st.st_uid, st.st_gid) == owner
+    written = autograder.write_results(grade / "results" / "results.json", autograder.not_gradable("x"))
+    assert written.stat().st_mode & 0o777 == 0o644 and written.stat().st_uid == owner[0]
+
+
+def test_without_root_or_a_student_user_nothing_is_graded_and_nothing_is_a_zero(tmp_path, monkeypatch):
+    import os
+
+    (tmp_path / "student").mkdir()
+    (tmp_path / "student" / "prodcons.py").write_bytes(PRODCONS)
+    results = autograder.prairielearn_grade(tmp_path, REPO, student_user="no-such-user-here", log=lambda _: None)
+    assert valid_results(results)["gradable"] is False and "no user 'no-such-user-here'" in results["message"]
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    results = autograder.prairielearn_grade(tmp_path, REPO, log=lambda _: None)
+    assert results["gradable"] is False and "must run as root" in results["message"]
+    assert "score" not in results
