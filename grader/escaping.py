@@ -79,6 +79,8 @@ def terminal(value: object, *, multiline: bool = False) -> str:
     if text.isprintable():  # the usual case: nothing to do
         return text
     keep = "\n\t" if multiline else ""
+    if multiline and text.replace("\n", "").replace("\t", "").isprintable():
+        return text  # printed output and code: lines of printable text (2 s of a class report)
     return "".join(ch if _shown_as_is(ch, keep) else _escape_char(ch) for ch in text)
 
 
