@@ -80,6 +80,11 @@ def test_launch_roster_line_item_and_score_end_to_end(lti, platform, tokens):  #
     assert "Score: 0 / 100" in page.text and "add(1, 2) is 3" in page.text and "Hint: return a + b" in page.text
     assert "10**12" not in page.text  # the hidden test
 
+    from grader.service.lti.ags import score_for
+
+    assert score_for(job["result"], ALICE)["scoreGiven"] == 0
+    assert score_for({**job["result"], "gradable": False}, ALICE) is None  # marked no grade: none
+
 
 TEACHER = {"sub": "lti-user-teacher", "name": "T", "email": "t@example.edu",
            "https://purl.imsglobal.org/spec/lti/claim/lis": {},

@@ -38,9 +38,12 @@ _locks_guard = threading.Lock()
 
 
 def score_for(doc: dict[str, Any], sub: str) -> dict[str, Any] | None:
-    """The Score to send for ``doc`` to the platform user ``sub``, or None (not a grade)."""
+    """The Score to send for ``doc`` to the platform user ``sub``, or None (not a grade: an
+    error or timeout, or a document marked ``gradable: false``)."""
     from grader.export import Withheld, lti_score
 
+    if doc.get("gradable") is False:
+        return None
     try:
         score = lti_score(doc)
     except Withheld:
