@@ -163,13 +163,15 @@ def prairielearn_grade(grade: Path, assignment_dir: str | Path, *, exercises: tu
         if not student.is_dir() or student.is_symlink():
             return not_gradable("No submitted files reached the grader (/grade/student is missing): "
                                 "submit your files again.")
-        chosen = exercises or submitted_exercises(student, assignment)
-        if not chosen:
-            return not_gradable(f"None of the files this question grades was submitted (expected one of: "
-                                f"{', '.join(assignment.submitted_files)}). Check the file name and submit again.")
-        unknown = [e for e in chosen if e not in {ex.id for ex in assignment.exercises}]
+        unknown = [e for e in exercises if e not in {ex.id for ex in assignment.exercises}]
         if unknown:
             raise AutograderError(f"--exercise {', '.join(unknown)}: not an exercise of {assignment.name}")
+        present = submitted_exercises(student, assignment)
+        chosen = exercises or present
+        if not set(chosen) & set(present):
+            expected = [f for ex in assignment.exercises if ex.id in chosen or not chosen for f in ex.files]
+            return not_gradable(f"None of the files this question grades was submitted (expected one of: "
+                                f"{', '.join(expected)}). Check the file name and submit again.")
         log(f"grading {', '.join(chosen)} of {assignment.name}: sandbox {plan.wall:g} s, "
             f"calls {plan.budget:g} s of PrairieLearn's {plan.timeout:g} s")
         python = PL_STUDENT_PYTHON if os.access(PL_STUDENT_PYTHON, os.X_OK) else None

@@ -87,6 +87,29 @@ def test_files_of_no_exercise_are_not_gradable(docker_client, prairielearn_image
 
 
 @pytest.mark.docker
+def test_another_exercises_file_is_not_gradable_for_this_question(docker_client, prairielearn_image):  # noqa: F811
+    spawn = (REPO / "solutions" / "01_spawn" / "spawn.py").read_bytes()
+    out = run_grader(docker_client, prairielearn_image, {"spawn.py": spawn},
+                     command=["/opt/mpgrade/bin/prairielearn-grade", "--exercise", "03_prodcons"])
+    results = valid_results(out["results"])
+    assert out["status"] == 0 and results["gradable"] is False, out["log"]
+    assert "expected one of: prodcons.py)" in results["message"]
+
+
+@pytest.mark.docker
+def test_the_course_can_come_from_server_files_course(docker_client, prairielearn_image):  # noqa: F811
+    from grader import assignment
+
+    course = assignment.load(REPO)
+    files = {f"mpgrade-course/{p.relative_to(REPO).as_posix()}": p.read_bytes() for p in course.grading_files()}
+    out = run_grader(docker_client, prairielearn_image, {"prodcons.py": PRODCONS}, server_files=files,
+                     command=["/opt/mpgrade/bin/prairielearn-grade", "--exercise", "03_prodcons",
+                              "--assignment", "/grade/serverFilesCourse/mpgrade-course"])
+    results = valid_results(out["results"])
+    assert out["status"] == 0 and results["gradable"] is True and results["score"] == 1.0, out["log"]
+
+
+@pytest.mark.docker
 def test_a_grader_that_cannot_start_still_writes_a_not_gradable_result(docker_client, prairielearn_image):  # noqa: F811
     # A wrong entrypoint argument: the command line refuses it before grading anything; the
     # entrypoint's fallback writes the result, and exits 0 so PrairieLearn reads it.
