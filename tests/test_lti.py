@@ -453,7 +453,7 @@ def test_jobs_finishing_during_a_roster_read_wait_for_it_instead_of_reading_agai
 
     tool = lti().app.state.lti
     queued: list = []
-    tool.submit = lambda url, work: queued.append(work)
+    tool.submit = lambda url, work, course="": queued.append(work)
     context = Launch(platform.issuer, platform.client_id, platform.deployment_id, platform.context_id, "x",
                      "cs101", "tiny", "link-1", None, None, (), f"{platform.issuer}/nrps/{platform.context_id}")
     registration = tool.registry.find(platform.issuer, platform.client_id)

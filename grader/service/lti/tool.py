@@ -2,8 +2,8 @@
 
 ``create_app`` makes one :class:`Tool` when the service has an LTI folder (``mpgrade serve``:
 ``DATA/lti``), includes :func:`router` and calls :meth:`Tool.on_done` for every finished job.
-Every request to a platform runs on the service's callback delivery threads (one queue per
-destination, so a platform that never answers holds only its own scores) and goes through
+Every request to a platform runs on the service's callback delivery threads (queues per
+destination and course, so a platform that never answers holds only its own scores) and goes through
 the service's egress policy and retry settings (``--callback-allow`` and friends).
 
 No ``from __future__ import annotations`` here: FastAPI reads the route signatures at runtime.
@@ -34,7 +34,7 @@ from grader.service.lti.transport import PlatformError, Transport
 from grader.service.store import Store
 
 log = logging.getLogger("mpgrade.service")
-Submit = Callable[[str, Callable[[], None]], None]
+Submit = Callable[..., None]  # Deliveries.submit(url, work, course=...)
 ROSTER_TTL = 300.0  # a launch reads the context's roster again when it is older than this
 ROSTER_RETRY = 60.0  # a score for a student the roster does not know reads it again at most this often
 
@@ -109,7 +109,7 @@ class Tool:
             for callback in waiting:
                 callback()
 
-        self.submit(launch.nrps_url, work)
+        self.submit(launch.nrps_url, work, course=launch.course)
         return True
 
     def _send_latest_grade(self, accepted: Accepted, ids: list[str]) -> None:
@@ -155,7 +155,7 @@ class Tool:
 
     def _queue(self, platform: Platform, launch: Launch, job_id: str, doc: dict[str, Any]) -> None:
         url = launch.lineitem or launch.lineitems or platform.token_url
-        self.submit(url, lambda: self.post(platform, launch, job_id, doc))
+        self.submit(url, lambda: self.post(platform, launch, job_id, doc), course=launch.course)
 
     def post(self, platform: Platform, launch: Launch, job_id: str, doc: dict[str, Any]) -> str:
         assignment = self.assignments.get(launch.assignment)
