@@ -262,3 +262,13 @@ def test_a_return_url_cannot_widen_the_launch_pages_policy(lti, platform, return
     policy = page.headers["content-security-policy"]
     assert policy.endswith(f"frame-ancestors {platform.issuer}"), policy
     assert "script-src" not in policy and "unsafe-inline'" not in policy.split("style-src")[0]
+
+
+def test_a_flood_of_logins_is_capped(lti, platform, monkeypatch):  # noqa: F811
+    """``/lti/login`` takes no token: each call stores a state, so their number is capped."""
+    from grader.service.lti import records
+
+    monkeypatch.setattr(records, "MAX_STATES", 3)
+    client = lti()
+    assert [login(client, platform).status_code for _ in range(4)] == [302, 302, 302, 503]
+    assert "too many logins" in login(client, platform).json()["detail"]

@@ -91,7 +91,8 @@ def begin(params: dict[str, str], registry: Registry, records: Records) -> str:
     if not on_site(target, platform):
         raise LaunchError(400, "target_link_uri is not this tool (it must be under the registered tool URL)")
     state, nonce = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
-    records.add_state(State(state, nonce, platform.issuer, platform.client_id, target))
+    if not records.add_state(State(state, nonce, platform.issuer, platform.client_id, target)):
+        raise LaunchError(503, "too many logins are in progress; try again in a few minutes")
     query = {"scope": "openid", "response_type": "id_token", "response_mode": "form_post", "prompt": "none",
              "client_id": platform.client_id, "redirect_uri": platform.launch_url(), "login_hint": hint,
              "state": state, "nonce": nonce}

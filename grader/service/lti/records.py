@@ -28,6 +28,7 @@ from typing import Any
 from grader.service.store import Store
 
 STATE_TTL = 600  # seconds between the login redirect and the launch
+MAX_STATES = 50000  # logins in progress at once: /lti/login needs no token, so its rows are capped
 NONCE_TTL = 3600  # an id_token's nonce is remembered at least as long as the token could live
 
 _TABLES = (
@@ -113,13 +114,17 @@ class Records:
 
     # ------------------------------------------------------------------ login states and nonces
 
-    def add_state(self, state: State) -> None:
+    def add_state(self, state: State) -> bool:
+        """Store a login's state; False (nothing stored) when ``MAX_STATES`` logins are in progress."""
         now = int(time.time())
         with self.store._transaction() as db:
             self.store._execute(db, "DELETE FROM lti_states WHERE created < ?", (now - STATE_TTL,))
+            if self.store._execute(db, "SELECT COUNT(*) AS n FROM lti_states").fetchone()["n"] >= MAX_STATES:
+                return False
             self.store._execute(db, "INSERT INTO lti_states (state, nonce, issuer, client_id, target, created)"
                                 " VALUES (?, ?, ?, ?, ?, ?)",
                                 (state.state, state.nonce, state.issuer, state.client_id, state.target, now))
+        return True
 
     def state(self, state: str) -> State | None:
         """An unused, unexpired login state (not consumed: see :meth:`consume_state`)."""
