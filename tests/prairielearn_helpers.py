@@ -39,8 +39,9 @@ def run_grader(client: Any, tag: str, student: dict[str, bytes] | None, *, timeo
                server_files: dict[str, bytes] | None = None, evidence: Path | None = None) -> dict[str, Any]:
     """One grading job as PrairieLearn runs it; what PrairieLearn would then have.
 
-    ``student`` None: no ``/grade/student`` at all. ``command``: the question's entrypoint
-    (default: the image's). ``evidence``: a folder mounted at ``/evidence``, writable by all.
+    ``student`` None: no ``/grade/student`` at all. ``command``: the question's
+    ``externalGradingOptions.entrypoint``, given as the container's entrypoint as PrairieLearn
+    does (default: none, the image's command runs). ``evidence``: a folder mounted at ``/evidence``, writable by all.
     Returns the container's exit status (None when it was killed at ``timeout``), its log, the
     parsed results (None where PrairieLearn would have none) and the job folder's listing.
     """
@@ -56,8 +57,8 @@ def run_grader(client: Any, tag: str, student: dict[str, bytes] | None, *, timeo
         if evidence is not None:
             evidence.chmod(0o1777)
             volumes[str(evidence)] = {"bind": "/evidence", "mode": "rw"}
-        container = client.containers.create(
-            tag, command=command, network_disabled=True, network_mode="none", volumes=volumes,
+        container = client.containers.create(  # the question's entrypoint replaces the image's, as there
+            tag, entrypoint=command, network_disabled=True, network_mode="none", volumes=volumes,
             mem_limit=MEMORY, memswap_limit=MEMORY, pids_limit=PIDS, ipc_mode="private",
             ulimits=[_core_ulimit()], labels={"mpgrade.test": "prairielearn"})
         try:
