@@ -52,6 +52,16 @@ async def overlapping(n):
 def sequential(n):
     return list(range(n))
 
+class Bag:
+    def __init__(self, *items):
+        self.items = list(items)
+
+    def __iter__(self):
+        return iter(self.items)
+
+    def __len__(self):
+        return len(self.items)
+
 class Big:
     def blob(self, mib):
         return "x" * (mib * 1024 * 1024)
@@ -123,6 +133,19 @@ def test_async_telemetry_is_the_last_operations(runner):
         assert s.last.peak_tasks == 5
         assert mod.sequential(5) == [0, 1, 2, 3, 4]
         assert s.last.tasks is None and s.last.peak_tasks is None, (s.last.tasks, s.last.peak_tasks)
+
+
+@pytest.mark.xfail(strict=True, reason="session.py Remote.__iter__ returns the handle itself and "
+                   "mpgrade_ops._take keeps one iterator per container: iter() of a container must be a "
+                   "fresh iterator (an 'iter' operation answering a new iterator handle)")
+def test_a_container_can_be_iterated_twice(runner):
+    """``list(bag)`` twice, as Python does it: the second pass is empty, so an honest solution
+    fails a test that looks at a container twice (and a wrong one passes ``list(bag) == []``)."""
+    with runner.session() as s:
+        bag = s.module("hostile").Bag(1, 2, 3)
+        assert list(bag) == [1, 2, 3]
+        assert list(bag) == [1, 2, 3]
+        assert sorted(bag) == [1, 2, 3]
 
 
 # -- what a session keeps ----------------------------------------------------------------------
