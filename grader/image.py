@@ -673,12 +673,13 @@ def _course_files(assignment: Assignment) -> dict[str, bytes]:
             for p in assignment.grading_files()}
 
 
-def prairielearn_tag(root: Path, assignment: Assignment) -> str:
-    """``mpgrade-prairielearn:<hash12>`` of the grading image's tag, the layer's files and the
-    course baked in: a changed test or grader means a new tag (PrairieLearn pulls by name, so
-    push it under a name of yours: docs/prairielearn.md)."""
+def prairielearn_tag(root: Path, assignment: Assignment, grader: str | None = None) -> str:
+    """``mpgrade-prairielearn:<hash12>`` of the grading image's tag (``grader``, default
+    :func:`image_tag`), the layer's files and the course baked in: a changed test or grader
+    means a new tag (PrairieLearn pulls by name, so push it under a name of yours:
+    docs/prairielearn.md)."""
     root = Path(root)
-    digest = hashlib.sha256(image_tag(root).encode() + b"\0")
+    digest = hashlib.sha256((grader or image_tag(root)).encode() + b"\0")
     files = {name: (root / rel).read_bytes() for name, rel in _PL_FILES.items()}
     for name, data in sorted({**files, **_course_files(assignment)}.items()):
         digest.update(f"{name}\0{len(data)}\0".encode() + data)
@@ -708,7 +709,7 @@ def build_prairielearn_image(
             raise ImageBuildError(f"{root / rel} is missing: is {root} an mpgrade checkout?")
     client = _connect(client)
     grader = build_image(root, offline=offline, base=base, client=client, log=log, force=force)
-    tag = prairielearn_tag(root, assignment)
+    tag = prairielearn_tag(root, assignment, grader)  # the image it is built FROM, whatever changed since
     if not force and image_exists(client, tag):
         log(f"image {tag} is up to date")
         return tag
