@@ -100,3 +100,66 @@ def test_student_code_cannot_take_over_tmp_path_nor_pass_state_through_it(as_ano
     )
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
     assert "2 passed" in run.stdout
+
+
+PLANTER = '''
+import os
+
+
+def plant(folder, kind, secret):
+    """Put something other than a plain file where the test will read out.txt."""
+    target = os.path.join(folder, "out.txt")
+    if kind == "link":
+        os.symlink(secret, target)
+    elif kind == "linked_folder":
+        os.symlink(os.path.dirname(secret), os.path.join(folder, "sub"))
+    elif kind == "fifo":
+        os.mkfifo(target)
+    elif kind == "huge":
+        with open(target, "wb") as f:
+            f.truncate(10 * 1024 * 1024)
+    return kind
+'''
+
+READER_TESTS = '''
+import pytest
+
+from grader.testing import Mistake, read_student_text
+
+SECRET = {secret!r}
+
+
+@pytest.mark.parametrize("kind", ["link", "linked_folder", "fifo", "huge"])
+def test_read(student, tmp_path, kind):
+    student.module("planter").plant(str(tmp_path), kind, SECRET)
+    where = tmp_path / ("sub/secret.txt" if kind == "linked_folder" else "out.txt")
+    with pytest.raises(Mistake) as caught:
+        read_student_text(where)
+    assert "the hidden tests" not in str(caught.value)
+    print("refused", kind, caught.value)
+'''
+
+
+def test_a_test_reading_back_a_students_file_never_reads_the_hidden_tests_through_it(as_another_user):
+    """What the test reads as root, student code chose: a link to a file only root may read (a
+    hidden test's stand-in), a linked folder on the way, a FIFO that would block, a huge file.
+    ``grader.testing.read_student_text`` refuses each, quoting nothing of the file."""
+    folder, python = as_another_user
+    secret = folder / "private" / "secret.txt"
+    secret.parent.mkdir()
+    secret.write_text("the hidden tests")
+    os.chmod(secret.parent, 0o700)
+    os.chmod(secret, 0o600)
+    (folder / "planter.py").write_text(PLANTER)
+    (folder / "test_reader.py").write_text(READER_TESTS.format(secret=str(secret)))
+    for name in ("planter.py", "test_reader.py"):
+        os.chmod(folder / name, 0o644)
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", str(folder / "test_reader.py"),
+         "--mpgrade-student-user", f"{UID}:{UID}", "--mpgrade-student-python", python,
+         "--mpgrade-submission", str(folder), "--basetemp", str(folder / "base")],
+        capture_output=True, text=True, timeout=120, cwd=folder,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+    assert "4 passed" in run.stdout and run.stdout.count("refused ") == 4
