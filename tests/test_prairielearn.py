@@ -233,3 +233,25 @@ def test_without_root_or_a_student_user_nothing_is_graded_and_nothing_is_a_zero(
     results = autograder.prairielearn_grade(tmp_path, REPO, log=lambda _: None)
     assert results["gradable"] is False and "must run as root" in results["message"]
     assert "score" not in results
+
+
+def test_a_suite_run_by_hand_can_be_given_the_budget(tmp_path):
+    """``pytest --mpgrade-budget`` runs a suite as under PrairieLearn's timeout: an author sees
+    which calls the budget cuts before the question goes live."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    (tmp_path / "work.py").write_text("import time\n\ndef hang():\n    time.sleep(60)\n")
+    (tmp_path / "test_work.py").write_text(
+        "def test_hang(student):\n    student.module('work', timeout=30).hang()\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "MPGRADE_"))}
+    done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
+                           "--mpgrade-budget", "2"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=60, env=env)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "share of the run's time budget; its own limit is 30 s" in done.stdout, done.stdout
+    bad = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--mpgrade-budget", "0"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=60, env=env)
+    assert bad.returncode == 4 and "--mpgrade-budget" in bad.stderr, bad.stdout + bad.stderr

@@ -39,7 +39,7 @@ _outcome_key = pytest.StashKey[dict]()
 # The options' dests: any of them given on the command line makes the run an mpgrade run.
 _OPTIONS = ("mpgrade", "mpgrade_submission", "mpgrade_start_method", "mpgrade_student_user",
             "mpgrade_student_python", "mpgrade_cgroup", "mpgrade_student_nproc", "mpgrade_scratch",
-            "mpgrade_no_prestart")
+            "mpgrade_no_prestart", "mpgrade_budget")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -63,6 +63,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="most processes+threads the student user may have (with --mpgrade-student-user)")
     group.addoption("--mpgrade-scratch", metavar="DIR", default=None,
                     help="where per-call scratch folders go (default: the system temp folder)")
+    group.addoption("--mpgrade-budget", metavar="SECONDS", type=float, default=None,
+                    help="seconds all student calls may take together, as under PrairieLearn's timeout "
+                         "(docs/prairielearn.md): check that a suite and its reference fit")
     group.addoption("--mpgrade-no-prestart", action="store_true", default=False,
                     help="start each call's process only when the call starts (default: the next "
                          "call's process boots while the current call runs, hiding 40-60 ms a call)")
@@ -71,7 +74,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def config_from_options(config: pytest.Config) -> HarnessConfig | None:
     """The run's :class:`HarnessConfig` from the ``--mpgrade-*`` options; None when none was
     given (the session is not an mpgrade run)."""
-    if not any(config.getoption(name, None) not in (None, False) for name in _OPTIONS):
+    given = [config.getoption(name, None) for name in _OPTIONS]
+    if all(value is None or value is False for value in given):  # not `in (None, False)`: 0 == False
         return None
     option = config.getoption
     try:
@@ -85,6 +89,9 @@ def config_from_options(config: pytest.Config) -> HarnessConfig | None:
         return Path(value) if value else None
 
     submission = path("mpgrade_submission")
+    budget = option("mpgrade_budget")
+    if budget is not None and not budget > 0:
+        raise pytest.UsageError(f"--mpgrade-budget: a positive number of seconds, not {budget:g}")
     return HarnessConfig(
         submission=submission.resolve() if submission else None,
         start_method=option("mpgrade_start_method"),
@@ -94,6 +101,7 @@ def config_from_options(config: pytest.Config) -> HarnessConfig | None:
         cgroup=path("mpgrade_cgroup"),
         scratch=path("mpgrade_scratch"),
         prestart=not option("mpgrade_no_prestart"),
+        budget=budget,
     )
 
 
