@@ -360,7 +360,7 @@ def test_a_backlog_longer_than_the_visibility_timeout_is_graded_once(api, worker
     ids = [submit(client, f"# {i}\n" + slow, f"s-backlog-{i}") for i in range(6)]
     for job_id in ids:
         job = done(client, job_id, timeout=120)
-        assert job["status"] == "done", job["message"]
+        assert job["status"] == "done" and job["result"]["score"] == 10, job
     logs = "".join(log.read_text() for log in workers.logs)
     for job_id in ids:
         assert logs.count(f"[{job_id}] received") == 1, (job_id, logs[-3000:])
@@ -448,7 +448,7 @@ def test_a_burst_of_one_course_does_not_starve_another_with_two_celery_workers(t
         who = heads["small"] if job_id in small else heads["big"]
         job = wait_for(lambda j=job_id, h=who: (r := client.get(f"/v1/jobs/{j}", headers=h).json())["status"]
                        in ("done", "failed") and r, 180, what=f"job {job_id}")
-        assert job["status"] == "done", job["message"]
+        assert job["status"] == "done" and job["result"]["score"] == 10, job["message"]
         started[job_id] = job["result"]["started_at"]
     order = sorted(started, key=started.get)
     assert {order.index(j) for j in small} <= {0, 1, 2, 3}, ["small" if j in small else "big" for j in order]
