@@ -148,6 +148,53 @@ def test_a_container_can_be_iterated_twice(runner):
         assert sorted(bag) == [1, 2, 3]
 
 
+FORGED_AIO = r'''
+import asyncio
+import sys
+import time
+
+
+async def gather_limited(func, items, limit):
+    """One call after another (no overlap, no semaphore), then the measurements forged."""
+    if limit < 1:
+        raise ValueError("limit must be at least 1")
+    started = time.perf_counter()
+    out = [await func(x) for x in items]
+    sys.modules[func.__module__]._peak = limit          # the probe's count is ours to set
+    asyncio.ensure_future(asyncio.sleep(0))              # record.tasks: one task "created"
+    said = started + -(-len(items) // limit) * 0.1 * 1.2
+    time.perf_counter = lambda: said                     # record.elapsed: what we say it took
+    return out
+
+
+async def first_result(func, items, timeout):
+    raise NotImplementedError
+'''
+
+
+@pytest.mark.xfail(strict=True, reason="examples/assignments/threads-asyncio/solutions/03_async/test_hidden.py "
+                   "grades on the student's word only (probes.peak(), s.last.elapsed, s.last.tasks): judge "
+                   "overlap and the limit by each operation's wall time measured by the grader")
+def test_a_sequential_gather_with_forged_measurements_scores_nothing_for_overlap(tmp_path):
+    """The documented rule (docs/authoring.md: what a helper or the student's process reports is
+    the student's word, never the only line of defence) broken by the shipped example: calls
+    awaited one after another, plus three lines that set the probe's peak, make one task and
+    patch ``time.perf_counter``, pass the overlap and limit tests (9 points)."""
+    sub = tmp_path / "mallory"
+    sub.mkdir()
+    (sub / "aio.py").write_text(FORGED_AIO)
+    out = tmp_path / "out"
+    run = subprocess.run([sys.executable, "-m", "grader", "grade", str(sub), "--assignment",
+                          str(REPO / "examples" / "assignments" / "threads-asyncio"), "--out", str(out),
+                          "--sandbox", "local", "--jobs", "1"], capture_output=True, timeout=600, cwd=REPO)
+    assert run.returncode in (0, 1), run.stderr.decode(errors="replace")[-3000:]
+    doc = json.loads(next(p for p in out.glob("*.json") if p.name != "summary.json").read_text())
+    outcomes = {t["id"].rpartition("::")[2]: t["outcome"] for t in doc["tests"]}
+    assert outcomes["test_gather_limited_results"] == "passed", outcomes  # the attack ran at all
+    assert outcomes["test_limit_is_reached_and_never_passed"] != "passed", outcomes
+    assert outcomes["test_calls_overlap_in_tasks"] != "passed", outcomes
+
+
 # -- what a session keeps ----------------------------------------------------------------------
 
 
