@@ -36,11 +36,14 @@ def save(path, text):
 '''
 
 TEST = '''
+from grader.testing import read_student_text
+
+
 def test_save_writes_the_file(student, tmp_path):
     """save(path, text) writes text to path"""
     target = tmp_path / "out.txt"
     uid = student.module("writer").save(str(target), "hello")
-    assert target.read_text() == "hello"
+    assert read_student_text(target) == "hello"
     print("student uid", uid)
 '''
 

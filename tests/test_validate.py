@@ -148,6 +148,8 @@ def save(path, text):
 WRITER_TEST = '''
 import pytest
 
+from grader.testing import read_student_text
+
 
 @pytest.mark.points({points})
 @pytest.mark.hint("open the file for writing and write the text")
@@ -155,7 +157,7 @@ def test_save_{name}(student, tmp_path):
     """save(path, text) writes text to path"""
     target = tmp_path / "out.txt"
     student.module("writer").save(str(target), "{text}")
-    got = target.read_text()
+    got = read_student_text(target)
     assert got == "{text}", f"expected the file to hold {text!r}, got {{got!r}}"
 '''
 
