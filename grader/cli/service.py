@@ -188,6 +188,7 @@ def serve(assignment_dirs: tuple[str, ...], data_dir: Path, database: str | None
       mpgrade serve                                  # http://127.0.0.1:8000, grades here in Docker
       mpgrade serve --host 0.0.0.0 --workers 2 --assignment course-a/ --assignment course-b/
       mpgrade serve --broker redis://127.0.0.1:6379/0   # graders: mpgrade worker on other hosts
+      mpgrade serve --broker redis://127.0.0.1:6379/0 --dispatch-ahead 16   # 16 worker slots, short gradings
       mpgrade serve --sandbox local                  # trusted code only (demos)
       mpgrade serve --callback-allow 10.20.0.0/16    # the LMS that gets callbacks is on 10.20.x.x
       mpgrade serve --broker redis://127.0.0.1:6379/0 --database postgresql://mpgrade@db-host/mpgrade
