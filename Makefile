@@ -83,8 +83,11 @@ grade-demo: $(STAMP) ## instructors: grade the bundled sample submissions (Docke
 validate: $(STAMP) ## instructors: references 100% (x5 per start method), stubs 0, every mutant caught
 	$(PY) -m grader validate $(if $(REPEAT),--repeat $(REPEAT))
 
-bench: $(BENCH_STAMP) ## the benchmark: naive pytest loop vs mpgrade (Docker and local), writes bench/RESULTS.md
-	$(PY) bench/run.py $(BENCH_ARGS)
+bench: $(BENCH_STAMP) ## the benchmark: the whole course (naive loop vs mpgrade), the floor, make check, the boundary, the report
+	$(PY) bench/course.py $(BENCH_ARGS)
+
+bench-exercise: $(BENCH_STAMP) ## one exercise (01_spawn) graded five ways and the container lifecycle (bench/run.py)
+	$(PY) bench/run.py $(EXERCISE_ARGS)
 
 clean: ## remove the virtual environment and outputs
 	rm -rf $(VENV) out .mpgrade
