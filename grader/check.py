@@ -269,8 +269,11 @@ def merge_start_methods(runs: list[tuple[str, dict[str, Any]]]) -> dict[str, Any
 # like any other write.
 
 Stamp = tuple[int, int] | None  # (mtime in ns, size), None for a missing file
-WATCH_POLL = 0.25  # seconds between looks
-WATCH_SETTLE = 0.2  # a change counts once the files have stayed the same this long
+# Between a save and the run: half a poll on average, plus the settle (bench/course.py measures
+# save-to-result). An editor's save (temp file, rename) takes milliseconds; 20 stat calls a second
+# per file cost nothing.
+WATCH_POLL = 0.05  # seconds between looks
+WATCH_SETTLE = 0.1  # a change counts once the files have stayed the same this long
 
 
 def watched_files(assignment: Assignment, exercises: tuple[str, ...] = ()) -> dict[Path, str]:
