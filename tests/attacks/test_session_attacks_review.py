@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -172,27 +173,56 @@ async def first_result(func, items, timeout):
 '''
 
 
-@pytest.mark.xfail(strict=True, reason="examples/assignments/threads-asyncio/solutions/03_async/test_hidden.py "
-                   "grades on the student's word only (probes.peak(), s.last.elapsed, s.last.tasks): judge "
-                   "overlap and the limit by each operation's wall time measured by the grader")
-def test_a_sequential_gather_with_forged_measurements_scores_nothing_for_overlap(tmp_path):
+EXAMPLE = REPO / "examples" / "assignments" / "threads-asyncio"
+PROBES_FORGED = '''
+
+# The probes run in this process: what they report is ours to say.
+import probes  # noqa: E402
+
+probes.racing_consumers = lambda buf, consumers: [("item", i) for i in range(consumers)]
+probes.blocked_producer = lambda buf: {"waiting": True, "first": 0, "woken": True, "put": [True]}
+'''
+
+
+def _forged_buffer() -> str:
+    """The reference buffer with both bugs its two probe tests are there to catch (``if`` for
+    ``while`` in get, no notify after get: the mutants buffer_if_not_while and
+    buffer_get_no_notify), and the probes replaced."""
+    text = (EXAMPLE / "solutions" / "02_buffer" / "buffer.py").read_text()
+    for name in ("buffer_if_not_while", "buffer_get_no_notify"):
+        for change in tomllib.loads((EXAMPLE / "solutions" / "mutants" / name / "mutant.toml").read_text())["change"]:
+            assert change["old"] in text, name
+            text = text.replace(change["old"], change["new"])
+    return text + PROBES_FORGED
+
+
+@pytest.mark.xfail(strict=True, reason="examples/assignments/threads-asyncio/solutions/0[23]_*/test_hidden.py "
+                   "grade on the student's word only (probes.peak(), racing_consumers(), blocked_producer(), "
+                   "s.last.elapsed, s.last.tasks): outside evidence (wall time measured by the grader) or "
+                   "little weight, as docs/authoring.md says")
+@pytest.mark.parametrize("module, attacked", [
+    ("aio.py", ("test_limit_is_reached_and_never_passed", "test_calls_overlap_in_tasks")),
+    ("buffer.py", ("test_woken_consumers_wait_again", "test_get_wakes_a_waiting_producer")),
+])
+def test_forged_in_process_measurements_score_nothing(tmp_path, module, attacked):
     """The documented rule (docs/authoring.md: what a helper or the student's process reports is
     the student's word, never the only line of defence) broken by the shipped example: calls
-    awaited one after another, plus three lines that set the probe's peak, make one task and
-    patch ``time.perf_counter``, pass the overlap and limit tests (9 points)."""
+    awaited one after another plus three lines (set the probe's peak, make one task, patch
+    ``time.perf_counter``) pass the overlap and limit tests (9 points); a buffer with the two
+    bugs its probe tests target, plus two lines replacing the probes, passes them (8 points)."""
     sub = tmp_path / "mallory"
     sub.mkdir()
-    (sub / "aio.py").write_text(FORGED_AIO)
+    (sub / module).write_text(FORGED_AIO if module == "aio.py" else _forged_buffer())
     out = tmp_path / "out"
-    run = subprocess.run([sys.executable, "-m", "grader", "grade", str(sub), "--assignment",
-                          str(REPO / "examples" / "assignments" / "threads-asyncio"), "--out", str(out),
-                          "--sandbox", "local", "--jobs", "1"], capture_output=True, timeout=600, cwd=REPO)
+    run = subprocess.run([sys.executable, "-m", "grader", "grade", str(sub), "--assignment", str(EXAMPLE),
+                          "--out", str(out), "--sandbox", "local", "--jobs", "1"],
+                         capture_output=True, timeout=600, cwd=REPO)
     assert run.returncode in (0, 1), run.stderr.decode(errors="replace")[-3000:]
     doc = json.loads(next(p for p in out.glob("*.json") if p.name != "summary.json").read_text())
     outcomes = {t["id"].rpartition("::")[2]: t["outcome"] for t in doc["tests"]}
-    assert outcomes["test_gather_limited_results"] == "passed", outcomes  # the attack ran at all
-    assert outcomes["test_limit_is_reached_and_never_passed"] != "passed", outcomes
-    assert outcomes["test_calls_overlap_in_tasks"] != "passed", outcomes
+    ran = "test_gather_limited_results" if module == "aio.py" else "test_put_then_get_in_order"
+    assert outcomes[ran] == "passed", outcomes  # the submission was graded at all
+    assert all(outcomes[name] != "passed" for name in attacked), {name: outcomes[name] for name in attacked}
 
 
 # -- what a session keeps ----------------------------------------------------------------------
