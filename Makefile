@@ -20,7 +20,7 @@ EX     ?=
 OUT    ?= out/demo
 
 .DEFAULT_GOAL := help
-.PHONY: help venv student-venv check test lint image grade-demo validate bench clean
+.PHONY: help venv student-venv check test lint image grade-demo validate bench bench-deadline clean
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -88,6 +88,9 @@ bench: $(BENCH_STAMP) ## the benchmark: the whole course (naive loop vs mpgrade)
 
 bench-exercise: $(BENCH_STAMP) ## one exercise (01_spawn) graded five ways and the container lifecycle (bench/run.py)
 	$(PY) bench/run.py $(EXERCISE_ARGS)
+
+bench-deadline: $(STAMP) ## the service at a deadline: fair share, waits per course and queue position (needs redis-server)
+	$(PY) bench/deadline.py $(DEADLINE_ARGS)
 
 clean: ## remove the virtual environment and outputs
 	rm -rf $(VENV) out .mpgrade
