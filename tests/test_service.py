@@ -878,7 +878,7 @@ def test_ready_is_not_health_a_full_disk_is_503_on_ready_and_on_post(serve, toke
     assert response.status_code == 503 and "disk is full" in response.json()["detail"], response.text
 
 
-def test_ready_is_503_when_the_broker_is_down(serve):
+def test_ready_is_503_when_the_broker_is_down(serve, tokens):
     import socket
 
     with socket.socket() as s:  # a port nothing listens on: Redis is down
@@ -888,6 +888,10 @@ def test_ready_is_503_when_the_broker_is_down(serve):
     assert client.get("/v1/health").json()["status"] == "ok"
     ready = client.get("/v1/ready")
     assert ready.status_code == 503 and "broker" in ready.json()["checks"], ready.text
+    # and a submission is a 503 with nothing left queued that no worker could get
+    response = submit(client, tokens["cs101"], "tiny", {"add.py": RIGHT.encode()}, student="s-no-broker")
+    assert response.status_code == 503 and "could not be queued" in response.json()["detail"], response.text
+    assert client.app.state.store.unfinished() == []
 
 
 def test_a_duplicate_delivery_carries_the_same_idempotency_key(tmp_path, serve, tiny, caplog):
