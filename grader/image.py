@@ -695,8 +695,12 @@ def build_prairielearn_image(
     client: DockerClient | None = None,
     log: Log = print,
     force: bool = False,
+    grader: str | None = None,
 ) -> str:
     """Make sure PrairieLearn's external grader image for ``assignment`` exists; return its tag.
+
+    ``grader``: a grading image already built to build on (a test session's); default: the
+    one :func:`build_image` builds or reuses for ``root``.
 
     It is the grading image (:func:`build_image`, built or reused first) plus one layer: the
     command line's few packages (``docker/prairielearn-requirements.txt``, wheels fetched on the
@@ -708,7 +712,10 @@ def build_prairielearn_image(
         if not (root / rel).is_file():
             raise ImageBuildError(f"{root / rel} is missing: is {root} an mpgrade checkout?")
     client = _connect(client)
-    grader = build_image(root, offline=offline, base=base, client=client, log=log, force=force)
+    if grader is None:
+        grader = build_image(root, offline=offline, base=base, client=client, log=log, force=force)
+    elif not image_exists(client, grader):
+        raise ImageBuildError(f"grading image {grader} not found: build it first (mpgrade image build)")
     tag = prairielearn_tag(root, assignment, grader)  # the image it is built FROM, whatever changed since
     if not force and image_exists(client, tag):
         log(f"image {tag} is up to date")

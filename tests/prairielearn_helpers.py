@@ -31,7 +31,7 @@ def prairielearn_image(docker_client, grading_image) -> str:
 
     course = assignment.load(REPO)
     return image.build_prairielearn_image(REPO, course, offline=True, client=docker_client,
-                                          log=lambda _line: None)
+                                          log=lambda _line: None, grader=grading_image)
 
 
 def run_grader(client: Any, tag: str, student: dict[str, bytes] | None, *, timeout: float = 30.0,
