@@ -148,3 +148,9 @@ def blocked_producer(buf: Any) -> dict:
     first = buf.get(1)
     producer.join(3)
     return {"waiting": waiting, "first": first, "woken": not producer.is_alive(), "put": done}
+
+
+def live_threads() -> list[str]:
+    """The names of the threads alive in this process besides the main one (what a function
+    that returned left running), as Python sees them."""
+    return sorted(t.name for t in threading.enumerate() if t is not threading.main_thread())
