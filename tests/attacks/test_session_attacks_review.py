@@ -92,6 +92,17 @@ def test_a_frame_naming_a_process_that_never_ran_is_nobodys():
     assert [line.pid for line in unframe(raw, "stdout")[1]] == [7, 4000000, 7]
 
 
+def test_a_line_written_in_pieces_between_other_processes_lines_is_whole():
+    """One process's line in many writes (a byte at a time: ``print(c, end="")``), another
+    process's lines between them, a character split between two writes: one line, decoded once
+    (and put together in linear time: a line of 16 KiB written a byte at a time was quadratic)."""
+    e_acute = "\u00e9".encode()
+    raw = (b"\x00\x1e7\x1f" + e_acute[:1] + b"\x00\x1e8\x1fother\n" + b"\x00\x1e7\x1f" + e_acute[1:]
+           + b"".join(b"\x00\x1e7\x1f" + bytes([c]) for c in b"ab") + b"\x00\x1e7\x1f\n\x00\x1e7\x1ftail")
+    _, lines = unframe(raw, "stdout")
+    assert [(line.pid, line.text) for line in lines] == [(8, "other"), (7, "\u00e9ab"), (7, "tail")]
+
+
 @pytest.mark.xfail(strict=True, reason="call.py _torn_down does not pass unframe() the PIDs it saw "
                    "(known={record.pid, *record.workers, *record.helpers, *self.seen})")
 def test_printed_by_never_vouches_for_a_process_that_never_ran(runner):

@@ -44,13 +44,22 @@ def unframe(raw: bytes, stream: str, known: Collection[int] | None = None) -> tu
     if start < len(raw):
         pieces.append((pid, raw[start:]))
     text = b"".join(chunk for _, chunk in pieces).decode(errors="replace")
+    # Each process's unfinished line, as the pieces it came in: joined (and decoded, so that a
+    # character split between two writes stays whole) once, when its newline comes. Adding to
+    # a string each time would be quadratic in a line written a byte at a time.
     lines: list[Printed] = []
-    pending: dict[int, str] = {}
+    pending: dict[int, list[bytes]] = {}
     for who, chunk in pieces:
-        part = pending.pop(who, "") + chunk.decode(errors="replace")
-        *whole, rest = part.split("\n")
-        lines.extend(Printed(who, stream, line) for line in whole)
+        parts = pending.pop(who, [])
+        *whole, rest = chunk.split(b"\n")
+        if whole:
+            parts.append(whole[0])
+            lines.append(Printed(who, stream, b"".join(parts).decode(errors="replace")))
+            lines.extend(Printed(who, stream, line.decode(errors="replace")) for line in whole[1:])
+            parts = []
         if rest:
-            pending[who] = rest
-    lines.extend(Printed(who, stream, rest) for who, rest in pending.items())
+            parts.append(rest)
+        if parts:
+            pending[who] = parts
+    lines.extend(Printed(who, stream, b"".join(parts).decode(errors="replace")) for who, parts in pending.items())
     return text, lines
