@@ -14,13 +14,17 @@ import multiprocessing
 import os
 import statistics
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from grader.escaping import file_name
 from grader.protocol import results
+
+A = TypeVar("A")
+R = TypeVar("R")
 
 # What `mpgrade grade --out` writes beside the documents: not documents themselves.
 NOT_DOCUMENTS = {"summary.json"}
@@ -153,15 +157,23 @@ PARALLEL_FROM = 48  # documents; below it, starting worker processes costs more 
 def _read_all(paths: list[Path], parallel: bool = True) -> list[tuple[dict[str, Any] | None, str]]:
     """Validating a document against the schema is most of a report's time for a large class
     (~20 ms for one of 64 tests), and each is independent: a class is read by one worker
-    process per CPU. The workers are forked from this process (no re-import); where fork is
-    not available, or for a small class, the documents are read here, one after the other."""
+    process per CPU (:func:`in_workers`)."""
+    return in_workers(_read_one, paths, parallel)
+
+
+def in_workers(fn: Callable[[A], R], items: list[A], parallel: bool = True) -> list[R]:
+    """``[fn(x) for x in items]``, by one worker process per CPU for a large class: for work on
+    each student that is independent and costs milliseconds (validating a document, its LMS
+    previews). ``fn`` takes and returns plain data only. The workers are forked from this
+    process (no re-import); where fork is not available, for a small class, or with
+    ``parallel=False`` (a caller with threads of its own), it runs here, one after the other."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    if (not parallel or len(paths) < PARALLEL_FROM or cpus < 2
+    if (not parallel or len(items) < PARALLEL_FROM or cpus < 2
             or "fork" not in multiprocessing.get_all_start_methods()):
-        return [_read_one(p) for p in paths]
+        return [fn(x) for x in items]
     context = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(max_workers=min(cpus, 8), mp_context=context) as pool:
-        return list(pool.map(_read_one, paths, chunksize=max(1, len(paths) // (4 * cpus))))
+        return list(pool.map(fn, items, chunksize=max(1, len(items) // (4 * cpus))))
 
 
 def load_class(results_dir: Path, *, parallel: bool = True) -> ClassResults:
