@@ -261,3 +261,12 @@ def test_a_suite_run_by_hand_can_be_given_the_budget(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--mpgrade-budget", "0"],
                          cwd=tmp_path, capture_output=True, text=True, timeout=60, env=env)
     assert bad.returncode == 4 and "--mpgrade-budget" in bad.stderr, bad.stdout + bad.stderr
+
+
+def test_the_calls_of_one_test_share_its_share():
+    share = TimeShare(end=time.monotonic() + 20, tests_after=4)
+    first, _ = share.limit(5.0)
+    assert first == 5.0  # 10 s for this test: the first call keeps its own limit
+    time.sleep(0.2)
+    later, note = share.limit(25.0)  # what is left of the test's 10 s, not a new half of 20
+    assert 9.0 < later < 9.85 and "its own limit is 25 s" in note

@@ -21,28 +21,35 @@ from grader.harness.boundary.residue import SHARED_WRITABLE, clear_user_ipc, rem
 from grader.harness.boundary.session import Session
 
 
-@dataclass(frozen=True)
+@dataclass
 class TimeShare:
     """What one test may spend of the run's time budget (``HarnessConfig.budget``).
 
-    A call may take its own limit as long as that leaves every later test ``RESERVE`` seconds
-    and this test no more than half of what is left, and always at least an equal share of what
-    is left: correct code, fast in every test, is not cut short (a heavy test of it, such as
-    100,000 items through a queue, gets the time the fast ones left), while a submission that
-    hangs in every test hangs for ever shorter limits, then for an equal share each, so that
-    every test runs and the run ends in time. Never less than ``MIN_CALL`` (a test whose earlier
-    calls used its share still runs its later ones; the sandbox's wall clock is the backstop).
+    The test's share is fixed at its first call: what leaves every later test ``RESERVE``
+    seconds and this test no more than half of what is left, and always at least an equal share
+    of what is left. Each call may take its own limit within what is left of that share: correct
+    code, fast in every test, is not cut short (a heavy test of it, such as 100,000 items
+    through a queue, gets the time the fast ones left), while a submission that hangs in every
+    test hangs for ever shorter limits, then for an equal share each, so that every test runs
+    and the run ends in time; a test of many calls (a session's operations) shares one share.
+    Never less than ``MIN_CALL`` a call (a test whose earlier calls used its share still runs
+    its later ones; the sandbox's wall clock is the backstop). One per test (the plugin's).
     """
 
     end: float  # time.monotonic() when the run's budget is spent
     tests_after: int  # tests still to run after this one
+    until: float | None = None  # when this test's share is spent: set by its first call
     RESERVE = 1.5  # seconds every later test keeps: a spawn-started call of correct code needs ~1 s
     MIN_CALL = 0.5
 
     def limit(self, own: float) -> tuple[float, str]:
         """The call's time limit and, when the budget cut it, what the timeout message adds."""
-        left = self.end - time.monotonic()
-        share = max(left / (self.tests_after + 1), min(left / 2, left - self.tests_after * self.RESERVE))
+        now = time.monotonic()
+        if self.until is None:
+            left = self.end - now
+            self.until = now + max(left / (self.tests_after + 1),
+                                   min(left / 2, left - self.tests_after * self.RESERVE))
+        share = self.until - now
         if share >= own:
             return own, ""
         return (max(self.MIN_CALL, round(share, 2)),
