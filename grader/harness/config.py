@@ -49,10 +49,10 @@ class HarnessConfig:
     """Boot each call's process while the previous call runs (hides 40-60 ms a call)."""
     budget: float | None = None
     """Seconds the run's tests may spend in student calls together, counted from collection
-    (an LMS that kills the whole job after a fixed time: PrairieLearn's 30 s). A call gets its
-    own limit while every later test keeps a second, and at least an equal share of what is
-    left (``grader.harness.boundary.runner.TimeShare``), so a submission that hangs in every
-    test still ends, with every test that passes scored. None: every call has only its own limit."""
+    (an LMS that kills the whole job after a fixed time: PrairieLearn's 30 s). Each test gets a
+    share that leaves the later tests their time, its calls their own limits within it
+    (``grader.harness.boundary.runner.TimeShare``), so a submission that hangs in every test
+    still ends, with every test that passes scored. None: every call has only its own limit."""
 
     def __post_init__(self) -> None:
         # Checked once, whoever built it (the command line's choices checked it before).
