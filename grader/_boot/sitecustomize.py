@@ -51,6 +51,13 @@ def _line_buffered() -> None:
     class Framed(io.RawIOBase):
         def __init__(self, fd: int) -> None:
             self.fd = fd
+            # A write of up to PIPE_BUF bytes is atomic on a pipe; a longer one is not when the
+            # pipe is full: another process's write lands in its middle, and the rest of this
+            # line would read as that process's. So every PIPE_BUF bytes get a frame of their own.
+            try:
+                self.step = max(64, os.fpathconf(fd, "PC_PIPE_BUF") - 16)
+            except (OSError, ValueError):
+                self.step = 512 - 16
 
         def writable(self) -> bool:
             return True
@@ -63,9 +70,11 @@ def _line_buffered() -> None:
 
         def write(self, data) -> int:
             data = bytes(data)
-            out = memoryview((_wire.OUTPUT_FRAME % os.getpid()) + data)
-            while out:  # one write for a line (atomic on a pipe up to 4 KiB)
-                out = out[os.write(self.fd, out):]
+            frame = _wire.OUTPUT_FRAME % os.getpid()
+            for start in range(0, len(data), self.step):  # one write per line up to PIPE_BUF
+                out = memoryview(frame + data[start:start + self.step])
+                while out:
+                    out = out[os.write(self.fd, out):]
             return len(data)
 
     for name in ("stdout", "stderr"):

@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import tomllib
 from pathlib import Path
 
@@ -101,6 +102,57 @@ def test_a_line_written_in_pieces_between_other_processes_lines_is_whole():
            + b"".join(b"\x00\x1e7\x1f" + bytes([c]) for c in b"ab") + b"\x00\x1e7\x1f\n\x00\x1e7\x1ftail")
     _, lines = unframe(raw, "stdout")
     assert [(line.pid, line.text) for line in lines] == [(8, "other"), (7, "\u00e9ab"), (7, "tail")]
+
+
+LONG_LINES = r'''
+import os, sys
+kids = []
+for ch in "ab":
+    pid = os.fork()
+    if pid == 0:
+        print(ch * 200_000)  # 200 KB in one line: more than the pipe holds
+        os._exit(0)
+    kids.append(pid)
+with open(sys.argv[1], "w") as f:
+    f.write(" ".join(map(str, kids)))
+for k in kids:
+    os.waitpid(k, 0)
+'''
+
+
+def _blocked_on_a_pipe(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/wchan") as f:
+            return "pipe_write" in f.read()  # pipe_write, anon_pipe_write: the kernel's names
+    except OSError:
+        return False
+
+
+def test_long_lines_of_processes_printing_at_once_stay_theirs(tmp_path):
+    """A line longer than PIPE_BUF is not one atomic write: once the pipe is full another
+    process's write lands in its middle, and the rest of the line read as the other process's
+    (b's line ended with a's last 69 KB). Every PIPE_BUF bytes now carry their own frame."""
+    from grader.harness.boundary.child import BOOT_DIR
+    from grader.protocol import wire
+
+    pids_file = tmp_path / "pids"
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(BOOT_DIR),
+           wire.DUMP_DIR_ENV: str(tmp_path)}
+    proc = subprocess.Popen([sys.executable, "-c", LONG_LINES, str(pids_file)], stdout=subprocess.PIPE, env=env)
+    try:
+        for _ in range(500):  # nothing is read until both writers wait on the full pipe
+            if pids_file.exists() and pids_file.read_text() and \
+                    all(_blocked_on_a_pipe(int(p)) for p in pids_file.read_text().split()):
+                break
+            time.sleep(0.01)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    kids = [int(p) for p in pids_file.read_text().split()]
+    _, lines = unframe(out, "stdout")
+    for pid, ch in zip(kids, "ab", strict=True):
+        assert [line.text for line in lines if line.pid == pid] == [ch * 200_000], \
+            f"{ch}: {[(len(line.text), sorted(set(line.text))) for line in lines if line.pid == pid]}"
 
 
 @pytest.mark.xfail(strict=True, reason="call.py _torn_down does not pass unframe() the PIDs it saw "
