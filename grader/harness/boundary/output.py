@@ -29,6 +29,14 @@ class Printed(NamedTuple):
     text: str
 
 
+def frame_overhead(chunk: bytes) -> int:
+    """Bytes of ``chunk`` that are frames, less one byte per frame: what the output limit and
+    the capture's cap should not count (a frame per line is ~10 bytes, so 1 MB of short lines is
+    8 MB framed), while a flood of bare frames still costs a byte each. A frame cut between two
+    chunks is counted in full (a few bytes)."""
+    return sum(len(match.group(0)) - 1 for match in _FRAME.finditer(chunk))
+
+
 def unframe(raw: bytes, stream: str, known: Collection[int] | None = None) -> tuple[str, list[Printed]]:
     """The text ``raw`` holds without frames, and its lines with the PID that wrote each
     (0: unframed bytes before any frame, or a frame naming a PID not in ``known`` when given)."""
