@@ -266,6 +266,8 @@ class Operations:
             encoded = self._encode(value)
         except plain.NotPlainData as exc:
             return failure("return", exc, self.root)
+        except Exception as exc:  # noqa: BLE001 - a value whose own methods raise, or a patched encoder
+            return failure("return", exc, self.root)
         answer = {"ok": True, "value": encoded, "elapsed": elapsed}
         if watch is not None:
             answer["async"] = watch.report()
