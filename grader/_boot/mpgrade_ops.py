@@ -89,7 +89,6 @@ class Table:
 
     def __init__(self) -> None:
         self.objects: dict[int, Any] = {}
-        self.iterators: dict[int, Any] = {}  # taking from a container: the same iterator each time
         self.next_id = 1
 
     def store(self, value: Any) -> dict:
@@ -199,10 +198,11 @@ class Operations:
                 return self._getattr(request)
             if op == "take":
                 return self._take(request)
+            if op == "iter":
+                return self._iter(request)
             if op == "release":
                 if self.table is not None:
                     self.table.objects.pop(request.get("id"), None)
-                    self.table.iterators.pop(request.get("id"), None)
                 return {"ok": True, "value": None}
             raise Refused(f"unknown operation {op!r}")
         except Refused as exc:
@@ -293,6 +293,19 @@ class Operations:
                               "type": f"{t.__module__}.{t.__qualname__}"[:200], "attr": attr}}
         return self._answer(value, time.perf_counter() - started)
 
+    def _iter(self, request: dict) -> dict:
+        """A new iterator over a session's object (``for x in obj`` in a test): a handle."""
+        if self.table is None:
+            raise Refused("objects are iterated in a session")
+        obj = self.table.get(request.get("handle"))
+        started = time.perf_counter()
+        try:
+            it = iter(obj)
+        except BaseException as exc:  # noqa: BLE001 - not iterable, or its __iter__ raised: the student's
+            return failure("call", exc, self.root)
+        answer = {"ok": True, "elapsed": time.perf_counter() - started, "value": self.table.store(it)}
+        return answer
+
     def _take(self, request: dict) -> dict:
         """Up to ``limit`` items of an iterator or iterable, as a list, and whether it ended."""
         if self.table is None:
@@ -310,9 +323,7 @@ class Operations:
                 watch = AsyncWatch()
                 items, done = watch.run(_take_async(obj, limit))
             else:
-                it = obj if hasattr(type(obj), "__next__") else self.table.iterators.get(request["handle"])
-                if it is None:
-                    it = self.table.iterators[request["handle"]] = iter(obj)
+                it = obj if hasattr(type(obj), "__next__") else iter(obj)  # a container: from its start
                 while len(items) < limit:
                     try:
                         items.append(next(it))

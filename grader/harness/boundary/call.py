@@ -11,7 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 from grader import processes
 from grader._boot import mpgrade_plain as plain
-from grader.harness.boundary.child import MAX_RESULT, MAX_RESULT_DEPTH, MAX_RESULT_VALUES, Child
+from grader.harness.boundary.child import (
+    KEEP_OUTPUT,
+    MAX_RESULT,
+    MAX_RESULT_DEPTH,
+    MAX_RESULT_VALUES,
+    Child,
+)
 from grader.harness.boundary.failures import (
     BoundaryError,
     CallCrashed,
@@ -146,7 +152,7 @@ class CallExecution:
             if not child.send({**request, "cwd": str(child.home)}) and child.spare:
                 raise _GoneBeforeRequest  # a spare that died after all: start a fresh child
             outcome = self._watch(child.proc, started)
-            record.duration = time.monotonic() - started
+            record.duration = record.wall = time.monotonic() - started
             if outcome in ("result", "exited"):
                 # Only a call that ended by itself has a process tree worth describing; after a
                 # fork bomb or a flood, every millisecond spent looking lets it do more harm.
@@ -169,8 +175,11 @@ class CallExecution:
             record.exit_status = child.proc.returncode
             record.peak_processes = self._peak()
             self._take_claims()  # again: workers that started while the call was torn down
-            record.stdout, out_lines = unframe(bytes(child.out), "stdout")
-            record.stderr, err_lines = unframe(bytes(child.err), "stderr")
+            # A frame naming a process the grader never saw in the call counts as nobody's.
+            known = {record.pid, *record.workers, *record.helpers, *self.seen}
+            record.stdout, out_lines = unframe(bytes(child.out), "stdout", known)
+            record.stderr, err_lines = unframe(bytes(child.err), "stderr", known)
+            record.stdout, record.stderr = record.stdout[:KEEP_OUTPUT], record.stderr[:KEEP_OUTPUT]
             record.printed = out_lines + err_lines
             record.output_bytes = child.output_total
             record.cpu_time = sum(cpu for cpu, _ in self.seen.values())
@@ -215,12 +224,15 @@ class CallExecution:
         child, record = self.child, self.record
         self.what, self.timeout = what, timeout
         self.seq += op is not None
+        # What the record says of the last operation is this one's, whatever the earlier said.
+        record.value, record.ok, record.elapsed, record.tasks, record.peak_tasks = None, False, None, None, None
         if op is not None and not child.send_more({**op, "seq": self.seq}):
             self.ended = f"the session's process stopped reading requests before {what}"
             return CallCrashed(self.ended, record), {}
         started = time.monotonic()
         outcome = self._watch(child.proc, started, arrived=child.answered)
-        record.duration += time.monotonic() - started
+        record.wall = time.monotonic() - started
+        record.duration += record.wall
         if outcome == "timeout":
             failure: StudentFailure | None = CallTimeout(self._timeout_message(child.pid, child.dumps), record)
         else:

@@ -16,12 +16,14 @@ from typing import Any
 from grader import processes
 from grader._boot import mpgrade_plain as plain
 from grader.harness.boundary.claims import Claims
+from grader.harness.boundary.output import frame_overhead
 from grader.harness.boundary.residue import remove_entries, remove_tree
 from grader.protocol import wire
 
 BOOT_DIR = Path(__file__).resolve().parents[2] / "_boot"
 CHILD_SCRIPT = BOOT_DIR / "mpgrade_child.py"
-KEEP_OUTPUT = 16_384  # bytes of each stream kept for feedback
+KEEP_OUTPUT = 16_384  # bytes of each stream's text kept for feedback
+MAX_KEPT = 16 * KEEP_OUTPUT  # ... and of the raw, framed bytes holding it (a frame per byte, at worst)
 MAX_RESULT = 32 * 1024 * 1024
 # What one result line may decode to, besides its bytes: 30 MB of ``[{},{},...]`` would be ten
 # million dicts, over a gigabyte in the supervisor. Two million values (keys included) is 20
@@ -248,10 +250,12 @@ class Child:
         return len(self.lines) > self.taken or self.flooded or self._ended
 
     def next_answer(self) -> bytes | None:
-        """The session's next answer line; None if there is none (pipe ended or flooded)."""
+        """The session's next answer line; None if there is none (pipe ended or flooded).
+        A line taken is not kept: a long session holds only the answers not read yet."""
         if len(self.lines) > self.taken:
+            line, self.lines[self.taken] = self.lines[self.taken], b""
             self.taken += 1
-            return self.lines[self.taken - 1]
+            return line
         return None
 
     def stop(self, also: set[int] = frozenset()) -> None:
@@ -265,8 +269,9 @@ class Child:
         except subprocess.TimeoutExpired:
             pass
         self.claims.close()
-        for t in self.readers:
-            t.join(timeout=2)
+        deadline = time.monotonic() + 2  # for all readers together: an escapee holding every
+        for t in self.readers:           # pipe costs 2 s, not 2 s a pipe
+            t.join(timeout=max(0.0, deadline - time.monotonic()))
         # A process that escaped the session may still hold the pipes' other ends: then the
         # readers are still blocked, and closing under them could hand their descriptor
         # number to the next call. Leak it instead; the escapee dies with the sandbox.
@@ -300,15 +305,20 @@ class Child:
     # -- pipes -------------------------------------------------------------------------------------
 
     def _drain(self, stream: Any, keep: bytearray) -> None:
+        """Count what a stream carries and keep its first ``KEEP_OUTPUT`` bytes of text. The
+        frames each process puts before its writes (``output``) count neither against the
+        output limit nor against what is kept, up to ``MAX_KEPT`` raw bytes in all."""
         self.own_tids.add(threading.get_native_id())
+        text = 0
         while True:
             chunk = stream.read1(65536) if hasattr(stream, "read1") else stream.read(65536)
             if not chunk:
                 return
-            self.output_total += len(chunk)
-            room = KEEP_OUTPUT - len(keep)
-            if room > 0:
-                keep.extend(chunk[:room])
+            size = len(chunk) - frame_overhead(chunk)
+            self.output_total += size
+            if text < KEEP_OUTPUT and len(keep) < MAX_KEPT:
+                keep.extend(chunk[: MAX_KEPT - len(keep)])
+                text += size
 
     def _read_result(self, fd: int) -> None:
         """Answer lines as they come. A call's ends at its first line; a session's goes on, but

@@ -32,9 +32,10 @@ class CallRecord:
     threads: set[int] = field(default_factory=set)  # thread IDs seen (every process's main thread excluded)
     peak_threads: int = 0  # the most such threads seen alive at one look
     threads_left: int = 0  # such threads still alive when the call returned (session: when it closed)
-    elapsed: float | None = None  # the call's own time, measured in the student's process
+    wall: float = 0.0  # the call's (a session: the last operation's) wall time, measured by the grader
+    elapsed: float | None = None  # the call's own time, as the student's process says (its word)
     tasks: int | None = None  # an ``async def``: tasks its event loop created (None: not async)
-    peak_tasks: int | None = None  # ... and the most of them pending at once
+    peak_tasks: int | None = None  # ... and the most of them pending at once (the student's word too)
     printed: list[Any] = field(default_factory=list)  # ``output.Printed`` lines: (pid, stream, text)
     operations: int = 0  # a session's operations (calls, attribute reads, takes)
 

@@ -77,9 +77,13 @@ class Remote:
         return self._special("__getitem__", key)
 
     def __iter__(self) -> Remote:
-        return self
+        if self._kind in ("generator", "iterator"):
+            return self
+        return self._session._iter(self)  # a container: a new iterator each time, as in Python
 
     def __next__(self) -> Any:
+        if self._kind not in ("generator", "iterator"):
+            raise TypeError(f"{self!r} is not an iterator")
         items, done = self._session._take(self, 1)
         if not items:
             raise StopIteration
@@ -250,6 +254,14 @@ class Session:
             if value._id != obj._id or value._attr != name:
                 raise TypeError("the session's process answered with another object's method")
             self._methods[(obj._id, name)] = value
+        return value
+
+    def _iter(self, obj: Remote) -> Remote:
+        self._check(obj)
+        self._operate({"op": "iter", "handle": obj._id}, f"iter({obj._name()})")
+        value = self.record.value
+        if not isinstance(value, Remote):
+            raise TypeError("the session's process answered iter() with something else than an iterator")
         return value
 
     def _take(self, obj: Remote, limit: int) -> tuple[list[Any], bool]:
