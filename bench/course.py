@@ -152,6 +152,14 @@ class RssSampler:
         self.thread.join()
 
 
+def busy_seconds() -> float:
+    """Core-seconds the whole machine has spent busy since boot (every process's, the kernel's):
+    on a quiet machine the difference over a configuration is that configuration's CPU use,
+    the student processes included (no per-process account sees all of those)."""
+    t = psutil.cpu_times()
+    return sum(t) - t.idle - getattr(t, "iowait", 0.0)
+
+
 class TimedSandbox:
     """A sandbox that records how long each job's ``run`` took, by submission id."""
 
@@ -174,7 +182,7 @@ class TimedSandbox:
 def run_naive(course: assignment_mod.Assignment, subs: Path, ids: list[str], work: Path) -> dict:
     """pytest on every exercise's public and hidden suites per submission, one after the other."""
     tests = [str(p) for ex in course.exercises for p in ex.public_tests() + ex.hidden_tests()]
-    lat, rss, parts, cpu = {}, 0, {}, 0.0
+    lat, rss, parts = {}, 0, {}
     for sid in ids:
         report = work / f"{sid}.json"
         started = time.monotonic()
@@ -187,9 +195,8 @@ def run_naive(course: assignment_mod.Assignment, subs: Path, ids: list[str], wor
         proc.returncode = 0
         lat[sid] = time.monotonic() - started
         rss = max(rss, usage.ru_maxrss * 1024)
-        cpu += usage.ru_utime + usage.ru_stime  # pytest's and the student processes it waited for
         parts[sid] = naive_parts(report, lat[sid])
-    return {"latencies": lat, "rss": rss, "parts": parts, "cpu": cpu}
+    return {"latencies": lat, "rss": rss, "parts": parts}
 
 
 def naive_parts(report: Path, wall: float) -> dict[str, float]:
@@ -230,24 +237,24 @@ def run_config(name: str, course, subs: Path, ids: list[str], plan: dict, box, j
     timed = TimedSandbox(box)
     order = {sid: p["kind"] for sid, p in plan.items() if sid in ids}
     with RssSampler() as mem:
-        started = time.monotonic()
+        started, busy = time.monotonic(), busy_seconds()
         lat, docs, ordinary_wall = one.run_ours(course, None, subs, order, timed, jobs, out, hostile)
-        wall = time.monotonic() - started
+        wall, busy = time.monotonic() - started, busy_seconds() - busy
     graded = [sid for sid in ids if hostile or plan[sid]["kind"] != "hostile"]
     parts = {sid: doc_parts(docs[sid], lat[sid], timed.seconds.get(sid)) for sid in graded if sid in docs}
     return {"config": name, "jobs": jobs, "ids": graded, "latencies": lat, "wall": wall, "docs": docs,
-            "ordinary_wall": ordinary_wall, "rss": mem.peak, "rss_base": mem.base, "parts": parts}
+            "ordinary_wall": ordinary_wall, "rss": mem.peak, "rss_base": mem.base, "parts": parts, "busy": busy}
 
 
 def measure_naive(course, subs: Path, ids: list[str], plan: dict, work: Path) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     ordinary = [sid for sid in ids if plan[sid]["kind"] != "hostile"]
-    started = time.monotonic()
+    started, busy = time.monotonic(), busy_seconds()
     got = run_naive(course, subs, ordinary, work)
-    wall = time.monotonic() - started
+    wall, busy = time.monotonic() - started, busy_seconds() - busy
     return {"config": "naive pytest loop (sequential, unsandboxed)", "jobs": 1, "ids": ordinary,
             "latencies": got["latencies"], "wall": wall, "ordinary_wall": wall, "rss": got["rss"], "rss_base": 0,
-            "parts": got["parts"], "docs": {}, "cpu": got["cpu"]}
+            "parts": got["parts"], "docs": {}, "busy": busy}
 
 
 def notebook_memory(course, docker_box, jobs: int, work: Path) -> dict:
@@ -296,7 +303,9 @@ def limits_hit(doc: dict, course) -> float:
 def hostile_rows(c: dict, plan: dict, course) -> list[tuple[str, float, float, float]]:
     """(what, seconds, limit seconds, allowed = 2 x a correct one's median + limits)."""
     correct = [c["latencies"][sid] for sid in c["latencies"] if plan[sid]["kind"] == "correct"]
-    base = statistics.median(correct) if correct else float("nan")
+    if not correct:
+        return []
+    base = statistics.median(correct)
     rows = []
     for sid, lat in c["latencies"].items():
         if plan[sid]["kind"] == "hostile":
@@ -320,7 +329,8 @@ def write(args, plan: dict, configs: list[dict], memory: dict, surf: dict, cpus:
     sub_kinds = ", ".join(f"{sum(plan[s]['kind'] == k for s in subset_ids)} {k}" for k in kinds)
     L = [
         "## The whole course (issue #21)", "",
-        f"Run on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC with `make bench` (`{cmd.strip()}`); this part took "
+        f"Run on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC with `{cmd.strip()}` (what `make bench` runs, "
+        "with `BENCH_ARGS` for the options); it took "
         f"{total / 60:.1f} minutes ({image_build:.0f} s of it making sure the grading image exists).", "",
         f"Machine: **{cpus} CPUs** (cores), {psutil.virtual_memory().total / 2**30:.0f} GiB, {platform.platform()}, "
         f"Python {platform.python_version()}. Everything below shares those {cpus} cores.", "",
@@ -359,10 +369,12 @@ def write(args, plan: dict, configs: list[dict], memory: dict, surf: dict, cpus:
           "time (the result documents' telemetry; for the naive loop the plugin's, in pytest-json-report) "
           "over the cores the configuration uses (1 at --jobs 1). Host peak RSS: this process (the batch "
           "runs in it; for the naive loop the largest pytest process).", "",
-          f"The naive loop used {naive['cpu']:.0f} CPU-seconds in {naive['wall']:.0f} s: it kept "
-          f"{naive['cpu'] / naive['wall']:.2f} cores busy on average (pytest and the student processes it "
-          f"starts). Doing the same work on {cpus} cores cannot take less than {naive['cpu'] / cpus:.0f} s, "
-          f"{naive['cpu'] / cpus / naive['wall']:.2f}x the naive loop, however well it is scheduled.", "",
+          "Busy cores (the whole machine's CPU time over the configuration's wall time; everything else "
+          "on the machine counts too): " + ", ".join(f"{c['config']} {c['busy'] / c['wall']:.2f}" for c in configs)
+          + f" of {cpus}. The naive loop's CPU time over {cpus} cores, {naive['busy'] / cpus:.0f} s "
+          f"({naive['busy'] / cpus / naive['wall']:.2f}x its wall time), is what the same work costs at the "
+          "least on this machine if it were all computing; the rest of its time it waits (sleeps, "
+          "timeouts, joins).", "",
           "Where the time goes (core-seconds: jobs x wall, summed over the configuration's submissions):", "",
           "| configuration | " + " | ".join(k for k, _ in PARTS) + " | jobs x wall |",
           "|---|" + "---:|" * (len(PARTS) + 1)]
@@ -432,6 +444,12 @@ def write(args, plan: dict, configs: list[dict], memory: dict, surf: dict, cpus:
     if notes.exists():
         L += [notes.read_text()]
     sections.write("course", "\n".join(L))
+    headline = {"configs": [{"config": c["config"], "n": len(c["ids"]), "wall": c["wall"],
+                             "vs_naive": (c["ordinary_wall"] or c["wall"]) / (naive_on(naive, [
+                                 s for s in c["ids"] if plan[s]["kind"] != "hostile"]) or 1),
+                             "vs_floor": c["wall"] / (floor(c, cpus) or 1), "rss": c["rss"]} for c in configs],
+                "surf": surf, "goals": goals, "minutes": total / 60, "count": len(plan), "subset": len(subset_ids)}
+    (args.out / "headline.json").write_text(json.dumps(headline, indent=1, default=str))
     plots(configs, surf, cpus)
     return goals
 
@@ -535,7 +553,7 @@ def main() -> int:
     parser.add_argument("--subset", type=int, default=6,
                         help="submissions the --jobs 1 and local configurations grade (0: all)")
     parser.add_argument("--exercise", default="01_spawn", help="the exercise of `mpgrade check EX`")
-    parser.add_argument("--out", type=Path, default=BENCH / "out-course")
+    parser.add_argument("--out", type=Path, default=BENCH / "out" / "course")
     parser.add_argument("--seed", type=int, default=2121)
     parser.add_argument("--no-docker", action="store_true", help="skip the Docker configurations")
     parser.add_argument("--drop-caches", action="store_true", help="cold checks after dropping the page cache (root)")
