@@ -114,6 +114,23 @@ def test_a_thread_join_that_never_returns_is_blocked_in_join():
     assert "blocked_in_join" in diagnosis.diagnose("timeout", message, "", [])
 
 
+def test_workers_stuck_at_a_barrier_get_the_barriers_hint_before_the_joins(second):
+    """A Barrier for one party too many: every worker waits in synchronize.py's wait(), the
+    caller in join(). blocked_in_wait comes first, so the assignment's hint about the barrier
+    is shown, not the one about joining; a Condition's wait in a thread is named the same."""
+    message = ("rendezvous.rendezvous() did not return within 5 s (start method fork). Where each process "
+               "was, as its own stack dump says:\n  caller 10: rendezvous.py:58 in rendezvous(), waiting in "
+               "popen_fork.py:27 in poll()\n  worker 11: rendezvous.py:40 in _arrive(), waiting in "
+               "synchronize.py:270 in wait()")
+    found = diagnosis.diagnose("timeout", message, "", [])
+    assert found[:2] == ["blocked_in_wait", "blocked_in_join"]
+    hint = diagnosis.choose_hint(found, test_hint="the test's", runtime_hint=None, per_test={},
+                                 per_exercise={}, per_assignment=second.hints)
+    assert hint == second.hints["blocked_in_wait"]
+    in_a_thread = "caller 10: buffer.py:30 in put(), waiting in threading.py:327 in wait()"
+    assert diagnosis.diagnose("timeout", in_a_thread, "", [])[0] == "blocked_in_wait"
+
+
 # --- in Docker ---------------------------------------------------------------------------------
 
 HOSTILE_BUFFER = '''

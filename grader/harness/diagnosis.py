@@ -38,6 +38,9 @@ DIAGNOSES: dict[str, str] = {
     # (synchronize.py __enter__) while the first waits for the message.
     "blocked_in_acquire": "a process was blocked acquiring a Lock or Semaphore nobody released",
     "blocked_in_put": "a process was blocked putting into a full Queue",
+    # Before blocked_in_join: a caller joining workers that wait at a Barrier is about the Barrier.
+    "blocked_in_wait": "a thread or process waited forever in wait() of a Condition, Event or Barrier "
+                       "(threading or multiprocessing)",
     "blocked_in_join": "a process was blocked in join() of a process (or thread) that did not end",
     "busy_loop": "a process was running (using CPU) when the call's time ran out: a loop that never ends",
     "worker_crashed": "a worker process raised an exception (its traceback is in the output)",
@@ -60,6 +63,7 @@ _BLOCKED = (
     ("blocked_in_put", re.compile(r"waiting in queues\.py:\d+ in put\(\)")),
     ("blocked_in_get", re.compile(r"waiting in (queues\.py:\d+ in get|connection\.py:\d+ in "
                                   r"(_recv|recv|_recv_bytes|recv_bytes|_poll|poll|wait))\(\)")),
+    ("blocked_in_wait", re.compile(r"waiting in (threading|synchronize)\.py:\d+ in (wait|wait_for|_wait)\(\)")),
     # A thread's join() waits in threading.py's _wait_for_tstate_lock (a threading exercise).
     ("blocked_in_join", re.compile(r"waiting in (popen_fork\.py:\d+ in (wait|poll)|process\.py:\d+ in join|"
                                    r"popen_spawn_posix\.py:\d+ in wait|popen_forkserver\.py:\d+ in wait|"

@@ -23,6 +23,6 @@ def test_task_returns_its_result(student):
                   "counting itself, and reads the counter only then.")
 def test_rendezvous_small(student):
     """rendezvous(3, stagger) returns [3, 3, 3]"""
-    mod = student.module("rendezvous")
+    mod = student.module("rendezvous", timeout=5)
     got = mod.rendezvous(3, student.helper("probes.stagger"))
     assert got == [3, 3, 3], f"expected [3, 3, 3], got {got!r}"

@@ -64,7 +64,7 @@ def test_a_failing_task_has_a_nonzero_exitcode(student):
 def test_rendezvous_waits_for_everyone(student):
     """rendezvous(n, stagger): every process passes the barrier only after all have arrived"""
     n = rng.randint(3, 5)
-    mod = student.module("rendezvous", timeout=10)
+    mod = student.module("rendezvous", timeout=6)
     got = mod.rendezvous(n, student.helper("probes.stagger"))
     call = student.last
     what = f"rendezvous({n}, stagger)"
@@ -79,7 +79,7 @@ def test_rendezvous_waits_for_everyone(student):
 def test_rendezvous_under_spawn(student):
     """rendezvous works under spawn"""
     n = rng.randint(2, 4)
-    mod = student.module("rendezvous", start_method="spawn", timeout=15)
+    mod = student.module("rendezvous", start_method="spawn", timeout=10)
     got = mod.rendezvous(n, student.helper("probes.stagger"))
     assert got == [n] * n, f"rendezvous({n}, stagger) under spawn: expected {[n] * n}, got {got!r}"
 
