@@ -449,7 +449,7 @@ def write(args, plan: dict, configs: list[dict], memory: dict, surf: dict, cpus:
     L += [f"| {g} | {'yes' if ok else '**no**'} | {m} |" for g, ok, m in goals]
     L += ["", "![latency per configuration](course_latency.png)", "",
           "![where the time goes](course_parts.png)", "", "![the student loop and the boundary](course_student.png)",
-          ""]
+          "", "![memory](course_memory.png)", ""]
     notes = BENCH / "COURSE_NOTES.md"
     if notes.exists():
         L += [notes.read_text()]
@@ -460,7 +460,7 @@ def write(args, plan: dict, configs: list[dict], memory: dict, surf: dict, cpus:
                              "vs_floor": c["wall"] / (floor(c, cpus) or 1), "rss": c["rss"]} for c in configs],
                 "surf": surf, "goals": goals, "minutes": total / 60, "count": len(plan), "subset": len(subset_ids)}
     (args.out / "headline.json").write_text(json.dumps(headline, indent=1, default=str))
-    plots(configs, surf, cpus)
+    plots(configs, surf, memory)
     return goals
 
 
@@ -498,7 +498,7 @@ def evaluate(configs, plan, surf, cpus, total, course, docker_n) -> list[tuple[s
     return goals
 
 
-def plots(configs: list[dict], surf: dict, cpus: int) -> None:
+def plots(configs: list[dict], surf: dict, memory: dict) -> None:
     try:
         import matplotlib
 
@@ -533,9 +533,21 @@ def plots(configs: list[dict], surf: dict, cpus: int) -> None:
     fig.savefig(BENCH / "course_parts.png", dpi=100)
     plt.close(fig)
 
+    if memory:
+        fig, ax = plt.subplots(figsize=(10, 4))
+        names = [c["config"] for c in configs] + ["docker: references", "docker: + a 16 MiB notebook"]
+        vals = [c["rss"] / 2**20 for c in configs] + [memory["plain"]["rss"] / 2**20, memory["notebook"]["rss"] / 2**20]
+        ax.barh(range(len(names)), vals, color="tab:purple")
+        ax.set_yticks(range(len(names)), names, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlabel("host process peak RSS (MiB)")
+        ax.set_title("Memory of the host process")
+        fig.tight_layout()
+        fig.savefig(BENCH / "course_memory.png", dpi=100)
+        plt.close(fig)
     chk, bnd = surf.get("check", {}), surf.get("boundary", {})
     if chk and bnd:
-        fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
+        fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=(14, 4), gridspec_kw={"width_ratios": [5, 5, 1.5]})
         labels = ["one cold", "one warm", "all cold", "all warm", "watch"]
         vals = [chk["one_cold"], chk["one_warm"], chk["all_cold"], chk["all_warm"], chk["watch"]]
         a1.bar(labels, vals, color="tab:blue")
@@ -550,6 +562,13 @@ def plots(configs: list[dict], surf: dict, cpus: int) -> None:
         a2.set_yscale("log")
         a2.set_ylabel("ms per call (log)")
         a2.set_title("the call boundary")
+        rep = surf.get("report") or {}
+        if rep:
+            a3.bar(["report"], [rep["seconds"]], color="tab:brown")
+            a3.axhline(10, color="tab:red", ls="--", lw=1, label="goal 10 s")
+            a3.set_title(f"mpgrade report, {rep['count']}")
+            a3.set_ylabel("seconds")
+            a3.legend(fontsize=8)
         fig.tight_layout()
         fig.savefig(BENCH / "course_student.png", dpi=100)
         plt.close(fig)
