@@ -13,6 +13,7 @@ a time, ~90 s), one grading of the references (~30 s) and one of the hostile sub
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
@@ -129,6 +130,23 @@ def test_workers_stuck_at_a_barrier_get_the_barriers_hint_before_the_joins(secon
     assert hint == second.hints["blocked_in_wait"]
     in_a_thread = "caller 10: buffer.py:30 in put(), waiting in threading.py:327 in wait()"
     assert diagnosis.diagnose("timeout", in_a_thread, "", [])[0] == "blocked_in_wait"
+
+
+def test_a_student_checks_the_stubs_with_the_helpers_shipped(tmp_path):
+    """The student's copy (manifest, exercises/, helpers/; no solutions): ``mpgrade check``
+    passes the helpers to the stubs and names the method that is still a stub."""
+    course = tmp_path / "threads-asyncio"
+    course.mkdir()
+    shutil.copy(SECOND / "assignment.toml", course)
+    for folder in ("exercises", "helpers"):
+        shutil.copytree(SECOND / folder, course / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    out = mpgrade("check", "02_buffer", "04_process", "--start-method", "fork", cwd=course, timeout=300)
+    assert out.returncode == 1, out.stdout + out.stderr
+    doc = json.loads((course / ".mpgrade" / "check.json").read_text())
+    assert doc["score"] == 0 and {t["outcome"] for t in doc["tests"]} == {"not_implemented"}, doc["tests"]
+    messages = {t["id"].split("::")[1]: t["message"] for t in doc["tests"]}
+    assert "__init__() still raises" in messages["test_put_then_get_in_order"], messages
+    assert "Traceback" not in out.stdout
 
 
 # --- in Docker ---------------------------------------------------------------------------------
