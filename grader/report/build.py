@@ -52,5 +52,5 @@ def build(results_dir: Path, out_dir: Path, *, assignment: Assignment | None = N
                    model.in_workers(previews.lms_previews, [st.doc for st in klass.students], parallel),
                    strict=True))
     written = site.write(klass, out_dir, code=code, stub_code=stub_code, previews=lms,
-                         threshold=similarity.THRESHOLD if threshold is None else threshold)
+                         threshold=similarity.THRESHOLD if threshold is None else threshold, parallel=parallel)
     return Built(report=written, notes=notes)

@@ -174,6 +174,12 @@ class _Quick:
     coverage: float
 
 
+def _quick_of(job: tuple[str, Any]) -> _Quick:
+    """:func:`_quick` of one (code, boilerplate), for a worker process (forked: copydetect's
+    k-gram hashes are Python's ``hash()``, salted per interpreter, and a fork keeps the salt)."""
+    return _quick(*job)
+
+
 def _quick(code: str, boilerplate: Any) -> _Quick:
     from copydetect.utils import get_document_fingerprints, get_token_coverage
 
@@ -236,29 +242,35 @@ def _rank(prints: dict[str, _Quick]) -> list[tuple[float, str, str]]:
 
 
 def compare(code: dict[str, dict[str, str]], stub_code: dict[str, str], *,
-            threshold: float = THRESHOLD, candidates: int = CANDIDATES) -> Similarity:
+            threshold: float = THRESHOLD, candidates: int = CANDIDATES, parallel: bool = False) -> Similarity:
     """Pairs per exercise from ``code`` (submission id -> exercise -> text).
 
     ``stub_code`` (exercise -> the stub's text) is removed from every submission first. A
     submission with fewer than ``MIN_TOKENS`` tokens of its own for an exercise (a stub
     handed back, a one-liner) is listed in ``too_little`` and not compared for it.
+    ``parallel``: the quick fingerprints of a large class are made by forked workers
+    (:func:`grader.report.model.in_workers`), a third of the comparison's time.
     """
     from copydetect import compare_files
+
+    from grader.report.model import in_workers
 
     pairs: dict[str, list[Pair]] = {}
     compared: dict[str, int] = {}
     too_little: dict[str, list[str]] = {}
     exercises = sorted({ex for per in code.values() for ex in per})
+    quick_boilerplates = {ex: _boilerplate(stub_code.get(ex, ""), quick=True) for ex in exercises}
+    quick = iter(in_workers(_quick_of, [(code[sid][ex], quick_boilerplates[ex]) for ex in exercises
+                                        for sid in sorted(code) if code[sid].get(ex) is not None], parallel))
     for ex in exercises:
         stub = stub_code.get(ex, "")
-        quick_boilerplate = _boilerplate(stub, quick=True)
         prints: dict[str, _Quick] = {}
         little = []
         for sid in sorted(code):
             text = code[sid].get(ex)
             if text is None:
                 continue
-            fp = _quick(text, quick_boilerplate)
+            fp = next(quick)
             if fp.coverage < MIN_TOKENS or not fp.hashes:
                 little.append(sid)
             else:

@@ -428,13 +428,14 @@ def _remove_stale_pages(folder: Path, current: set[str]) -> None:
 def write(klass: ClassResults, out_dir: Path, *, code: dict[str, dict[str, str]] | None = None,
           stub_code: dict[str, str] | None = None,
           previews: dict[str, list[tuple[str, str]]] | None = None,
-          threshold: float = similarity_mod.THRESHOLD) -> Report:
+          threshold: float = similarity_mod.THRESHOLD, parallel: bool = False) -> Report:
     """Write every page of the report of ``klass`` into ``out_dir``.
 
     ``code`` is each submission's code per exercise (submission id -> exercise -> text), for
     the similarity page; ``stub_code`` the given code per exercise, removed before comparing.
     Without ``code`` the similarity page says that nothing was compared. ``previews``: per
-    submission id, what each LMS export would send (``report.previews``).
+    submission id, what each LMS export would send (``report.previews``). ``parallel``: the
+    similarity's fingerprints in worker processes (``similarity.compare``).
     """
     out_dir = Path(out_dir)
     report = Report(out_dir=out_dir, students=len(klass.students), problems=list(klass.problems))
@@ -442,7 +443,7 @@ def write(klass: ClassResults, out_dir: Path, *, code: dict[str, dict[str, str]]
     found = hangs_mod.aggregate(klass)
     known = {st.id for st in klass.students}
     usable = {sid: per for sid, per in (code or {}).items() if sid in known and per}
-    sim = similarity_mod.compare(usable, stub_code or {}, threshold=threshold) if usable else None
+    sim = similarity_mod.compare(usable, stub_code or {}, threshold=threshold, parallel=parallel) if usable else None
     without_code = [st.id for st in klass.students if st.id not in usable]
     report.flagged_pairs = len(sim.flagged()) if sim else 0
 
