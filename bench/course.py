@@ -493,8 +493,10 @@ def evaluate(configs, plan, surf, cpus, total, course, docker_n) -> list[tuple[s
                       f"{bnd['plain'] * 1000:.1f} ms)"))
     if rep:
         goals.append((f"report of {rep['count']} under 10 s", rep["seconds"] < 10, f"{rep['seconds']:.2f} s"))
-    goals.append(("`make bench` under 20 minutes", total < 20 * 60,
-                  f"{total / 60:.1f} min (this run; the virtual environment is make's, before it)"))
+    goals.append(("`make bench` under 20 minutes", total < 20 * 60 - 80,
+                  f"{total / 60:.1f} min this run, with the grading image there; a fresh machine adds the "
+                  "virtual environment and the image build, about 20 s and 1 min (measured from scratch "
+                  "for the one-exercise benchmark, below)"))
     return goals
 
 
