@@ -225,11 +225,11 @@ def doc_parts(doc: dict, latency: float, run_seconds: float | None) -> dict[str,
 
 
 PARTS = [("calls", "the test calls themselves (telemetry wall_time: the floor's numerator)"),
-         ("tests", "test bodies outside the calls: the boundary (children, pipes, JSON), fixtures, asserts"),
-         ("session", "pytest in the sandbox: interpreter, imports, collection, building the document"),
-         ("sandbox", "the sandbox around it: container (or process) dispatch, collect, remove"),
-         ("host", "the host: the job's files, checking the document, writing it"),
-         ("idle", "worker slots idle (jobs x wall - the submissions' latencies)")]
+         ("tests", "boundary: test bodies outside the calls (each call's child, pipes, JSON; fixtures, asserts)"),
+         ("session", "collection: pytest in the sandbox (interpreter, imports, collecting, building the document)"),
+         ("sandbox", "container: the sandbox around it (a warm container's or process's dispatch, collect, remove)"),
+         ("host", "result checks: the host (the job's files, checking the document, writing it)"),
+         ("idle", "pool: worker slots idle (jobs x wall - the submissions' latencies; the batch's tail)")]
 
 
 def run_config(name: str, course, subs: Path, ids: list[str], plan: dict, box, jobs: int, out: Path,
