@@ -16,6 +16,7 @@ from grader.harness.boundary import (
     NotImplementedByStudent,
     SessionClosed,
     StudentError,
+    StudentImportError,
     StudentRunner,
 )
 from grader.harness.boundary.runner import TimeShare
@@ -192,6 +193,17 @@ def test_an_object_lives_in_the_student_process_across_operations(runner):
     assert record.operations == 11
     assert record.pid == pid and not _alive(pid), "the session's process is gone after the block"
     assert repr(buf).startswith("<student object shop.BoundedBuffer #")
+
+
+def test_a_missing_method_or_class_is_a_missing_name_not_an_error_of_ours(runner):
+    with runner.session() as s:
+        buf = s.module("shop").BoundedBuffer(1)
+        with pytest.raises(StudentImportError, match=r"BoundedBuffer \(shop.py\) has no function push\(\)") as info:
+            buf.push(1)
+        assert "mpgrade_ops" not in str(info.value)
+        with pytest.raises(StudentImportError, match=r"shop.py has no class or function Stack\(\)"):
+            s.module("shop").Stack()
+        assert buf.capacity == 1, "the session goes on"
 
 
 def test_an_attribute_that_raises_is_the_students_exception(runner):

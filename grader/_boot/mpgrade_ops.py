@@ -222,6 +222,9 @@ class Operations:
                 # a TypeError, which list() and the like expect to catch.
                 return {"ok": False, "phase": "call", "type": "TypeError", "builtin": True,
                         "message": f"a {type(obj).__name__} object has no {attr}", "traceback": ""}
+            missing = _missing(obj, attr)
+            if missing:
+                return missing
             try:
                 return getattr(obj, attr), attr
             except BaseException as exc:  # noqa: BLE001 - a property raising is the student's
@@ -237,8 +240,9 @@ class Operations:
             return failure("import", exc, self.root)
         func = getattr(module, function, None)
         if not callable(func):
+            what = "class or function" if function[:1].isupper() else "function"
             return {"ok": False, "phase": "lookup", "type": "AttributeError", "builtin": True,
-                    "message": f"{module_name}.py has no function {function}()", "traceback": ""}
+                    "message": f"{module_name}.py has no {what} {function}()", "traceback": ""}
         return func, function
 
     def _call(self, request: dict) -> dict:
@@ -280,6 +284,9 @@ class Operations:
         attr = request.get("attr")
         if not reachable(attr) or attr in SPECIAL:
             raise Refused(f"{attr!r} is not reachable: names starting with _ are refused")
+        missing = _missing(obj, attr)
+        if missing:
+            return missing
         started = time.perf_counter()
         try:
             value = getattr(obj, attr)
@@ -335,6 +342,21 @@ class Operations:
         answer = self._answer(items, time.perf_counter() - started, watch)
         answer["done"] = done
         return answer
+
+
+def _missing(obj: Any, attr: str) -> dict | None:
+    """A method or attribute the student's class does not have, said as a missing name (the
+    stub's names must be kept), not as an AttributeError raised in the grader's own code. Only
+    when neither the instance nor its class has it: a ``__getattr__`` of the student's decides."""
+    cls = type(obj)
+    try:
+        if hasattr(cls, "__getattr__") or hasattr(cls, attr) or attr in getattr(obj, "__dict__", {}):
+            return None
+    except Exception:  # a __dict__ property of the student's that raises: let getattr say it
+        return None
+    return {"ok": False, "phase": "lookup", "type": "AttributeError", "builtin": True,
+            "message": f"{cls.__name__} ({cls.__module__}.py) has no function {attr}() (no method or "
+                       "attribute of that name): keep the names of the stub", "traceback": ""}
 
 
 async def _take_async(obj: Any, limit: int) -> tuple[list, bool]:

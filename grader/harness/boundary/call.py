@@ -382,6 +382,13 @@ class CallExecution:
             if pid in self.record.workers:
                 (zombies if st[0] == "Z" else leftover).append(pid)
             stack.extend(processes.children(pid, threads if st[0] not in ("Z", "X") else None))
+        if threads:
+            # A thread just joined is still listed for a moment: only one listed twice is left.
+            time.sleep(0.02)
+            again: set[int] = set()
+            for pid in {caller, *self.record.workers}:
+                processes.children(pid, again)
+            threads &= again
         self.record.threads |= threads
         self.record.threads_left = len(threads)
         # Workers that escaped the tree (orphans re-parented to init) but stayed in the session.

@@ -342,8 +342,8 @@ class Child:
                 if self.lines and not self.session:
                     return
                 if len(pending) > MAX_RESULT or len(self.lines) - self.taken > MAX_UNREAD:
+                    self.overflow = bytes(pending[: MAX_RESULT + 1])  # before the flag: it is read at once
                     self.flooded = True
-                    self.overflow = bytes(pending[: MAX_RESULT + 1])
                     if not self.lines:
                         self.result.extend(self.overflow)
                     return
