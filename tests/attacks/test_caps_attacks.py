@@ -219,7 +219,7 @@ MANY = '''
 import sys
 
 def _send_instead(value):
-    def encode(_):
+    def encode(_, **options):
         return value
     sys.modules["mpgrade_plain"].encode = encode
 
