@@ -349,7 +349,8 @@ def write_results(args, plan: dict[str, str], configs: list[dict], lifecycle: di
     hanging = [v for sid, v in floor_source["latencies"].items() if plan.get(sid) == "hanging"]
     lines = [
         "# Benchmark results", "",
-        f"Run on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC with `make bench` "
+        "## One exercise (`01_spawn`): `make bench-exercise`", "",
+        f"Run on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC with `make bench-exercise` "
         f"(`python bench/run.py --count {args.count} --exercise {args.exercise}`); "
         f"the whole run took {total / 60:.1f} minutes ({image_build:.0f} s of it making sure the grading "
         "image exists: the first run on a machine builds it).", "",
