@@ -238,6 +238,11 @@ import probes  # noqa: E402
 
 probes.racing_consumers = lambda buf, consumers: [("item", i) for i in range(consumers)]
 probes.blocked_producer = lambda buf: {"waiting": True, "first": 0, "woken": True, "put": [True]}
+# The probes the tests use since they look from outside: threads "started", all got an item.
+_said: list = []
+probes.start_consumers = lambda buf, consumers, timeout=5.0: _said.extend(("item", i) for i in range(consumers)) or True
+probes.start_producer = lambda buf, item: _said.append(("item", True)) or True
+probes.join_started = lambda timeout=5.0: sorted(_said, key=repr)
 '''
 
 
@@ -253,10 +258,6 @@ def _forged_buffer() -> str:
     return text + PROBES_FORGED
 
 
-@pytest.mark.xfail(strict=True, reason="examples/assignments/threads-asyncio/solutions/0[23]_*/test_hidden.py "
-                   "grade on the student's word only (probes.peak(), racing_consumers(), blocked_producer(), "
-                   "s.last.elapsed, s.last.tasks): outside evidence (wall time measured by the grader) or "
-                   "little weight, as docs/authoring.md says")
 @pytest.mark.parametrize("module, attacked", [
     ("aio.py", ("test_limit_is_reached_and_never_passed", "test_calls_overlap_in_tasks")),
     ("buffer.py", ("test_woken_consumers_wait_again", "test_get_wakes_a_waiting_producer")),

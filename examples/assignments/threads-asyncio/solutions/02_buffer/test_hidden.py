@@ -2,6 +2,7 @@
 
 import os
 import random
+import time
 
 import pytest
 
@@ -43,6 +44,7 @@ def test_full_and_empty_wait(student):
         for i in range(capacity):
             buf.put(i)
         refused = buf.put("extra", 0.1)
+        waited = [s.last.wall]  # the grader's own time of each operation: it did wait
         size = len(buf)
         for _ in range(capacity):
             buf.get()
@@ -50,9 +52,14 @@ def test_full_and_empty_wait(student):
             late = buf.get(0.1)
         except TimeoutError:
             late = TimeoutError
+        waited.append(s.last.wall)
     assert late is TimeoutError, f"get(0.1) on an empty buffer: expected TimeoutError, got {late!r}"
     assert refused is False, f"put() on a full buffer of {capacity}: expected False after the timeout, got {refused!r}"
     assert size == capacity, f"expected the buffer to hold at most {capacity} items, got {size}"
+    if min(waited) < 0.09:
+        raise Mistake(f"put(x, 0.1) on a full buffer and get(0.1) on an empty one: expected each to wait its "
+                      f"0.1 s timeout first, got {waited[0]:.3f} s and {waited[1]:.3f} s",
+                      hint="Wait for the timeout (Condition.wait_for(predicate, timeout)) before giving up.")
 
 
 @pytest.mark.points(2)
@@ -65,20 +72,46 @@ def test_capacity_must_be_positive(student):
             mod.BoundedBuffer(0)
 
 
+def threads_seen(what, record, started):
+    """The probe's threads must be seen from outside (the grader lists the student's threads
+    while it runs): a probe replaced by one that only says what happened starts none."""
+    if record.peak_threads < started:
+        raise Mistake(f"{what}: expected the test's {started} thread(s) to be seen waiting in the buffer, "
+                      f"saw {record.peak_threads}", hint="The tests' helper probes start these threads: leave "
+                      "the probes alone, and make put() and get() wait while they cannot proceed.")
+
+
 @pytest.mark.points(4)
 @pytest.mark.hint(WHILE_HINT)
 def test_woken_consumers_wait_again(student):
     """several consumers waiting on an empty buffer each get one item, none raises"""
     consumers = rng.randint(3, 4)
-    with student.session(timeout=15) as s:
+    what = f"{consumers} consumer threads waiting in get(), woken by one put()"
+    with student.session(timeout=10) as s:
         buf = s.module("buffer").BoundedBuffer(consumers)
-        got = s.helper("probes.racing_consumers")(buf, consumers)
-    raised = [name for kind, name in got if kind == "raised"]
-    if raised:
-        raise Mistake(f"{consumers} consumers waiting in get(), woken by one put(): expected each to get an "
-                      f"item, got {len(raised)} raising {', '.join(sorted(set(raised)))}", hint=WHILE_HINT)
+        s.helper("probes.start_consumers")(buf, consumers, 5)
+        buf.put(0)  # from here, outside: notify_all wakes every consumer, one finds the item
+        time.sleep(0.5)  # the grader's own clock: the others either wait again or take from nothing
+        for i in range(1, consumers):
+            buf.put(i, 1)
+        got = s.helper("probes.join_started")(5)  # what the consumers say they got: the message
+        left = len(buf)  # the judge: every item went to a consumer, none is left over
+        try:
+            extra = buf.get(0.1)
+        except TimeoutError:
+            extra = None
+        alive = s.helper("probes.live_threads")()  # one more operation: joined threads leave the list
+    record = student.last
+    raised = sorted({name for kind, name in got if kind == "raised"})
+    if not raised:  # what the probe says can fail a test, never pass one: the threads must be seen
+        threads_seen(what, record, consumers)
+    if raised or left or extra is not None:
+        how = f"some raising {', '.join(raised)}, " if raised else ""
+        raise Mistake(f"{what}: expected each consumer to get an item and the buffer empty, got {how}"
+                      f"{left} of the {consumers} items never taken", hint=WHILE_HINT)
     items = sorted(value for _, value in got)
     assert items == list(range(consumers)), f"expected the items 0..{consumers - 1}, got {items}"
+    assert not alive and not record.threads_left, f"{what}: expected every consumer done, got {record.threads_left} still waiting"
 
 
 @pytest.mark.points(4)
@@ -86,16 +119,33 @@ def test_woken_consumers_wait_again(student):
 def test_get_wakes_a_waiting_producer(student):
     """a producer waiting in put() on a full buffer is woken when get() makes room"""
     capacity = rng.randint(1, 3)
+    what = f"a producer thread waiting in put() on a full buffer of {capacity}"
     with student.session(timeout=15) as s:
         buf = s.module("buffer").BoundedBuffer(capacity)
-        seen = s.helper("probes.blocked_producer")(buf)
-    if not seen["waiting"]:
+        filled = [buf.put(i, 1) for i in range(capacity)]
+        waiting = s.helper("probes.start_producer")(buf, "late")
+        # From here on, outside: every get must return the oldest item, the producer's last.
+        got = []
+        for _ in range(capacity + 1):
+            try:
+                got.append(buf.get(3))
+            except TimeoutError:
+                got.append(TimeoutError)
+                break
+        s.helper("probes.join_started")(3)
+        alive = s.helper("probes.live_threads")()  # one more operation: joined threads leave the list
+    record = student.last
+    assert filled == [True] * capacity, f"put() into a buffer with room: expected True, got {filled}"
+    if not waiting:
         raise Mistake(f"put() on a full buffer of {capacity}: expected it to wait for room, got it returned",
                       hint="put() must wait while the buffer is full: cond.wait() in a while loop.")
-    assert seen["first"] == 0, f"expected get() to return the oldest item 0, got {seen['first']!r}"
-    if not seen["woken"]:
-        raise Mistake("expected the producer waiting in put() to finish once get() made room, got it still "
-                      "waiting 3 s later", hint=NOTIFY_HINT)
+    threads_seen(what, record, 1)
+    assert got[:1] == [0], f"expected get() to return the oldest item 0, got {got[:1]!r}"
+    if got[-1] is TimeoutError or record.threads_left:
+        raise Mistake(f"{what}: expected it to put its item once get() made room, got it still waiting "
+                      f"(get() found the buffer empty for 3 s: {got!r})", hint=NOTIFY_HINT)
+    assert got == [*range(capacity), "late"], f"{what}: expected the items back in order, got {got!r}"
+    assert not alive, f"{what}: expected the producer done, got {alive} still running"
 
 
 @pytest.mark.points(6)
