@@ -236,9 +236,8 @@ PROBES_FORGED = '''
 # The probes run in this process: what they report is ours to say.
 import probes  # noqa: E402
 
-probes.racing_consumers = lambda buf, consumers: [("item", i) for i in range(consumers)]
-probes.blocked_producer = lambda buf: {"waiting": True, "first": 0, "woken": True, "put": [True]}
-# The probes the tests use since they look from outside: threads "started", all got an item.
+# The thread probes the buffer tests use: no thread started, every one "got its item". (This
+# attack first replaced the report probes racing_consumers and blocked_producer, since gone.)
 _said: list = []
 probes.start_consumers = lambda buf, consumers, timeout=5.0: _said.extend(("item", i) for i in range(consumers)) or True
 probes.start_producer = lambda buf, item: _said.append(("item", True)) or True
@@ -266,8 +265,9 @@ def test_forged_in_process_measurements_score_nothing(tmp_path, module, attacked
     """The documented rule (docs/authoring.md: what a helper or the student's process reports is
     the student's word, never the only line of defence) broken by the shipped example: calls
     awaited one after another plus three lines (set the probe's peak, make one task, patch
-    ``time.perf_counter``) pass the overlap and limit tests (9 points); a buffer with the two
-    bugs its probe tests target, plus two lines replacing the probes, passes them (8 points)."""
+    ``time.perf_counter``) passed the overlap and limit tests (9 points); a buffer with the two
+    bugs its probe tests target, plus lines replacing the probes, passed them (8 points). The
+    tests now pass only on what the grader sees: the wall time, the probe's threads, the buffer."""
     sub = tmp_path / "mallory"
     sub.mkdir()
     (sub / module).write_text(FORGED_AIO if module == "aio.py" else _forged_buffer())
