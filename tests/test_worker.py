@@ -316,6 +316,11 @@ def test_a_job_redis_lost_is_sent_again(api, workers, broker):
 
     client, config = api  # visibility timeout 3 s
     job_id = submit(client, RIGHT, "s-lost")
+    # The API's sender hands jobs to the broker by fair share, from a thread of its own: wait
+    # until this one was sent, then lose it.
+    deadline = time.monotonic() + 30
+    while config.store.job(job_id).sent_at is None and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert config.store.job(job_id).sent_at is not None
     redis.Redis.from_url(broker).flushall()  # Redis restarted without persistence: the message is gone
     workers.start()
