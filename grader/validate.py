@@ -7,7 +7,8 @@ Three claims, each checked by grading real submissions through the normal path:
 - the stubs score zero;
 - every mutant in ``solutions/mutants/`` (a copy of the reference with one realistic mistake)
   loses points in its own exercise, fails exactly the tests its ``mutant.toml`` lists when it
-  lists them, and loses nothing anywhere else.
+  lists them, and loses nothing anywhere else, in each of its ``repeat`` runs (a mistake the
+  tests catch only sometimes, a race, is not caught).
 """
 
 from __future__ import annotations
@@ -146,7 +147,7 @@ class Trial:
 
     kind: str  # "reference", "stubs" or "mutant"
     start_method: str | None = None  # reference only
-    run: int = 0  # reference only: which repetition, from 0
+    run: int = 0  # reference or mutant: which repetition, from 0
     mutant: Mutant | None = field(default=None, hash=False)  # mutant only
 
 
@@ -179,7 +180,9 @@ def run(
 
     work = [Trial("reference", start_method=m, run=i) for m in start_methods for i in range(repeat)]
     work.append(Trial("stubs"))
-    work += [Trial("mutant", mutant=m) for m in mutants]
+    # Each mutant ``repeat`` times too: a mutant caught one run in three (a race the tests
+    # only sometimes see) is not caught.
+    work += [Trial("mutant", mutant=m, run=i) for m in mutants for i in range(repeat)]
 
     def one(item: Trial) -> tuple[Trial, dict[str, Any]]:
         if item.kind == "reference":
@@ -195,7 +198,8 @@ def run(
             sub = reference(assignment, mutant.id)
             sub.files[mutant.module] = mutant.source
             doc = grade(sub, exercises=_exercises_using(assignment, mutant.module) or (mutant.exercise,))
-            say(f"mutant {mutant.id}: {doc['score']:g}/{doc['max_score']:g}")
+            again = f" #{item.run + 1}" if repeat > 1 else ""
+            say(f"mutant {mutant.id}{again}: {doc['score']:g}/{doc['max_score']:g}")
         return item, doc
 
     with sandbox, ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
@@ -203,6 +207,7 @@ def run(
 
     failures: dict[tuple[str, str], list[str]] = {}
     runs: dict[str, int] = {}
+    judged: dict[str, list[dict[str, Any]]] = {}
     for item, doc in outcomes:
         if item.kind == "reference":
             method = str(item.start_method)
@@ -220,12 +225,24 @@ def run(
                             "ok": doc["status"] == "graded" and doc["score"] == 0,
                             "passing_tests": [t["id"] for t in doc["tests"] if t["outcome"] == "passed"]}
         elif item.mutant is not None:
-            report.mutants.append(_judge_mutant(assignment, item.mutant, doc))
+            judged.setdefault(item.mutant.id, []).append(_judge_mutant(assignment, item.mutant, doc))
+    report.mutants = [_every_run(verdicts) for verdicts in judged.values()]
     for (method, test_id), messages in sorted(failures.items()):
         report.flaky.append({"test": test_id, "start_method": method, "failures": len(messages),
                              "runs": runs[method], "rate": round(len(messages) / runs[method], 3),
                              "example": messages[0]})
     return report
+
+
+def _every_run(verdicts: list[dict[str, Any]]) -> dict[str, Any]:
+    """One mutant's verdict over its runs: it holds only if every run held. The first run
+    that did not hold is the one shown (its problems, tests and messages), with how many did."""
+    bad = [v for v in verdicts if not v["ok"]]
+    shown = dict(bad[0] if bad else verdicts[0])
+    shown["runs"], shown["runs_ok"] = len(verdicts), len(verdicts) - len(bad)
+    if bad and len(verdicts) > 1:
+        shown["problems"] = [f"{len(bad)} of {len(verdicts)} runs: {p}" for p in shown["problems"]]
+    return shown
 
 
 def _judge_mutant(assignment: Assignment, mutant: Mutant, doc: dict[str, Any]) -> dict[str, Any]:

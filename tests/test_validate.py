@@ -248,3 +248,26 @@ def test_validate_grades_in_docker_by_default_where_a_test_using_tmp_path_passes
     assert [r["ok"] for r in saved["references"]] == [True, True], saved["references"]
     assert saved["stubs"]["ok"] and saved["mutants"][0]["ok"], saved
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_a_mutant_caught_in_only_some_runs_is_not_caught(tmp_path):
+    """--repeat applies to mutants too: one caught only once in two runs does not hold. This
+    mutant truncates only the very first text it writes in any grading (a marker folder it
+    makes says it happened), so exactly its first run catches it."""
+    marker = tmp_path / "wrote-once"
+    course_dir = tmp_path / "course"
+    course_dir.mkdir()
+    tiny_writer_course(course_dir)
+    folder = course_dir / "solutions" / "mutants" / "first_time_only"
+    folder.mkdir(parents=True)
+    first = f'not __import__("os").path.exists("{marker}") and __import__("os").makedirs("{marker}") is None'
+    (folder / "mutant.toml").write_text(
+        'exercise = "01_writer"\ndescription = "truncates the first text it ever writes"\n\n'
+        "[[change]]\nold = '''f.write(text)'''\n"
+        f"new = '''f.write(text[:2] if {first} else text)'''\n")
+    course = assignment_mod.load(course_dir)
+    report = validate.run(course, repeat=2, start_methods=("fork",), jobs=1)
+    [verdict] = report.mutants
+    assert (verdict["runs"], verdict["runs_ok"]) == (2, 1), verdict["problems"]
+    assert not verdict["ok"] and not report.ok
+    assert verdict["problems"] == ["1 of 2 runs: not caught: it loses no points in its own exercise"], verdict

@@ -22,7 +22,7 @@ from grader.cli.common import (
 
 @click.command()
 @click.option("--repeat", type=click.IntRange(1, 100), default=5, show_default=True,
-              help="Runs of the reference solutions per start method.")
+              help="Runs of the reference solutions per start method, and of each mutant.")
 @click.option("--start-methods", default="fork,spawn,forkserver", show_default=True,
               help="Comma-separated start methods the references must pass under.")
 @click.option("--jobs", "-j", type=click.IntRange(1, 64), default=None,
@@ -40,7 +40,7 @@ def validate(repeat: int, start_methods: str, jobs: int | None, json_path: Path,
 
     The references are graded REPEAT times under each start method, concurrently, and any
     test that ever fails is reported as flaky with its failure rate. Each mutant in
-    solutions/mutants/ must lose points in its own exercise (exactly the tests its
+    solutions/mutants/, in each of its REPEAT runs, must lose points in its own exercise (exactly the tests its
     mutant.toml lists, if it lists them), with a hint, and nowhere else; for each mutant
     that does not, the tests it failed (with their messages) and passed are shown.
     Everything is graded in the sandbox the grading uses (Docker when an engine answers):
