@@ -19,7 +19,8 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +96,8 @@ def run(job_dir: Path, private: Path) -> dict[str, Any]:
     tests = [str(p.relative_to(job_dir)) for p in _test_files(assignment, job.get("scope", "all"))]
     args = [
         *tests, "-c", str(ini), "--rootdir", str(job_dir), "-q", "-p", "no:cacheprovider",
+        # Only the plugins grading uses (the others are not loaded: see ``_only_named_plugins``).
+        *(arg for name in HARNESS_PLUGINS for arg in ("-p", name)),
         "--import-mode=importlib", "--json-report-file=none",
         # Tests' tmp_path folders under the job's scratch folder, where the plugin opens them to
         # the student user (``grader.harness.plugin.share_tmp_path``): not in a folder shared
@@ -115,7 +118,8 @@ def run(job_dir: Path, private: Path) -> dict[str, Any]:
         # student process to (swapped for a link or a FIFO serving a doctored report, that the
         # nonce would then frame as ours). No student code runs in this process.
         reporter = JSONReport()
-        pytest.main(args, plugins=[reporter, MpgradePlugin(harness)])
+        with _only_named_plugins():
+            pytest.main(args, plugins=[reporter, MpgradePlugin(harness)])
         if not isinstance(reporter.report, dict):
             return results.error_document(
                 assignment, submission, status="error", sandbox=sandbox, start_method=start_method,
@@ -130,6 +134,35 @@ def run(job_dir: Path, private: Path) -> dict[str, Any]:
     doc["duration"] = round(time.monotonic() - t0, 3)
     doc["grader"]["limits"] = job.get("limits", {})
     return results.validate(doc)
+
+
+HARNESS_PLUGINS = ("pytest_timeout", "pytest_jsonreport.plugin")
+"""The installed pytest plugins a grading run loads (by module: their options are on the
+command line); the mpgrade plugin is handed over as an object."""
+
+
+@contextmanager
+def _only_named_plugins() -> Iterator[None]:
+    """pytest without the plugins of the environment it did not ask for.
+
+    By default pytest imports every plugin installed in its environment (the ``pytest11``
+    entry points): on a host with the service extra that includes anyio's, whose import alone
+    is about 0.15 s, paid by every run of ``mpgrade check`` and every local-sandbox job; and a
+    plugin the grading run did not ask for would run its hooks over the instructor's tests.
+    A suite gets the same plugins wherever it runs (the grading image has no others).
+    """
+    old = os.environ.get(AUTOLOAD_ENV)
+    os.environ[AUTOLOAD_ENV] = "1"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(AUTOLOAD_ENV, None)
+        else:
+            os.environ[AUTOLOAD_ENV] = old
+
+
+AUTOLOAD_ENV = "PYTEST_DISABLE_PLUGIN_AUTOLOAD"
 
 
 def prewarm() -> None:
