@@ -20,7 +20,7 @@ EX     ?=
 OUT    ?= out/demo
 
 .DEFAULT_GOAL := help
-.PHONY: help venv student-venv check test lint image grade-demo validate bench bench-deadline clean
+.PHONY: help venv student-venv check test lint image grade-demo validate bench bench-full bench-exercise bench-deadline bench-deadline-course clean
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -83,14 +83,20 @@ grade-demo: $(STAMP) ## instructors: grade the bundled sample submissions (Docke
 validate: $(STAMP) ## instructors: references 100% (x5 per start method), stubs 0, every mutant caught
 	$(PY) -m grader validate $(if $(REPEAT),--repeat $(REPEAT))
 
-bench: $(BENCH_STAMP) ## the benchmark: the whole course (naive loop vs mpgrade), the floor, make check, the boundary, the report
+bench: $(BENCH_STAMP) ## the benchmark: the whole course (naive loop vs mpgrade), the floor, make check, the boundary, the report (~18 min)
 	$(PY) bench/course.py $(BENCH_ARGS)
+
+bench-full: $(BENCH_STAMP) ## the run bench/RESULTS.md reports: 60 submissions, every configuration (~35 min on 2 cores)
+	$(PY) bench/course.py --count 60 --subset 8 --drop-caches $(BENCH_ARGS)
 
 bench-exercise: $(BENCH_STAMP) ## one exercise (01_spawn) graded five ways and the container lifecycle (bench/run.py)
 	$(PY) bench/run.py $(EXERCISE_ARGS)
 
 bench-deadline: $(STAMP) ## the service at a deadline: fair share, waits per course and queue position (needs redis-server)
 	$(PY) bench/deadline.py $(DEADLINE_ARGS)
+
+bench-deadline-course: $(STAMP) ## the deadline with real grading: make bench's batch through the service, embedded and 1 and 2 Celery workers (Docker, redis-server)
+	$(PY) bench/deadline.py --course-batch $(DEADLINE_COURSE_ARGS)
 
 clean: ## remove the virtual environment and outputs
 	rm -rf $(VENV) out .mpgrade
