@@ -83,7 +83,7 @@ grade-demo: $(STAMP) ## instructors: grade the bundled sample submissions (Docke
 validate: $(STAMP) ## instructors: references 100% (x5 per start method), stubs 0, every mutant caught
 	$(PY) -m grader validate $(if $(REPEAT),--repeat $(REPEAT))
 
-bench: $(BENCH_STAMP) ## the benchmark: the whole course (naive loop vs mpgrade), the floor, make check, the boundary, the report (~18 min)
+bench: $(BENCH_STAMP) ## the benchmark: the whole course (naive loop vs mpgrade), the floor, make check, the boundary, the report (~17 min on 2 cores)
 	$(PY) bench/course.py $(BENCH_ARGS)
 
 bench-full: $(BENCH_STAMP) ## the run bench/RESULTS.md reports: 60 submissions, every configuration (~35 min on 2 cores)

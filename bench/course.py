@@ -1,6 +1,6 @@
 """Benchmark: the whole course graded at once, the floor, the student loop, the new surfaces.
 
-    python bench/course.py [--count 32] [--subset 4] [--drop-caches]        (make bench)
+    python bench/course.py [--count 30] [--subset 4] [--drop-caches]        (make bench)
     python bench/course.py --count 60 --subset 8 --drop-caches              (make bench-full)
 
 Issue #21. One run, on one machine, ratios over absolute times:
@@ -509,7 +509,7 @@ def evaluate(configs, plan, surf, cpus, total, course, docker_n, subset_ids) -> 
     return goals
 
 
-DEFAULT_COUNT, DEFAULT_SUBSET = 32, 4
+DEFAULT_COUNT, DEFAULT_SUBSET = 30, 4
 """``make bench``'s batch: what 2 cores grade five ways in under 20 minutes (the naive loop alone
 takes about 16 s a whole-course submission here); ``make bench-full`` runs the 60 of issue #21."""
 
@@ -612,7 +612,7 @@ def plots(configs: list[dict], surf: dict, memory: dict) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--count", type=int, default=DEFAULT_COUNT,
-                        help="whole-course submissions in the batch (default 32: make bench in under 20 "
+                        help="whole-course submissions in the batch (default 30: make bench in under 20 "
                              "minutes on 2 cores; make bench-full runs 60)")
     parser.add_argument("--subset", type=int, default=DEFAULT_SUBSET,
                         help="submissions the --jobs 1 and local configurations grade (0: all)")
