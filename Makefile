@@ -95,7 +95,7 @@ bench-exercise: $(BENCH_STAMP) ## one exercise (01_spawn) graded five ways and t
 bench-deadline: $(STAMP) ## the service at a deadline: fair share, waits per course and queue position (needs redis-server)
 	$(PY) bench/deadline.py $(DEADLINE_ARGS)
 
-bench-deadline-course: $(STAMP) ## the deadline with real grading: make bench's batch through the service, embedded and 1 and 2 Celery workers (Docker, redis-server)
+bench-deadline-course: $(STAMP) ## the deadline with real grading: the 60 of make bench-full through the service, embedded and 1 and 2 Celery workers (Docker, redis-server)
 	$(PY) bench/deadline.py --course-batch $(DEADLINE_COURSE_ARGS)
 
 clean: ## remove the virtual environment and outputs
