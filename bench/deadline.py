@@ -582,8 +582,7 @@ def course_findings(outcomes: list[Outcome], count: int) -> list[str]:
         out.append(f"- **Against `mpgrade grade --jobs {os.cpu_count()}`.** bench/course.py's last run graded "
                    f"the same {n} submissions in {wall:.1f} s; through the service: "
                    + ", ".join(f"{o.name} {course_wall(o):.1f} s ({course_wall(o) / wall:.2f}x)" for o in done)
-                   + ". `mpgrade grade` keeps a warm container per slot; `mpgrade serve` and `mpgrade worker` "
-                   "start each container when its job comes (they make their sandbox without `warm`).")
+                   + ". Each keeps a warm container per slot, as `mpgrade grade` does.")
     for o in done:
         firsts = [j for j in o.jobs if j["position"] <= 1]
         lasts = sorted(o.jobs, key=lambda j: j["position"])[-max(1, len(o.jobs) // 10):]
@@ -718,7 +717,7 @@ def course_main(args: argparse.Namespace) -> int:
                       patience=args.patience, strict=False)
 
     def embedded() -> Outcome:
-        box = DockerSandbox(tag, client=client)  # as `mpgrade serve` makes it (no warm containers)
+        box = DockerSandbox(tag, client=client, warm=cpus)  # as `mpgrade serve --workers CPUs` makes it
         try:
             return replay_course(f"embedded worker ({cpus} threads)", {"sandbox": box, "workers": cpus})
         finally:

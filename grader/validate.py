@@ -166,11 +166,11 @@ def run(
     ``sandbox`` is where: it should be the one the grading will use (``mpgrade validate``
     picks Docker when an engine answers), since a proof made in another does not carry over
     (a test that student code of another uid cannot follow passes only locally). It is
-    closed at the end; without one, a LocalSandbox.
+    closed at the end; without one, a LocalSandbox keeping ``jobs`` harnesses started ahead.
     """
     say = progress or (lambda message: None)
     mutants = load_mutants(assignment) if mutants is None else mutants
-    sandbox = LocalSandbox() if sandbox is None else sandbox
+    sandbox = LocalSandbox(warm=max(1, jobs)) if sandbox is None else sandbox
     report = Report(sandbox=sandbox.name)
 
     def grade(sub: Submission, **options: Any) -> dict[str, Any]:

@@ -111,11 +111,11 @@ def workers(tmp_path, broker, tiny_dir):
         procs: list[subprocess.Popen] = []
         logs: list[Path] = []
 
-        def start(self, visibility_timeout: float = 3600) -> subprocess.Popen:
+        def start(self, visibility_timeout: float = 3600, concurrency: int = 1) -> subprocess.Popen:
             log = tmp_path / f"worker-{len(self.procs)}.log"
             proc = subprocess.Popen(
                 [sys.executable, "-m", "grader", "worker", "--broker", broker, "--sandbox", "local",
-                 "--assignment", str(tiny_dir), "--concurrency", "1",
+                 "--assignment", str(tiny_dir), "--concurrency", str(concurrency),
                  "--visibility-timeout", str(visibility_timeout), "--name", f"w{len(self.procs)}@test"],
                 stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
                 env={**os.environ, "COLUMNS": "160"})
@@ -185,6 +185,31 @@ def test_a_job_goes_through_a_celery_worker_and_is_graded_once(api, workers, bro
     assert runs.read_text().count("imported") == imports_per_grading  # answered, not graded again
     assert config.store.count_results(job_id) == 1
     assert client.get(f"/v1/jobs/{job_id}").json()["result"]["finished_at"] == doc["finished_at"]
+
+
+def test_a_worker_keeps_a_harness_started_ahead_for_each_of_its_slots(api, workers):
+    """As `mpgrade grade --jobs N` does: once a job has shown the pool its shape, the next ones
+    skip the sandbox's start (a container's, about 0.13 s in Docker) and find pytest imported."""
+    client, _ = api
+    proc = workers.start(concurrency=2)
+
+    def warm() -> list[psutil.Process]:
+        found = []
+        for p in psutil.Process(proc.pid).children(recursive=True):
+            try:
+                if "grader.harness.warmstart" in " ".join(p.cmdline()):
+                    found.append(p)
+            except psutil.NoSuchProcess:
+                pass
+        return found if len(found) >= 2 else []
+
+    job = done(client, submit(client, RIGHT, "alice"))  # the first job shows the pool its shape
+    assert job["status"] == "done" and job["result"]["score"] == 10, job
+    ahead = wait_for(warm, 60, what="two warm harnesses")
+    assert len(ahead) == 2
+    job = done(client, submit(client, RIGHT, "bob"))  # ... which the next one takes
+    assert job["status"] == "done" and job["result"]["score"] == 10, job
+    assert not all(p.is_running() for p in ahead)  # one of them served it (a worker serves one job)
 
 
 def test_a_worker_killed_mid_job_loses_nothing(api, workers, broker):

@@ -54,11 +54,14 @@ def load_assignments(dirs: tuple[str, ...]) -> dict[str, Any]:
     return by_name
 
 
-def sandbox_for(kind: str, assignments: dict[str, Any], image: str | None) -> Sandbox:
+def sandbox_for(kind: str, assignments: dict[str, Any], image: str | None, slots: int) -> Sandbox:
+    """The sandbox of ``slots`` gradings at once, each with a container (or process) started
+    ahead, as ``mpgrade grade --jobs N`` keeps them: a job then skips the container's start
+    (about 0.13 s, bench/RESULTS.md). An idle one is replaced every 15 minutes (its own limit)."""
     from grader.sandbox.base import SandboxUnavailable
 
     try:
-        box = make_sandbox(kind, next(iter(assignments.values())), image)
+        box = make_sandbox(kind, next(iter(assignments.values())), image, warm=slots)
     except SandboxUnavailable as exc:
         fail(str(exc))
     if kind == "local":
@@ -221,7 +224,7 @@ def serve(assignment_dirs: tuple[str, ...], data_dir: Path, database: str | None
     if broker:
         check_broker(broker)
     else:
-        box = sandbox_for(sandbox, assignments, image)
+        box = sandbox_for(sandbox, assignments, image, workers)
     config = ServiceConfig(
         assignments=assignments, tokens_file=tokens_path, database=where,
         sandbox=box, broker=broker, workers=workers, max_body=int(max_body_mib * 1024 * 1024),
@@ -284,10 +287,10 @@ def worker(broker: str, assignment_dirs: tuple[str, ...], sandbox: str, image: s
     from grader.service.tasks import make_celery
 
     assignments = load_assignments(assignment_dirs)
-    box = sandbox_for(sandbox, assignments, image)
+    n = concurrency or max(1, (os.cpu_count() or 2) // 2)
+    box = sandbox_for(sandbox, assignments, image, n)
     app = make_celery(broker, visibility_timeout=visibility_timeout, grader=jobs.Grader(assignments, box))
     ping_or_fail(broker, app)
-    n = concurrency or max(1, (os.cpu_count() or 2) // 2)
     done(f"mpgrade worker: {', '.join(sorted(assignments))}, {n} at once, {sandbox} sandbox, "
          f"broker {shown(broker)}")
     try:

@@ -73,15 +73,16 @@ def validate(repeat: int, start_methods: str, jobs: int | None, json_path: Path,
         render.note("warning:", "yellow", f"validating with the LOCAL sandbox: {why_not_docker}. "
                     "What it proves may not hold in Docker (student code runs as another user "
                     "there); validate where you grade.")
+    jobs = jobs or os.cpu_count() or 2
     try:
-        box = make_sandbox(kind, assignment, image)
+        box = make_sandbox(kind, assignment, image, warm=jobs)  # as `mpgrade grade --jobs N`
     except SandboxUnavailable as exc:
         render.fail(str(exc))
     console = Console()
     total = repeat * len(methods) + 1 + len(mutants)
     with render.counting_progress(f"validating ({kind} sandbox)", total, console) as advance:
         report = validate_mod.run(assignment, repeat=repeat, start_methods=methods,
-                                  jobs=jobs or os.cpu_count() or 2, mutants=mutants, progress=advance,
+                                  jobs=jobs, mutants=mutants, progress=advance,
                                   sandbox=box)
     check_mod.write_json(report.to_dict(), json_path)
     render.validation_report(report, console, json_path)
