@@ -20,9 +20,10 @@ from .conftest import REPO
 
 
 def run_harness(course, folder: Path, tmp_path: Path, exercise: str,
-                env: dict[str, str] | None = None) -> tuple[dict, Path]:
+                env: dict[str, str] | None = None, extra: dict[str, bytes] | None = None) -> tuple[dict, Path]:
     """Grade ``folder`` for one exercise with the harness in a job folder of its own; the
-    document and the harness's private folder."""
+    document and the harness's private folder. ``extra``: files written into the job folder
+    after the job's own (paths relative to it), as if they had got past the intake."""
     sub = submission.from_folder(folder, course)
     nonce = "n" * 32
     job = grading.make_job(course, sub, grading.Options(exercises=(exercise,)), nonce)
@@ -30,6 +31,9 @@ def run_harness(course, folder: Path, tmp_path: Path, exercise: str,
     jobdir.mkdir(parents=True)
     scratch.mkdir()
     write_files(jobdir, job.files)
+    for name, data in (extra or {}).items():
+        (jobdir / name).parent.mkdir(parents=True, exist_ok=True)
+        (jobdir / name).write_bytes(data)
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "TMPDIR": str(scratch), "LANG": "C.UTF-8",
            "MPGRADE_PRIVATE": str(private), wire.NONCE_ENV: nonce, **(env or {})}
     proc = subprocess.run([sys.executable, "-m", "grader.harness"], cwd=jobdir, env=env,
