@@ -26,7 +26,7 @@ Issue #21. One run, on one machine, ratios over absolute times:
 5. The goals of issue #21, printed as met / missed and written with everything else to the
    "course" section of bench/RESULTS.md (bench/sections.py), with plots beside it.
 
-The deadline (the batch through the HTTP service) is bench/deadline.py's.
+The deadline (the batch through the HTTP service) is bench/deadline.py's ``--course-batch``.
 """
 
 from __future__ import annotations
@@ -330,8 +330,9 @@ def write(args, plan: dict, configs: list[dict], memory: dict, surf: dict, cpus:
     sub_kinds = ", ".join(f"{sum(plan[s]['kind'] == k for s in subset_ids)} {k}" for k in kinds)
     L = [
         "## The whole course (issue #21)", "",
-        f"Run on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC with `{cmd.strip()}` (what `make bench` runs, "
-        "with `BENCH_ARGS` for the options); it took "
+        f"Run on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC with `{cmd.strip()}` ("
+        + ("`make bench-full`" if (args.count, args.subset) == (60, 8) else
+           "`make bench`, with `BENCH_ARGS` for the options") + "); it took "
         f"{total / 60:.1f} minutes ({image_build:.0f} s of it making sure the grading image exists).", "",
         f"Machine: **{cpus} CPUs** (cores), {psutil.virtual_memory().total / 2**30:.0f} GiB, {platform.platform()}, "
         f"Python {platform.python_version()}. Everything below shares those {cpus} cores.", "",
@@ -442,9 +443,11 @@ def write(args, plan: dict, configs: list[dict], memory: dict, surf: dict, cpus:
         L += [f"`mpgrade report` on {rep['count']} result documents with their submissions (similarity on; "
               f"bench/report.py's class), the command in a new interpreter: {rep['seconds']:.2f} s, "
               f"{rep['pages']} pages.", ""]
-    L += ["The deadline (this batch's question through the HTTP service, embedded worker and Celery "
-          "workers: throughput, time to result, the wait at queue position N) is bench/deadline.py's "
-          "(`make bench-deadline`), in its own section of this file, \"Deadline simulation\".", ""]
+    L += ["The deadline (this batch through the HTTP service, embedded worker and Celery workers, real "
+          "grading: throughput, time to result, the wait at queue position N) is bench/deadline.py's "
+          "(`make bench-deadline-course`), in its own section of this file, \"The deadline with real "
+          "grading\"; the service's fair share between courses with a stand-in grading is "
+          "\"Deadline simulation\" (`make bench-deadline`).", ""]
     goals = evaluate(configs, plan, surf, cpus, total, course, docker_n, subset_ids)
     L += ["| goal (issue #21) | met | measured |", "|---|---|---|"]
     L += [f"| {g} | {'yes' if ok else '**no**'} | {m} |" for g, ok, m in goals]
