@@ -77,4 +77,17 @@ def test_the_harness_loads_no_pytest_plugin_it_did_not_ask_for(course, short_tmp
     doc, _ = run_harness(course, REPO / "solutions" / "01_spawn", short_tmp / "run", "01_spawn", env=env)
     assert doc["score"] == doc["max_score"] == 25, [(t["id"], t["message"]) for t in doc["tests"]
                                                      if t["outcome"] != "passed"]
-    assert "PYTEST_DISABLE_PLUGIN_AUTOLOAD" not in os.environ
+
+
+@pytest.mark.parametrize("before", [None, "0"])
+def test_turning_plugin_autoload_off_is_undone_after_the_run_even_when_it_raises(monkeypatch, before):
+    from grader.harness import supervisor
+
+    if before is None:
+        monkeypatch.delenv(supervisor.AUTOLOAD_ENV, raising=False)
+    else:
+        monkeypatch.setenv(supervisor.AUTOLOAD_ENV, before)
+    with pytest.raises(RuntimeError), supervisor._only_named_plugins():
+        assert os.environ[supervisor.AUTOLOAD_ENV] == "1"
+        raise RuntimeError("pytest broke")
+    assert os.environ.get(supervisor.AUTOLOAD_ENV) == before

@@ -486,3 +486,18 @@ def test_a_burst_of_one_course_does_not_starve_another_with_two_celery_workers(t
     assert replaced not in logs  # never sent: it was superseded while it waited in the store
     for job_id in big + small:
         assert logs.count(f"[{job_id}] received") == 1, job_id
+
+
+def test_slots_start_ahead_only_for_one_assignment(tiny_dir, course):
+    """Started-ahead harnesses have one shape (the assignment's limits): jobs of two
+    assignments taking turns would each find the other's, drop them and start cold."""
+    from grader.cli.service import sandbox_for
+
+    tiny = assignment_mod.load(tiny_dir)
+    one = sandbox_for("local", {"tiny": tiny}, None, 3)
+    two = sandbox_for("local", {"tiny": tiny, course.name: course}, None, 3)
+    try:
+        assert (one.warm, two.warm) == (3, 0)
+    finally:
+        one.close()
+        two.close()

@@ -57,11 +57,14 @@ def load_assignments(dirs: tuple[str, ...]) -> dict[str, Any]:
 def sandbox_for(kind: str, assignments: dict[str, Any], image: str | None, slots: int) -> Sandbox:
     """The sandbox of ``slots`` gradings at once, each with a container (or process) started
     ahead, as ``mpgrade grade --jobs N`` keeps them: a job then skips the container's start
-    (about 0.13 s, bench/RESULTS.md). An idle one is replaced every 15 minutes (its own limit)."""
+    (about 0.13 s, bench/RESULTS.md). Only for one assignment: started-ahead containers are
+    of one shape (the assignment's limits), and jobs of two assignments taking turns would
+    each find the other's, drop them on its own time and start cold."""
     from grader.sandbox.base import SandboxUnavailable
 
     try:
-        box = make_sandbox(kind, next(iter(assignments.values())), image, warm=slots)
+        box = make_sandbox(kind, next(iter(assignments.values())), image,
+                           warm=slots if len(assignments) == 1 else 0)
     except SandboxUnavailable as exc:
         fail(str(exc))
     if kind == "local":
@@ -289,11 +292,11 @@ def worker(broker: str, assignment_dirs: tuple[str, ...], sandbox: str, image: s
     assignments = load_assignments(assignment_dirs)
     n = concurrency or max(1, (os.cpu_count() or 2) // 2)
     box = sandbox_for(sandbox, assignments, image, n)
-    app = make_celery(broker, visibility_timeout=visibility_timeout, grader=jobs.Grader(assignments, box))
-    ping_or_fail(broker, app)
-    done(f"mpgrade worker: {', '.join(sorted(assignments))}, {n} at once, {sandbox} sandbox, "
-         f"broker {shown(broker)}")
-    try:
+    try:  # from here on the sandbox is ours to close, however the worker ends
+        app = make_celery(broker, visibility_timeout=visibility_timeout, grader=jobs.Grader(assignments, box))
+        ping_or_fail(broker, app)
+        done(f"mpgrade worker: {', '.join(sorted(assignments))}, {n} at once, {sandbox} sandbox, "
+             f"broker {shown(broker)}")
         app.worker_main(["worker", "--pool=threads", f"--concurrency={n}", "--loglevel=INFO",
                          "--without-gossip", "--without-mingle", "--without-heartbeat",
                          "--queues=mpgrade", f"--hostname={name or f'mpgrade-{os.getpid()}@%h'}"])

@@ -96,8 +96,6 @@ def run(job_dir: Path, private: Path) -> dict[str, Any]:
     tests = [str(p.relative_to(job_dir)) for p in _test_files(assignment, job.get("scope", "all"))]
     args = [
         *tests, "-c", str(ini), "--rootdir", str(job_dir), "-q", "-p", "no:cacheprovider",
-        # Only the plugins grading uses (the others are not loaded: see ``_only_named_plugins``).
-        *(arg for name in HARNESS_PLUGINS for arg in ("-p", name)),
         "--import-mode=importlib", "--json-report-file=none",
         # Tests' tmp_path folders under the job's scratch folder, where the plugin opens them to
         # the student user (``grader.harness.plugin.share_tmp_path``): not in a folder shared
@@ -119,7 +117,7 @@ def run(job_dir: Path, private: Path) -> dict[str, Any]:
         # nonce would then frame as ours). No student code runs in this process.
         reporter = JSONReport()
         with _only_named_plugins():
-            pytest.main(args, plugins=[reporter, MpgradePlugin(harness)])
+            pytest.main(args, plugins=[*harness_plugins(), reporter, MpgradePlugin(harness)])
         if not isinstance(reporter.report, dict):
             return results.error_document(
                 assignment, submission, status="error", sandbox=sandbox, start_method=start_method,
@@ -136,20 +134,29 @@ def run(job_dir: Path, private: Path) -> dict[str, Any]:
     return results.validate(doc)
 
 
-HARNESS_PLUGINS = ("pytest_timeout", "pytest_jsonreport.plugin")
-"""The installed pytest plugins a grading run loads (by module: their options are on the
-command line); the mpgrade plugin is handed over as an object."""
+def harness_plugins() -> list[Any]:
+    """The installed pytest plugins a grading run has, as the modules this interpreter imports
+    (their options, ``--timeout`` and ``--json-report-*``, are on the command line).
+
+    Handed to pytest as objects, not named with ``-p``: pytest resolves ``-p NAME`` through
+    the ``pytest11`` entry points first, even with autoload off, so any distribution on the
+    path declaring an entry point of that name would be loaded in the plugin's place."""
+    import pytest_jsonreport.plugin
+    import pytest_timeout
+
+    return [pytest_timeout, pytest_jsonreport.plugin]
 
 
 @contextmanager
 def _only_named_plugins() -> Iterator[None]:
-    """pytest without the plugins of the environment it did not ask for.
+    """pytest without the plugins of the environment it was not handed.
 
     By default pytest imports every plugin installed in its environment (the ``pytest11``
     entry points): on a host with the service extra that includes anyio's, whose import alone
     is about 0.15 s, paid by every run of ``mpgrade check`` and every local-sandbox job; and a
     plugin the grading run did not ask for would run its hooks over the instructor's tests.
-    A suite gets the same plugins wherever it runs (the grading image has no others).
+    A suite gets the same plugins wherever it runs. (The assignment's own conftest.py files
+    still load, and a test module's ``pytest_plugins`` still names a plugin it wants.)
     """
     old = os.environ.get(AUTOLOAD_ENV)
     os.environ[AUTOLOAD_ENV] = "1"
