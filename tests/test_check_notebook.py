@@ -138,8 +138,11 @@ def test_interrupting_the_kernel_stops_the_check_and_every_process_of_the_studen
                                  "    while True:\n        pass\n", 1)
     assert spinning != reference
     paste(released / "01_spawn.ipynb", spinning)
+    # As a kernel is started: a test run started in the background (`pytest &`) ignores SIGINT,
+    # and the kernel would inherit that and rightly go on.
     kernel = subprocess.Popen([sys.executable, "-c", KERNEL], cwd=released, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True)
+                              stderr=subprocess.STDOUT, text=True,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 120
         while not (pidfile.exists() and len(pidfile.read_text().split()) >= 3):

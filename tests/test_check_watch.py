@@ -60,7 +60,10 @@ def test_watch_reruns_the_saved_exercise_and_ctrl_c_leaves_nothing(course_copy, 
     proc = subprocess.Popen(
         [sys.executable, "-m", "grader", "check", "--watch", "--start-method", "fork"],
         cwd=course_copy, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, "COLUMNS": "160"}, start_new_session=True)
+        env={**os.environ, "COLUMNS": "160"}, start_new_session=True,
+        # As a terminal starts it: a test run started in the background (`pytest &`) ignores
+        # SIGINT, and the watch would inherit that and rightly go on.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     out = Lines(proc)
     try:
         first = out.until("Watching")
